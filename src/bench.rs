@@ -1,0 +1,129 @@
+//! `argus bench`: detector latency per backend and end-to-end throughput on the demo
+//! video, each printed with its ratio to a baseline measured in the same run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+
+use argus::config::{self, BackendKind};
+use argus::detect;
+use argus::event::Event;
+use argus::health::Health;
+use argus::metrics::Metrics;
+use argus::sinks::{Sink, SinkError};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Timed detector calls per backend (after 3 warm-up calls).
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    /// Image used for the detector latency runs.
+    #[arg(long, default_value = "/usr/share/darknet/data/person.jpg")]
+    image: PathBuf,
+    /// Frames of the demo pipeline for the end-to-end run (0 = skip it).
+    #[arg(long, default_value_t = 200)]
+    frames: u64,
+    /// Backends to compare; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_value = "ort,tch")]
+    backends: Vec<BackendKind>,
+}
+
+struct Stats {
+    median_ms: f64,
+    p90_ms: f64,
+    mean_ms: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Stats { median_ms: at(0.5), p90_ms: at(0.9), mean_ms: v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// Counts events and discards them: measures the pipeline, not the disk.
+struct CountingSink(Arc<AtomicU64>);
+
+impl Sink for CountingSink {
+    fn name(&self) -> &str {
+        "bench"
+    }
+    fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+        self.0.fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let cfg = config::load(args.config.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    let image = argus::analyze::decode_image(&bytes)?;
+    println!("argus bench: model {}, image {} ({}x{}), {} iterations, {} threads", cfg.argus.detector.model, args.image.display(), image.width, image.height, args.iterations, cfg.argus.detector.threads);
+    println!("{:<8} {:>10} {:>10} {:>10} {:>12} {:>10}", "backend", "median ms", "p90 ms", "mean ms", "frames/s", "vs base");
+    let mut baseline: Option<f64> = None;
+    let mut detector_fps = None;
+    for backend in &args.backends {
+        let mut d = cfg.argus.detector.clone();
+        d.backend = *backend;
+        let mut det = match detect::build_detector(&d) {
+            Ok(det) => det,
+            Err(e) => {
+                println!("{:<8} unavailable: {e}", backend.as_str());
+                continue;
+            }
+        };
+        for _ in 0..3 {
+            det.detect(&[&image])?;
+        }
+        let mut times = Vec::with_capacity(args.iterations);
+        for _ in 0..args.iterations.max(1) {
+            let t0 = Instant::now();
+            det.detect(&[&image])?;
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        let s = stats(times);
+        let base = *baseline.get_or_insert(s.median_ms);
+        detector_fps.get_or_insert(1000.0 / s.median_ms);
+        println!(
+            "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>9.2}x",
+            backend.as_str(),
+            s.median_ms,
+            s.p90_ms,
+            s.mean_ms,
+            1000.0 / s.median_ms,
+            base / s.median_ms
+        );
+    }
+
+    if args.frames > 0 {
+        let detector_fps = detector_fps.ok_or_else(|| anyhow!("no backend available for the end-to-end run"))?;
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let detector = detect::build_detector(&cfg.argus.detector)?;
+        let scenes = argus::pipeline::build_scenes(&cfg, &argus::pipeline::RunOptions { max_frames: Some(args.frames) })?;
+        let count = Arc::new(AtomicU64::new(0));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(CountingSink(count.clone()))], 1024, metrics.clone(), health.clone());
+        let t0 = Instant::now();
+        let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health)?;
+        while !running.wait_done(Duration::from_millis(100)) {}
+        let elapsed = t0.elapsed().as_secs_f64();
+        running.stop();
+        for h in sinks {
+            let _ = h.join();
+        }
+        let frames: u64 = metrics.frames_processed.with_label_values(&["plaza"]).get();
+        let fps = frames as f64 / elapsed;
+        println!(
+            "end-to-end ({} backend): {frames} frames of the demo in {elapsed:.2} s = {fps:.1} fps, {} events; {:.2}x of detector-only ({detector_fps:.1} fps, first backend above)",
+            cfg.argus.detector.backend.as_str(),
+            count.load(Ordering::Relaxed),
+            fps / detector_fps
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Reading config files: TOML → typed config, with errors that name the file, the key
+//! and the fix; `ARGUS_SECTION__KEY` environment overrides; the embedded default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::types::{ArgusConfig, PipelineConfig};
+
+/// The default config and demo pipeline, compiled in so `argus run` works anywhere.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../config/argus.toml");
+pub const EMBEDDED_DEMO_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
+const EMBEDDED_CONFIG_NAME: &str = "config/argus.toml";
+const EMBEDDED_PIPELINE_NAME: &str = "pipelines/demo.toml";
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigIssue {
+    pub file: PathBuf,
+    /// Dotted key path, e.g. `detector.backend` or `cameras[0].calibration`.
+    pub key: String,
+    /// Line number when known.
+    pub line: Option<usize>,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        write!(f, ": {}: {} (fix: {})", self.key, self.problem, self.fix)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}", .0.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl ConfigError {
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            Self::Invalid(v) => v,
+        }
+    }
+}
+
+/// The config file plus every pipeline it names, parsed (not yet validated).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub file: PathBuf,
+    pub argus: ArgusConfig,
+    pub pipelines: Vec<(PathBuf, PipelineConfig)>,
+}
+
+/// Loads `path`, or with `None` the `config/argus.toml` in the working directory when it
+/// exists, else the embedded default. Environment overrides apply to argus.toml.
+pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    let (file, text) = match path {
+        Some(p) => (p.to_path_buf(), read(p)?),
+        None => {
+            let p = Path::new(EMBEDDED_CONFIG_NAME);
+            if p.is_file() { (p.to_path_buf(), read(p)?) } else { (p.to_path_buf(), EMBEDDED_CONFIG.to_string()) }
+        }
+    };
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("ARGUS_")).collect();
+    load_from_str(&file, &text, &env, &|p: &Path| {
+        if p.is_file() {
+            read(p)
+        } else if p == Path::new(EMBEDDED_PIPELINE_NAME) {
+            Ok(EMBEDDED_DEMO_PIPELINE.to_string())
+        } else {
+            Err(ConfigError::Invalid(vec![ConfigIssue {
+                file: p.to_path_buf(),
+                key: "pipelines".into(),
+                line: None,
+                problem: "pipeline file not found".into(),
+                fix: "check the path in `pipelines` (relative to the working directory)".into(),
+            }]))
+        }
+    })
+}
+
+/// Parses argus.toml text plus its pipelines (read through `read_pipeline`).
+pub fn load_from_str(
+    file: &Path,
+    text: &str,
+    env: &[(String, String)],
+    read_pipeline: &dyn Fn(&Path) -> Result<String, ConfigError>,
+) -> Result<LoadedConfig, ConfigError> {
+    let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![toml_issue(file, text, &e)]))?;
+    apply_env_overrides(&mut value, env).map_err(|issue| ConfigError::Invalid(vec![issue]))?;
+    // Re-serialise so that type errors still point at a line of the original when no
+    // override touched it.
+    let merged = if env.iter().any(|(k, _)| k.contains("__")) { toml::to_string(&value).unwrap_or_default() } else { text.to_string() };
+    let argus: ArgusConfig = parse(file, &merged)?;
+    let mut pipelines = Vec::new();
+    let mut issues = Vec::new();
+    for p in &argus.pipelines {
+        match read_pipeline(p).and_then(|t| parse::<PipelineConfig>(p, &t)) {
+            Ok(cfg) => pipelines.push((p.clone(), cfg)),
+            Err(ConfigError::Invalid(mut v)) => issues.append(&mut v),
+        }
+    }
+    if !issues.is_empty() {
+        return Err(ConfigError::Invalid(issues));
+    }
+    Ok(LoadedConfig { file: file.to_path_buf(), argus, pipelines })
+}
+
+fn read(p: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(p).map_err(|e| {
+        ConfigError::Invalid(vec![ConfigIssue {
+            file: p.to_path_buf(),
+            key: "(file)".into(),
+            line: None,
+            problem: format!("cannot read: {e}"),
+            fix: "check the path and permissions".into(),
+        }])
+    })
+}
+
+/// Parses one TOML document into `T`, turning serde's error into a `ConfigIssue`.
+pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![toml_issue(file, text, &e)]))
+}
+
+fn toml_issue(file: &Path, text: &str, e: &toml::de::Error) -> ConfigIssue {
+    let msg = e.message().trim().to_string();
+    let (line, key) = match e.span() {
+        Some(span) => (Some(line_of(text, span.start)), key_path_at(text, span.start, span.end)),
+        None => (None, "(document)".into()),
+    };
+    let fix = if msg.starts_with("unknown field") {
+        "remove the key or correct its spelling to one of the expected keys".to_string()
+    } else if msg.starts_with("unknown variant") {
+        "use one of the expected values".to_string()
+    } else if msg.starts_with("missing field") {
+        "add the missing key".to_string()
+    } else if msg.starts_with("invalid type") {
+        "give the value the type the message expects (quote strings, no quotes around numbers)".to_string()
+    } else {
+        "correct the TOML syntax at that line".to_string()
+    };
+    ConfigIssue { file: file.to_path_buf(), key, line, problem: msg, fix }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
+}
+
+/// Best-effort dotted key for a span: the nearest `[table]` header above it, plus the
+/// key written at the start of the span's line.
+fn key_path_at(text: &str, start: usize, end: usize) -> String {
+    let start = start.min(text.len());
+    let before = &text[..start];
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let header = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let spanned = text[start..end.min(text.len())].trim();
+    let key = if line.trim_start().starts_with('[') {
+        // The error covers a whole table (e.g. a missing field in it).
+        return line.trim().trim_matches(|c| c == '[' || c == ']').trim().to_string();
+    } else if let Some((k, _)) = line.split_once('=') {
+        k.trim().to_string()
+    } else {
+        spanned.to_string()
+    };
+    match header {
+        Some(h) if !h.is_empty() => format!("{h}.{key}"),
+        _ => key,
+    }
+}
+
+/// Applies `ARGUS_SECTION__KEY=value` (double underscore between levels, case-insensitive
+/// names) to the parsed argus.toml. Values are read as TOML when they parse (numbers,
+/// booleans, arrays) and as strings otherwise. Single-underscore `ARGUS_*` variables
+/// (ARGUS_MODELS_DIR, …) are not config keys and are ignored here.
+pub fn apply_env_overrides(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigIssue> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("ARGUS_") else { continue };
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        if path.iter().any(|s| s.is_empty()) {
+            return Err(ConfigIssue {
+                file: PathBuf::from(format!("${name}")),
+                key: path.join("."),
+                line: None,
+                problem: "empty key segment".into(),
+                fix: "write ARGUS_SECTION__KEY, e.g. ARGUS_DETECTOR__BACKEND=tch".into(),
+            });
+        }
+        let value = parse_env_value(raw);
+        let mut t = &mut *table;
+        for seg in &path[..path.len() - 1] {
+            let entry = t.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            t = match entry {
+                toml::Value::Table(inner) => inner,
+                _ => {
+                    return Err(ConfigIssue {
+                        file: PathBuf::from(format!("${name}")),
+                        key: path.join("."),
+                        line: None,
+                        problem: format!("`{seg}` is not a table"),
+                        fix: "override a key inside a section, e.g. ARGUS_SERVER__LISTEN".into(),
+                    });
+                }
+            };
+        }
+        t.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}

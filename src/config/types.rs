@@ -1,0 +1,359 @@
+//! The configuration as typed data. Every key is documented in config/README.md;
+//! unknown keys are rejected (`deny_unknown_fields`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::yolo::YoloLayout;
+
+/// `config/argus.toml`: process-wide settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArgusConfig {
+    /// Pipeline files to run, relative to the working directory.
+    pub pipelines: Vec<PathBuf>,
+    pub server: ServerConfig,
+    pub detector: DetectorConfig,
+    pub sinks: SinksConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for ArgusConfig {
+    fn default() -> Self {
+        Self {
+            pipelines: vec![PathBuf::from("pipelines/demo.toml")],
+            server: ServerConfig::default(),
+            detector: DetectorConfig::default(),
+            sinks: SinksConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    /// Address the HTTP API listens on.
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// ONNX Runtime (`onnx` feature): fast on CPU.
+    Ort,
+    /// libtorch via tch (`torch` feature): TorchScript, CUDA when present.
+    Tch,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ort" => Ok(Self::Ort),
+            "tch" => Ok(Self::Tch),
+            other => Err(format!("unknown backend `{other}`; expected \"ort\" or \"tch\"")),
+        }
+    }
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ort => "ort",
+            Self::Tch => "tch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePreference {
+    /// CUDA when the backend sees a GPU, else CPU.
+    Auto,
+    Cpu,
+    /// CUDA or refuse to start.
+    Cuda,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Built-in model name (`nanodet`) or `yolo` for your own export (needs `path`).
+    pub model: String,
+    pub backend: BackendKind,
+    pub device: DevicePreference,
+    /// Weights file; default: the built-in model's file under `models/`.
+    pub path: Option<PathBuf>,
+    /// ONNX Runtime shared library; default: ORT_DYLIB_PATH, then `.deps/onnxruntime`.
+    pub ort_library: Option<PathBuf>,
+    /// Minimum score for a detection.
+    pub score_threshold: f32,
+    /// Class-aware NMS IoU threshold; default: the model's own.
+    pub nms_iou: Option<f32>,
+    pub max_detections: usize,
+    /// Intra-op CPU threads for the engine.
+    pub threads: usize,
+    /// Frames from all cameras batched into one detector call, at most.
+    pub max_batch: usize,
+    /// How long the batcher waits to fill a batch once it has one frame.
+    pub max_wait_ms: u64,
+    /// `yolo` only: square input size (default 640).
+    pub input_size: Option<u32>,
+    /// `yolo` only: class names in output order (default COCO-80).
+    pub class_names: Option<Vec<String>>,
+    /// `yolo` only: `v5` or `v8` output layout (default: inferred from the output shape).
+    pub yolo_layout: Option<YoloLayout>,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            model: "nanodet".into(),
+            backend: BackendKind::Ort,
+            device: DevicePreference::Auto,
+            path: None,
+            ort_library: None,
+            score_threshold: 0.35,
+            nms_iou: None,
+            max_detections: 100,
+            threads: 2,
+            max_batch: 4,
+            max_wait_ms: 5,
+            input_size: None,
+            class_names: None,
+            yolo_layout: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksConfig {
+    pub stdout: StdoutSinkConfig,
+    pub jsonl: JsonlSinkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSinkConfig {
+    pub enabled: bool,
+}
+
+impl Default for StdoutSinkConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonlSinkConfig {
+    pub enabled: bool,
+    /// Appended to, one event per line; fsync'd per batch.
+    pub path: PathBuf,
+}
+
+impl Default for JsonlSinkConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: PathBuf::from("var/events.jsonl") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Embedded SQLite event store (survives restarts); serves /v1/events.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("var/argus.db") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Frames queued per camera between its source and the detector.
+    pub frame_queue: usize,
+    /// Events queued per sink before the pipeline waits for it.
+    pub sink_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { frame_queue: 4, sink_queue: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `argus=debug`; RUST_LOG wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// `pipelines/*.toml`: cameras, zones and rules of one site.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: String,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    /// `file:///path`, a plain path, or `rtsp://host/stream`.
+    pub source: String,
+    /// Keep only the newest frames when the detector falls behind. Default: true for
+    /// rtsp://, false for files.
+    pub live: Option<bool>,
+    /// Files only: decode at the file's own frame rate instead of as fast as possible.
+    #[serde(default)]
+    pub realtime: bool,
+    /// Process at most this many frames per second (0 = every frame).
+    #[serde(default)]
+    pub fps_cap: f64,
+    /// Classes this camera reports (default: all the model knows).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    pub calibration: Option<CalibrationConfig>,
+    /// Geodetic position of the world origin (0, 0): enables lat/lon in events.
+    pub origin: Option<OriginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationConfig {
+    /// Pixel coordinates `[x, y]` of reference points in the image.
+    pub image_points: Vec<[f64; 2]>,
+    /// The same points on the ground, `[x_east_m, y_north_m]` in world metres.
+    pub world_points: Vec<[f64; 2]>,
+    /// Refuse the calibration when the mean reprojection error exceeds this (metres).
+    #[serde(default = "default_max_error_m")]
+    pub max_error_m: f64,
+}
+
+fn default_max_error_m() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub id: String,
+    /// World-space polygon `[[x, y], ...]` in metres (at least 3 corners).
+    pub polygon: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum RuleConfig {
+    /// Objects of `classes` inside `zone`.
+    Intrusion(IntrusionRule),
+}
+
+impl RuleConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Intrusion(r) => &r.id,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Intrusion(_) => "intrusion",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntrusionRule {
+    pub id: String,
+    pub zone: String,
+    #[serde(default = "default_person")]
+    pub classes: Vec<String>,
+    /// Score of one object inside the zone, 0..1; more objects raise it towards 1.
+    #[serde(default = "default_severity")]
+    pub severity: f64,
+    /// An object must be inside this long before it counts (seconds).
+    #[serde(default)]
+    pub min_dwell_s: f64,
+    /// The incident closes after the zone has been clear this long (seconds).
+    #[serde(default = "default_clear_after")]
+    pub clear_after_s: f64,
+    /// An open incident reports `incident.updated` at most this often (seconds), and
+    /// whenever its level or object set changes.
+    #[serde(default = "default_update_every")]
+    pub update_every_s: f64,
+}
+
+fn default_person() -> Vec<String> {
+    vec!["person".into()]
+}
+fn default_severity() -> f64 {
+    0.6
+}
+fn default_clear_after() -> f64 {
+    2.0
+}
+fn default_update_every() -> f64 {
+    5.0
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Emit a `frame.analyzed` summary per camera at most this often (seconds; 0 = never).
+    pub frame_summary_every_s: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { frame_summary_every_s: 0.0 }
+    }
+}

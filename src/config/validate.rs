@@ -1,0 +1,263 @@
+//! Semantic checks on a parsed config: pure (no files opened besides existence checks
+//! of sources and models), so `argus check` and start-up report every problem at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::load::{ConfigIssue, LoadedConfig};
+use super::types::*;
+use crate::detect::model::ModelSpec;
+use crate::geo::Homography;
+
+struct Issues<'a> {
+    file: &'a Path,
+    out: Vec<ConfigIssue>,
+}
+
+impl Issues<'_> {
+    fn add(&mut self, key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) {
+        self.out.push(ConfigIssue { file: self.file.to_path_buf(), key: key.into(), line: None, problem: problem.into(), fix: fix.into() });
+    }
+}
+
+/// Every problem found, empty when the config is usable.
+pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigIssue> {
+    let mut all = Vec::new();
+    let mut iss = Issues { file: &cfg.file, out: Vec::new() };
+    validate_argus(&cfg.argus, &mut iss);
+    all.append(&mut iss.out);
+
+    let classes = known_classes(&cfg.argus.detector);
+    let mut pipeline_names = HashSet::new();
+    let mut camera_ids = HashSet::new();
+    for (file, p) in &cfg.pipelines {
+        let mut iss = Issues { file, out: Vec::new() };
+        if !pipeline_names.insert(p.name.clone()) {
+            iss.add("name", format!("pipeline name `{}` is used by another pipeline file", p.name), "give each pipeline a unique name");
+        }
+        validate_pipeline(p, classes.as_deref(), &mut camera_ids, &mut iss);
+        all.append(&mut iss.out);
+    }
+    all
+}
+
+fn known_classes(d: &DetectorConfig) -> Option<Vec<String>> {
+    match ModelSpec::builtin(&d.model) {
+        Some(spec) => Some(spec.class_names),
+        None => d.class_names.clone().or_else(|| (d.model == "yolo").then(crate::detect::model::coco_names)),
+    }
+}
+
+fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
+    if a.pipelines.is_empty() {
+        iss.add("pipelines", "no pipeline files listed", "add at least one, e.g. pipelines = [\"pipelines/demo.toml\"]");
+    }
+    if a.server.listen.parse::<SocketAddr>().is_err() {
+        iss.add("server.listen", format!("`{}` is not an address:port", a.server.listen), "write it like \"127.0.0.1:8080\"");
+    }
+    let d = &a.detector;
+    if ModelSpec::builtin(&d.model).is_none() && d.model != "yolo" {
+        iss.add(
+            "detector.model",
+            format!("unknown model `{}`", d.model),
+            format!("use one of {:?}, or \"yolo\" with detector.path for your own export", ModelSpec::BUILTIN_NAMES),
+        );
+    }
+    if d.model == "yolo" && d.path.is_none() {
+        iss.add("detector.path", "model \"yolo\" needs the path of your exported weights", "set detector.path = \"models/your-model.onnx\"");
+    }
+    if let Some(p) = &d.path {
+        if !p.is_file() {
+            iss.add("detector.path", format!("{} does not exist", p.display()), "point it at the .onnx (ort) or .torchscript.pt (tch) file");
+        }
+    }
+    if !(d.score_threshold > 0.0 && d.score_threshold < 1.0) {
+        iss.add("detector.score_threshold", format!("{} is outside (0, 1)", d.score_threshold), "use e.g. 0.35");
+    }
+    if let Some(n) = d.nms_iou {
+        if !(n > 0.0 && n <= 1.0) {
+            iss.add("detector.nms_iou", format!("{n} is outside (0, 1]"), "use e.g. 0.5, or remove it for the model's default");
+        }
+    }
+    if d.max_detections == 0 {
+        iss.add("detector.max_detections", "must be at least 1", "use e.g. 100");
+    }
+    if d.threads == 0 || d.threads > 256 {
+        iss.add("detector.threads", format!("{} threads", d.threads), "use 1..=256 (the number of cores is a good start)");
+    }
+    if d.max_batch == 0 || d.max_batch > 64 {
+        iss.add("detector.max_batch", format!("{} is outside 1..=64", d.max_batch), "use e.g. 4");
+    }
+    if d.max_wait_ms > 1000 {
+        iss.add("detector.max_wait_ms", format!("{} ms adds that much latency to every frame", d.max_wait_ms), "use 0..=1000 (e.g. 5)");
+    }
+    if let Some(s) = d.input_size {
+        if s == 0 || s % 32 != 0 {
+            iss.add("detector.input_size", format!("{s} is not a positive multiple of 32"), "use the size the model was exported with, e.g. 640");
+        }
+    }
+    if d.model != "yolo" && (d.input_size.is_some() || d.class_names.is_some() || d.yolo_layout.is_some()) {
+        iss.add(
+            "detector.input_size / class_names / yolo_layout",
+            format!("only apply to model = \"yolo\"; built-in `{}` defines its own", d.model),
+            "remove them, or set model = \"yolo\"",
+        );
+    }
+    if a.limits.frame_queue == 0 {
+        iss.add("limits.frame_queue", "must be at least 1", "use e.g. 4");
+    }
+    if a.limits.sink_queue == 0 {
+        iss.add("limits.sink_queue", "must be at least 1", "use e.g. 1024");
+    }
+    if a.sinks.jsonl.enabled && a.sinks.jsonl.path.as_os_str().is_empty() {
+        iss.add("sinks.jsonl.path", "empty path", "set a file path or enabled = false");
+    }
+    if a.store.path.as_os_str().is_empty() {
+        iss.add("store.path", "empty path", "set e.g. \"var/argus.db\"");
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids: &mut HashSet<String>, iss: &mut Issues) {
+    if !valid_id(&p.name) {
+        iss.add("name", format!("`{}` is not a valid name", p.name), "use 1-64 letters, digits, '-', '_' or '.'");
+    }
+    if p.cameras.is_empty() {
+        iss.add("cameras", "no cameras", "add a [[cameras]] table with id and source");
+    }
+    let check_classes = |iss: &mut Issues, key: String, list: &[String]| {
+        if let Some(known) = classes {
+            for c in list {
+                if !known.iter().any(|k| k == c) {
+                    iss.add(key.clone(), format!("unknown class `{c}` for this model"), "use a class name the detector reports, e.g. \"person\", \"car\", \"truck\"");
+                }
+            }
+        }
+    };
+    for (i, cam) in p.cameras.iter().enumerate() {
+        let key = format!("cameras[{i}]");
+        if !valid_id(&cam.id) {
+            iss.add(format!("{key}.id"), format!("`{}` is not a valid camera id", cam.id), "use 1-64 letters, digits, '-', '_' or '.'");
+        } else if !camera_ids.insert(cam.id.clone()) {
+            iss.add(format!("{key}.id"), format!("camera id `{}` is used twice", cam.id), "give every camera a unique id across all pipelines");
+        }
+        validate_source(&cam.source, &format!("{key}.source"), iss);
+        if !(cam.fps_cap >= 0.0 && cam.fps_cap.is_finite()) {
+            iss.add(format!("{key}.fps_cap"), format!("{} is not ≥ 0", cam.fps_cap), "use 0 for every frame, or e.g. 5");
+        }
+        check_classes(iss, format!("{key}.classes"), &cam.classes);
+        if let Some(cal) = &cam.calibration {
+            let ck = format!("{key}.calibration");
+            if cal.image_points.len() != cal.world_points.len() {
+                iss.add(
+                    format!("{ck}.world_points"),
+                    format!("{} image points but {} world points", cal.image_points.len(), cal.world_points.len()),
+                    "list the same reference points in both, in the same order",
+                );
+            } else if cal.image_points.len() < 4 {
+                iss.add(format!("{ck}.image_points"), format!("{} point pairs; a homography needs at least 4", cal.image_points.len()), "measure at least 4 ground points (6+ is better)");
+            } else if !(cal.max_error_m > 0.0) {
+                iss.add(format!("{ck}.max_error_m"), "must be > 0", "use e.g. 0.5 (metres)");
+            } else {
+                match Homography::fit_dlt(&cal.image_points, &cal.world_points) {
+                    Err(e) => iss.add(format!("{ck}.image_points"), e.to_string(), "use points spread over the ground, no three on one line"),
+                    Ok(h) => {
+                        let r = h.reprojection(&cal.image_points, &cal.world_points);
+                        if r.mean > cal.max_error_m {
+                            iss.add(
+                                format!("{ck}.world_points"),
+                                format!("mean reprojection error {:.3} m exceeds max_error_m = {} m (worst point {:.3} m)", r.mean, cal.max_error_m, r.max),
+                                "re-measure the points (a pair is probably swapped or mistyped), or raise max_error_m",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(o) = &cam.origin {
+            if !(-90.0..=90.0).contains(&o.lat) || !(-180.0..=180.0).contains(&o.lon) {
+                iss.add(format!("{key}.origin"), format!("({}, {}) is not a latitude/longitude", o.lat, o.lon), "lat in -90..90, lon in -180..180, decimal degrees");
+            }
+            if cam.calibration.is_none() {
+                iss.add(format!("{key}.origin"), "an origin without a calibration places nothing", "add [cameras.calibration] or remove origin");
+            }
+        }
+    }
+    let mut zone_ids = HashSet::new();
+    for (i, z) in p.zones.iter().enumerate() {
+        let key = format!("zones[{i}]");
+        if !valid_id(&z.id) {
+            iss.add(format!("{key}.id"), format!("`{}` is not a valid zone id", z.id), "use 1-64 letters, digits, '-', '_' or '.'");
+        } else if !zone_ids.insert(z.id.as_str()) {
+            iss.add(format!("{key}.id"), format!("zone id `{}` is used twice", z.id), "give every zone a unique id");
+        }
+        if z.polygon.len() < 3 {
+            iss.add(format!("{key}.polygon"), format!("{} corners; a zone needs at least 3", z.polygon.len()), "list the corners [[x, y], ...] in world metres");
+        } else if crate::risk::zone::polygon_area(&z.polygon).abs() < 1e-6 {
+            iss.add(format!("{key}.polygon"), "the polygon has no area", "list corners in order around the zone");
+        }
+    }
+    let mut rule_ids = HashSet::new();
+    for (i, r) in p.rules.iter().enumerate() {
+        let key = format!("rules[{i}]");
+        if !valid_id(r.id()) {
+            iss.add(format!("{key}.id"), format!("`{}` is not a valid rule id", r.id()), "use 1-64 letters, digits, '-', '_' or '.'");
+        } else if !rule_ids.insert(r.id().to_string()) {
+            iss.add(format!("{key}.id"), format!("rule id `{}` is used twice", r.id()), "give every rule a unique id");
+        }
+        match r {
+            RuleConfig::Intrusion(r) => {
+                if !zone_ids.contains(r.zone.as_str()) && !p.zones.iter().any(|z| z.id == r.zone) {
+                    iss.add(format!("{key}.zone"), format!("no zone `{}` in this pipeline", r.zone), "name one of the [[zones]] ids");
+                }
+                if r.classes.is_empty() {
+                    iss.add(format!("{key}.classes"), "empty", "list the classes that must not enter, e.g. [\"person\"]");
+                }
+                check_classes(iss, format!("{key}.classes"), &r.classes);
+                if !(r.severity > 0.0 && r.severity <= 1.0) {
+                    iss.add(format!("{key}.severity"), format!("{} is outside (0, 1]", r.severity), "use e.g. 0.6");
+                }
+                for (name, v) in [("min_dwell_s", r.min_dwell_s), ("clear_after_s", r.clear_after_s), ("update_every_s", r.update_every_s)] {
+                    if !(v >= 0.0 && v.is_finite()) {
+                        iss.add(format!("{key}.{name}"), format!("{v} is not a duration ≥ 0"), "use seconds, e.g. 2.0");
+                    }
+                }
+            }
+        }
+        let needs_geometry = p.cameras.iter().any(|c| c.calibration.is_none());
+        if needs_geometry {
+            iss.add(
+                format!("{key}"),
+                "rules work in world space, but some cameras have no calibration",
+                "add [cameras.calibration] to every camera of a pipeline with rules",
+            );
+        }
+    }
+    if !(p.events.frame_summary_every_s >= 0.0) {
+        iss.add("events.frame_summary_every_s", "must be ≥ 0", "use 0 (off) or seconds, e.g. 5");
+    }
+}
+
+fn validate_source(source: &str, key: &str, iss: &mut Issues) {
+    let (scheme, rest) = source.split_once("://").unwrap_or(("file", source));
+    match scheme {
+        "file" => {
+            let path = Path::new(rest);
+            if rest.is_empty() {
+                iss.add(key, "empty source", "write file:///path/to/video.mp4 or rtsp://host/stream");
+            } else if !path.is_file() {
+                iss.add(key, format!("file {rest} does not exist"), "check the path (absolute, or relative to the working directory)");
+            }
+        }
+        "rtsp" | "rtsps" | "http" | "https" => {
+            if rest.is_empty() || rest.starts_with('/') {
+                iss.add(key, format!("`{}` has no host", crate::sources::redact_url(source)), "write rtsp://host[:port]/path");
+            }
+        }
+        other => iss.add(key, format!("unsupported scheme `{other}`"), "use file://, rtsp://, rtsps://, http:// or https://"),
+    }
+}

@@ -1,0 +1,54 @@
+//! The unit of work that flows from sources through stages.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+/// A packed 8-bit RGB image (stride = width × 3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+impl std::fmt::Debug for RgbImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RgbImage({}x{})", self.width, self.height)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("image buffer has {got} bytes, a {width}x{height} RGB image needs {want}")]
+pub struct BadImageSize {
+    pub width: u32,
+    pub height: u32,
+    pub got: usize,
+    pub want: usize,
+}
+
+impl RgbImage {
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> Result<Self, BadImageSize> {
+        let want = width as usize * height as usize * 3;
+        if pixels.len() != want || width == 0 || height == 0 {
+            return Err(BadImageSize { width, height, got: pixels.len(), want });
+        }
+        Ok(Self { width, height, pixels })
+    }
+}
+
+/// One decoded frame of one camera.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub camera_id: Arc<str>,
+    /// Per-camera sequence number, from 0, counting every frame the source produced
+    /// (dropped ones included, so gaps show drops).
+    pub seq: u64,
+    /// Presentation timestamp from the container or stream, when known.
+    pub pts_ns: Option<u64>,
+    pub captured_at: OffsetDateTime,
+    /// When the frame entered Argus: the start of its processing latency.
+    pub received: Instant,
+    pub image: Arc<RgbImage>,
+}

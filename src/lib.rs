@@ -1,0 +1,24 @@
+//! Argus: an event-driven stream processor for camera and drone frames.
+//!
+//! Sources → stages → sinks over bounded edges:
+//! `sources` (GStreamer) → `detect` (batched, `ort`/`tch`) → `pipeline::scene`
+//! (`track`, `geo`, `risk`, `caption`) → `sinks` (stdout, JSONL, embedded `store`), with
+//! the HTTP `api` on top. Heavy system libraries sit behind cargo features; everything
+//! else is pure Rust and tested with `--no-default-features`.
+
+pub mod analyze;
+pub mod api;
+pub mod caption;
+pub mod config;
+pub mod detect;
+pub mod event;
+pub mod frame;
+pub mod geo;
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod risk;
+pub mod sinks;
+pub mod sources;
+pub mod store;
+pub mod track;

@@ -1,0 +1,326 @@
+//! The `argus` command line: run, analyze, check, calibrate, bench.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+
+use argus::config::{self, BackendKind, LoadedConfig, LogFormat};
+use argus::health::{Health, State};
+use argus::metrics::Metrics;
+use argus::sinks::{Sink, jsonl::JsonlSink, stdout::StdoutSink, store::StoreSink};
+use argus::store::{EventStore, sqlite::SqliteStore};
+use argus::{api, detect, pipeline};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "argus", version, about = "Event-driven stream processor for camera and drone frames")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipelines and the HTTP API (default config: config/argus.toml, or the
+    /// embedded demo when that file is absent).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Exit once every source has ended and all events are written (default: keep
+        /// serving the API until Ctrl-C).
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Stop each source after this many frames.
+        #[arg(long)]
+        max_frames: Option<u64>,
+    },
+    /// Detect objects in still images and print one argus.event.v1 JSON per image.
+    Analyze {
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Override detector.backend.
+        #[arg(long)]
+        backend: Option<BackendKind>,
+        /// Override detector.model.
+        #[arg(long)]
+        model: Option<String>,
+        /// Override detector.score_threshold.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Pretty-print the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Validate the config and pipelines without running anything.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Fit and print each camera's homography with its reprojection error.
+    Calibrate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+    },
+    /// Measure detector latency per backend and end-to-end throughput on the demo video.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, exit_when_done, max_frames } => run(config, exit_when_done, max_frames),
+        Command::Analyze { images, config, backend, model, threshold, pretty } => analyze(images, config, backend, model, threshold, pretty),
+        Command::Check { config } => return check(config),
+        Command::Calibrate { config, camera } => calibrate(config, camera),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("argus: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads and validates; prints every issue and fails when there is one.
+fn load_valid(path: Option<&std::path::Path>) -> Result<LoadedConfig> {
+    let cfg = config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    let issues = config::validate(&cfg);
+    if !issues.is_empty() {
+        let text: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+        return Err(anyhow!("invalid configuration ({} problem(s)):\n{}", issues.len(), text.join("\n")));
+    }
+    Ok(cfg)
+}
+
+fn init_logging(cfg: &LoadedConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.argus.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.argus.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    match config::load(path.as_deref()) {
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Ok(cfg) => {
+            let issues = config::validate(&cfg);
+            if issues.is_empty() {
+                let cams: usize = cfg.pipelines.iter().map(|(_, p)| p.cameras.len()).sum();
+                println!(
+                    "{}: OK ({} pipeline(s), {cams} camera(s), detector {} on {})",
+                    cfg.file.display(),
+                    cfg.pipelines.len(),
+                    cfg.argus.detector.model,
+                    cfg.argus.detector.backend.as_str()
+                );
+                ExitCode::SUCCESS
+            } else {
+                for i in &issues {
+                    eprintln!("{i}");
+                }
+                eprintln!("{} problem(s) found", issues.len());
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+fn calibrate(path: Option<PathBuf>, only: Option<String>) -> Result<()> {
+    let cfg = load_valid(path.as_deref())?;
+    let mut found = false;
+    for (file, p) in &cfg.pipelines {
+        for cam in &p.cameras {
+            if only.as_deref().is_some_and(|c| c != cam.id) {
+                continue;
+            }
+            found = true;
+            let Some(cal) = &cam.calibration else {
+                println!("{}: camera {}: no calibration", file.display(), cam.id);
+                continue;
+            };
+            let g = argus::geo::CameraGeometry::from_config(cal, cam.origin.as_ref())
+                .with_context(|| format!("{}: camera {}", file.display(), cam.id))?;
+            let h = g.homography.0;
+            println!("camera {} ({}, {} of {} points kept)", cam.id, g.method, g.inliers, cal.image_points.len());
+            println!("  H = [[{:.6e}, {:.6e}, {:.6e}],\n       [{:.6e}, {:.6e}, {:.6e}],\n       [{:.6e}, {:.6e}, {:.6e}]]", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]);
+            println!("  reprojection error: mean {:.4} m, max {:.4} m (limit {} m)", g.fit.mean, g.fit.max, cal.max_error_m);
+            for (i, w) in cal.image_points.iter().zip(&cal.world_points) {
+                let p = g.homography.apply(*i).unwrap_or([f64::NAN; 2]);
+                println!("  px ({:7.1}, {:7.1}) → ({:8.3}, {:8.3}) m   expected ({:8.3}, {:8.3})", i[0], i[1], p[0], p[1], w[0], w[1]);
+            }
+        }
+    }
+    if !found {
+        return Err(anyhow!("no camera {:?} in the configured pipelines", only.unwrap_or_default()));
+    }
+    Ok(())
+}
+
+fn analyze(images: Vec<PathBuf>, path: Option<PathBuf>, backend: Option<BackendKind>, model: Option<String>, threshold: Option<f32>, pretty: bool) -> Result<()> {
+    let cfg = config::load(path.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
+    init_logging(&cfg);
+    let mut d = cfg.argus.detector.clone();
+    if let Some(b) = backend {
+        d.backend = b;
+    }
+    if let Some(m) = model {
+        d.model = m;
+    }
+    if let Some(t) = threshold {
+        d.score_threshold = t;
+    }
+    let mut detector = detect::build_detector(&d).context("loading the detector")?;
+    let mut failed = 0;
+    for img in &images {
+        let name = img.display().to_string();
+        let result = std::fs::read(img)
+            .map_err(|e| anyhow!("{name}: {e}"))
+            .and_then(|bytes| argus::analyze::decode_image(&bytes).map_err(|e| anyhow!("{name}: {e}")))
+            .and_then(|rgb| argus::analyze::analyze_image(detector.as_mut(), &rgb, &name).map_err(|e| anyhow!("{name}: {e}")));
+        match result {
+            Ok(ev) => {
+                let s = if pretty { serde_json::to_string_pretty(&ev)? } else { serde_json::to_string(&ev)? };
+                println!("{s}");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("argus: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(anyhow!("{failed} of {} image(s) could not be analysed", images.len()));
+    }
+    Ok(())
+}
+
+fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> Result<()> {
+    let cfg = load_valid(path.as_deref())?;
+    init_logging(&cfg);
+    tracing::info!(config = %cfg.file.display(), pipelines = cfg.pipelines.len(), "starting argus {}", env!("CARGO_PKG_VERSION"));
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&cfg.argus.store.path).with_context(|| "opening the event store")?);
+    health.set_detector(State::Starting, None);
+    let detector = match detect::build_detector(&cfg.argus.detector) {
+        Ok(d) => d,
+        Err(e) => {
+            health.set_detector(State::Error, Some(e.to_string()));
+            return Err(anyhow!(e).context("loading the detector"));
+        }
+    };
+    let det_info = detector.info().clone();
+    health.set_detector(State::Running, Some(format!("{} on {} ({})", det_info.model_id, det_info.backend, det_info.device)));
+
+    let scenes = pipeline::build_scenes(&cfg, &pipeline::RunOptions { max_frames })?;
+
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if cfg.argus.sinks.stdout.enabled {
+        sinks.push(Box::new(StdoutSink));
+    }
+    if cfg.argus.sinks.jsonl.enabled {
+        sinks.push(Box::new(JsonlSink::open(&cfg.argus.sinks.jsonl.path).map_err(|e| anyhow!("sinks.jsonl: {e}"))?));
+    }
+    sinks.push(Box::new(StoreSink { store: store.clone() }));
+    let (bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
+
+    let info = Arc::new(api::Info {
+        name: "argus",
+        version: env!("CARGO_PKG_VERSION"),
+        schema: argus::event::SCHEMA,
+        detector: Some(det_info),
+        captioner: argus::caption::CAPTIONER,
+        pipelines: cfg
+            .pipelines
+            .iter()
+            .map(|(f, p)| api::PipelineSummary {
+                name: p.name.clone(),
+                file: f.display().to_string(),
+                cameras: p.cameras.iter().map(|c| c.id.clone()).collect(),
+                zones: p.zones.iter().map(|z| z.id.clone()).collect(),
+                rules: p.rules.iter().map(|r| format!("{}:{}", r.kind(), r.id())).collect(),
+            })
+            .collect(),
+        features: api::build_features(),
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build()?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = if cfg.argus.server.enabled {
+        let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().context("server.listen")?;
+        let state = api::AppState { store: store.clone(), health: health.clone(), metrics: metrics.clone(), info };
+        let mut rx = shutdown_rx.clone();
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+        tracing::info!(%addr, "HTTP API listening");
+        Some(rt.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }))
+    } else {
+        None
+    };
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        rt.spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("stop requested; draining");
+            flag.store(true, Ordering::SeqCst);
+        });
+    }
+
+    let running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone())?;
+    let mut finished = false;
+    while !interrupted.load(Ordering::SeqCst) {
+        if !finished && running.wait_done(Duration::from_millis(200)) {
+            finished = true;
+            tracing::info!(events = store.count().unwrap_or(0), "all sources ended");
+            if exit_when_done || server.is_none() {
+                break;
+            }
+            tracing::info!("the API keeps serving the stored events; Ctrl-C to exit");
+        } else if finished {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    running.stop();
+    for h in sink_threads {
+        let _ = h.join();
+    }
+    let _ = shutdown_tx.send(true);
+    if let Some(s) = server {
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s).await });
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(stored_events = store.count().unwrap_or(0), "argus stopped");
+    Ok(())
+}

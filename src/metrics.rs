@@ -1,0 +1,88 @@
+//! Prometheus metrics, named `argus_<noun>_<verb>_total` for counters.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub frames_received: IntCounterVec,
+    pub frames_dropped: IntCounterVec,
+    pub frames_processed: IntCounterVec,
+    pub frames_failed: IntCounterVec,
+    pub stage_seconds: HistogramVec,
+    pub frame_latency_seconds: Histogram,
+    pub batch_size: Histogram,
+    pub events_emitted: IntCounterVec,
+    pub events_published: IntCounterVec,
+    pub sink_writes_failed: IntCounterVec,
+    pub sink_queue_depth: IntGaugeVec,
+    pub source_restarts: IntCounterVec,
+    pub incidents_open: IntGauge,
+    pub http_requests: IntCounterVec,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let r = &registry;
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new("argus_stage_duration_seconds", "Time spent per frame (or batch, for detect) in each stage")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["stage"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(stage_seconds.clone())).expect("unique metric");
+        let frame_latency_seconds = Histogram::with_opts(
+            HistogramOpts::new("argus_frame_latency_seconds", "From a frame entering Argus to its analysis being done")
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(frame_latency_seconds.clone())).expect("unique metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("argus_detector_batch_size", "Frames per detector call").buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(batch_size.clone())).expect("unique metric");
+        let sink_queue_depth = IntGaugeVec::new(Opts::new("argus_sink_queue_depth", "Events waiting in each sink's queue"), &["sink"]).expect("valid metric");
+        r.register(Box::new(sink_queue_depth.clone())).expect("unique metric");
+        let incidents_open = IntGauge::new("argus_incidents_open", "Incidents currently open").expect("valid metric");
+        r.register(Box::new(incidents_open.clone())).expect("unique metric");
+        Self {
+            frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
+            frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),
+            frames_processed: counter(r, "argus_frames_processed_total", "Frames fully analysed", &["camera"]),
+            frames_failed: counter(r, "argus_frames_failed_total", "Frames whose analysis failed", &["camera", "stage"]),
+            events_emitted: counter(r, "argus_events_emitted_total", "Events produced by the pipeline", &["kind"]),
+            events_published: counter(r, "argus_events_published_total", "Events written durably by each sink", &["sink"]),
+            sink_writes_failed: counter(r, "argus_sink_writes_failed_total", "Failed sink writes (retried)", &["sink"]),
+            source_restarts: counter(r, "argus_source_restarts_total", "Source pipeline restarts after an error or stall", &["camera"]),
+            http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
+            stage_seconds,
+            frame_latency_seconds,
+            batch_size,
+            sink_queue_depth,
+            incidents_open,
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,196 @@
+//! The scene stage for one camera: track → place → judge → caption → events.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::caption;
+use crate::detect::Detection;
+use crate::event::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
+use crate::frame::Frame;
+use crate::geo::CameraGeometry;
+use crate::risk::{IncidentPhase, Risk, RiskEngine, SceneObject, Zone};
+use crate::track::{Tracker, TrackerConfig};
+
+/// World positions over this window give speed and heading.
+const MOTION_WINDOW_S: f64 = 2.0;
+const MIN_MOTION_SPAN_S: f64 = 0.5;
+
+pub struct CameraScene {
+    camera_id: Arc<str>,
+    pipeline: String,
+    tracker: Tracker,
+    geometry: Option<CameraGeometry>,
+    zones: Arc<Vec<Zone>>,
+    risk: RiskEngine,
+    classes: Option<HashSet<String>>,
+    summary_every_s: f64,
+    last_summary_t: Option<f64>,
+    motion: HashMap<u64, VecDeque<(f64, [f64; 2])>>,
+    last: Option<(OffsetDateTime, FrameInfo, Vec<SceneObject>)>,
+}
+
+pub struct SceneSettings {
+    pub pipeline: String,
+    pub geometry: Option<CameraGeometry>,
+    pub zones: Arc<Vec<Zone>>,
+    pub rules: Vec<crate::config::RuleConfig>,
+    pub classes: Vec<String>,
+    pub summary_every_s: f64,
+}
+
+fn secs(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+impl CameraScene {
+    pub fn new(camera_id: Arc<str>, s: SceneSettings) -> Self {
+        Self {
+            risk: RiskEngine::new(camera_id.clone(), &s.rules),
+            camera_id,
+            pipeline: s.pipeline,
+            tracker: Tracker::new(TrackerConfig::default()),
+            geometry: s.geometry,
+            zones: s.zones,
+            classes: (!s.classes.is_empty()).then(|| s.classes.into_iter().collect()),
+            summary_every_s: s.summary_every_s,
+            last_summary_t: None,
+            motion: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// Turns one analysed frame into objects, and its incident changes into events.
+    pub fn process(&mut self, frame: &Frame, mut detections: Vec<Detection>, models: &Models) -> Vec<Event> {
+        if let Some(keep) = &self.classes {
+            detections.retain(|d| keep.contains(&*d.class));
+        }
+        let t = secs(frame.captured_at);
+        let assignments = self.tracker.update(&detections);
+        let mut objects = Vec::with_capacity(detections.len());
+        for (d, a) in detections.iter().zip(&assignments) {
+            let world = self.geometry.as_ref().and_then(|g| g.locate_box(&d.bbox));
+            let zones = match &world {
+                Some(w) => self.zones.iter().filter(|z| z.contains([w.x_m, w.y_m])).map(|z| z.id.clone()).collect(),
+                None => Vec::new(),
+            };
+            let (speed_mps, heading_deg) = match (a.track_id, &world) {
+                (Some(id), Some(w)) => self.motion_of(id, t, [w.x_m, w.y_m]),
+                _ => (None, None),
+            };
+            objects.push(SceneObject {
+                track_id: a.track_id,
+                class: d.class.clone(),
+                confidence: round3(d.score),
+                bbox: d.bbox.map(|v| (v * 10.0).round() / 10.0),
+                world: world.map(|mut w| {
+                    w.x_m = round2(w.x_m);
+                    w.y_m = round2(w.y_m);
+                    w.lat = w.lat.map(|v| (v * 1e7).round() / 1e7);
+                    w.lon = w.lon.map(|v| (v * 1e7).round() / 1e7);
+                    w
+                }),
+                speed_mps: speed_mps.map(round2),
+                heading_deg: heading_deg.map(|h| (h * 10.0).round() / 10.0),
+                zones,
+            });
+        }
+        self.motion.retain(|_, q| q.back().is_some_and(|(last, _)| t - last <= MOTION_WINDOW_S));
+
+        let info = FrameInfo { seq: frame.seq, width: frame.image.width, height: frame.image.height };
+        let mut events = Vec::new();
+        for change in self.risk.evaluate(t, &objects) {
+            events.push(self.incident_event(frame.captured_at, &info, &objects, change, models));
+        }
+        if self.summary_every_s > 0.0 && self.last_summary_t.is_none_or(|l| t - l >= self.summary_every_s) {
+            self.last_summary_t = Some(t);
+            let risk = Risk::none();
+            let caption = caption::describe(EventKind::FrameAnalyzed, &objects, &risk, None);
+            events.push(self.event(EventKind::FrameAnalyzed, None, frame.captured_at, &info, objects.clone(), risk, caption, models));
+        }
+        let latency = frame.received.elapsed().as_secs_f64() * 1000.0;
+        for e in &mut events {
+            e.latency_ms = (latency * 10.0).round() / 10.0;
+        }
+        self.last = Some((frame.captured_at, info, objects));
+        events
+    }
+
+    /// Closes the camera's open incidents (its source ended or Argus is stopping).
+    pub fn finish(&mut self, why: &str, models: &Models) -> Vec<Event> {
+        let Some((at, info, objects)) = self.last.clone() else { return Vec::new() };
+        let changes = self.risk.close_all(secs(at), why);
+        changes.into_iter().map(|c| self.incident_event(at, &info, &objects, c, models)).collect()
+    }
+
+    pub fn open_incidents(&self) -> usize {
+        self.risk.open_incidents()
+    }
+
+    fn motion_of(&mut self, id: u64, t: f64, p: [f64; 2]) -> (Option<f64>, Option<f64>) {
+        let q = self.motion.entry(id).or_default();
+        q.push_back((t, p));
+        while q.front().is_some_and(|(t0, _)| t - t0 > MOTION_WINDOW_S) {
+            q.pop_front();
+        }
+        let (t0, p0) = *q.front().expect("just pushed");
+        let dt = t - t0;
+        if dt < MIN_MOTION_SPAN_S {
+            return (None, None);
+        }
+        let (dx, dy) = (p[0] - p0[0], p[1] - p0[1]);
+        let speed = (dx * dx + dy * dy).sqrt() / dt;
+        // Heading: degrees clockwise from north (+y), east = 90.
+        let heading = if speed > 0.05 { Some(dx.atan2(dy).to_degrees().rem_euclid(360.0)) } else { None };
+        (Some(speed), heading)
+    }
+
+    fn incident_event(&self, at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject], change: crate::risk::IncidentChange, models: &Models) -> Event {
+        let kind = match change.phase {
+            IncidentPhase::Opened => EventKind::IncidentOpened,
+            IncidentPhase::Updated => EventKind::IncidentUpdated,
+            IncidentPhase::Closed => EventKind::IncidentClosed,
+        };
+        let caption = caption::describe(kind, objects, &change.risk, Some(change.duration_s));
+        self.event(kind, Some(change.incident_id), at, info, objects.to_vec(), change.risk, caption, models)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        kind: EventKind,
+        incident_id: Option<String>,
+        at: OffsetDateTime,
+        info: &FrameInfo,
+        objects: Vec<SceneObject>,
+        risk: Risk,
+        caption: String,
+        models: &Models,
+    ) -> Event {
+        Event {
+            schema: SCHEMA.into(),
+            event_id: event_id(&self.camera_id, at, kind, incident_id.as_deref()),
+            kind,
+            incident_id,
+            pipeline: self.pipeline.clone(),
+            camera_id: self.camera_id.to_string(),
+            captured_at: at,
+            processed_at: OffsetDateTime::now_utc(),
+            latency_ms: 0.0,
+            frame: info.clone(),
+            risk,
+            objects,
+            caption,
+            models: models.clone(),
+        }
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round3(v: f32) -> f32 {
+    (v * 1000.0).round() / 1000.0
+}

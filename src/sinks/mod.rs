@@ -1,0 +1,155 @@
+//! Sinks: each runs on its own thread behind its own bounded queue. The pipeline blocks
+//! (never drops) when a queue is full, so a stuck sink slows the pipeline down instead of
+//! losing events; a failing write is retried with backoff until it succeeds or the
+//! process stops.
+
+pub mod jsonl;
+pub mod stdout;
+pub mod store;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::event::Event;
+use crate::health::{Health, State};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+pub trait Sink: Send {
+    fn name(&self) -> &str;
+    /// Writes a batch durably (as durable as the sink can be) or fails as a whole.
+    fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError>;
+}
+
+/// Fan-out from the pipeline to every sink's queue, plus optional in-process listeners
+/// (the live hub for SSE/WebSocket).
+pub struct EventBus {
+    sinks: Vec<(String, Sender<Arc<Event>>)>,
+    listeners: Vec<Box<dyn Fn(&Arc<Event>) + Send + Sync>>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventBus {
+    pub fn add_listener(&mut self, f: impl Fn(&Arc<Event>) + Send + Sync + 'static) {
+        self.listeners.push(Box::new(f));
+    }
+
+    /// Hands an event to every sink; blocks while a sink's queue is full.
+    pub fn publish(&self, ev: Event) {
+        let ev = Arc::new(ev);
+        self.metrics.events_emitted.with_label_values(&[ev.kind.as_str()]).inc();
+        for (name, tx) in &self.sinks {
+            if tx.send(ev.clone()).is_err() {
+                tracing::error!(sink = %name, event_id = %ev.event_id, "sink thread is gone; event not delivered to it");
+            }
+            self.metrics.sink_queue_depth.with_label_values(&[name]).set(tx.len() as i64);
+        }
+        for l in &self.listeners {
+            l(&ev);
+        }
+    }
+}
+
+/// Starts one thread per sink; dropping the bus (all senders) lets them drain and stop.
+pub fn start(sinks: Vec<Box<dyn Sink>>, queue: usize, metrics: Arc<Metrics>, health: Arc<Health>) -> (EventBus, Vec<JoinHandle<()>>) {
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for sink in sinks {
+        let (tx, rx) = bounded(queue.max(1));
+        let name = sink.name().to_string();
+        health.set_sink(&name, State::Running, None);
+        let (m, h) = (metrics.clone(), health.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("sink-{name}"))
+            .spawn(move || run_sink(sink, rx, m, h))
+            .expect("spawn sink thread");
+        senders.push((name, tx));
+        handles.push(handle);
+    }
+    (EventBus { sinks: senders, listeners: Vec::new(), metrics }, handles)
+}
+
+const MAX_BATCH: usize = 256;
+
+fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, metrics: Arc<Metrics>, health: Arc<Health>) {
+    let name = sink.name().to_string();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match sink.write_batch(&batch) {
+                Ok(()) => {
+                    metrics.events_published.with_label_values(&[&name]).inc_by(batch.len() as u64);
+                    health.set_sink(&name, State::Running, None);
+                    break;
+                }
+                Err(e) => {
+                    metrics.sink_writes_failed.with_label_values(&[&name]).inc();
+                    health.set_sink(&name, State::Error, Some(e.to_string()));
+                    tracing::warn!(sink = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, events = batch.len(), "sink write failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        metrics.sink_queue_depth.with_label_values(&[&name]).set(rx.len() as i64);
+        batch.clear();
+    }
+    tracing::debug!(sink = %name, "sink drained and stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    /// Fails its first two writes, then records.
+    struct Flaky {
+        fails: usize,
+        seen: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+            if self.fails > 0 {
+                self.fails -= 1;
+                return Err(SinkError("disk on fire".into()));
+            }
+            self.seen.lock().extend(events.iter().map(|e| e.event_id.clone()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_retried_and_nothing_is_lost() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Arc::new(Metrics::new());
+        let (bus, handles) = start(vec![Box::new(Flaky { fails: 2, seen: seen.clone() })], 4, metrics.clone(), Arc::new(Health::default()));
+        for i in 0..20 {
+            bus.publish(crate::event::sample_event("cam", i * 1000, crate::event::EventKind::FrameAnalyzed));
+        }
+        drop(bus);
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(seen.lock().len(), 20);
+        assert_eq!(metrics.sink_writes_failed.with_label_values(&["flaky"]).get(), 2);
+        assert_eq!(metrics.events_published.with_label_values(&["flaky"]).get(), 20);
+    }
+}

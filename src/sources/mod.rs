@@ -1,0 +1,157 @@
+//! Frame sources. GStreamer (`gstreamer` feature) reads files and RTSP cameras; every
+//! source pushes into its camera's lane of the `FrameHub`.
+
+pub mod hub;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+use crate::config::CameraConfig;
+use crate::health::Health;
+use crate::metrics::Metrics;
+pub use hub::{FrameHub, LaneSender, Overflow, Pushed};
+
+/// Removes credentials from a URL before it reaches a log, event or API response:
+/// `rtsp://user:pass@host/x` → `rtsp://***@host/x`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rfind('@') {
+        Some(i) => format!("{scheme}://***@{}{path}", &authority[i + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// A camera source turned into what GStreamer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    pub camera_id: Arc<str>,
+    pub pipeline: String,
+    /// A GStreamer URI (`file:///abs/path`, `rtsp://…`).
+    pub uri: String,
+    pub live: bool,
+    pub realtime: bool,
+    pub fps_cap: f64,
+    /// Stop after this many frames (tests, benchmarks); `None` = until the end.
+    pub max_frames: Option<u64>,
+}
+
+impl SourceSpec {
+    pub fn from_camera(cam: &CameraConfig, pipeline: &str, max_frames: Option<u64>) -> Self {
+        let (scheme, rest) = cam.source.split_once("://").unwrap_or(("file", cam.source.as_str()));
+        let uri = if scheme == "file" {
+            let p = std::path::Path::new(rest);
+            let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) };
+            format!("file://{}", abs.display())
+        } else {
+            cam.source.clone()
+        };
+        let is_file = scheme == "file";
+        Self {
+            camera_id: Arc::from(cam.id.as_str()),
+            pipeline: pipeline.to_string(),
+            uri,
+            live: cam.live.unwrap_or(!is_file),
+            realtime: cam.realtime,
+            fps_cap: cam.fps_cap,
+            max_frames,
+        }
+    }
+
+    pub fn redacted(&self) -> String {
+        redact_url(&self.uri)
+    }
+}
+
+/// Passes frames at most `fps_cap` per second of stream time.
+#[derive(Debug, Clone)]
+pub struct FpsGate {
+    min_gap_ns: u64,
+    next_ns: Option<u64>,
+}
+
+impl FpsGate {
+    pub fn new(fps_cap: f64) -> Self {
+        let min_gap_ns = if fps_cap > 0.0 { (1e9 / fps_cap) as u64 } else { 0 };
+        Self { min_gap_ns, next_ns: None }
+    }
+
+    /// True when the frame at `t_ns` should be processed.
+    pub fn admit(&mut self, t_ns: u64) -> bool {
+        if self.min_gap_ns == 0 {
+            return true;
+        }
+        match self.next_ns {
+            Some(next) if t_ns < next => false,
+            _ => {
+                // Schedule from the ideal grid, not from t, so the rate does not drift low.
+                let base = self.next_ns.filter(|n| t_ns - n < self.min_gap_ns).unwrap_or(t_ns);
+                self.next_ns = Some(base + self.min_gap_ns);
+                true
+            }
+        }
+    }
+}
+
+/// Starts the source thread for one camera.
+pub fn spawn(
+    spec: SourceSpec,
+    lane: LaneSender,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("src-{}", spec.camera_id);
+    std::thread::Builder::new().name(name).spawn(move || {
+        #[cfg(feature = "gstreamer")]
+        gst::run(spec, lane, stop, metrics, health);
+        #[cfg(not(feature = "gstreamer"))]
+        {
+            let _ = (lane, stop, metrics);
+            tracing::error!(camera = %spec.camera_id, "video sources need the `gstreamer` feature; this build has none");
+            health.update_source(&spec.camera_id, |s| {
+                s.state = crate::health::State::Error;
+                s.detail = Some("built without the gstreamer feature".into());
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_credentials_only() {
+        assert_eq!(redact_url("rtsp://admin:secret@10.0.0.5:554/live"), "rtsp://***@10.0.0.5:554/live");
+        assert_eq!(redact_url("rtsp://cam.local/live"), "rtsp://cam.local/live");
+        assert_eq!(redact_url("rtsp://u:p@host"), "rtsp://***@host");
+        assert_eq!(redact_url("/plain/path.mp4"), "/plain/path.mp4");
+    }
+
+    #[test]
+    fn fps_gate_caps_rate_without_drifting() {
+        let mut g = FpsGate::new(5.0);
+        // 30 fps for 2 s → 10 frames admitted.
+        let n = (0..60).filter(|i| g.admit(i * 33_333_333)).count();
+        assert_eq!(n, 10);
+        let mut all = FpsGate::new(0.0);
+        assert!((0..10).all(|i| all.admit(i)));
+    }
+
+    #[test]
+    fn file_paths_become_absolute_uris_and_files_are_not_live() {
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"/tmp/x.avi\"").unwrap();
+        let s = SourceSpec::from_camera(&cam, "p", None);
+        assert_eq!(s.uri, "file:///tmp/x.avi");
+        assert!(!s.live);
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"rtsp://h/x\"").unwrap();
+        assert!(SourceSpec::from_camera(&cam, "p", None).live);
+    }
+}

@@ -1,0 +1,69 @@
+//! Where events are kept for queries: one `EventStore` trait, the embedded SQLite store
+//! by default (ClickHouse joins it behind the same trait).
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::event::{Event, EventKind};
+use crate::risk::Level;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("store: bad cursor (pass back the `next_cursor` of a previous page unchanged)")]
+    BadCursor,
+    #[error("store: stored event {id} is unreadable: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("store: {0}")]
+    Io(String),
+}
+
+/// Filters for listing events; newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    pub camera: Option<String>,
+    pub pipeline: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub kind: Option<EventKind>,
+    pub min_level: Option<Level>,
+    pub class: Option<String>,
+    pub zone: Option<String>,
+    pub incident: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+pub trait EventStore: Send + Sync {
+    /// Inserts events; an event already stored (same `event_id`) is replaced, so replays
+    /// are idempotent. Returns once the events are durable.
+    fn insert(&self, events: &[Arc<Event>]) -> Result<(), StoreError>;
+    fn query(&self, q: &EventQuery) -> Result<EventPage, StoreError>;
+    fn get(&self, event_id: &str) -> Result<Option<Event>, StoreError>;
+    fn count(&self) -> Result<u64, StoreError>;
+}
+
+/// Opaque paging cursor: position of the last event of a page in (time, id) order.
+pub(crate) fn encode_cursor(captured_ms: i64, event_id: &str) -> String {
+    hex::encode(format!("{captured_ms}|{event_id}"))
+}
+
+pub(crate) fn decode_cursor(c: &str) -> Result<(i64, String), StoreError> {
+    let raw = hex::decode(c).map_err(|_| StoreError::BadCursor)?;
+    let s = String::from_utf8(raw).map_err(|_| StoreError::BadCursor)?;
+    let (ms, id) = s.split_once('|').ok_or(StoreError::BadCursor)?;
+    Ok((ms.parse().map_err(|_| StoreError::BadCursor)?, id.to_string()))
+}

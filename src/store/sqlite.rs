@@ -1,0 +1,185 @@
+//! The embedded event store: SQLite in WAL mode, one writer and one reader connection,
+//! surviving restarts. Filterable columns are stored beside the JSON payload.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
+
+use super::{EventPage, EventQuery, EventStore, StoreError, decode_cursor, encode_cursor};
+use crate::event::Event;
+
+pub struct SqliteStore {
+    path: String,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    event_id     TEXT PRIMARY KEY,
+    captured_ms  INTEGER NOT NULL,
+    camera_id    TEXT NOT NULL,
+    pipeline     TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    incident_id  TEXT,
+    level_rank   INTEGER NOT NULL,
+    priority     INTEGER NOT NULL,
+    score        REAL NOT NULL,
+    classes      TEXT NOT NULL,  -- ',person,car,' for LIKE filters
+    zones        TEXT NOT NULL,
+    payload      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (captured_ms DESC, event_id DESC);
+CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera_id, captured_ms DESC);
+CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id);
+";
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let p = path.display().to_string();
+        let err = |source| StoreError::Sqlite { path: p.clone(), source };
+        let writer = Connection::open(path).map_err(err)?;
+        writer
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
+            .map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
+        reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(err)?;
+        Ok(Self { path: p, writer: Mutex::new(writer), reader: Mutex::new(reader) })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), source }
+    }
+}
+
+fn csv_tag(items: impl Iterator<Item = String>) -> String {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    format!(",{},", v.join(","))
+}
+
+impl EventStore for SqliteStore {
+    fn insert(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO events (event_id, captured_ms, camera_id, pipeline, kind, incident_id, level_rank, priority, score, classes, zones, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(|e| self.err(e))?;
+            for ev in events {
+                let payload = serde_json::to_string(&**ev).expect("events serialise");
+                let classes = csv_tag(ev.objects.iter().map(|o| o.class.to_string()));
+                let zones = csv_tag(ev.objects.iter().flat_map(|o| o.zones.iter().cloned()).chain(ev.risk.reasons.iter().filter_map(|r| r.zone.clone())));
+                stmt.execute(rusqlite::params![
+                    ev.event_id,
+                    ev.captured_ms(),
+                    ev.camera_id,
+                    ev.pipeline,
+                    ev.kind.as_str(),
+                    ev.incident_id,
+                    ev.risk.level.rank(),
+                    ev.risk.priority,
+                    ev.risk.score,
+                    classes,
+                    zones,
+                    payload
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn query(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
+        let mut sql = String::from("SELECT event_id, captured_ms, payload FROM events WHERE 1=1");
+        let mut args: Vec<Value> = Vec::new();
+        let mut add = |clause: &str, v: Value| {
+            sql.push_str(clause);
+            args.push(v);
+        };
+        if let Some(c) = &q.camera {
+            add(" AND camera_id = ?", Value::Text(c.clone()));
+        }
+        if let Some(p) = &q.pipeline {
+            add(" AND pipeline = ?", Value::Text(p.clone()));
+        }
+        if let Some(t) = q.since {
+            add(" AND captured_ms >= ?", Value::Integer((t.unix_timestamp_nanos() / 1_000_000) as i64));
+        }
+        if let Some(t) = q.until {
+            add(" AND captured_ms < ?", Value::Integer((t.unix_timestamp_nanos() / 1_000_000) as i64));
+        }
+        if let Some(k) = q.kind {
+            add(" AND kind = ?", Value::Text(k.as_str().into()));
+        }
+        if let Some(l) = q.min_level {
+            add(" AND level_rank >= ?", Value::Integer(l.rank() as i64));
+        }
+        if let Some(c) = &q.class {
+            add(" AND instr(classes, ?) > 0", Value::Text(format!(",{c},")));
+        }
+        if let Some(z) = &q.zone {
+            add(" AND instr(zones, ?) > 0", Value::Text(format!(",{z},")));
+        }
+        if let Some(i) = &q.incident {
+            add(" AND incident_id = ?", Value::Text(i.clone()));
+        }
+        if let Some(c) = &q.cursor {
+            let (ms, id) = decode_cursor(c)?;
+            sql.push_str(" AND (captured_ms < ? OR (captured_ms = ? AND event_id < ?))");
+            args.extend([Value::Integer(ms), Value::Integer(ms), Value::Text(id)]);
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(" ORDER BY captured_ms DESC, event_id DESC LIMIT ?");
+        args.push(Value::Integer(limit as i64 + 1));
+
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut events = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for row in rows {
+            let (id, ms, payload) = row.map_err(|e| self.err(e))?;
+            if events.len() == limit {
+                more = true;
+                break;
+            }
+            let ev: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt { id: id.clone(), reason: e.to_string() })?;
+            last = Some((ms, id));
+            events.push(ev);
+        }
+        let next_cursor = if more { last.map(|(ms, id)| encode_cursor(ms, &id)) } else { None };
+        Ok(EventPage { events, next_cursor })
+    }
+
+    fn get(&self, event_id: &str) -> Result<Option<Event>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached("SELECT payload FROM events WHERE event_id = ?").map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([event_id]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => {
+                let payload: String = r.get(0).map_err(|e| self.err(e))?;
+                serde_json::from_str(&payload).map(Some).map_err(|e| StoreError::Corrupt { id: event_id.into(), reason: e.to_string() })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let conn = self.reader.lock();
+        conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+    }
+}

@@ -194,6 +194,7 @@ impl Detector for EngineDetector {
 }
 
 /// Splits a `[n, ...]` output into `n` single-image tensors shaped `[1, ...]`.
+#[cfg(any(feature = "onnx", feature = "torch"))]
 pub(crate) fn split_batch(
     shape: &[usize],
     data: &[f32],
@@ -255,18 +256,23 @@ pub fn resolve_model(cfg: &DetectorConfig) -> Result<(ModelSpec, PathBuf), Detec
 pub fn build_detector(cfg: &DetectorConfig) -> Result<Box<dyn Detector>, DetectError> {
     let (spec, path) = resolve_model(cfg)?;
     let model_id = model::file_fingerprint(&path)?;
-    let engine: Box<dyn InferenceEngine> = match cfg.backend {
-        #[cfg(feature = "onnx")]
-        BackendKind::Ort => Box::new(ort_engine::OrtEngine::load(&path, cfg)?),
-        #[cfg(not(feature = "onnx"))]
-        BackendKind::Ort => return Err(DetectError::NotBuilt("ort", "onnx")),
-        #[cfg(feature = "torch")]
-        BackendKind::Tch => Box::new(tch_engine::TchEngine::load(&path, cfg)?),
-        #[cfg(not(feature = "torch"))]
-        BackendKind::Tch => return Err(DetectError::NotBuilt("tch", "torch")),
-    };
+    let engine = load_engine(&path, cfg)?;
     tracing::info!(model = %spec.name, %model_id, backend = engine.name(), device = %engine.device(), "detector loaded");
     Ok(Box::new(EngineDetector::new(spec, engine, model_id, cfg.score_threshold, cfg.nms_iou, cfg.max_detections)))
+}
+
+#[allow(unused_variables)]
+fn load_engine(path: &std::path::Path, cfg: &DetectorConfig) -> Result<Box<dyn InferenceEngine>, DetectError> {
+    match cfg.backend {
+        #[cfg(feature = "onnx")]
+        BackendKind::Ort => Ok(Box::new(ort_engine::OrtEngine::load(path, cfg)?)),
+        #[cfg(not(feature = "onnx"))]
+        BackendKind::Ort => Err(DetectError::NotBuilt("ort", "onnx")),
+        #[cfg(feature = "torch")]
+        BackendKind::Tch => Ok(Box::new(tch_engine::TchEngine::load(path, cfg)?)),
+        #[cfg(not(feature = "torch"))]
+        BackendKind::Tch => Err(DetectError::NotBuilt("tch", "torch")),
+    }
 }
 
 #[cfg(test)]

@@ -220,8 +220,9 @@ struct OpenIncident {
     last_risk: Risk,
 }
 
-/// Minimum spacing of updates caused only by objects joining or leaving.
-const MEMBERSHIP_UPDATE_MIN_S: f64 = 1.0;
+/// Minimum spacing of updates caused only by the number of objects changing (tracker
+/// noise at a zone's edge would otherwise flood operators).
+const MEMBERSHIP_UPDATE_MIN_S: f64 = 2.0;
 
 /// Rules and incidents for one camera.
 pub struct RiskEngine {
@@ -269,7 +270,7 @@ impl RiskEngine {
                     let tracks: BTreeSet<u64> = risk.reasons[0].track_ids.iter().copied().collect();
                     let since = t - inc.last_emit_t;
                     let emit = risk.level != inc.level
-                        || (tracks != inc.tracks && since >= MEMBERSHIP_UPDATE_MIN_S)
+                        || (tracks.len() != inc.tracks.len() && since >= MEMBERSHIP_UPDATE_MIN_S)
                         || since >= rule.update_every_s();
                     inc.last_risk = risk.clone();
                     if emit {

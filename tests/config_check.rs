@@ -1,0 +1,137 @@
+//! Broken configurations give errors that name the file, the key and the fix, both
+//! through the library and through `argus check`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use argus::config::{self, ConfigIssue};
+
+const GOOD_PIPELINE: &str = include_str!("../pipelines/demo.toml");
+
+/// Parses an argus.toml text (with the demo pipeline, or `pipeline` when given) and
+/// validates it; returns every issue.
+fn issues(argus_toml: &str, pipeline: Option<&str>) -> Vec<ConfigIssue> {
+    let pipe = pipeline.unwrap_or(GOOD_PIPELINE).to_string();
+    let read = move |_: &Path| Ok(pipe.clone());
+    match config::load_from_str(Path::new("config/argus.toml"), argus_toml, &[], &read) {
+        Err(e) => e.issues().to_vec(),
+        Ok(cfg) => config::validate(&cfg),
+    }
+}
+
+fn assert_issue(list: &[ConfigIssue], file: &str, key: &str, problem: &str) {
+    assert!(
+        list.iter().any(|i| i.file == PathBuf::from(file) && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
+        "expected {file}: {key}: …{problem}…, got:\n{}",
+        list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    assert_eq!(issues(config::EMBEDDED_CONFIG, None), vec![]);
+}
+
+#[test]
+fn unknown_key_is_named_with_its_section_and_line() {
+    let text = config::EMBEDDED_CONFIG.replace("score_threshold = 0.35", "score_treshold = 0.35");
+    let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "detector.score_treshold", "unknown field");
+    assert!(list[0].line.is_some());
+    assert!(list[0].to_string().contains("fix:"));
+}
+
+#[test]
+fn unknown_backend_value() {
+    let text = config::EMBEDDED_CONFIG.replace("backend = \"ort\"", "backend = \"gpu\"");
+    assert_issue(&issues(&text, None), "config/argus.toml", "detector.backend", "unknown variant `gpu`");
+}
+
+#[test]
+fn out_of_range_values_and_bad_address() {
+    let text = config::EMBEDDED_CONFIG
+        .replace("score_threshold = 0.35", "score_threshold = 1.5")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"")
+        .replace("max_batch = 4", "max_batch = 0");
+    let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "detector.score_threshold", "outside (0, 1)");
+    assert_issue(&list, "config/argus.toml", "server.listen", "not an address:port");
+    assert_issue(&list, "config/argus.toml", "detector.max_batch", "outside 1..=64");
+}
+
+#[test]
+fn rule_pointing_at_a_missing_zone() {
+    let p = GOOD_PIPELINE.replace("zone = \"crossing\"", "zone = \"crosing\"");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "rules[0].zone", "no zone `crosing`");
+}
+
+#[test]
+fn calibration_with_too_few_or_mismatched_points() {
+    let p = GOOD_PIPELINE.replace(
+        "image_points = [[40, 560], [730, 560], [60, 260], [720, 250], [384, 400], [200, 180], [600, 180]]",
+        "image_points = [[40, 560], [730, 560], [60, 260]]",
+    );
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].calibration.world_points", "3 image points but 7 world points");
+}
+
+#[test]
+fn calibration_with_a_mistyped_point_is_refused() {
+    // One world point off by 10 m: the fit cannot reproduce it within max_error_m.
+    let p = GOOD_PIPELINE.replace("[0.0, 11.25]", "[10.0, 11.25]");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].calibration.world_points", "mean reprojection error");
+}
+
+#[test]
+fn missing_video_file_and_bad_scheme() {
+    let p = GOOD_PIPELINE.replace("file:///usr/share/doc/opencv-doc/examples/data/vtest.avi", "file:///nonexistent/video.mp4");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].source", "does not exist");
+    let p = GOOD_PIPELINE.replace("file:///usr/share/doc/opencv-doc/examples/data/vtest.avi", "ftp://host/video.mp4");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].source", "unsupported scheme `ftp`");
+}
+
+#[test]
+fn unknown_class_and_bad_zone() {
+    let p = GOOD_PIPELINE.replace("classes = [\"person\"]", "classes = [\"persn\"]").replace(
+        "polygon = [[1.5, 10.5], [7.5, 10.5], [9.0, 16.7], [2.4, 16.7]]",
+        "polygon = [[1.5, 10.5], [7.5, 10.5]]",
+    );
+    let list = issues(config::EMBEDDED_CONFIG, Some(&p));
+    assert_issue(&list, "pipelines/demo.toml", "rules[0].classes", "unknown class `persn`");
+    assert_issue(&list, "pipelines/demo.toml", "zones[0].polygon", "2 corners");
+}
+
+#[test]
+fn toml_syntax_error_and_wrong_type() {
+    assert_issue(&issues("[detector\nmodel = 1", None), "config/argus.toml", "detector", "");
+    let text = config::EMBEDDED_CONFIG.replace("threads = 2", "threads = \"two\"");
+    assert_issue(&issues(&text, None), "config/argus.toml", "detector.threads", "invalid type");
+}
+
+#[test]
+fn environment_overrides_apply_and_are_validated() {
+    let read = |_: &Path| Ok(GOOD_PIPELINE.to_string());
+    let env = vec![("ARGUS_DETECTOR__BACKEND".to_string(), "tch".to_string()), ("ARGUS_DETECTOR__THREADS".to_string(), "3".to_string())];
+    let cfg = config::load_from_str(Path::new("c.toml"), config::EMBEDDED_CONFIG, &env, &read).unwrap();
+    assert_eq!(cfg.argus.detector.backend, config::BackendKind::Tch);
+    assert_eq!(cfg.argus.detector.threads, 3);
+    let env = vec![("ARGUS_DETECTOR__BACKEND".to_string(), "quantum".to_string())];
+    let err = config::load_from_str(Path::new("c.toml"), config::EMBEDDED_CONFIG, &env, &read).unwrap_err();
+    assert!(err.to_string().contains("unknown variant `quantum`"), "{err}");
+}
+
+#[test]
+fn argus_check_reports_problems_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipe = dir.path().join("p.toml");
+    std::fs::write(&pipe, GOOD_PIPELINE.replace("severity = 0.5", "severity = 5.0")).unwrap();
+    let cfg = dir.path().join("argus.toml");
+    std::fs::write(&cfg, config::EMBEDDED_CONFIG.replace("pipelines = [\"pipelines/demo.toml\"]", &format!("pipelines = [{:?}]", pipe.display().to_string()))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}: rules[0].severity: 5 is outside (0, 1] (fix: ", pipe.display())), "{stderr}");
+
+    let ok = Command::new(env!("CARGO_BIN_EXE_argus")).args(["check", "--config", "config/argus.toml"]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("OK"));
+}

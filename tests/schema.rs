@@ -1,0 +1,37 @@
+//! Events validate against the shipped JSON Schema; broken ones do not.
+
+use argus::event::{EventKind, sample_event};
+use serde_json::Value;
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(include_str!("../schema/argus.event.v1.json")).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn sample_events_of_every_kind_validate() {
+    let v = validator();
+    for kind in EventKind::ALL {
+        let ev = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, kind)).unwrap();
+        let errors: Vec<String> = v.iter_errors(&ev).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{kind:?}: {errors:?}\n{ev}");
+    }
+}
+
+#[test]
+fn the_schema_rejects_what_it_should() {
+    let v = validator();
+    let good = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentOpened)).unwrap();
+    let mut no_incident = good.clone();
+    no_incident.as_object_mut().unwrap().remove("incident_id");
+    assert!(!v.is_valid(&no_incident), "incidents need an incident_id");
+    let mut bad_level = good.clone();
+    bad_level["risk"]["level"] = "severe".into();
+    assert!(!v.is_valid(&bad_level));
+    let mut extra = good.clone();
+    extra["surprise"] = 1.into();
+    assert!(!v.is_valid(&extra));
+    let mut bad_time = good;
+    bad_time["captured_at"] = "yesterday".into();
+    assert!(!v.is_valid(&bad_time));
+}

@@ -61,6 +61,7 @@ mod opt_time {
 
 #[derive(Debug, Default)]
 struct Inner {
+    pipeline: Option<ComponentStatus>,
     detector: Option<ComponentStatus>,
     sources: BTreeMap<String, SourceStatus>,
     sinks: BTreeMap<String, ComponentStatus>,
@@ -75,6 +76,8 @@ pub struct Health {
 pub struct Readiness {
     pub ready: bool,
     pub reasons: Vec<String>,
+    /// `running`, or `ended` once every source ended and every event reached every sink.
+    pub pipeline: Option<ComponentStatus>,
     pub detector: Option<ComponentStatus>,
     pub sources: BTreeMap<String, SourceStatus>,
     pub sinks: BTreeMap<String, ComponentStatus>,
@@ -85,6 +88,10 @@ fn status(state: State, detail: Option<String>) -> ComponentStatus {
 }
 
 impl Health {
+    pub fn set_pipeline(&self, state: State, detail: Option<String>) {
+        self.inner.write().pipeline = Some(status(state, detail));
+    }
+
     pub fn set_detector(&self, state: State, detail: Option<String>) {
         self.inner.write().detector = Some(status(state, detail));
     }
@@ -144,6 +151,6 @@ impl Health {
                 reasons.push(format!("sink {name} is failing{}", s.detail.as_deref().map(|x| format!(": {x}")).unwrap_or_default()));
             }
         }
-        Readiness { ready: reasons.is_empty(), reasons, detector: g.detector.clone(), sources: g.sources.clone(), sinks: g.sinks.clone() }
+        Readiness { ready: reasons.is_empty(), reasons, pipeline: g.pipeline.clone(), detector: g.detector.clone(), sources: g.sources.clone(), sinks: g.sinks.clone() }
     }
 }

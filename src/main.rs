@@ -299,11 +299,18 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     }
 
     let running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone())?;
+    health.set_pipeline(State::Running, None);
+    let mut sink_threads = Some(sink_threads);
     let mut finished = false;
     while !interrupted.load(Ordering::SeqCst) {
         if !finished && running.wait_done(Duration::from_millis(200)) {
             finished = true;
-            tracing::info!(events = store.count().unwrap_or(0), "all sources ended");
+            // The bus is gone, so each sink thread ends once its queue is written.
+            for h in sink_threads.take().into_iter().flatten() {
+                let _ = h.join();
+            }
+            health.set_pipeline(State::Ended, Some("every source ended; every event is stored".into()));
+            tracing::info!(events = store.count().unwrap_or(0), "all sources ended; every event written");
             if exit_when_done || server.is_none() {
                 break;
             }
@@ -313,7 +320,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         }
     }
     running.stop();
-    for h in sink_threads {
+    for h in sink_threads.into_iter().flatten() {
         let _ = h.join();
     }
     let _ = shutdown_tx.send(true);

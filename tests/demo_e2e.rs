@@ -57,15 +57,16 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let mut child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
 
-    // Wait for the camera to finish its 320 frames (the API stays up after that).
+    // Wait for the pipeline to finish its 320 frames and write every event (the API stays
+    // up after that).
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         assert!(Instant::now() < deadline, "the demo did not finish in time");
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("argus exited early: {status}");
         }
-        if let Some((200, cams)) = get(&format!("{base}/v1/cameras")) {
-            if cams["cameras"]["plaza"]["state"] == "ended" {
+        if let Some((_, ready)) = get(&format!("{base}/readyz")) {
+            if ready["pipeline"]["state"] == "ended" {
                 break;
             }
         }
@@ -73,6 +74,9 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     }
     let (code, ready) = get(&format!("{base}/readyz")).unwrap();
     assert_eq!(code, 200, "{ready}");
+    let (_, cams) = get(&format!("{base}/v1/cameras")).unwrap();
+    assert_eq!(cams["cameras"]["plaza"]["state"], "ended", "{cams}");
+    assert_eq!(cams["cameras"]["plaza"]["frames_received"], 320, "{cams}");
 
     // Events over HTTP.
     let (code, page) = get(&format!("{base}/v1/events?limit=1000")).unwrap();

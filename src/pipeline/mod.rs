@@ -105,6 +105,19 @@ pub fn start(
     let hub = FrameHub::new();
     let stop = Arc::new(AtomicBool::new(false));
 
+    // Every lane is open before the detect stage starts: a hub with no open lane reads
+    // as "all sources ended".
+    let lanes: Vec<_> = scenes
+        .sources
+        .into_iter()
+        .map(|spec| {
+            health.register_source(&spec.camera_id, &spec.pipeline, &spec.redacted(), spec.live);
+            let overflow = if spec.live { Overflow::DropOldest } else { Overflow::Block };
+            let lane = hub.lane(spec.camera_id.clone(), limits.frame_queue, overflow);
+            (spec, lane)
+        })
+        .collect();
+
     let (det_tx, det_rx) = bounded::<DetectedFrame>(limits.frame_queue.max(1) * 2);
     let (done_tx, done) = bounded::<()>(1);
     let mut stage_threads = Vec::new();
@@ -136,10 +149,7 @@ pub fn start(
     }
 
     let mut source_threads = Vec::new();
-    for spec in scenes.sources {
-        health.register_source(&spec.camera_id, &spec.pipeline, &spec.redacted(), spec.live);
-        let overflow = if spec.live { Overflow::DropOldest } else { Overflow::Block };
-        let lane = hub.lane(spec.camera_id.clone(), limits.frame_queue, overflow);
+    for (spec, lane) in lanes {
         tracing::info!(camera = %spec.camera_id, source = %spec.redacted(), live = spec.live, "starting source");
         source_threads.push(sources::spawn(spec, lane, stop.clone(), metrics.clone(), health.clone())?);
     }

@@ -29,9 +29,12 @@ pub struct BenchArgs {
     /// Frames of the demo pipeline for the end-to-end run (0 = skip it).
     #[arg(long, default_value_t = 200)]
     frames: u64,
-    /// Backends to compare; the first is the baseline.
+    /// Backends to compare; the first (with the first model) is the baseline.
     #[arg(long, value_delimiter = ',', default_value = "ort,tch")]
     backends: Vec<BackendKind>,
+    /// Models to compare.
+    #[arg(long, value_delimiter = ',', default_value = "nanodet,yolov3-tiny")]
+    models: Vec<String>,
 }
 
 struct Stats {
@@ -46,15 +49,24 @@ fn stats(mut v: Vec<f64>) -> Stats {
     Stats { median_ms: at(0.5), p90_ms: at(0.9), mean_ms: v.iter().sum::<f64>() / v.len() as f64 }
 }
 
-/// Counts events and discards them: measures the pipeline, not the disk.
-struct CountingSink(Arc<AtomicU64>);
+/// Counts events and the people in per-frame summaries, and discards them: measures the
+/// pipeline, not the disk.
+struct CountingSink {
+    events: Arc<AtomicU64>,
+    people: Arc<AtomicU64>,
+    summaries: Arc<AtomicU64>,
+}
 
 impl Sink for CountingSink {
     fn name(&self) -> &str {
         "bench"
     }
     fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
-        self.0.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        for e in events.iter().filter(|e| e.kind == argus::event::EventKind::FrameAnalyzed) {
+            self.summaries.fetch_add(1, Ordering::Relaxed);
+            self.people.fetch_add(e.objects.iter().filter(|o| &*o.class == "person").count() as u64, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
@@ -63,66 +75,89 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let cfg = config::load(args.config.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let image = argus::analyze::decode_image(&bytes)?;
-    println!("argus bench: model {}, image {} ({}x{}), {} iterations, {} threads", cfg.argus.detector.model, args.image.display(), image.width, image.height, args.iterations, cfg.argus.detector.threads);
-    println!("{:<8} {:>10} {:>10} {:>10} {:>12} {:>10}", "backend", "median ms", "p90 ms", "mean ms", "frames/s", "vs base");
+    println!(
+        "argus bench: image {} ({}x{}), {} iterations after 3 warm-up, {} threads",
+        args.image.display(),
+        image.width,
+        image.height,
+        args.iterations,
+        cfg.argus.detector.threads
+    );
+    println!("{:<12} {:<8} {:>10} {:>10} {:>10} {:>10} {:>9}", "model", "backend", "median ms", "p90 ms", "mean ms", "frames/s", "vs base");
     let mut baseline: Option<f64> = None;
-    let mut detector_fps = None;
-    for backend in &args.backends {
-        let mut d = cfg.argus.detector.clone();
-        d.backend = *backend;
-        let mut det = match detect::build_detector(&d) {
-            Ok(det) => det,
-            Err(e) => {
-                println!("{:<8} unavailable: {e}", backend.as_str());
-                continue;
+    let mut detector_fps = std::collections::HashMap::new();
+    for model in &args.models {
+        for backend in &args.backends {
+            let mut d = cfg.argus.detector.clone();
+            d.backend = *backend;
+            d.model = model.clone();
+            let mut det = match detect::build_detector(&d) {
+                Ok(det) => det,
+                Err(e) => {
+                    println!("{model:<12} {:<8} unavailable: {e}", backend.as_str());
+                    continue;
+                }
+            };
+            for _ in 0..3 {
+                det.detect(&[&image])?;
             }
-        };
-        for _ in 0..3 {
-            det.detect(&[&image])?;
+            let mut times = Vec::with_capacity(args.iterations);
+            for _ in 0..args.iterations.max(1) {
+                let t0 = Instant::now();
+                det.detect(&[&image])?;
+                times.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            let s = stats(times);
+            let base = *baseline.get_or_insert(s.median_ms);
+            detector_fps.entry(model.clone()).or_insert(1000.0 / s.median_ms);
+            println!(
+                "{model:<12} {:<8} {:>10.2} {:>10.2} {:>10.2} {:>10.1} {:>8.2}x",
+                backend.as_str(),
+                s.median_ms,
+                s.p90_ms,
+                s.mean_ms,
+                1000.0 / s.median_ms,
+                base / s.median_ms
+            );
         }
-        let mut times = Vec::with_capacity(args.iterations);
-        for _ in 0..args.iterations.max(1) {
-            let t0 = Instant::now();
-            det.detect(&[&image])?;
-            times.push(t0.elapsed().as_secs_f64() * 1000.0);
-        }
-        let s = stats(times);
-        let base = *baseline.get_or_insert(s.median_ms);
-        detector_fps.get_or_insert(1000.0 / s.median_ms);
-        println!(
-            "{:<8} {:>10.2} {:>10.2} {:>10.2} {:>12.1} {:>9.2}x",
-            backend.as_str(),
-            s.median_ms,
-            s.p90_ms,
-            s.mean_ms,
-            1000.0 / s.median_ms,
-            base / s.median_ms
-        );
     }
 
-    if args.frames > 0 {
-        let detector_fps = detector_fps.ok_or_else(|| anyhow!("no backend available for the end-to-end run"))?;
+    if args.frames == 0 {
+        return Ok(());
+    }
+    let backend = args.backends.first().copied().unwrap_or(BackendKind::Ort);
+    println!("end to end on the demo pipeline ({} backend, {} frames, sinks: a counter):", backend.as_str(), args.frames);
+    for model in &args.models {
+        let Some(det_fps) = detector_fps.get(model).copied() else { continue };
+        let mut cfg = cfg.clone();
+        cfg.argus.detector.model = model.clone();
+        cfg.argus.detector.backend = backend;
+        // A summary per frame, to count what the model finds on every frame.
+        for (_, p) in &mut cfg.pipelines {
+            p.events.frame_summary_every_s = 1e-6;
+        }
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let detector = detect::build_detector(&cfg.argus.detector)?;
         let scenes = argus::pipeline::build_scenes(&cfg, &argus::pipeline::RunOptions { max_frames: Some(args.frames) })?;
-        let count = Arc::new(AtomicU64::new(0));
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(CountingSink(count.clone()))], 1024, metrics.clone(), health.clone());
+        let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default() };
+        let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
         let t0 = Instant::now();
         let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health)?;
         while !running.wait_done(Duration::from_millis(100)) {}
-        let elapsed = t0.elapsed().as_secs_f64();
         running.stop();
         for h in sinks {
             let _ = h.join();
         }
-        let frames: u64 = metrics.frames_processed.with_label_values(&["plaza"]).get();
+        let elapsed = t0.elapsed().as_secs_f64();
+        let frames: u64 = cfg.pipelines.iter().flat_map(|(_, p)| &p.cameras).map(|c| metrics.frames_processed.with_label_values(&[&c.id]).get()).sum();
         let fps = frames as f64 / elapsed;
+        let per_frame = people.load(Ordering::Relaxed) as f64 / summaries.load(Ordering::Relaxed).max(1) as f64;
         println!(
-            "end-to-end ({} backend): {frames} frames of the demo in {elapsed:.2} s = {fps:.1} fps, {} events; {:.2}x of detector-only ({detector_fps:.1} fps, first backend above)",
-            cfg.argus.detector.backend.as_str(),
-            count.load(Ordering::Relaxed),
-            fps / detector_fps
+            "  {model:<12} {frames} frames in {elapsed:.2} s = {fps:.1} fps ({:.2}x of its detector-only {det_fps:.1} fps), {per_frame:.1} people per frame, {} events",
+            fps / det_fps,
+            events.load(Ordering::Relaxed)
         );
     }
     Ok(())

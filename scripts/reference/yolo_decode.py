@@ -13,6 +13,7 @@ import json
 import sys
 
 import numpy as np
+from refcommon import nms_per_class
 
 C = 3
 N = 60
@@ -32,24 +33,6 @@ def synth(rng):
     return cxcy, wh, obj, cls
 
 
-def iou(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def nms(cands):
-    # Score descending; ties by class, then x1, then y1 (the order Argus uses).
-    cands = sorted(cands, key=lambda c: (-c["score"], c["class_id"], c["bbox"][0], c["bbox"][1]))
-    kept = []
-    for c in cands:
-        if all(k["class_id"] != c["class_id"] or iou(k["bbox"], c["bbox"]) <= IOU for k in kept):
-            kept.append(c)
-    return kept
-
-
 def decode(cxcy, wh, scores):
     out = []
     for i in range(N):
@@ -59,7 +42,7 @@ def decode(cxcy, wh, scores):
             s = float(scores[i, c])
             if s > THR:
                 out.append({"class_id": c, "score": s, "bbox": [float(x1), float(y1), float(x2), float(y2)]})
-    return nms(out)
+    return nms_per_class(out, IOU)
 
 
 def main(out_path):

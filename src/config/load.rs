@@ -97,7 +97,7 @@ pub fn load_from_str(
     apply_env_overrides(&mut value, env).map_err(|issue| ConfigError::Invalid(vec![issue]))?;
     // Re-serialise so that type errors still point at a line of the original when no
     // override touched it.
-    let merged = if env.iter().any(|(k, _)| k.contains("__")) { toml::to_string(&value).unwrap_or_default() } else { text.to_string() };
+    let merged = if env.iter().any(|(k, _)| k.contains("__") || k == "ARGUS_PIPELINES") { toml::to_string(&value).unwrap_or_default() } else { text.to_string() };
     let argus: ArgusConfig = parse(file, &merged)?;
     let mut pipelines = Vec::new();
     let mut issues = Vec::new();
@@ -183,13 +183,15 @@ fn key_path_at(text: &str, start: usize, end: usize) -> String {
 }
 
 /// Applies `ARGUS_SECTION__KEY=value` (double underscore between levels, case-insensitive
-/// names) to the parsed argus.toml. Values are read as TOML when they parse (numbers,
-/// booleans, arrays) and as strings otherwise. Single-underscore `ARGUS_*` variables
-/// (ARGUS_MODELS_DIR, …) are not config keys and are ignored here.
+/// names) to the parsed argus.toml, and `ARGUS_PIPELINES` to the top-level list. Values
+/// are read as TOML when they parse (numbers, booleans, arrays) and as strings otherwise.
+/// Other single-underscore `ARGUS_*` variables (ARGUS_MODELS_DIR, …) are not config keys.
+const TOP_LEVEL_ENV_KEYS: &[&str] = &["PIPELINES"];
+
 pub fn apply_env_overrides(table: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigIssue> {
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix("ARGUS_") else { continue };
-        if !rest.contains("__") {
+        if !rest.contains("__") && !TOP_LEVEL_ENV_KEYS.contains(&rest) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();

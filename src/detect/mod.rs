@@ -91,6 +91,10 @@ pub trait InferenceEngine: Send {
     fn device(&self) -> String;
     /// Largest batch one `infer` call may carry.
     fn max_batch(&self) -> usize;
+    /// The model file's custom metadata (key → value), when the format has any.
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        Default::default()
+    }
     /// Runs `n` images packed as `[n, 3, h, w]`; returns each image's outputs in the
     /// model's output order.
     fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize)
@@ -254,9 +258,12 @@ pub fn resolve_model(cfg: &DetectorConfig) -> Result<(ModelSpec, PathBuf), Detec
 
 /// Loads the detector `cfg` describes on the configured backend.
 pub fn build_detector(cfg: &DetectorConfig) -> Result<Box<dyn Detector>, DetectError> {
-    let (spec, path) = resolve_model(cfg)?;
+    let (mut spec, path) = resolve_model(cfg)?;
     let model_id = model::file_fingerprint(&path)?;
     let engine = load_engine(&path, cfg)?;
+    if spec.name == "yolo" {
+        model::apply_metadata(&mut spec, &engine.metadata(), cfg.yolo_layout.is_some(), cfg.class_names.is_some(), cfg.input_size.is_some())?;
+    }
     tracing::info!(model = %spec.name, %model_id, backend = engine.name(), device = %engine.device(), "detector loaded");
     Ok(Box::new(EngineDetector::new(spec, engine, model_id, cfg.score_threshold, cfg.nms_iou, cfg.max_detections)))
 }

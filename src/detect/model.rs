@@ -58,6 +58,27 @@ impl ModelSpec {
         }
     }
 
+    /// YOLOv3-tiny (COCO-80) from the original Darknet weights, converted with the YOLO
+    /// decode in the graph (`[1, 2535, 85]`, YOLOv5 layout). Darknet v3 used a plain
+    /// resize and RGB / 255.
+    pub fn yolov3_tiny() -> Self {
+        Self {
+            name: "yolov3-tiny".into(),
+            input: InputSpec {
+                width: 416,
+                height: 416,
+                resize: Resize::Stretch,
+                order: ChannelOrder::Rgb,
+                mean: [0.0; 3],
+                std: [255.0; 3],
+            },
+            head: HeadSpec::Yolo { layout: Some(YoloLayout::V5) },
+            class_names: coco_names(),
+            default_nms_iou: 0.45,
+            file_stem: "yolov3-tiny".into(),
+        }
+    }
+
     /// A user's YOLOv5/v8/v11-style export: RGB, /255, letterboxed with grey (114) as
     /// Ultralytics does.
     pub fn custom_yolo(input_size: u32, class_names: Vec<String>, layout: Option<YoloLayout>) -> Self {
@@ -82,15 +103,76 @@ impl ModelSpec {
     pub fn builtin(name: &str) -> Option<Self> {
         match name {
             "nanodet" => Some(Self::nanodet()),
+            "yolov3-tiny" => Some(Self::yolov3_tiny()),
             _ => None,
         }
     }
 
-    pub const BUILTIN_NAMES: &'static [&'static str] = &["nanodet"];
+    pub const BUILTIN_NAMES: &'static [&'static str] = &["nanodet", "yolov3-tiny"];
 
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
+}
+
+/// Refines a user's `yolo` spec from the model file's own metadata, for whatever the
+/// config leaves open: `argus.head` (`yolov5`/`yolov8`, written by Argus's converters),
+/// and Ultralytics' `names` (`{0: 'person', 1: 'bicycle'}`) and `imgsz` (`[640, 640]`).
+pub fn apply_metadata(
+    spec: &mut ModelSpec,
+    meta: &std::collections::BTreeMap<String, String>,
+    layout_configured: bool,
+    names_configured: bool,
+    size_configured: bool,
+) -> Result<(), DetectError> {
+    if let HeadSpec::Yolo { layout } = &mut spec.head {
+        if !layout_configured {
+            match meta.get("argus.head").map(String::as_str) {
+                Some("yolov5") => *layout = Some(YoloLayout::V5),
+                Some("yolov8") => *layout = Some(YoloLayout::V8),
+                Some(other) => return Err(DetectError::OutputShape(format!("model metadata argus.head = {other:?} is not a known head (yolov5, yolov8)"))),
+                None => {}
+            }
+        }
+    }
+    if !names_configured {
+        if let Some(raw) = meta.get("names") {
+            spec.class_names = parse_ultralytics_names(raw)
+                .ok_or_else(|| DetectError::Config(format!("model metadata `names` is not a {{id: 'name'}} map: {raw:.80}")))?;
+        }
+    }
+    if !size_configured {
+        if let Some(raw) = meta.get("imgsz") {
+            let dims: Vec<u32> = raw.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|v| v.trim().parse().ok()).collect();
+            match dims.as_slice() {
+                [h, w] if h == w => {
+                    spec.input.width = *w;
+                    spec.input.height = *h;
+                }
+                _ => return Err(DetectError::Config(format!("model metadata imgsz = {raw} is not a square [n, n]; set detector.input_size"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `{0: 'person', 1: 'bicycle'}` → names in id order.
+fn parse_ultralytics_names(raw: &str) -> Option<Vec<String>> {
+    let body = raw.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut pairs: Vec<(usize, String)> = Vec::new();
+    // Split on "N:" boundaries rather than commas: names may contain commas.
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let colon = rest.find(':')?;
+        let id: usize = rest[..colon].trim().parse().ok()?;
+        let after = rest[colon + 1..].trim_start();
+        let quote = after.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let end = after[1..].find(quote)? + 1;
+        pairs.push((id, after[1..end].to_string()));
+        rest = after[end + 1..].trim_start().trim_start_matches(',').trim_start();
+    }
+    pairs.sort_by_key(|(id, _)| *id);
+    pairs.iter().enumerate().all(|(i, (id, _))| i == *id).then(|| pairs.into_iter().map(|(_, n)| n).collect())
 }
 
 pub fn coco_names() -> Vec<String> {
@@ -134,4 +216,36 @@ pub fn file_fingerprint(path: &Path) -> Result<String, DetectError> {
     let digest = hex::encode(Sha256::digest(&bytes));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(format!("{name}@sha256:{}", &digest[..12]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn meta(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn ultralytics_metadata_fills_what_config_leaves_open() {
+        let mut spec = ModelSpec::custom_yolo(640, coco_names(), None);
+        let m = meta(&[("names", "{0: 'person', 1: \"fork, lift\", 2: 'dog'}"), ("imgsz", "[320, 320]"), ("argus.head", "yolov8")]);
+        apply_metadata(&mut spec, &m, false, false, false).unwrap();
+        assert_eq!(spec.class_names, vec!["person", "fork, lift", "dog"]);
+        assert_eq!((spec.input.width, spec.input.height), (320, 320));
+        assert_eq!(spec.head, HeadSpec::Yolo { layout: Some(YoloLayout::V8) });
+    }
+
+    #[test]
+    fn config_wins_and_bad_metadata_is_refused() {
+        let mut spec = ModelSpec::custom_yolo(640, vec!["a".into()], Some(YoloLayout::V5));
+        apply_metadata(&mut spec, &meta(&[("names", "{0: 'x'}"), ("argus.head", "yolov8")]), true, true, true).unwrap();
+        assert_eq!(spec.class_names, vec!["a"]);
+        assert_eq!(spec.head, HeadSpec::Yolo { layout: Some(YoloLayout::V5) });
+        let mut spec = ModelSpec::custom_yolo(640, vec![], None);
+        assert!(apply_metadata(&mut spec, &meta(&[("argus.head", "yolov99")]), false, false, false).is_err());
+        assert!(apply_metadata(&mut spec, &meta(&[("names", "{1: 'gap'}")]), false, false, false).is_err());
+        assert!(apply_metadata(&mut spec, &meta(&[("imgsz", "[640, 480]")]), false, false, false).is_err());
+    }
 }

@@ -47,6 +47,7 @@ pub struct OrtEngine {
     output_names: Vec<String>,
     max_batch: usize,
     device: String,
+    metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl OrtEngine {
@@ -89,7 +90,11 @@ impl OrtEngine {
             _ => 1,
         };
         let output_names = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        Ok(Self { session, input_name, output_names, max_batch, device })
+        let metadata = match session.metadata() {
+            Ok(m) => m.custom_keys().unwrap_or_default().into_iter().filter_map(|k| m.custom(&k).map(|v| (k, v))).collect(),
+            Err(_) => Default::default(),
+        };
+        Ok(Self { session, input_name, output_names, max_batch, device, metadata })
     }
 }
 
@@ -102,6 +107,9 @@ impl InferenceEngine for OrtEngine {
     }
     fn max_batch(&self) -> usize {
         self.max_batch
+    }
+    fn metadata(&self) -> std::collections::BTreeMap<String, String> {
+        self.metadata.clone()
     }
 
     fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<Vec<OutputTensor>>, DetectError> {

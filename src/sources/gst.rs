@@ -201,11 +201,11 @@ fn run_once(
                 MessageView::Error(err) => {
                     return Err(GstError::Stream {
                         element: msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
-                        message: err.error().to_string(),
-                        debug: err.debug().map(|d| d.to_string()),
+                        message: super::redact_text(&err.error().to_string()),
+                        debug: err.debug().map(|d| super::redact_text(&d)),
                     });
                 }
-                MessageView::Warning(w) => tracing::warn!(warning = %w.error(), "GStreamer warning"),
+                MessageView::Warning(w) => tracing::warn!(warning = %super::redact_text(&w.error().to_string()), "GStreamer warning"),
                 MessageView::Eos(_) => {
                     // Drain what the appsink still holds before reporting the end.
                     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {

@@ -97,7 +97,8 @@ fn users_yolo_exports_use_the_same_path_and_odd_heads_are_refused() {
     })
     .unwrap();
     let dog = det.detect(&[&image("dog.jpg")]).unwrap().remove(0);
-    assert!(dog.iter().any(|d| &*d.class == "dog" && d.score > 0.6), "{:?}", names(&dog));
+    // Letterboxed (the Ultralytics convention) rather than stretched: a little lower scores.
+    assert!(dog.iter().any(|d| &*d.class == "dog" && d.score > 0.5), "{:?}", names(&dog));
 
     // NanoDet's six GFL outputs are no YOLO head: a clear error, not garbage boxes.
     let mut det = build_detector(&DetectorConfig {

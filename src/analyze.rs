@@ -71,7 +71,7 @@ pub fn analyze_image(detector: &mut dyn Detector, image: &RgbImage, source: &str
         captured_at,
         processed_at: OffsetDateTime::now_utc(),
         latency_ms: (received.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
-        frame: FrameInfo { seq: 0, width: image.width, height: image.height },
+        frame: FrameInfo { seq: 0, width: image.width, height: image.height, time_source: Some("upload".into()) },
         risk,
         objects,
         caption,

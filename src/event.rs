@@ -44,6 +44,9 @@ pub struct FrameInfo {
     pub seq: u64,
     pub width: u32,
     pub height: u32,
+    /// Where `captured_at` comes from: `ntp`, `arrival`, `stream`, or `upload`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_source: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +171,7 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
         captured_at,
         processed_at: captured_at,
         latency_ms: 12.5,
-        frame: FrameInfo { seq: captured_ms as u64, width: 640, height: 480 },
+        frame: FrameInfo { seq: captured_ms as u64, width: 640, height: 480, time_source: Some("arrival".into()) },
         risk,
         objects: vec![SceneObject {
             track_id: Some(1),

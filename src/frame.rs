@@ -48,6 +48,9 @@ pub struct Frame {
     /// Presentation timestamp from the container or stream, when known.
     pub pts_ns: Option<u64>,
     pub captured_at: OffsetDateTime,
+    /// Where `captured_at` comes from: `ntp` (RTCP sender reports), `arrival` (wall clock
+    /// on arrival), `stream` (file time stamps from the start of the run).
+    pub time_source: &'static str,
     /// When the frame entered Argus: the start of its processing latency.
     pub received: Instant,
     pub image: Arc<RgbImage>,

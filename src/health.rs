@@ -6,16 +6,60 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+/// State of the model, a sink, or the pipeline as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Starting,
     Running,
-    /// A finite source (file) reached its end normally.
+    /// Finished normally (the pipeline after every source ended).
     Ended,
-    /// Retrying after an error (live sources).
-    Reconnecting,
     Error,
+}
+
+/// State of one camera source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Building the pipeline / waiting for the first frame.
+    Connecting,
+    /// Frames are arriving.
+    Streaming,
+    /// No frame within the stall timeout: the pipeline is being torn down.
+    Stalled,
+    /// Waiting before the next reconnect attempt.
+    BackingOff,
+    /// A finite source (file) reached its end, or its frame limit.
+    Ended,
+    /// A non-live source failed; it is not retried.
+    Failed,
+}
+
+/// Exponentially weighted frame rate from inter-frame gaps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateMeter {
+    last: Option<std::time::Instant>,
+    fps: f64,
+}
+
+impl RateMeter {
+    pub fn tick(&mut self) {
+        let now = std::time::Instant::now();
+        if let Some(last) = self.last {
+            let dt = now.duration_since(last).as_secs_f64().max(1e-6);
+            let inst = 1.0 / dt;
+            self.fps = if self.fps == 0.0 { inst } else { 0.9 * self.fps + 0.1 * inst };
+        }
+        self.last = Some(now);
+    }
+
+    /// Current rate; decays to 0 when frames stop for a while.
+    pub fn fps(&self) -> f64 {
+        match self.last {
+            Some(l) if l.elapsed().as_secs_f64() < 5.0 => (self.fps * 10.0).round() / 10.0,
+            _ => 0.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,18 +77,32 @@ pub struct SourceStatus {
     /// The source URL with any credentials removed.
     pub source: String,
     pub live: bool,
-    pub state: State,
+    pub state: SourceState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The last error, kept after recovery (credentials redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     pub frames_received: u64,
     pub frames_dropped: u64,
+    pub frames_processed: u64,
+    pub fps_in: f64,
+    pub fps_processed: f64,
     pub restarts: u64,
+    /// Where capture times come from: `ntp` (RTCP sender reports), `arrival`, or `stream`
+    /// (file time stamps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_time")]
     pub last_frame_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    #[serde(skip)]
+    pub rate_in: RateMeter,
+    #[serde(skip)]
+    pub rate_processed: RateMeter,
 }
 
 mod opt_time {
@@ -111,14 +169,21 @@ impl Health {
                 pipeline: pipeline.into(),
                 source: source.into(),
                 live,
-                state: State::Starting,
+                state: SourceState::Connecting,
                 detail: None,
+                last_error: None,
                 frames_received: 0,
                 frames_dropped: 0,
+                frames_processed: 0,
+                fps_in: 0.0,
+                fps_processed: 0.0,
                 restarts: 0,
+                time_source: None,
                 last_frame_at: None,
                 width: None,
                 height: None,
+                rate_in: RateMeter::default(),
+                rate_processed: RateMeter::default(),
             },
         );
     }
@@ -129,8 +194,22 @@ impl Health {
         }
     }
 
+    /// Every camera's status, with rates as of now.
     pub fn sources(&self) -> BTreeMap<String, SourceStatus> {
-        self.inner.read().sources.clone()
+        let mut out = self.inner.read().sources.clone();
+        for s in out.values_mut() {
+            s.fps_in = s.rate_in.fps();
+            s.fps_processed = s.rate_processed.fps();
+        }
+        out
+    }
+
+    /// Counts one analysed frame of `camera`.
+    pub fn frame_processed(&self, camera: &str) {
+        if let Some(s) = self.inner.write().sources.get_mut(camera) {
+            s.frames_processed += 1;
+            s.rate_processed.tick();
+        }
     }
 
     pub fn readiness(&self) -> Readiness {
@@ -141,8 +220,11 @@ impl Health {
             Some(d) => reasons.push(format!("detector is {:?}{}", d.state, d.detail.as_deref().map(|x| format!(": {x}")).unwrap_or_default())),
             None => reasons.push("detector not loaded yet".into()),
         }
-        for (cam, s) in &g.sources {
-            if matches!(s.state, State::Error | State::Starting | State::Reconnecting) {
+        // One camera down is that camera's problem (see /v1/cameras), not the process's:
+        // Argus is unready only when no camera delivers at all.
+        let delivering = g.sources.values().any(|s| matches!(s.state, SourceState::Streaming | SourceState::Ended));
+        if !g.sources.is_empty() && !delivering {
+            for (cam, s) in &g.sources {
                 reasons.push(format!("camera {cam} is {:?}{}", s.state, s.detail.as_deref().map(|x| format!(": {x}")).unwrap_or_default()));
             }
         }
@@ -151,6 +233,8 @@ impl Health {
                 reasons.push(format!("sink {name} is failing{}", s.detail.as_deref().map(|x| format!(": {x}")).unwrap_or_default()));
             }
         }
-        Readiness { ready: reasons.is_empty(), reasons, pipeline: g.pipeline.clone(), detector: g.detector.clone(), sources: g.sources.clone(), sinks: g.sinks.clone() }
+        let (pipeline, detector, sinks) = (g.pipeline.clone(), g.detector.clone(), g.sinks.clone());
+        drop(g);
+        Readiness { ready: reasons.is_empty(), reasons, pipeline, detector, sources: self.sources(), sinks }
     }
 }

@@ -62,7 +62,7 @@ impl Metrics {
             events_emitted: counter(r, "argus_events_emitted_total", "Events produced by the pipeline", &["kind"]),
             events_published: counter(r, "argus_events_published_total", "Events written durably by each sink", &["sink"]),
             sink_writes_failed: counter(r, "argus_sink_writes_failed_total", "Failed sink writes (retried)", &["sink"]),
-            source_restarts: counter(r, "argus_source_restarts_total", "Source pipeline restarts after an error or stall", &["camera"]),
+            source_restarts: counter(r, "argus_source_restarts_total", "Live source rebuilds, by reason (error, eos, stall)", &["camera", "reason"]),
             http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
             stage_seconds,
             frame_latency_seconds,

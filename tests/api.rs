@@ -99,7 +99,7 @@ async fn health_readiness_and_metrics() {
     s.health.register_source("cam", "p", "file:///x", false);
     let (code, body) = get(format!("{}/readyz", s.base)).await;
     assert_eq!(code, 503, "source still starting: {body}");
-    s.health.update_source("cam", |st| st.state = State::Running);
+    s.health.update_source("cam", |st| st.state = argus::health::SourceState::Streaming);
     assert_eq!(get(format!("{}/readyz", s.base)).await.0, 200);
 
     get(format!("{}/v1/events", s.base)).await;

@@ -248,15 +248,42 @@ pub struct CameraConfig {
     /// Files only: decode at the file's own frame rate instead of as fast as possible.
     #[serde(default)]
     pub realtime: bool,
-    /// Process at most this many frames per second (0 = every frame).
+    /// Process at most this many frames per second (0 = every frame), sampled evenly.
     #[serde(default)]
     pub fps_cap: f64,
+    /// RTSP transport: `tcp` (default: works through NAT and firewalls), `udp`, or
+    /// `auto` (UDP, falling back to TCP).
+    #[serde(default)]
+    pub rtsp_transport: RtspTransport,
+    /// RTSP jitter-buffer latency in milliseconds.
+    #[serde(default = "default_rtsp_latency")]
+    pub rtsp_latency_ms: u32,
+    /// Live sources: no frame for this long → tear down and reconnect (seconds).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout_s: f64,
     /// Classes this camera reports (default: all the model knows).
     #[serde(default)]
     pub classes: Vec<String>,
     pub calibration: Option<CalibrationConfig>,
     /// Geodetic position of the world origin (0, 0): enables lat/lon in events.
     pub origin: Option<OriginConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    #[default]
+    Tcp,
+    Udp,
+    Auto,
+}
+
+fn default_rtsp_latency() -> u32 {
+    200
+}
+
+fn default_stall_timeout() -> f64 {
+    5.0
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -149,6 +149,12 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         if !(cam.fps_cap >= 0.0 && cam.fps_cap.is_finite()) {
             iss.add(format!("{key}.fps_cap"), format!("{} is not ≥ 0", cam.fps_cap), "use 0 for every frame, or e.g. 5");
         }
+        if !(cam.stall_timeout_s >= 0.5 && cam.stall_timeout_s <= 600.0) {
+            iss.add(format!("{key}.stall_timeout_s"), format!("{} is outside 0.5..=600 s", cam.stall_timeout_s), "use a few seconds, e.g. 5");
+        }
+        if cam.rtsp_latency_ms > 10_000 {
+            iss.add(format!("{key}.rtsp_latency_ms"), format!("{} ms delays every frame", cam.rtsp_latency_ms), "use 0..=10000, e.g. 200");
+        }
         check_classes(iss, format!("{key}.classes"), &cam.classes);
         if let Some(cal) = &cam.calibration {
             let ck = format!("{key}.calibration");

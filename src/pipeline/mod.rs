@@ -131,10 +131,10 @@ pub fn start(
         );
     }
     {
-        let m = metrics.clone();
+        let (m, h) = (metrics.clone(), health.clone());
         let mut scene_map = scenes.scenes;
         stage_threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
-            run_scene_stage(&mut scene_map, det_rx, &bus, &models, &m);
+            run_scene_stage(&mut scene_map, det_rx, &bus, &models, &m, &h);
             // Input closed: every source ended (or Argus is stopping). Close incidents,
             // then drop the bus so the sinks drain and stop.
             for scene in scene_map.values_mut() {
@@ -156,7 +156,7 @@ pub fn start(
     Ok(Running { stop, hub, source_threads, stage_threads, done })
 }
 
-fn run_scene_stage(scenes: &mut HashMap<Arc<str>, CameraScene>, rx: Receiver<DetectedFrame>, bus: &EventBus, models: &Models, metrics: &Metrics) {
+fn run_scene_stage(scenes: &mut HashMap<Arc<str>, CameraScene>, rx: Receiver<DetectedFrame>, bus: &EventBus, models: &Models, metrics: &Metrics, health: &Health) {
     let hist = metrics.stage_seconds.with_label_values(&["scene"]);
     for DetectedFrame { frame, detections } in rx {
         let _span = tracing::debug_span!("frame", camera = %frame.camera_id, seq = frame.seq).entered();
@@ -168,6 +168,7 @@ fn run_scene_stage(scenes: &mut HashMap<Arc<str>, CameraScene>, rx: Receiver<Det
         let events = scene.process(&frame, detections, models);
         hist.observe(t0.elapsed().as_secs_f64());
         metrics.frames_processed.with_label_values(&[&frame.camera_id]).inc();
+        health.frame_processed(&frame.camera_id);
         metrics.frame_latency_seconds.observe(frame.received.elapsed().as_secs_f64());
         for ev in events {
             bus.publish(ev);

@@ -98,7 +98,7 @@ impl CameraScene {
         }
         self.motion.retain(|_, q| q.back().is_some_and(|(last, _)| t - last <= MOTION_WINDOW_S));
 
-        let info = FrameInfo { seq: frame.seq, width: frame.image.width, height: frame.image.height };
+        let info = FrameInfo { seq: frame.seq, width: frame.image.width, height: frame.image.height, time_source: Some(frame.time_source.into()) };
         let mut events = Vec::new();
         for change in self.risk.evaluate(t, &objects) {
             events.push(self.incident_event(frame.captured_at, &info, &objects, change, models));

@@ -1,9 +1,16 @@
 //! GStreamer source (`gstreamer` feature): `uridecodebin → videoconvert → appsink(RGB)`.
+//! For RTSP, uridecodebin's `rtspsrc` is configured through `source-setup` (transport,
+//! jitter-buffer latency, NTP reference timestamps); decodebin picks the best decoder
+//! by rank (hardware nvh264dec/nvh265dec/VA-API when installed, else avdec_*/jpegdec).
 //!
 //! Follows gstreamer-rs's examples: an AppSink built with its builder, the bus polled
-//! between pulls, and the pipeline always set back to Null, on every exit path. Live
-//! sources (RTSP) are rebuilt with exponential backoff after an error or end of stream;
-//! files end at EOS.
+//! between pulls, and the pipeline always set back to Null, on every exit path.
+//!
+//! Live sources never take Argus down: an error, an end of stream (how a vanished TCP
+//! server shows itself) or a stall (no frame within `stall_timeout`; a frozen server is
+//! otherwise silent for ~27 s) tears the pipeline down and rebuilds it after an
+//! exponential backoff (0.5 s → 30 s), reset as soon as frames flow again. Files end at
+//! EOS and fail on errors.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +23,9 @@ use gstreamer_video as gst_video;
 use time::OffsetDateTime;
 
 use super::{FpsGate, LaneSender, Pushed, SourceSpec};
+use crate::config::RtspTransport;
 use crate::frame::{Frame, RgbImage};
-use crate::health::{Health, State};
+use crate::health::{Health, SourceState};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,8 @@ struct Counters {
     seq: u64,
     delivered: u64,
     gate: FpsGate,
+    /// Capture times never go backwards per camera.
+    last_captured: Option<OffsetDateTime>,
 }
 
 /// Runs the source until it ends, the frame limit is reached, or `stop` is set.
@@ -63,51 +73,73 @@ pub fn run(spec: SourceSpec, lane: LaneSender, stop: Arc<AtomicBool>, metrics: A
         fail(&health, &cam, &GstError::Init(e.to_string()));
         return;
     }
-    let mut counters = Counters { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap) };
-    let mut backoff = Duration::from_millis(500);
+    let mut counters = Counters { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None };
+    let mut backoff = MIN_BACKOFF;
     loop {
         if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
             break;
         }
-        let started = Instant::now();
+        set_state(&health, &cam, SourceState::Connecting, None);
+        let delivered_before = counters.delivered;
         let result = run_once(&spec, &lane, &stop, &metrics, &health, &mut counters);
+        let reason = match &result {
+            Ok(_) => "eos",
+            Err(GstError::Stalled(_)) => "stall",
+            Err(_) => "error",
+        };
         match result {
             Ok(RunEnd::Stopped) => break,
             Ok(RunEnd::FrameLimit) => {
-                set_state(&health, &cam, State::Ended, Some(format!("frame limit {} reached", counters.delivered)));
+                set_state(&health, &cam, SourceState::Ended, Some(format!("frame limit {} reached", counters.delivered)));
                 break;
             }
             Ok(RunEnd::Eos) if !spec.live => {
                 tracing::info!(frames = counters.seq, "end of file");
-                set_state(&health, &cam, State::Ended, Some("end of stream".into()));
+                set_state(&health, &cam, SourceState::Ended, Some("end of stream".into()));
                 break;
             }
-            Ok(RunEnd::Eos) => tracing::warn!("live stream ended; reconnecting"),
+            Ok(RunEnd::Eos) => {
+                tracing::warn!("live stream ended (server gone?); reconnecting");
+                note_error(&health, &cam, "end of stream from a live source");
+            }
             Err(e) if !spec.live => {
                 fail(&health, &cam, &e);
                 break;
             }
-            Err(e) => tracing::warn!(error = %e, "live stream failed; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream failed; reconnecting");
+                if matches!(e, GstError::Stalled(_)) {
+                    set_state(&health, &cam, SourceState::Stalled, Some(e.to_string()));
+                }
+                note_error(&health, &cam, &e.to_string());
+            }
         }
-        // Live: back off, but reset the backoff after a run that worked for a while.
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(500);
+        // Frames flowed in that run: the camera works, retry quickly.
+        if counters.delivered > delivered_before {
+            backoff = MIN_BACKOFF;
         }
-        metrics.source_restarts.with_label_values(&[&cam]).inc();
+        metrics.source_restarts.with_label_values(&[&cam, reason]).inc();
         health.update_source(&cam, |s| {
-            s.state = State::Reconnecting;
+            s.state = SourceState::BackingOff;
             s.restarts += 1;
-            s.detail = Some(format!("retrying in {:.1} s", backoff.as_secs_f64()));
+            s.detail = Some(format!("reconnecting in {:.1} s", backoff.as_secs_f64()));
         });
         let until = Instant::now() + backoff;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) && !lane.is_shutdown() {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-fn set_state(health: &Health, cam: &str, state: State, detail: Option<String>) {
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+fn note_error(health: &Health, cam: &str, e: &str) {
+    health.update_source(cam, |s| s.last_error = Some(super::redact_text(e)));
+}
+
+fn set_state(health: &Health, cam: &str, state: SourceState, detail: Option<String>) {
     health.update_source(cam, |s| {
         s.state = state;
         s.detail = detail;
@@ -116,7 +148,8 @@ fn set_state(health: &Health, cam: &str, state: State, detail: Option<String>) {
 
 fn fail(health: &Health, cam: &str, e: &GstError) {
     tracing::error!(error = %e, "source failed");
-    set_state(health, cam, State::Error, Some(e.to_string()));
+    set_state(health, cam, SourceState::Failed, Some(e.to_string()));
+    note_error(health, cam, &e.to_string());
 }
 
 fn build(spec: &SourceSpec) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
@@ -127,12 +160,22 @@ fn build(spec: &SourceSpec) -> Result<(gst::Pipeline, gst_app::AppSink), GstErro
     let caps = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::Rgb).build();
     let sink = gst_app::AppSink::builder()
         .caps(&caps)
-        // Live: a tiny buffer that drops old frames; files: backpressure through a
-        // small queue so decoding never runs far ahead of analysis.
+        // A tiny queue, never dropping here: this thread pulls at once and the camera's
+        // hub lane evicts (and counts) old frames for live sources, while files get
+        // backpressure so decoding never runs far ahead of analysis.
         .max_buffers(if spec.live { 2 } else { 4 })
-        .drop(spec.live)
+        .drop(false)
         .sync(spec.realtime && !spec.live)
         .build();
+    if spec.uri.starts_with("rtsp") {
+        let (transport, latency) = (spec.rtsp_transport, spec.rtsp_latency_ms);
+        src.connect("source-setup", false, move |args| {
+            if let Some(source) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                configure_rtspsrc(&source, transport, latency);
+            }
+            None
+        });
+    }
     pipeline.add_many([&src, &convert, sink.upcast_ref()]).map_err(b)?;
     convert.link(&sink).map_err(b)?;
 
@@ -166,10 +209,41 @@ fn build(spec: &SourceSpec) -> Result<(gst::Pipeline, gst_app::AppSink), GstErro
     Ok((pipeline, sink))
 }
 
-/// How long a live stream may stay silent before it is rebuilt.
-const LIVE_STALL: Duration = Duration::from_secs(10);
-/// Files: generous, a slow disk or a huge first frame is not a stall.
-const FILE_STALL: Duration = Duration::from_secs(60);
+fn configure_rtspsrc(source: &gst::Element, transport: RtspTransport, latency_ms: u32) {
+    if source.find_property("protocols").is_none() {
+        return; // not an rtspsrc
+    }
+    let protocols = match transport {
+        RtspTransport::Tcp => "tcp",
+        RtspTransport::Udp => "udp",
+        RtspTransport::Auto => "udp+udp-mcast+tcp",
+    };
+    source.set_property_from_str("protocols", protocols);
+    source.set_property("latency", latency_ms);
+    // RTCP sender reports → NTP capture times on each buffer, when the camera sends them.
+    if source.find_property("add-reference-timestamp-meta").is_some() {
+        source.set_property("add-reference-timestamp-meta", true);
+    }
+    // Fail a dead TCP connection well before the 27 s default silence.
+    if source.find_property("tcp-timeout").is_some() {
+        source.set_property("tcp-timeout", 5_000_000u64);
+    }
+}
+
+/// Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
+const NTP_UNIX_OFFSET_S: i64 = 2_208_988_800;
+
+/// The NTP wall-clock capture time rtspsrc attached to a buffer, if any.
+fn ntp_capture_time(buffer: &gst::BufferRef) -> Option<OffsetDateTime> {
+    for meta in buffer.iter_meta::<gst::ReferenceTimestampMeta>() {
+        let is_ntp = meta.reference().structure(0).is_some_and(|s| s.name() == "timestamp/x-ntp");
+        if is_ntp {
+            let ns = meta.timestamp().nseconds() as i128 - NTP_UNIX_OFFSET_S as i128 * 1_000_000_000;
+            return OffsetDateTime::from_unix_timestamp_nanos(ns).ok();
+        }
+    }
+    None
+}
 
 fn run_once(
     spec: &SourceSpec,
@@ -187,7 +261,7 @@ fn run_once(
     let wall_start = OffsetDateTime::now_utc();
     let mut first_pts: Option<u64> = None;
     let mut last_frame = Instant::now();
-    let stall = if spec.live { LIVE_STALL } else { FILE_STALL };
+    let stall = spec.stall_timeout;
     let received = metrics.frames_received.with_label_values(&[cam]);
     let dropped_queue = metrics.frames_dropped.with_label_values(&[cam, "queue_full"]);
     let dropped_cap = metrics.frames_dropped.with_label_values(&[cam, "fps_cap"]);
@@ -286,9 +360,23 @@ fn deliver(
     drop(map);
     let image = RgbImage::new(w, h, pixels).map_err(|e| GstError::Build(e.to_string()))?;
     // Files: capture time = when we started + stream time, so replays keep real spacing.
-    // Live: the wall clock at arrival.
-    let captured_at = if spec.live { OffsetDateTime::now_utc() } else { wall_start + time::Duration::nanoseconds(rel_ns as i64) };
-    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, received: Instant::now(), image: Arc::new(image) };
+    // Live: the camera's NTP time from RTCP sender reports when it sends them, else the
+    // wall clock at arrival. Never backwards per camera.
+    let (mut captured_at, time_source) = if spec.live {
+        match ntp_capture_time(buffer) {
+            Some(t) => (t, "ntp"),
+            None => (OffsetDateTime::now_utc(), "arrival"),
+        }
+    } else {
+        (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
+    };
+    if let Some(last) = counters.last_captured {
+        if captured_at <= last {
+            captured_at = last + time::Duration::microseconds(1);
+        }
+    }
+    counters.last_captured = Some(captured_at);
+    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, time_source, received: Instant::now(), image: Arc::new(image) };
     match lane.push(frame) {
         Pushed::Queued => {}
         Pushed::EvictedOldest => dropped_queue.inc(),
@@ -296,8 +384,10 @@ fn deliver(
     }
     counters.delivered += 1;
     health.update_source(&spec.camera_id, |s| {
-        s.state = State::Running;
+        s.state = SourceState::Streaming;
         s.detail = None;
+        s.time_source = Some(time_source);
+        s.rate_in.tick();
         s.frames_received = counters.seq;
         s.frames_dropped = dropped_queue.get() + dropped_cap.get();
         s.last_frame_at = Some(captured_at);

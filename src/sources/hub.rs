@@ -209,6 +209,7 @@ mod tests {
             seq,
             pts_ns: None,
             captured_at: OffsetDateTime::UNIX_EPOCH,
+            time_source: "arrival",
             received: std::time::Instant::now(),
             image: Arc::new(RgbImage::new(1, 1, vec![0, 0, 0]).unwrap()),
         }

@@ -56,6 +56,10 @@ pub struct SourceSpec {
     pub fps_cap: f64,
     /// Stop after this many frames (tests, benchmarks); `None` = until the end.
     pub max_frames: Option<u64>,
+    pub rtsp_transport: crate::config::RtspTransport,
+    pub rtsp_latency_ms: u32,
+    /// No frame for this long → rebuild (live) or fail (files get at least 60 s).
+    pub stall_timeout: std::time::Duration,
 }
 
 impl SourceSpec {
@@ -77,6 +81,9 @@ impl SourceSpec {
             realtime: cam.realtime,
             fps_cap: cam.fps_cap,
             max_frames,
+            rtsp_transport: cam.rtsp_transport,
+            rtsp_latency_ms: cam.rtsp_latency_ms,
+            stall_timeout: std::time::Duration::from_secs_f64(if is_file { cam.stall_timeout_s.max(60.0) } else { cam.stall_timeout_s }),
         }
     }
 
@@ -132,7 +139,7 @@ pub fn spawn(
             let _ = (lane, stop, metrics);
             tracing::error!(camera = %spec.camera_id, "video sources need the `gstreamer` feature; this build has none");
             health.update_source(&spec.camera_id, |s| {
-                s.state = crate::health::State::Error;
+                s.state = crate::health::SourceState::Failed;
                 s.detail = Some("built without the gstreamer feature".into());
             });
         }

@@ -1,0 +1,98 @@
+//! A small RTSP server for tests and local trials (gst-rtsp-server on 127.0.0.1).
+//!
+//! usage: argus-rtsp-testserver [--port N] [--path /cam] [--codec h264|h265|mjpeg]
+//!                              [--fps N] [--size WxH] [--file VIDEO]
+//! Prints `READY rtsp://127.0.0.1:PORT/PATH` once it accepts clients (port 0 = any free).
+//! Runs until killed (SIGTERM/SIGINT).
+
+use std::io::Write;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+struct Args {
+    port: u16,
+    path: String,
+    codec: String,
+    fps: u32,
+    width: u32,
+    height: u32,
+    file: Option<String>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args { port: 8554, path: "/cam".into(), codec: "h264".into(), fps: 15, width: 640, height: 360, file: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => a.port = val()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--path" => a.path = val()?,
+            "--codec" => a.codec = val()?,
+            "--fps" => a.fps = val()?.parse().map_err(|e| format!("--fps: {e}"))?,
+            "--size" => {
+                let v = val()?;
+                let (w, h) = v.split_once('x').ok_or("--size: WxH")?;
+                a.width = w.parse().map_err(|e| format!("--size: {e}"))?;
+                a.height = h.parse().map_err(|e| format!("--size: {e}"))?;
+            }
+            "--file" => a.file = Some(val()?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if !a.path.starts_with('/') {
+        a.path.insert(0, '/');
+    }
+    Ok(a)
+}
+
+fn launch_line(a: &Args) -> Result<String, String> {
+    // x264enc needs I420 input, or it emits 4:4:4 that many decoders cannot handle.
+    let raw = match &a.file {
+        Some(f) => format!("filesrc location=\"{f}\" ! decodebin ! videoconvert ! videoscale ! videorate"),
+        None => "videotestsrc is-live=true pattern=ball".to_string(),
+    };
+    let caps = format!("video/x-raw,format=I420,width={},height={},framerate={}/1", a.width, a.height, a.fps);
+    let enc = match a.codec.as_str() {
+        "h264" => format!("x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} ! rtph264pay name=pay0 pt=96 config-interval=1", a.fps),
+        "h265" => format!("x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} ! rtph265pay name=pay0 pt=96 config-interval=1", a.fps),
+        "mjpeg" => "jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26".to_string(),
+        other => return Err(format!("unknown codec {other} (h264, h265, mjpeg)")),
+    };
+    Ok(format!("( {raw} ! {caps} ! {enc} )"))
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("argus-rtsp-testserver: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args) {
+        eprintln!("argus-rtsp-testserver: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(a: Args) -> Result<(), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let main_loop = glib::MainLoop::new(None, false);
+    let server = rtsp::RTSPServer::new();
+    server.set_address("127.0.0.1");
+    server.set_service(&a.port.to_string());
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(&launch_line(&a)?);
+    factory.set_shared(true);
+    server.mount_points().ok_or("no mount points")?.add_factory(&a.path, factory);
+    let _source = server.attach(None).map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", a.port))?;
+    let port = server.bound_port();
+    println!("READY rtsp://127.0.0.1:{port}{}", a.path);
+    let _ = std::io::stdout().flush();
+    // SIGTERM/SIGINT end the process with their default action; tests rely on that.
+    main_loop.run();
+    Ok(())
+}

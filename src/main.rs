@@ -17,6 +17,7 @@ use argus::store::{EventStore, sqlite::SqliteStore};
 use argus::{api, detect, pipeline};
 
 mod bench;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "argus", version, about = "Event-driven stream processor for camera and drone frames")]
@@ -74,6 +75,8 @@ enum Command {
     },
     /// Measure detector latency per backend and end-to-end throughput on the demo video.
     Bench(bench::BenchArgs),
+    /// Run N live RTSP test cameras for a while; print per-camera rates and RSS growth.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Check { config } => return check(config),
         Command::Calibrate { config, camera } => calibrate(config, camera),
         Command::Bench(args) => bench::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -204,6 +204,10 @@ impl Health {
         out
     }
 
+    pub fn remove_source(&self, camera: &str) {
+        self.inner.write().sources.remove(camera);
+    }
+
     /// Counts one analysed frame of `camera`.
     pub fn frame_processed(&self, camera: &str) {
         if let Some(s) = self.inner.write().sources.get_mut(camera) {

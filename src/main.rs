@@ -99,6 +99,43 @@ fn main() -> ExitCode {
 }
 
 /// Loads and validates; prints every issue and fails when there is one.
+/// SIGHUP: re-reads the configuration the process started with and applies its
+/// cameras. A configuration that does not load or validate is logged and ignored:
+/// the running cameras keep going on the old one.
+fn reload(path: Option<&std::path::Path>, cfg: &LoadedConfig, running: &mut pipeline::Running, info: &std::sync::RwLock<api::Info>, max_frames: Option<u64>) {
+    tracing::info!(config = %cfg.file.display(), "SIGHUP: reloading the configuration");
+    let new = match load_valid(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(config = %cfg.file.display(), error = %format!("{e:#}"), "reload rejected; the running configuration stays");
+            return;
+        }
+    };
+    if new.argus != cfg.argus {
+        tracing::warn!("settings in the argus section (detector, sinks, server, limits) changed; they take effect after a restart, only cameras, zones and rules reload");
+    }
+    match running.reload(&new, &pipeline::RunOptions { max_frames }) {
+        Ok(s) => {
+            info.write().unwrap_or_else(|e| e.into_inner()).pipelines = pipeline_summaries(&new);
+            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed"),
+    }
+}
+
+fn pipeline_summaries(cfg: &LoadedConfig) -> Vec<api::PipelineSummary> {
+    cfg.pipelines
+        .iter()
+        .map(|(f, p)| api::PipelineSummary {
+            name: p.name.clone(),
+            file: f.display().to_string(),
+            cameras: p.cameras.iter().map(|c| c.id.clone()).collect(),
+            zones: p.zones.iter().map(|z| z.id.clone()).collect(),
+            rules: p.rules.iter().map(|r| format!("{}:{}", r.kind(), r.id())).collect(),
+        })
+        .collect()
+}
+
 fn load_valid(path: Option<&std::path::Path>) -> Result<LoadedConfig> {
     let cfg = config::load(path).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let issues = config::validate(&cfg);
@@ -248,31 +285,21 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     sinks.push(Box::new(StoreSink { store: store.clone() }));
     let (bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
 
-    let info = Arc::new(api::Info {
+    let info = Arc::new(std::sync::RwLock::new(api::Info {
         name: "argus",
         version: env!("CARGO_PKG_VERSION"),
         schema: argus::event::SCHEMA,
         detector: Some(det_info),
         captioner: argus::caption::CAPTIONER,
-        pipelines: cfg
-            .pipelines
-            .iter()
-            .map(|(f, p)| api::PipelineSummary {
-                name: p.name.clone(),
-                file: f.display().to_string(),
-                cameras: p.cameras.iter().map(|c| c.id.clone()).collect(),
-                zones: p.zones.iter().map(|z| z.id.clone()).collect(),
-                rules: p.rules.iter().map(|r| format!("{}:{}", r.kind(), r.id())).collect(),
-            })
-            .collect(),
+        pipelines: pipeline_summaries(&cfg),
         features: api::build_features(),
-    });
+    }));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
         let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().context("server.listen")?;
-        let state = api::AppState { store: store.clone(), health: health.clone(), metrics: metrics.clone(), info };
+        let state = api::AppState { store: store.clone(), health: health.clone(), metrics: metrics.clone(), info: info.clone() };
         let mut rx = shutdown_rx.clone();
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         tracing::info!(%addr, "HTTP API listening");
@@ -289,6 +316,22 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     };
 
     let interrupted = Arc::new(AtomicBool::new(false));
+    let reload_requested = Arc::new(AtomicBool::new(false));
+    {
+        let flag = reload_requested.clone();
+        rt.spawn(async move {
+            let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handler; configuration reload is unavailable");
+                    return;
+                }
+            };
+            while hup.recv().await.is_some() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+    }
     {
         let flag = interrupted.clone();
         rt.spawn(async move {
@@ -302,11 +345,14 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         });
     }
 
-    let running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone())?;
+    let mut running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone())?;
     health.set_pipeline(State::Running, None);
     let mut sink_threads = Some(sink_threads);
     let mut finished = false;
     while !interrupted.load(Ordering::SeqCst) {
+        if reload_requested.swap(false, Ordering::SeqCst) {
+            reload(path.as_deref(), &cfg, &mut running, &info, max_frames);
+        }
         if !finished && running.wait_done(Duration::from_millis(200)) {
             finished = true;
             // The bus is gone, so each sink thread ends once its queue is written.

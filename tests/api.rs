@@ -27,7 +27,7 @@ async fn start() -> Server {
         .collect();
     store.insert(&events).unwrap();
     let health = Arc::new(Health::default());
-    let info = Arc::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() });
+    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() }));
     let state = AppState { store, health: health.clone(), metrics: Arc::new(Metrics::new()), info };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

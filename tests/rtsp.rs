@@ -224,3 +224,48 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
     let worst = l.iter().skip(l.len() / 2).cloned().fold(0.0, f64::max);
     assert!(worst < 2500.0, "latency kept growing: worst {worst:.0} ms in the second half");
 }
+
+#[test]
+fn sighup_adds_and_removes_cameras_without_touching_the_others() {
+    let (pa, pb) = (free_port(), free_port());
+    let _a = rtsp_server(pa, "h264");
+    let _b = rtsp_server(pb, "mjpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.toml");
+    let (mut argus_proc, base) = argus(dir.path(), &cameras_toml(&[("a", pa)], 5.0));
+    wait_for(&base, "a", Duration::from_secs(30), "camera a streams", |c| frames(c) >= 5);
+
+    // Add b: a keeps its connection (no restart), b starts.
+    std::fs::write(&pipeline, cameras_toml(&[("a", pa), ("b", pb)], 5.0)).unwrap();
+    signal(&argus_proc, "-HUP");
+    wait_for(&base, "b", Duration::from_secs(30), "camera b added", |c| frames(c) >= 5);
+    let a = camera(&base, "a");
+    assert_eq!(a["restarts"], 0, "camera a was restarted by the reload: {a}");
+    assert_eq!(a["state"], "streaming");
+    let info = get_json(&format!("{base}/v1/info")).unwrap();
+    assert_eq!(info["pipelines"][0]["cameras"], serde_json::json!(["a", "b"]), "{info}");
+
+    // A broken file is rejected; both cameras keep going.
+    std::fs::write(&pipeline, "name = \"rtsp\"\n[[cameras]]\nid = 7\n").unwrap();
+    signal(&argus_proc, "-HUP");
+    std::thread::sleep(Duration::from_secs(2));
+    let before = frames(&camera(&base, "b"));
+    wait_for(&base, "b", Duration::from_secs(10), "b after a rejected reload", |c| frames(c) > before + 3);
+    assert_eq!(camera(&base, "a")["state"], "streaming");
+
+    // Remove a: it disappears from the API; b is untouched.
+    std::fs::write(&pipeline, cameras_toml(&[("b", pb)], 5.0)).unwrap();
+    signal(&argus_proc, "-HUP");
+    wait_for(&base, "a", Duration::from_secs(10), "camera a removed", |c| c.is_null());
+    let before = frames(&camera(&base, "b"));
+    wait_for(&base, "b", Duration::from_secs(10), "b after removing a", |c| frames(c) > before + 3);
+    assert_eq!(camera(&base, "b")["restarts"], 0);
+    assert!(argus_proc.0.try_wait().unwrap().is_none());
+
+    signal(&argus_proc, "-TERM");
+    assert!(argus_proc.0.wait().unwrap().success());
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(log.contains("reload rejected"), "the broken file is reported: {log}");
+    assert!(log.contains("p.toml"), "the error names the file: {log}");
+    assert!(log.contains("configuration reloaded"), "{log}");
+}

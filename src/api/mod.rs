@@ -67,7 +67,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    pub info: Arc<Info>,
+    /// Behind a lock because a configuration reload (SIGHUP) changes the cameras.
+    pub info: Arc<std::sync::RwLock<Info>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -109,7 +110,8 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 async fn info(State(st): State<AppState>) -> Response {
-    axum::Json(&*st.info).into_response()
+    let info = st.info.read().unwrap_or_else(|e| e.into_inner()).clone();
+    axum::Json(info).into_response()
 }
 
 async fn cameras(State(st): State<AppState>) -> Response {

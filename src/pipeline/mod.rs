@@ -29,6 +29,8 @@ pub enum PipelineError {
     Calibration { file: String, camera: String, source: CalibrationError },
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("every source has ended and the pipeline has finished; restart Argus to run new cameras")]
+    Finished,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,11 +43,15 @@ pub struct RunOptions {
 pub struct Scenes {
     scenes: HashMap<Arc<str>, CameraScene>,
     sources: Vec<SourceSpec>,
+    /// Everything that shapes a camera's processing, serialised: a reload restarts a
+    /// camera only when its fingerprint changes.
+    fingerprints: HashMap<Arc<str>, String>,
 }
 
 pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, PipelineError> {
     let mut scenes = HashMap::new();
     let mut sources = Vec::new();
+    let mut fingerprints = HashMap::new();
     for (file, p) in &cfg.pipelines {
         let zones: Arc<Vec<Zone>> = Arc::new(p.zones.iter().map(|z| Zone { id: z.id.clone(), polygon: z.polygon.clone() }).collect());
         for cam in &p.cameras {
@@ -62,6 +68,8 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
                 None => None,
             };
             let id: Arc<str> = Arc::from(cam.id.as_str());
+            let fp = serde_json::to_string(&(&p.name, cam, &p.zones, &p.rules, &p.events, opts.max_frames)).expect("config serialises");
+            fingerprints.insert(id.clone(), fp);
             scenes.insert(
                 id.clone(),
                 CameraScene::new(
@@ -79,16 +87,40 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
             sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
         }
     }
-    Ok(Scenes { scenes, sources })
+    Ok(Scenes { scenes, sources, fingerprints })
+}
+
+/// Changes to the scene stage's set of cameras (config reload).
+enum SceneCtl {
+    Add(Arc<str>, Box<CameraScene>),
+    Remove(Arc<str>),
+}
+
+struct CameraHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+    fingerprint: String,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: usize,
 }
 
 /// A started pipeline.
 pub struct Running {
-    stop: Arc<AtomicBool>,
     hub: Arc<FrameHub>,
-    source_threads: Vec<JoinHandle<()>>,
+    cameras: HashMap<Arc<str>, CameraHandle>,
     stage_threads: Vec<JoinHandle<()>>,
+    scene_ctl: crossbeam_channel::Sender<SceneCtl>,
     done: Receiver<()>,
+    frame_queue: usize,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
 }
 
 pub fn start(
@@ -103,7 +135,6 @@ pub fn start(
     let det_cfg = &cfg.argus.detector;
     let models = Models { detector: detector.info().model_id.clone(), captioner: crate::caption::CAPTIONER.into() };
     let hub = FrameHub::new();
-    let stop = Arc::new(AtomicBool::new(false));
 
     // Every lane is open before the detect stage starts: a hub with no open lane reads
     // as "all sources ended".
@@ -112,11 +143,11 @@ pub fn start(
         .into_iter()
         .map(|spec| {
             health.register_source(&spec.camera_id, &spec.pipeline, &spec.redacted(), spec.live);
-            let overflow = if spec.live { Overflow::DropOldest } else { Overflow::Block };
-            let lane = hub.lane(spec.camera_id.clone(), limits.frame_queue, overflow);
+            let lane = open_lane(&hub, &spec, limits.frame_queue);
             (spec, lane)
         })
         .collect();
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<SceneCtl>();
 
     let (det_tx, det_rx) = bounded::<DetectedFrame>(limits.frame_queue.max(1) * 2);
     let (done_tx, done) = bounded::<()>(1);
@@ -134,7 +165,7 @@ pub fn start(
         let (m, h) = (metrics.clone(), health.clone());
         let mut scene_map = scenes.scenes;
         stage_threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
-            run_scene_stage(&mut scene_map, det_rx, &bus, &models, &m, &h);
+            run_scene_stage(&mut scene_map, det_rx, ctl_rx, &bus, &models, &m, &h);
             // Input closed: every source ended (or Argus is stopping). Close incidents,
             // then drop the bus so the sinks drain and stop.
             for scene in scene_map.values_mut() {
@@ -148,20 +179,77 @@ pub fn start(
         })?);
     }
 
-    let mut source_threads = Vec::new();
+    let mut running = Running {
+        hub,
+        cameras: HashMap::new(),
+        stage_threads,
+        scene_ctl: ctl_tx,
+        done,
+        frame_queue: limits.frame_queue,
+        metrics,
+        health,
+    };
+    let mut fingerprints = scenes.fingerprints;
     for (spec, lane) in lanes {
-        tracing::info!(camera = %spec.camera_id, source = %spec.redacted(), live = spec.live, "starting source");
-        source_threads.push(sources::spawn(spec, lane, stop.clone(), metrics.clone(), health.clone())?);
+        let fp = fingerprints.remove(&spec.camera_id).unwrap_or_default();
+        running.spawn_source(spec, lane, fp)?;
     }
-    Ok(Running { stop, hub, source_threads, stage_threads, done })
+    Ok(running)
 }
 
-fn run_scene_stage(scenes: &mut HashMap<Arc<str>, CameraScene>, rx: Receiver<DetectedFrame>, bus: &EventBus, models: &Models, metrics: &Metrics, health: &Health) {
+fn open_lane(hub: &Arc<FrameHub>, spec: &SourceSpec, queue: usize) -> sources::LaneSender {
+    let overflow = if spec.live { Overflow::DropOldest } else { Overflow::Block };
+    hub.lane(spec.camera_id.clone(), queue, overflow)
+}
+
+fn apply_ctl(scenes: &mut HashMap<Arc<str>, CameraScene>, ctl: SceneCtl, bus: &EventBus, models: &Models) {
+    match ctl {
+        SceneCtl::Add(id, scene) => {
+            scenes.insert(id, *scene);
+        }
+        SceneCtl::Remove(id) => {
+            if let Some(mut scene) = scenes.remove(&id) {
+                for ev in scene.finish("camera removed", models) {
+                    bus.publish(ev);
+                }
+            }
+        }
+    }
+}
+
+fn run_scene_stage(
+    scenes: &mut HashMap<Arc<str>, CameraScene>,
+    rx: Receiver<DetectedFrame>,
+    ctl: Receiver<SceneCtl>,
+    bus: &EventBus,
+    models: &Models,
+    metrics: &Metrics,
+    health: &Health,
+) {
     let hist = metrics.stage_seconds.with_label_values(&["scene"]);
-    for DetectedFrame { frame, detections } in rx {
+    loop {
+        let DetectedFrame { frame, detections } = crossbeam_channel::select! {
+            recv(rx) -> msg => match msg {
+                Ok(f) => f,
+                Err(_) => break,
+            },
+            recv(ctl) -> msg => {
+                if let Ok(c) = msg {
+                    apply_ctl(scenes, c, bus, models);
+                }
+                continue;
+            }
+        };
         let _span = tracing::debug_span!("frame", camera = %frame.camera_id, seq = frame.seq).entered();
+        if !scenes.contains_key(&frame.camera_id) {
+            // A camera just added: its Add may still be queued behind this frame.
+            while let Ok(c) = ctl.try_recv() {
+                apply_ctl(scenes, c, bus, models);
+            }
+        }
         let Some(scene) = scenes.get_mut(&frame.camera_id) else {
-            tracing::error!(camera = %frame.camera_id, "frame from an unknown camera");
+            // A camera just removed: its last frames are dropped.
+            metrics.frames_dropped.with_label_values(&[&frame.camera_id, "camera_removed"]).inc();
             continue;
         };
         let t0 = Instant::now();
@@ -178,6 +266,71 @@ fn run_scene_stage(scenes: &mut HashMap<Arc<str>, CameraScene>, rx: Receiver<Det
 }
 
 impl Running {
+    fn spawn_source(&mut self, spec: SourceSpec, lane: sources::LaneSender, fingerprint: String) -> Result<(), PipelineError> {
+        tracing::info!(camera = %spec.camera_id, source = %spec.redacted(), live = spec.live, "starting source");
+        let stop = Arc::new(AtomicBool::new(false));
+        let id = spec.camera_id.clone();
+        let thread = sources::spawn(spec, lane, stop.clone(), self.metrics.clone(), self.health.clone())?;
+        self.cameras.insert(id, CameraHandle { stop, thread, fingerprint });
+        Ok(())
+    }
+
+    fn remove_camera(&mut self, id: &Arc<str>) {
+        if let Some(h) = self.cameras.remove(id) {
+            h.stop.store(true, Ordering::Relaxed);
+            let _ = h.thread.join();
+            let _ = self.scene_ctl.send(SceneCtl::Remove(id.clone()));
+            self.health.remove_source(id);
+            tracing::info!(camera = %id, "camera removed");
+        }
+    }
+
+    /// Applies a new configuration's cameras: adds new ones, removes dropped ones,
+    /// restarts changed ones; cameras whose settings did not change keep running
+    /// untouched. The caller validates `cfg` first. Detector and sink settings need a
+    /// restart of Argus.
+    pub fn reload(&mut self, cfg: &LoadedConfig, opts: &RunOptions) -> Result<ReloadSummary, PipelineError> {
+        if self.stage_threads.iter().any(|h| h.is_finished()) {
+            return Err(PipelineError::Finished);
+        }
+        let mut new = build_scenes(cfg, opts)?;
+        // Holds the hub open while lanes come and go, so the detect stage never sees
+        // "every source ended" in the middle of a reload.
+        let guard = self.hub.lane(Arc::from("(reload)"), 1, Overflow::Block);
+        let mut summary = ReloadSummary::default();
+        let old: Vec<Arc<str>> = self.cameras.keys().cloned().collect();
+        for id in old {
+            match new.fingerprints.get(&id) {
+                None => {
+                    self.remove_camera(&id);
+                    summary.removed.push(id.to_string());
+                }
+                Some(fp) if *fp != self.cameras[&id].fingerprint => {
+                    self.remove_camera(&id);
+                    summary.restarted.push(id.to_string());
+                }
+                Some(_) => summary.unchanged += 1,
+            }
+        }
+        for spec in new.sources {
+            if self.cameras.contains_key(&spec.camera_id) {
+                continue;
+            }
+            let id = spec.camera_id.clone();
+            let scene = new.scenes.remove(&id).expect("a scene per source");
+            let _ = self.scene_ctl.send(SceneCtl::Add(id.clone(), Box::new(scene)));
+            self.health.register_source(&id, &spec.pipeline, &spec.redacted(), spec.live);
+            let lane = open_lane(&self.hub, &spec, self.frame_queue);
+            let fp = new.fingerprints.remove(&id).unwrap_or_default();
+            self.spawn_source(spec, lane, fp)?;
+            if !summary.restarted.iter().any(|r| **r == *id) {
+                summary.added.push(id.to_string());
+            }
+        }
+        drop(guard);
+        Ok(summary)
+    }
+
     /// Waits up to `timeout` for every source to end and every event to reach the
     /// sinks' queues. Returns true once (then the pipeline is finished).
     pub fn wait_done(&self, timeout: Duration) -> bool {
@@ -191,10 +344,13 @@ impl Running {
 
     /// Stops the sources and drains the stages (no event is lost).
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for h in self.source_threads {
-            let _ = h.join();
+        for h in self.cameras.values() {
+            h.stop.store(true, Ordering::Relaxed);
         }
+        for (_, h) in self.cameras {
+            let _ = h.thread.join();
+        }
+        drop(self.scene_ctl);
         for h in self.stage_threads {
             let _ = h.join();
         }

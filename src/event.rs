@@ -81,6 +81,22 @@ impl Event {
     pub fn captured_ms(&self) -> i64 {
         (self.captured_at.unix_timestamp_nanos() / 1_000_000) as i64
     }
+
+    /// Classes of its objects, sorted, each once (what `class=` filters on).
+    pub fn classes(&self) -> Vec<String> {
+        sorted_unique(self.objects.iter().map(|o| o.class.to_string()))
+    }
+
+    /// Zones it touches: its objects' zones and its reasons' zones, sorted, each once
+    /// (what `zone=` filters on).
+    pub fn zones(&self) -> Vec<String> {
+        sorted_unique(self.objects.iter().flat_map(|o| o.zones.iter().cloned()).chain(self.risk.reasons.iter().filter_map(|r| r.zone.clone())))
+    }
+
+    /// Rules behind its risk, sorted, each once.
+    pub fn rules(&self) -> Vec<String> {
+        sorted_unique(self.risk.reasons.iter().map(|r| r.rule.clone()))
+    }
 }
 
 /// A stable UUID-shaped id from the given parts (SHA-256, version nibble 8 =
@@ -221,4 +237,11 @@ mod tests {
             assert_eq!(j, format!("\"{}\"", k.as_str()));
         }
     }
+}
+
+fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    v
 }

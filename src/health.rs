@@ -99,6 +99,9 @@ pub struct SourceStatus {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// The video decoder GStreamer picked (e.g. `avdec_h264`, `nvh264dec`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<String>,
     #[serde(skip)]
     pub rate_in: RateMeter,
     #[serde(skip)]
@@ -182,6 +185,7 @@ impl Health {
                 last_frame_at: None,
                 width: None,
                 height: None,
+                decoder: None,
                 rate_in: RateMeter::default(),
                 rate_processed: RateMeter::default(),
             },

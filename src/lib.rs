@@ -9,6 +9,8 @@
 pub mod analyze;
 pub mod api;
 pub mod caption;
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 pub mod config;
 pub mod detect;
 pub mod event;
@@ -20,5 +22,6 @@ pub mod pipeline;
 pub mod risk;
 pub mod sinks;
 pub mod sources;
+pub mod spool;
 pub mod store;
 pub mod track;

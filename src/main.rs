@@ -123,6 +123,29 @@ fn reload(path: Option<&std::path::Path>, cfg: &LoadedConfig, running: &mut pipe
     }
 }
 
+/// Adds the ClickHouse sink when configured; returns the store the API should query
+/// (ClickHouse with `serve_api`, else none: the embedded store).
+#[cfg(feature = "clickhouse")]
+fn clickhouse_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: &Arc<Metrics>, health: &Arc<Health>) -> Result<Option<Arc<dyn EventStore>>> {
+    let ch = &cfg.argus.sinks.clickhouse;
+    if !ch.enabled {
+        return Ok(None);
+    }
+    let sink = argus::clickhouse::ClickHouseSink::open(ch, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
+    sinks.push(Box::new(sink));
+    if !ch.serve_api {
+        return Ok(None);
+    }
+    let store = argus::clickhouse::ClickHouseStore::new(ch).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
+    Ok(Some(Arc::new(store)))
+}
+
+#[cfg(not(feature = "clickhouse"))]
+fn clickhouse_sink(_: &LoadedConfig, _: &mut Vec<Box<dyn Sink>>, _: &Arc<Metrics>, _: &Arc<Health>) -> Result<Option<Arc<dyn EventStore>>> {
+    // `argus check` already refuses `enabled = true` in this build.
+    Ok(None)
+}
+
 fn pipeline_summaries(cfg: &LoadedConfig) -> Vec<api::PipelineSummary> {
     cfg.pipelines
         .iter()
@@ -283,6 +306,8 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         sinks.push(Box::new(JsonlSink::open(&cfg.argus.sinks.jsonl.path).map_err(|e| anyhow!("sinks.jsonl: {e}"))?));
     }
     sinks.push(Box::new(StoreSink { store: store.clone() }));
+    let api_store = clickhouse_sink(&cfg, &mut sinks, &metrics, &health)?.unwrap_or_else(|| store.clone());
+    tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
 
     let info = Arc::new(std::sync::RwLock::new(api::Info {
@@ -299,7 +324,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
         let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().context("server.listen")?;
-        let state = api::AppState { store: store.clone(), health: health.clone(), metrics: metrics.clone(), info: info.clone() };
+        let state = api::AppState { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone() };
         let mut rx = shutdown_rx.clone();
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         tracing::info!(%addr, "HTTP API listening");

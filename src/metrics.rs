@@ -19,6 +19,14 @@ pub struct Metrics {
     pub sink_queue_depth: IntGaugeVec,
     pub source_restarts: IntCounterVec,
     pub incidents_open: IntGauge,
+    pub spool_events: IntGaugeVec,
+    pub spool_bytes: IntGaugeVec,
+    pub spool_events_spooled: IntCounterVec,
+    pub spool_events_replayed: IntCounterVec,
+    pub spool_full: IntCounterVec,
+    pub clickhouse_rows_written: IntCounterVec,
+    pub clickhouse_batches_written: IntCounterVec,
+    pub clickhouse_inserts_failed: IntCounterVec,
     pub http_requests: IntCounterVec,
 }
 
@@ -54,7 +62,22 @@ impl Metrics {
         r.register(Box::new(sink_queue_depth.clone())).expect("unique metric");
         let incidents_open = IntGauge::new("argus_incidents_open", "Incidents currently open").expect("valid metric");
         r.register(Box::new(incidents_open.clone())).expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["sink"]).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let spool_events = gauge("argus_spool_events", "Events waiting in a sink's on-disk spool");
+        let spool_bytes = gauge("argus_spool_bytes", "Bytes in a sink's on-disk spool");
         Self {
+            spool_events,
+            spool_bytes,
+            spool_events_spooled: counter(r, "argus_spool_events_spooled_total", "Events written to a sink's spool while its server was down", &["sink"]),
+            spool_events_replayed: counter(r, "argus_spool_events_replayed_total", "Spooled events replayed to the server", &["sink"]),
+            spool_full: counter(r, "argus_spool_full_total", "Times a spool was full and the pipeline had to wait (an alarm)", &["sink"]),
+            clickhouse_rows_written: counter(r, "argus_clickhouse_rows_written_total", "Rows inserted into ClickHouse", &["table"]),
+            clickhouse_batches_written: counter(r, "argus_clickhouse_batches_written_total", "Successful ClickHouse inserts (one per batch and table)", &["table"]),
+            clickhouse_inserts_failed: counter(r, "argus_clickhouse_inserts_failed_total", "ClickHouse inserts that failed (the events went to the spool)", &["table"]),
             frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),
             frames_processed: counter(r, "argus_frames_processed_total", "Frames fully analysed", &["camera"]),

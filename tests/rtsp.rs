@@ -108,6 +108,9 @@ fn h264_h265_and_mjpeg_cameras_stream() {
         let c = camera(&base, id);
         assert_eq!(c["state"], "streaming");
         assert_eq!(c["live"], true);
+        let decoder = c["decoder"].as_str().unwrap_or_default();
+        let expected = if id == "mjpeg" { "jpeg" } else { id };
+        assert!(decoder.contains(expected), "camera {id} decoded by {decoder:?}: {c}");
     }
     assert!(proc_.0.try_wait().unwrap().is_none());
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::event::{EventKind, parse_time};
 use crate::risk::Level;
-use crate::store::{EventQuery, StoreError};
+use crate::store::{EventQuery, StatsQuery, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -61,9 +61,79 @@ pub fn parse_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
     Ok(q)
 }
 
+/// Buckets a `/v1/stats` answer may hold; beyond it the caller widens the bucket.
+pub const MAX_STATS_ROWS: usize = 50_000;
+
+/// `/v1/stats`: the listing filters (no `limit`/`cursor`) plus `bucket` (`90s`, `5m`,
+/// `1h`, `1d` or plain seconds; default `1h`).
+pub fn parse_stats_query(raw: Option<&str>) -> Result<StatsQuery, ApiError> {
+    let pairs: Vec<(String, String)> = match raw {
+        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut bucket_s = 3600;
+    let mut rest = Vec::new();
+    let mut seen_bucket = false;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "bucket" => {
+                if std::mem::replace(&mut seen_bucket, true) {
+                    return Err(ApiError::bad_request("parameter `bucket` given twice").with_details(json!({ "parameter": "bucket" })));
+                }
+                bucket_s = parse_bucket(&v).ok_or_else(|| {
+                    ApiError::bad_request("parameter `bucket`: expected a width like 60s, 5m, 1h or 1d (1 s to 31 d)")
+                        .with_details(json!({ "parameter": "bucket", "value": v }))
+                })?;
+            }
+            "limit" | "cursor" => {
+                return Err(ApiError::bad_request(format!("parameter `{k}` does not apply to /v1/stats")).with_details(json!({ "parameter": k })));
+            }
+            _ => rest.push((k, v)),
+        }
+    }
+    let qs = serde_urlencoded::to_string(&rest).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let filter = parse_query(Some(&qs))?;
+    Ok(StatsQuery { filter, bucket_s })
+}
+
+fn parse_bucket(v: &str) -> Option<u64> {
+    let (num, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = n.checked_mul(match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    })?;
+    (1..=31 * 86_400).contains(&secs).then_some(secs)
+}
+
+pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q = parse_stats_query(raw.as_deref())?;
+    let bucket_s = q.bucket_s;
+    let store = st.store.clone();
+    let rows = tokio::task::spawn_blocking(move || store.stats(&q))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(store_error)?;
+    if rows.len() > MAX_STATS_ROWS {
+        return Err(ApiError::unprocessable(format!("{} buckets is more than {MAX_STATS_ROWS}: use a wider `bucket` or a narrower `since`/`until`", rows.len()))
+            .with_details(json!({ "parameter": "bucket", "rows": rows.len() })));
+    }
+    Ok(axum::Json(json!({ "bucket_s": bucket_s, "rows": rows })).into_response())
+}
+
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::BadCursor => ApiError::bad_request(e.to_string()),
+        StoreError::BadCursor => ApiError::bad_request(e.to_string()).with_details(json!({ "parameter": "cursor" })),
+        StoreError::ClickHouse(msg) => {
+            tracing::error!(error = %msg, "ClickHouse query failed");
+            ApiError::unavailable("the event store (ClickHouse) is unavailable; retry shortly")
+        }
         other => {
             tracing::error!(error = %other, "event store query failed");
             ApiError::internal("the event store failed; see the server log")
@@ -110,6 +180,21 @@ mod tests {
         assert_eq!(q.limit, 5);
         assert!(q.since.is_some());
         assert_eq!(parse_query(None).unwrap().limit, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn stats_buckets_and_filters() {
+        let q = parse_stats_query(Some("bucket=5m&camera=a&min_level=high")).unwrap();
+        assert_eq!(q.bucket_s, 300);
+        assert_eq!(q.filter.camera.as_deref(), Some("a"));
+        assert_eq!(parse_stats_query(None).unwrap().bucket_s, 3600);
+        assert_eq!(parse_stats_query(Some("bucket=90")).unwrap().bucket_s, 90);
+        assert_eq!(parse_stats_query(Some("bucket=1d")).unwrap().bucket_s, 86_400);
+        for (qs, needle) in [("bucket=0s", "bucket"), ("bucket=2w", "bucket"), ("bucket=32d", "bucket"), ("limit=3", "does not apply"), ("colour=red", "unknown parameter"), ("bucket=1h&bucket=1d", "twice")] {
+            let e = parse_stats_query(Some(qs)).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
+            assert!(e.message.contains(needle), "{qs}: {}", e.message);
+        }
     }
 
     #[test]

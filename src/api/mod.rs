@@ -2,7 +2,7 @@
 //! Errors are JSON `{ "error": CODE, "message": …, "details": {…} }`.
 
 mod error;
-mod events;
+pub mod events;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cameras", get(cameras))
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::one))
+        .route("/v1/stats", get(events::stats))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)

@@ -144,6 +144,51 @@ impl Default for DetectorConfig {
 pub struct SinksConfig {
     pub stdout: StdoutSinkConfig,
     pub jsonl: JsonlSinkConfig,
+    pub clickhouse: ClickHouseSinkConfig,
+}
+
+/// Events (and one row per object) into ClickHouse for analysts (`clickhouse` feature).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseSinkConfig {
+    pub enabled: bool,
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    /// Prefer `ARGUS_SINKS__CLICKHOUSE__PASSWORD` to writing it here.
+    pub password: String,
+    /// An insert is sent when this many rows are waiting…
+    pub max_rows: usize,
+    /// …or the oldest has waited this long.
+    pub max_wait_ms: u64,
+    /// Events wait here (fsync'd) while ClickHouse is down, replayed in order on return.
+    pub spool_dir: PathBuf,
+    /// A full spool makes the pipeline wait (and raises an alarm); nothing is dropped.
+    pub spool_max_mb: u64,
+    /// The HTTP API answers event queries from ClickHouse instead of the embedded store.
+    pub serve_api: bool,
+    /// Drop partitions older than this many days (TTL; only on servers that support
+    /// it, ClickHouse ≥ 20; 0 = keep forever).
+    pub retention_days: u32,
+}
+
+impl Default for ClickHouseSinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "http://127.0.0.1:8123".into(),
+            database: "argus".into(),
+            user: "default".into(),
+            password: String::new(),
+            max_rows: 10_000,
+            max_wait_ms: 1000,
+            spool_dir: PathBuf::from("var/spool/clickhouse"),
+            spool_max_mb: 1024,
+            serve_api: true,
+            retention_days: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

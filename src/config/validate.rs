@@ -110,6 +110,28 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     if a.limits.sink_queue == 0 {
         iss.add("limits.sink_queue", "must be at least 1", "use e.g. 1024");
     }
+    let ch = &a.sinks.clickhouse;
+    if ch.enabled {
+        if !cfg!(feature = "clickhouse") {
+            iss.add("sinks.clickhouse.enabled", "this build has no ClickHouse support", "build with `--features clickhouse` (on by default) or set enabled = false");
+        }
+        if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+            iss.add("sinks.clickhouse.url", format!("`{}` is not an http(s) URL", ch.url), "use the HTTP interface, e.g. \"http://127.0.0.1:8123\"");
+        }
+        let ident = |s: &str| !s.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident(&ch.database) {
+            iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
+        }
+        if ch.max_rows == 0 || ch.max_rows > 1_000_000 {
+            iss.add("sinks.clickhouse.max_rows", format!("{} is outside 1..=1000000", ch.max_rows), "use e.g. 10000 (ClickHouse likes big inserts)");
+        }
+        if ch.max_wait_ms > 60_000 {
+            iss.add("sinks.clickhouse.max_wait_ms", format!("{} ms", ch.max_wait_ms), "use 0..=60000, e.g. 1000");
+        }
+        if ch.spool_max_mb == 0 {
+            iss.add("sinks.clickhouse.spool_max_mb", "must be at least 1", "use e.g. 1024");
+        }
+    }
     if a.sinks.jsonl.enabled && a.sinks.jsonl.path.as_os_str().is_empty() {
         iss.add("sinks.jsonl.path", "empty path", "set a file path or enabled = false");
     }

@@ -67,6 +67,10 @@ impl Level {
         self as u8
     }
 
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        [Self::Low, Self::Medium, Self::High, Self::Critical].get(rank as usize).copied()
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Low => "low",

@@ -25,6 +25,21 @@ pub trait Sink: Send {
     fn name(&self) -> &str;
     /// Writes a batch durably (as durable as the sink can be) or fails as a whole.
     fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError>;
+    /// How many events to gather per write, and how long the first may wait for
+    /// company. The default writes whatever is queued at once.
+    fn batching(&self) -> Batching {
+        Batching { max_events: 256, max_wait: Duration::ZERO }
+    }
+    /// Called about once a second while no events arrive (e.g. to replay a spool).
+    fn idle(&mut self) {}
+    /// Called once after the last batch, before the sink thread ends.
+    fn finish(&mut self) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub max_events: usize,
+    pub max_wait: Duration,
 }
 
 /// Fan-out from the pipeline to every sink's queue, plus optional in-process listeners
@@ -75,17 +90,32 @@ pub fn start(sinks: Vec<Box<dyn Sink>>, queue: usize, metrics: Arc<Metrics>, hea
     (EventBus { sinks: senders, listeners: Vec::new(), metrics }, handles)
 }
 
-const MAX_BATCH: usize = 256;
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, metrics: Arc<Metrics>, health: Arc<Health>) {
     let name = sink.name().to_string();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
+    let Batching { max_events, max_wait } = sink.batching();
+    let max_events = max_events.max(1);
+    let mut batch = Vec::with_capacity(max_events.min(4096));
+    loop {
+        let first = match rx.recv_timeout(IDLE_TICK) {
+            Ok(ev) => ev,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                sink.idle();
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(ev) => batch.push(ev),
-                Err(_) => break,
+        let deadline = std::time::Instant::now() + max_wait;
+        while batch.len() < max_events {
+            let next = match deadline.checked_duration_since(std::time::Instant::now()) {
+                Some(left) if !left.is_zero() => rx.recv_timeout(left).ok(),
+                _ => rx.try_recv().ok(),
+            };
+            match next {
+                Some(ev) => batch.push(ev),
+                None => break,
             }
         }
         let mut backoff = Duration::from_millis(100);
@@ -108,6 +138,7 @@ fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, metrics: Arc<Metr
         metrics.sink_queue_depth.with_label_values(&[&name]).set(rx.len() as i64);
         batch.clear();
     }
+    sink.finish();
     tracing::debug!(sink = %name, "sink drained and stopped");
 }
 

@@ -1,7 +1,9 @@
 //! GStreamer source (`gstreamer` feature): `uridecodebin → videoconvert → appsink(RGB)`.
 //! For RTSP, uridecodebin's `rtspsrc` is configured through `source-setup` (transport,
 //! jitter-buffer latency, NTP reference timestamps); decodebin picks the best decoder
-//! by rank (hardware nvh264dec/nvh265dec/VA-API when installed, else avdec_*/jpegdec).
+//! by rank: hardware decoders (NVDEC, VA-API) are ranked above the software ones when
+//! their plugins are installed and found a device, else avdec_*/jpegdec. The chosen
+//! decoder is reported per camera in `/v1/cameras`.
 //!
 //! Follows gstreamer-rs's examples: an AppSink built with its builder, the bus polled
 //! between pulls, and the pipeline always set back to Null, on every exit path.
@@ -73,6 +75,7 @@ pub fn run(spec: SourceSpec, lane: LaneSender, stop: Arc<AtomicBool>, metrics: A
         fail(&health, &cam, &GstError::Init(e.to_string()));
         return;
     }
+    prefer_hardware_decoders();
     let mut counters = Counters { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None };
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -132,6 +135,40 @@ pub fn run(spec: SourceSpec, lane: LaneSender, stop: Arc<AtomicBool>, metrics: A
     }
 }
 
+/// Hardware video decoders, best first. Their plugins register them only when a
+/// device was found, so a present factory is a usable one.
+const HARDWARE_DECODERS: &[&str] = &[
+    "nvh264dec", "nvh265dec", "nvjpegdec", "vah264dec", "vah265dec", "vajpegdec", "vaapih264dec", "vaapih265dec", "vaapijpegdec",
+];
+
+/// Ranks the installed hardware decoders above every software one, once per process,
+/// so decodebin picks them (GStreamer 1.22 ranks some VA decoders below avdec_*).
+/// Left alone when the user set `GST_PLUGIN_FEATURE_RANK`, GStreamer's own override
+/// (e.g. `GST_PLUGIN_FEATURE_RANK=nvh264dec:NONE` to force software decoding).
+fn prefer_hardware_decoders() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("GST_PLUGIN_FEATURE_RANK").is_some() {
+            return;
+        }
+        let registry = gst::Registry::get();
+        for (i, name) in HARDWARE_DECODERS.iter().enumerate() {
+            if let Some(f) = registry.lookup_feature(name) {
+                f.set_rank(gst::Rank::PRIMARY + 100 - i as i32);
+                tracing::info!(decoder = name, "hardware decoder available; preferred");
+            }
+        }
+    });
+}
+
+/// Whether a factory is a video decoder (by its klass, e.g. `Codec/Decoder/Video`).
+fn is_video_decoder(element: &gst::Element) -> bool {
+    element.factory().is_some_and(|f| {
+        let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+        klass.contains("Decoder") && klass.contains("Video")
+    })
+}
+
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -152,7 +189,7 @@ fn fail(health: &Health, cam: &str, e: &GstError) {
     note_error(health, cam, &e.to_string());
 }
 
-fn build(spec: &SourceSpec) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
+fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
     let b = |e: gst::glib::BoolError| GstError::Build(e.to_string());
     let pipeline = gst::Pipeline::with_name(&format!("argus-{}", spec.camera_id));
     let src = gst::ElementFactory::make("uridecodebin").property("uri", &spec.uri).build().map_err(b)?;
@@ -176,6 +213,14 @@ fn build(spec: &SourceSpec) -> Result<(gst::Pipeline, gst_app::AppSink), GstErro
             None
         });
     }
+    let (health, cam) = (health.clone(), spec.camera_id.clone());
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        if is_video_decoder(element) {
+            let name = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+            tracing::info!(decoder = %name, "video decoder");
+            health.update_source(&cam, |s| s.decoder = Some(name));
+        }
+    });
     pipeline.add_many([&src, &convert, sink.upcast_ref()]).map_err(b)?;
     convert.link(&sink).map_err(b)?;
 
@@ -250,11 +295,11 @@ fn run_once(
     lane: &LaneSender,
     stop: &AtomicBool,
     metrics: &Metrics,
-    health: &Health,
+    health: &Arc<Health>,
     counters: &mut Counters,
 ) -> Result<RunEnd, GstError> {
     let cam = &spec.camera_id;
-    let (pipeline, sink) = build(spec)?;
+    let (pipeline, sink) = build(spec, health)?;
     let pipeline = NullOnDrop(pipeline);
     pipeline.0.set_state(gst::State::Playing).map_err(|e| GstError::Build(format!("cannot start: {e}")))?;
     let bus = pipeline.0.bus().expect("a pipeline has a bus");

@@ -21,6 +21,8 @@ pub enum StoreError {
     Corrupt { id: String, reason: String },
     #[error("store: {0}")]
     Io(String),
+    #[error("ClickHouse: {0}")]
+    ClickHouse(String),
 }
 
 /// Filters for listing events; newest first.
@@ -47,6 +49,24 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// Counts per camera × level × time bucket (`GET /v1/stats`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsQuery {
+    /// Filters as for listing; `limit` and `cursor` are ignored.
+    pub filter: EventQuery,
+    /// Bucket width in seconds (≥ 1).
+    pub bucket_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct StatsRow {
+    /// Start of the bucket, Unix milliseconds (buckets are aligned to the epoch).
+    pub bucket_start_ms: i64,
+    pub camera_id: String,
+    pub level: Level,
+    pub count: u64,
+}
+
 pub trait EventStore: Send + Sync {
     /// Inserts events; an event already stored (same `event_id`) is replaced, so replays
     /// are idempotent. Returns once the events are durable.
@@ -54,6 +74,10 @@ pub trait EventStore: Send + Sync {
     fn query(&self, q: &EventQuery) -> Result<EventPage, StoreError>;
     fn get(&self, event_id: &str) -> Result<Option<Event>, StoreError>;
     fn count(&self) -> Result<u64, StoreError>;
+    /// Rows ordered by bucket, camera, level; empty buckets are left out.
+    fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
+    /// Where the events live, for logs and `/v1/info`.
+    fn describe(&self) -> String;
 }
 
 /// Opaque paging cursor: position of the last event of a page in (time, id) order.
@@ -66,4 +90,8 @@ pub(crate) fn decode_cursor(c: &str) -> Result<(i64, String), StoreError> {
     let s = String::from_utf8(raw).map_err(|_| StoreError::BadCursor)?;
     let (ms, id) = s.split_once('|').ok_or(StoreError::BadCursor)?;
     Ok((ms.parse().map_err(|_| StoreError::BadCursor)?, id.to_string()))
+}
+
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
 
-use super::{EventPage, EventQuery, EventStore, StoreError, decode_cursor, encode_cursor};
+use super::{EventPage, EventQuery, EventStore, StatsQuery, StatsRow, StoreError, decode_cursor, encode_cursor, unix_ms};
 use crate::event::Event;
+use crate::risk::Level;
 
 pub struct SqliteStore {
     path: String,
@@ -58,11 +59,9 @@ impl SqliteStore {
     }
 }
 
-fn csv_tag(items: impl Iterator<Item = String>) -> String {
-    let mut v: Vec<String> = items.collect();
-    v.sort();
-    v.dedup();
-    format!(",{},", v.join(","))
+/// `,a,b,` so that `instr(col, ',a,')` matches whole items only.
+fn csv_tag(items: Vec<String>) -> String {
+    format!(",{},", items.join(","))
 }
 
 impl EventStore for SqliteStore {
@@ -78,8 +77,8 @@ impl EventStore for SqliteStore {
                 .map_err(|e| self.err(e))?;
             for ev in events {
                 let payload = serde_json::to_string(&**ev).expect("events serialise");
-                let classes = csv_tag(ev.objects.iter().map(|o| o.class.to_string()));
-                let zones = csv_tag(ev.objects.iter().flat_map(|o| o.zones.iter().cloned()).chain(ev.risk.reasons.iter().filter_map(|r| r.zone.clone())));
+                let classes = csv_tag(ev.classes());
+                let zones = csv_tag(ev.zones());
                 stmt.execute(rusqlite::params![
                     ev.event_id,
                     ev.captured_ms(),
@@ -103,37 +102,7 @@ impl EventStore for SqliteStore {
     fn query(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         let mut sql = String::from("SELECT event_id, captured_ms, payload FROM events WHERE 1=1");
         let mut args: Vec<Value> = Vec::new();
-        let mut add = |clause: &str, v: Value| {
-            sql.push_str(clause);
-            args.push(v);
-        };
-        if let Some(c) = &q.camera {
-            add(" AND camera_id = ?", Value::Text(c.clone()));
-        }
-        if let Some(p) = &q.pipeline {
-            add(" AND pipeline = ?", Value::Text(p.clone()));
-        }
-        if let Some(t) = q.since {
-            add(" AND captured_ms >= ?", Value::Integer((t.unix_timestamp_nanos() / 1_000_000) as i64));
-        }
-        if let Some(t) = q.until {
-            add(" AND captured_ms < ?", Value::Integer((t.unix_timestamp_nanos() / 1_000_000) as i64));
-        }
-        if let Some(k) = q.kind {
-            add(" AND kind = ?", Value::Text(k.as_str().into()));
-        }
-        if let Some(l) = q.min_level {
-            add(" AND level_rank >= ?", Value::Integer(l.rank() as i64));
-        }
-        if let Some(c) = &q.class {
-            add(" AND instr(classes, ?) > 0", Value::Text(format!(",{c},")));
-        }
-        if let Some(z) = &q.zone {
-            add(" AND instr(zones, ?) > 0", Value::Text(format!(",{z},")));
-        }
-        if let Some(i) = &q.incident {
-            add(" AND incident_id = ?", Value::Text(i.clone()));
-        }
+        push_filters(q, &mut sql, &mut args);
         if let Some(c) = &q.cursor {
             let (ms, id) = decode_cursor(c)?;
             sql.push_str(" AND (captured_ms < ? OR (captured_ms = ? AND event_id < ?))");
@@ -181,5 +150,64 @@ impl EventStore for SqliteStore {
     fn count(&self) -> Result<u64, StoreError> {
         let conn = self.reader.lock();
         conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
+    fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
+        let bucket_ms = (q.bucket_s.max(1) * 1000) as i64;
+        let mut sql = String::from("SELECT (captured_ms / ?) * ? AS b, camera_id, level_rank, count(*) FROM events WHERE 1=1");
+        let mut args: Vec<Value> = vec![Value::Integer(bucket_ms), Value::Integer(bucket_ms)];
+        push_filters(&q.filter, &mut sql, &mut args);
+        sql.push_str(" GROUP BY b, camera_id, level_rank ORDER BY b, camera_id, level_rank");
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (b, camera_id, rank, n) = row.map_err(|e| self.err(e))?;
+            let level = Level::from_rank(rank as u8).ok_or_else(|| StoreError::Corrupt { id: format!("level rank {rank}"), reason: "unknown level".into() })?;
+            out.push(StatsRow { bucket_start_ms: b, camera_id, level, count: n as u64 });
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded SQLite store {}", self.path)
+    }
+}
+
+/// The WHERE clauses every listing shares (the cursor aside).
+fn push_filters(q: &EventQuery, sql: &mut String, args: &mut Vec<Value>) {
+    let mut add = |clause: &str, v: Value| {
+        sql.push_str(clause);
+        args.push(v);
+    };
+    if let Some(c) = &q.camera {
+        add(" AND camera_id = ?", Value::Text(c.clone()));
+    }
+    if let Some(p) = &q.pipeline {
+        add(" AND pipeline = ?", Value::Text(p.clone()));
+    }
+    if let Some(t) = q.since {
+        add(" AND captured_ms >= ?", Value::Integer(unix_ms(t)));
+    }
+    if let Some(t) = q.until {
+        add(" AND captured_ms < ?", Value::Integer(unix_ms(t)));
+    }
+    if let Some(k) = q.kind {
+        add(" AND kind = ?", Value::Text(k.as_str().into()));
+    }
+    if let Some(l) = q.min_level {
+        add(" AND level_rank >= ?", Value::Integer(l.rank() as i64));
+    }
+    if let Some(c) = &q.class {
+        add(" AND instr(classes, ?) > 0", Value::Text(format!(",{c},")));
+    }
+    if let Some(z) = &q.zone {
+        add(" AND instr(zones, ?) > 0", Value::Text(format!(",{z},")));
+    }
+    if let Some(i) = &q.incident {
+        add(" AND incident_id = ?", Value::Text(i.clone()));
     }
 }

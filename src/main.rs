@@ -17,6 +17,8 @@ use argus::store::{EventStore, sqlite::SqliteStore};
 use argus::{api, detect, pipeline};
 
 mod bench;
+#[cfg(feature = "clickhouse")]
+mod bench_clickhouse;
 mod soak;
 
 #[derive(Parser)]
@@ -77,6 +79,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run N live RTSP test cameras for a while; print per-camera rates and RSS growth.
     Soak(soak::SoakArgs),
+    /// Rows/s into ClickHouse through the sink's code path, next to clickhouse-client.
+    #[cfg(feature = "clickhouse")]
+    BenchClickhouse(bench_clickhouse::BenchClickHouseArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +93,8 @@ fn main() -> ExitCode {
         Command::Calibrate { config, camera } => calibrate(config, camera),
         Command::Bench(args) => bench::run(args),
         Command::Soak(args) => soak::run(args),
+        #[cfg(feature = "clickhouse")]
+        Command::BenchClickhouse(args) => bench_clickhouse::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

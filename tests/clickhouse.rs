@@ -174,6 +174,34 @@ fn the_analyst_queries_in_the_docs_run() {
     }
 }
 
+/// The same DDL, the data written by 18.16, and the analyst queries on a modern
+/// ClickHouse (chDB 26.x, installed into .deps/pyenv by scripts/setup).
+#[test]
+fn a_modern_clickhouse_takes_the_same_schema_data_and_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("ch"));
+    let s = store(&server, dir.path());
+    s.insert(&store_suite::events()).unwrap();
+    let ddl: Vec<&str> = argus::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
+    let queries: Vec<&str> = doc.split("```sql").skip(1).map(|b| b.split("```").next().unwrap().trim()).collect();
+    let tables = serde_json::json!({
+        "events": server.sql("SELECT * FROM events FINAL FORMAT TabSeparated"),
+        "objects": server.sql("SELECT * FROM objects FINAL FORMAT TabSeparated"),
+    });
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, serde_json::json!({ "ddl": ddl, "tables": tables, "queries": queries }).to_string()).unwrap();
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/pyenv/bin/python");
+    let out = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check/clickhouse_modern.py"))
+        .arg(&spec)
+        .output()
+        .expect(".deps/pyenv (scripts/setup)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("events: 25 rows from 18.16 loaded"), "{text}");
+}
+
 fn jsonl_events(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }

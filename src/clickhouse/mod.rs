@@ -21,7 +21,7 @@ mod store;
 
 use std::future::Future;
 
-pub use rows::{EventRow, ObjectRow, event_rows};
+pub use rows::{EventRow, ObjectRow, event_rows, kind_code};
 pub use schema::{MIGRATIONS, migrate};
 pub use sink::ClickHouseSink;
 pub use store::ClickHouseStore;
@@ -95,7 +95,7 @@ impl Drop for Conn {
 /// the sign that its objects are in). Events that cannot be represented (a capture
 /// time outside 1970..2106) are an error, or with `skip_unrepresentable` logged and
 /// left out, since retrying could never store them. Returns (event rows, object rows).
-pub(crate) fn insert_events(conn: &Conn, events: &[std::sync::Arc<crate::event::Event>], skip_unrepresentable: bool) -> Result<(usize, usize), StoreError> {
+pub fn insert_events(conn: &Conn, events: &[std::sync::Arc<crate::event::Event>], skip_unrepresentable: bool) -> Result<(usize, usize), StoreError> {
     let mut rows = Vec::with_capacity(events.len());
     let mut objects = Vec::new();
     for ev in events {

@@ -17,6 +17,8 @@ pub mod event;
 pub mod frame;
 pub mod geo;
 pub mod health;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod risk;

@@ -138,7 +138,7 @@ fn clickhouse_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: 
     if !ch.enabled {
         return Ok(None);
     }
-    let sink = argus::clickhouse::ClickHouseSink::open(ch, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
+    let sink = argus::clickhouse::open_sink(ch, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
     sinks.push(Box::new(sink));
     if !ch.serve_api {
         return Ok(None);
@@ -151,6 +151,21 @@ fn clickhouse_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: 
 fn clickhouse_sink(_: &LoadedConfig, _: &mut Vec<Box<dyn Sink>>, _: &Arc<Metrics>, _: &Arc<Health>) -> Result<Option<Arc<dyn EventStore>>> {
     // `argus check` already refuses `enabled = true` in this build.
     Ok(None)
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: &Arc<Metrics>, health: &Arc<Health>) -> Result<()> {
+    let k = &cfg.argus.sinks.kafka;
+    if k.enabled {
+        sinks.push(Box::new(argus::kafka::open_sink(k, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.kafka: {e}"))?));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(_: &LoadedConfig, _: &mut Vec<Box<dyn Sink>>, _: &Arc<Metrics>, _: &Arc<Health>) -> Result<()> {
+    // `argus check` already refuses `enabled = true` in this build.
+    Ok(())
 }
 
 fn pipeline_summaries(cfg: &LoadedConfig) -> Vec<api::PipelineSummary> {
@@ -313,6 +328,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         sinks.push(Box::new(JsonlSink::open(&cfg.argus.sinks.jsonl.path).map_err(|e| anyhow!("sinks.jsonl: {e}"))?));
     }
     sinks.push(Box::new(StoreSink { store: store.clone() }));
+    kafka_sink(&cfg, &mut sinks, &metrics, &health)?;
     let api_store = clickhouse_sink(&cfg, &mut sinks, &metrics, &health)?.unwrap_or_else(|| store.clone());
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());

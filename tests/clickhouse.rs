@@ -300,7 +300,7 @@ fn demo_survives_a_60s_outage_with_nothing_lost_or_doubled() {
     let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
     assert!(argus.wait().unwrap().success());
     let log = std::fs::read_to_string(d.join("stderr")).unwrap();
-    assert!(log.contains("ClickHouse is back; the spool is replayed"), "{log}");
+    assert!(log.contains("server is back; the spool is replayed"), "{log}");
 }
 
 /// Through text, as the API does (`to_value` would widen f32 fields to f64 digits).

@@ -23,7 +23,7 @@ use std::future::Future;
 
 pub use rows::{EventRow, ObjectRow, event_rows, kind_code};
 pub use schema::{MIGRATIONS, migrate};
-pub use sink::ClickHouseSink;
+pub use sink::{ClickHouseDelivery, ClickHouseSink, open_sink};
 pub use store::ClickHouseStore;
 
 use crate::config::ClickHouseSinkConfig;

@@ -145,6 +145,47 @@ pub struct SinksConfig {
     pub stdout: StdoutSinkConfig,
     pub jsonl: JsonlSinkConfig,
     pub clickhouse: ClickHouseSinkConfig,
+    pub kafka: KafkaSinkConfig,
+}
+
+/// `argus.event.v1` events to a Kafka topic for control rooms (`kafka` feature).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSinkConfig {
+    pub enabled: bool,
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Must exist: partitions and retention are the operator's choice.
+    pub topic: String,
+    pub client_id: String,
+    /// librdkafka's delivery timeout; a batch not confirmed by then goes to the spool.
+    pub message_timeout_ms: u64,
+    /// Events per produce batch, and how long the first waits for company.
+    pub max_events: usize,
+    pub max_wait_ms: u64,
+    /// Events wait here (fsync'd) while the broker is down, replayed in order.
+    pub spool_dir: PathBuf,
+    /// A full spool makes the pipeline wait (and raises an alarm); nothing is dropped.
+    pub spool_max_mb: u64,
+    /// Extra librdkafka settings, e.g. `"security.protocol" = "SASL_SSL"`.
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: "127.0.0.1:9092".into(),
+            topic: "argus.events".into(),
+            client_id: "argus".into(),
+            message_timeout_ms: 10_000,
+            max_events: 1000,
+            max_wait_ms: 50,
+            spool_dir: PathBuf::from("var/spool/kafka"),
+            spool_max_mb: 1024,
+            options: Default::default(),
+        }
+    }
 }
 
 /// Events (and one row per object) into ClickHouse for analysts (`clickhouse` feature).

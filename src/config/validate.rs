@@ -132,6 +132,36 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
             iss.add("sinks.clickhouse.spool_max_mb", "must be at least 1", "use e.g. 1024");
         }
     }
+    let k = &a.sinks.kafka;
+    if k.enabled {
+        if !cfg!(feature = "kafka") {
+            iss.add("sinks.kafka.enabled", "this build has no Kafka support", "build with `--features kafka` (on by default) or set enabled = false");
+        }
+        if k.brokers.trim().is_empty() || k.brokers.split(',').any(|b| !b.trim().contains(':')) {
+            iss.add("sinks.kafka.brokers", format!("`{}` is not a host:port list", k.brokers), "write it like \"kafka-1:9092,kafka-2:9092\"");
+        }
+        let topic_ok = !k.topic.is_empty() && k.topic.len() <= 249 && k.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !topic_ok {
+            iss.add("sinks.kafka.topic", format!("`{}` is not a valid Kafka topic name", k.topic), "use letters, digits, `.`, `_`, `-` (at most 249)");
+        }
+        if !(1000..=600_000).contains(&k.message_timeout_ms) {
+            iss.add("sinks.kafka.message_timeout_ms", format!("{} ms", k.message_timeout_ms), "use 1000..=600000, e.g. 10000");
+        }
+        if k.max_events == 0 || k.max_events > 100_000 {
+            iss.add("sinks.kafka.max_events", format!("{} is outside 1..=100000", k.max_events), "use e.g. 1000");
+        }
+        if k.max_wait_ms > 60_000 {
+            iss.add("sinks.kafka.max_wait_ms", format!("{} ms", k.max_wait_ms), "use 0..=60000, e.g. 50");
+        }
+        if k.spool_max_mb == 0 {
+            iss.add("sinks.kafka.spool_max_mb", "must be at least 1", "use e.g. 1024");
+        }
+        for key in ["bootstrap.servers", "enable.idempotence", "acks", "message.timeout.ms"] {
+            if k.options.contains_key(key) {
+                iss.add(format!("sinks.kafka.options.\"{key}\""), "is set by Argus (delivery safety) or by its own key", "remove it (use `brokers` / `message_timeout_ms`)");
+            }
+        }
+    }
     if a.sinks.jsonl.enabled && a.sinks.jsonl.path.as_os_str().is_empty() {
         iss.add("sinks.jsonl.path", "empty path", "set a file path or enabled = false");
     }

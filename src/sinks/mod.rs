@@ -4,6 +4,7 @@
 //! process stops.
 
 pub mod jsonl;
+pub mod spooled;
 pub mod stdout;
 pub mod store;
 

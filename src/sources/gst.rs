@@ -161,11 +161,12 @@ fn prefer_hardware_decoders() {
     });
 }
 
-/// Whether a factory is a video decoder (by its klass, e.g. `Codec/Decoder/Video`).
+/// Whether a factory decodes pictures (by its klass: `Codec/Decoder/Video`, or
+/// `Codec/Decoder/Image` for MJPEG's jpegdec).
 fn is_video_decoder(element: &gst::Element) -> bool {
     element.factory().is_some_and(|f| {
         let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
-        klass.contains("Decoder") && klass.contains("Video")
+        klass.contains("Decoder") && (klass.contains("Video") || klass.contains("Image"))
     })
 }
 

@@ -248,7 +248,10 @@ fn a_broker_down_for_30s_loses_no_event() {
         if log.contains("every event written") && metric(&base, "argus_spool_events{sink=\"kafka\"}") == 0.0 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(150), "demo did not finish and drain");
+        if t0.elapsed() > Duration::from_secs(150) {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!("demo did not finish and drain; spool {}; log tail:\n{}", metric(&base, "argus_spool_events{sink=\"kafka\"}"), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     let want = jsonl_ids(&dir.path().join("e.jsonl"));

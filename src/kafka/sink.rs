@@ -43,6 +43,7 @@ impl ProducerContext for Context {
 }
 
 pub struct KafkaDelivery {
+    cfg: KafkaSinkConfig,
     producer: BaseProducer<Context>,
     reports: Arc<Reports>,
     topic: String,
@@ -54,16 +55,37 @@ pub struct KafkaDelivery {
 impl KafkaDelivery {
     pub fn new(cfg: &KafkaSinkConfig) -> Result<Self, String> {
         let reports = Arc::new(Reports::default());
-        let producer: BaseProducer<Context> = super::client_config(cfg)
-            .create_with_context(Context(reports.clone()))
-            .map_err(|e| format!("sinks.kafka: cannot create the producer: {e}"))?;
+        let producer = Self::producer(cfg, &reports)?;
         Ok(Self {
+            cfg: cfg.clone(),
             producer,
             reports,
             topic: cfg.topic.clone(),
             brokers: cfg.brokers.clone(),
             flush_timeout: Duration::from_millis(cfg.message_timeout_ms + 2000),
         })
+    }
+}
+
+impl KafkaDelivery {
+    fn producer(cfg: &KafkaSinkConfig, reports: &Arc<Reports>) -> Result<BaseProducer<Context>, String> {
+        super::client_config(cfg).create_with_context(Context(reports.clone())).map_err(|e| format!("cannot create the Kafka producer: {e}"))
+    }
+
+    /// An idempotent producer whose messages timed out can be fenced by the broker
+    /// (a fatal error: it never produces again). A new producer gets a new producer
+    /// id; the spool replays what the old one could not deliver.
+    fn renew_if_fatal(&mut self, error: &str) {
+        let fatal = self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"));
+        let fenced = error.contains("Fenced");
+        if fatal.is_some() || fenced {
+            let reason = fatal.unwrap_or_else(|| error.to_string());
+            tracing::warn!(%reason, "the Kafka producer cannot go on; starting a new one");
+            match Self::producer(&self.cfg, &self.reports) {
+                Ok(p) => self.producer = p,
+                Err(e) => tracing::error!(error = %e, "cannot replace the Kafka producer"),
+            }
+        }
     }
 }
 
@@ -112,7 +134,11 @@ impl Delivery for KafkaDelivery {
                         record = back;
                         self.producer.poll(Duration::from_millis(50));
                     }
-                    Err((e, _)) => return Err(format!("producing event {}: {e}", ev.event_id)),
+                    Err((e, _)) => {
+                        let e = format!("producing event {}: {e}", ev.event_id);
+                        self.renew_if_fatal(&e);
+                        return Err(e);
+                    }
                 }
             }
             self.producer.poll(Duration::ZERO);
@@ -123,6 +149,7 @@ impl Delivery for KafkaDelivery {
             return Ok(());
         }
         let why = r.first_error.lock().clone().or_else(|| flushed.err().map(|e| e.to_string())).unwrap_or_else(|| "no delivery report".into());
+        self.renew_if_fatal(&why);
         Err(format!("{ok} of {} events confirmed ({failed} failed): {why}", events.len()))
     }
 

@@ -5,7 +5,6 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,7 +12,7 @@ use clap::Args;
 
 use argus::clickhouse::{ClickHouseStore, insert_events};
 use argus::config::ClickHouseSinkConfig;
-use argus::event::{Event, EventKind, sample_event};
+use crate::bench_util::{cpu_seconds, synthetic_events};
 
 #[derive(Args)]
 pub struct BenchClickHouseArgs {
@@ -32,37 +31,6 @@ pub struct BenchClickHouseArgs {
     /// Events per insert (the sink's `max_rows`).
     #[arg(long, default_value_t = 10_000)]
     batch: usize,
-}
-
-/// CPU seconds (user + system) of this process and of its waited-for children.
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`: state is 3rd overall; utime/stime are 14/15,
-    // cutime/cstime 16/17.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-    let tick = 100.0; // USER_HZ on Linux
-    let get = |i: usize| f.get(i - 3).copied().unwrap_or(0.0) / tick;
-    (get(14) + get(15), get(16) + get(17))
-}
-
-fn events(n: usize) -> Vec<Arc<Event>> {
-    (0..n)
-        .map(|i| {
-            let kind = if i % 50 == 0 { EventKind::IncidentOpened } else { EventKind::FrameAnalyzed };
-            let mut ev = sample_event(&format!("cam-{}", i % 8), 1_763_884_800_000 + i as i64 * 40, kind);
-            let first = ev.objects[0].clone();
-            ev.objects = (0..8)
-                .map(|k| {
-                    let mut o = first.clone();
-                    o.track_id = Some(k);
-                    o.bbox[0] += k as f32 * 10.0;
-                    o
-                })
-                .collect();
-            Arc::new(ev)
-        })
-        .collect()
 }
 
 struct Run {
@@ -99,7 +67,7 @@ pub fn run(a: BenchClickHouseArgs) -> Result<()> {
     client_ok(a.client_port, "default", &format!("DROP DATABASE IF EXISTS {}", a.database))?;
     let store = ClickHouseStore::new(&cfg).map_err(|e| anyhow!("{e}"))?;
     store.migrate(0).map_err(|e| anyhow!("{e}"))?;
-    let evs = events(a.events);
+    let evs = synthetic_events(a.events);
     let version = store.conn().server_version().map_err(|e| anyhow!("{e}"))?;
     println!("ClickHouse {version} at {}: {} events × (1 event row + 8 object rows), {} events per insert", a.url, a.events, a.batch);
 

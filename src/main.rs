@@ -19,6 +19,10 @@ use argus::{api, detect, pipeline};
 mod bench;
 #[cfg(feature = "clickhouse")]
 mod bench_clickhouse;
+#[cfg(feature = "kafka")]
+mod bench_kafka;
+#[cfg(any(feature = "clickhouse", feature = "kafka"))]
+mod bench_util;
 mod soak;
 
 #[derive(Parser)]
@@ -82,6 +86,9 @@ enum Command {
     /// Rows/s into ClickHouse through the sink's code path, next to clickhouse-client.
     #[cfg(feature = "clickhouse")]
     BenchClickhouse(bench_clickhouse::BenchClickHouseArgs),
+    /// Events/s into Kafka through the sink's code path, next to a raw producer.
+    #[cfg(feature = "kafka")]
+    BenchKafka(bench_kafka::BenchKafkaArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         Command::Soak(args) => soak::run(args),
         #[cfg(feature = "clickhouse")]
         Command::BenchClickhouse(args) => bench_clickhouse::run(args),
+        #[cfg(feature = "kafka")]
+        Command::BenchKafka(args) => bench_kafka::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

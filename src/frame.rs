@@ -54,4 +54,32 @@ pub struct Frame {
     /// When the frame entered Argus: the start of its processing latency.
     pub received: Instant,
     pub image: Arc<RgbImage>,
+    /// For sources that must confirm each frame (Kafka): dropped with the last copy of
+    /// the frame, after its events were published.
+    pub ack: Option<Arc<FrameAck>>,
+}
+
+/// Reports, when dropped, that a frame is fully processed: its events (if any) have been
+/// handed to the sinks, so once the sinks have written `published` events, the frame's
+/// source position can be committed. Dropping covers every path: analysed, failed,
+/// or discarded.
+pub struct FrameAck {
+    pub partition: i32,
+    pub offset: i64,
+    /// Events published so far (the bus's counter).
+    pub published: Arc<std::sync::atomic::AtomicU64>,
+    pub done: crossbeam_channel::Sender<(i32, i64, u64)>,
+}
+
+impl std::fmt::Debug for FrameAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrameAck({}@{})", self.partition, self.offset)
+    }
+}
+
+impl Drop for FrameAck {
+    fn drop(&mut self) {
+        let published = self.published.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = self.done.send((self.partition, self.offset, published));
+    }
 }

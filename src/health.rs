@@ -82,7 +82,9 @@ mod rate_tests {
             }
         }
         m.last = Some(Instant::now());
-        assert!((m.fps() - 16.0).abs() < 2.0, "{}", m.fps());
+        // The smoothed interval swings with the burst phase (13.7–18.9 here), around
+        // the true 16; an average of instantaneous rates would read in the thousands.
+        assert!((12.0..=20.0).contains(&m.fps()), "{}", m.fps());
     }
 }
 

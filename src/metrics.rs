@@ -27,6 +27,10 @@ pub struct Metrics {
     pub clickhouse_rows_written: IntCounterVec,
     pub clickhouse_batches_written: IntCounterVec,
     pub clickhouse_inserts_failed: IntCounterVec,
+    pub kafka_messages_consumed: IntCounterVec,
+    pub kafka_messages_rejected: IntCounterVec,
+    pub kafka_offsets_committed: IntCounterVec,
+    pub kafka_pauses: IntCounterVec,
     pub http_requests: IntCounterVec,
 }
 
@@ -78,6 +82,10 @@ impl Metrics {
             clickhouse_rows_written: counter(r, "argus_clickhouse_rows_written_total", "Rows inserted into ClickHouse", &["table"]),
             clickhouse_batches_written: counter(r, "argus_clickhouse_batches_written_total", "Successful ClickHouse inserts (one per batch and table)", &["table"]),
             clickhouse_inserts_failed: counter(r, "argus_clickhouse_inserts_failed_total", "ClickHouse inserts that failed (the events went to the spool)", &["table"]),
+            kafka_messages_consumed: counter(r, "argus_kafka_messages_consumed_total", "Frame messages read from Kafka", &["topic"]),
+            kafka_messages_rejected: counter(r, "argus_kafka_messages_rejected_total", "Bad frame messages, dead-lettered and skipped", &["reason"]),
+            kafka_offsets_committed: counter(r, "argus_kafka_offsets_committed_total", "Partition offsets committed after their events were durable", &["topic"]),
+            kafka_pauses: counter(r, "argus_kafka_pauses_total", "Times the Kafka source paused its partitions because a camera's lane was full", &["topic"]),
             frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),
             frames_processed: counter(r, "argus_frames_processed_total", "Frames fully analysed", &["camera"]),

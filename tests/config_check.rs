@@ -135,3 +135,21 @@ fn argus_check_reports_problems_with_exit_code_2() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("OK"));
 }
+
+#[test]
+fn kafka_cameras_need_a_kafka_table_and_valid_topics() {
+    use argus::config::{LoadedConfig, PipelineConfig, validate};
+    let p: PipelineConfig = toml::from_str("name = \"d\"\n[[cameras]]\nid = \"drone-1\"\nsource = \"kafka\"\n").unwrap();
+    let cfg = LoadedConfig { file: "argus.toml".into(), argus: Default::default(), pipelines: vec![("d.toml".into(), p)] };
+    let issues: Vec<String> = validate(&cfg).iter().map(|i| i.to_string()).collect();
+    assert!(issues.iter().any(|i| i.contains("cameras[0].source") && i.contains("[kafka]")), "{issues:?}");
+    let p: PipelineConfig = toml::from_str(
+        "name = \"d\"\n[[cameras]]\nid = \"drone-1\"\nsource = \"kafka\"\n[kafka]\nbrokers = \"nohostport\"\ntopic = \"bad topic!\"\ngroup_id = \"g\"\n",
+    )
+    .unwrap();
+    let cfg = LoadedConfig { file: "argus.toml".into(), argus: Default::default(), pipelines: vec![("d.toml".into(), p)] };
+    let issues: Vec<String> = validate(&cfg).iter().map(|i| i.to_string()).collect();
+    assert!(issues.iter().any(|i| i.contains("kafka.brokers")), "{issues:?}");
+    assert!(issues.iter().any(|i| i.contains("kafka.topic")), "{issues:?}");
+    assert!(!issues.iter().any(|i| i.contains("does not exist")), "kafka is not a file: {issues:?}");
+}

@@ -107,7 +107,7 @@ impl Reader {
                             .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
                             .unwrap_or_default();
                         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                        let value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("event JSON");
+                        let value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null); // dead letters are images
                         g.lock().push(Consumed { key, headers, value });
                     }
                     Some(Err(_)) | None => {}
@@ -266,4 +266,174 @@ fn a_broker_down_for_30s_loses_no_event() {
     // A batch the broker took just before it froze, whose acknowledgement was lost, is
     // sent again from the spool: the same ids, which consumers deduplicate.
     eprintln!("{} events, {} deliveries ({} repeated ids, {replayed} replayed from the spool)", want.len(), ids.len(), ids.len() - distinct.len());
+}
+
+// ---- the frame source -------------------------------------------------------------
+
+const PERSON_JPG: &str = "/usr/share/darknet/data/person.jpg";
+const T0_MS: i64 = 1_763_884_800_000;
+
+fn produce(brokers: &str, topic: &str, messages: &[(Option<&str>, Option<String>, Vec<u8>)]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("message.max.bytes", "5000000").create().unwrap();
+    for (camera, captured_at, payload) in messages {
+        let mut h = OwnedHeaders::new();
+        if let Some(c) = camera {
+            h = h.insert(Header { key: "camera_id", value: Some(*c) });
+        }
+        if let Some(t) = captured_at {
+            h = h.insert(Header { key: "captured_at", value: Some(t.as_str()) });
+        }
+        let key = camera.unwrap_or("none");
+        p.send(BaseRecord::to(topic).key(key).payload(payload).headers(h)).unwrap();
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Frame `i` of drone-1: the darknet person photo, captured at T0 + i × 100 ms (epoch
+/// ms for even i, RFC 3339 for odd).
+fn good_frames(range: std::ops::Range<i64>) -> Vec<(Option<&'static str>, Option<String>, Vec<u8>)> {
+    let jpg = std::fs::read(PERSON_JPG).unwrap();
+    range
+        .map(|i| {
+            let ms = T0_MS + i * 100;
+            let t = if i % 2 == 0 {
+                ms.to_string()
+            } else {
+                time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()
+            };
+            (Some("drone-1"), Some(t), jpg.clone())
+        })
+        .collect()
+}
+
+fn kafka_pipeline(dir: &Path, brokers: &str, group: &str) -> std::path::PathBuf {
+    let p = dir.join("drones.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"drones\"\n[[cameras]]\nid = \"drone-1\"\nsource = \"kafka\"\n[events]\nframe_summary_every_s = 0.000001\n\
+             [kafka]\nbrokers = \"{brokers}\"\ntopic = \"frames\"\ngroup_id = \"{group}\"\ndead_letter_topic = \"frames-dlq\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn argus_on(dir: &Path, pipeline: &Path) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
+        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("ARGUS_STORE__PATH", dir.join("a.db"))
+        .env("ARGUS_SINKS__JSONL__PATH", dir.join("e.jsonl"))
+        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Capture times (Unix ms) of the frame summaries in the JSONL, with repeats.
+fn frame_times(dir: &Path) -> Vec<i64> {
+    std::fs::read_to_string(dir.join("e.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["kind"] == "frame.analyzed")
+        .map(|e| argus::event::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000)
+        .collect()
+}
+
+fn wait_frames(dir: &Path, want: usize, limit: Duration) -> BTreeSet<i64> {
+    let t0 = Instant::now();
+    loop {
+        let got: BTreeSet<i64> = frame_times(dir).into_iter().collect();
+        if got.len() >= want {
+            return got;
+        }
+        if t0.elapsed() > limit {
+            let log = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            panic!("{} of {want} frames have events; log:\n{}", got.len(), log.lines().rev().take(25).collect::<Vec<_>>().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn frames_in_events_out_and_bad_messages_go_to_the_dead_letter_topic() {
+    let broker = Broker::start(&[("frames", 2), ("frames-dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jpg = std::fs::read(PERSON_JPG).unwrap();
+    let mut msgs = good_frames(0..6);
+    msgs.push((Some("drone-1"), Some(T0_MS.to_string()), b"not an image at all".to_vec()));
+    msgs.push((None, Some(T0_MS.to_string()), jpg.clone()));
+    msgs.push((Some("drone-9"), Some(T0_MS.to_string()), jpg.clone()));
+    msgs.push((Some("drone-1"), Some("yesterday".into()), jpg.clone()));
+    msgs.extend(good_frames(6..12));
+    produce(&broker.brokers(), "frames", &msgs);
+    let dlq = Reader::start(&broker.brokers(), "frames-dlq");
+
+    let pipeline = kafka_pipeline(d, &broker.brokers(), &format!("argus-{}", uuid::Uuid::new_v4()));
+    let (mut argus, base) = argus_on(d, &pipeline);
+    let got = wait_frames(d, 12, Duration::from_secs(90));
+    let want: BTreeSet<i64> = (0..12).map(|i| T0_MS + i * 100).collect();
+    assert_eq!(got, want, "one event per good frame, at the frame's capture time");
+    let events: Vec<Value> = std::fs::read_to_string(d.join("e.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for e in events.iter().filter(|e| e["kind"] == "frame.analyzed") {
+        assert_eq!(e["camera_id"], "drone-1");
+        assert_eq!(e["frame"]["time_source"], "header");
+        assert!(e["objects"].as_array().unwrap().iter().any(|o| o["class"] == "person"), "the detector ran on the frame: {e}");
+    }
+
+    let t0 = Instant::now();
+    while dlq.got.lock().len() < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "dead letters: {:?}", dlq.got.lock().len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reasons: BTreeSet<String> = dlq.got.lock().iter().map(|c| c.headers["reason"].split(':').next().unwrap().to_string()).collect();
+    let expected: BTreeSet<String> = ["undecodable", "missing_camera_id", "unknown_camera", "bad_captured_at"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(reasons, expected);
+    assert!(dlq.got.lock().iter().all(|c| c.headers["source_topic"] == "frames" && c.headers.contains_key("source_offset")));
+    assert_eq!(metric(&base, "argus_kafka_messages_rejected_total{reason=\"unknown_camera\"}"), 1.0);
+    assert_eq!(metric(&base, "argus_kafka_messages_consumed_total{topic=\"frames\"}"), 16.0);
+    assert!(metric(&base, "argus_kafka_offsets_committed_total{topic=\"frames\"}") > 0.0);
+    assert!(argus.try_wait().unwrap().is_none(), "bad messages never stop Argus");
+    let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
+    assert!(argus.wait().unwrap().success());
+}
+
+/// SIGKILL in the middle, restart: the second run resumes from the committed offsets,
+/// so every frame ends up with an event (some twice: at least once, same event ids).
+#[test]
+fn a_killed_argus_resumes_from_committed_offsets_and_misses_no_frame() {
+    let broker = Broker::start(&[("frames", 2), ("frames-dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    const N: i64 = 150;
+    produce(&broker.brokers(), "frames", &good_frames(0..N));
+    let pipeline = kafka_pipeline(d, &broker.brokers(), &format!("argus-{}", uuid::Uuid::new_v4()));
+    let (mut first, _) = argus_on(d, &pipeline);
+    wait_frames(d, 30, Duration::from_secs(90));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let after_kill = frame_times(d).len();
+
+    let (mut second, base) = argus_on(d, &pipeline);
+    let got = wait_frames(d, N as usize, Duration::from_secs(180));
+    let want: BTreeSet<i64> = (0..N).map(|i| T0_MS + i * 100).collect();
+    assert_eq!(got, want, "no frame without an event");
+    let total = frame_times(d).len();
+    let redone = total - N as usize;
+    eprintln!("{after_kill} frames before the kill; {redone} analysed twice after the restart");
+    assert!(after_kill < N as usize, "the kill came before the end");
+    assert!(redone < after_kill, "the second run resumed from committed offsets, not from the start ({total} events)");
+    assert!(metric(&base, "argus_kafka_offsets_committed_total{topic=\"frames\"}") > 0.0);
+    let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+    assert!(second.wait().unwrap().success());
 }

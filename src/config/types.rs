@@ -320,6 +320,32 @@ pub struct PipelineConfig {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub events: EventsConfig,
+    /// Frames from a Kafka topic, for the cameras whose `source = "kafka"`.
+    pub kafka: Option<KafkaSourceConfig>,
+}
+
+/// A consumer-group source of encoded frames (`kafka` feature). Each message: value =
+/// JPEG or PNG bytes; headers `camera_id` (one of this pipeline's `source = "kafka"`
+/// cameras), `captured_at` (RFC 3339 or Unix ms), optional `telemetry` (drone pose JSON).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Bad messages go here with a `reason` header (none: counted and logged only).
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Larger messages are rejected (dead-lettered) without decoding.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_message_bytes: usize,
+    /// Extra librdkafka consumer settings (security, tuning).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+fn default_max_frame_bytes() -> usize {
+    8 << 20
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -181,6 +181,7 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
     if p.cameras.is_empty() {
         iss.add("cameras", "no cameras", "add a [[cameras]] table with id and source");
     }
+    validate_kafka_source(p, iss);
     let check_classes = |iss: &mut Issues, key: String, list: &[String]| {
         if let Some(known) = classes {
             for c in list {
@@ -197,7 +198,16 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         } else if !camera_ids.insert(cam.id.clone()) {
             iss.add(format!("{key}.id"), format!("camera id `{}` is used twice", cam.id), "give every camera a unique id across all pipelines");
         }
-        validate_source(&cam.source, &format!("{key}.source"), iss);
+        if cam.source == "kafka" {
+            if p.kafka.is_none() {
+                iss.add(format!("{key}.source"), "\"kafka\" needs a [kafka] table in this pipeline", "add [kafka] with brokers, topic and group_id");
+            }
+            if !cfg!(feature = "kafka") {
+                iss.add(format!("{key}.source"), "this build has no Kafka support", "build with `--features kafka` (on by default)");
+            }
+        } else {
+            validate_source(&cam.source, &format!("{key}.source"), iss);
+        }
         if !(cam.fps_cap >= 0.0 && cam.fps_cap.is_finite()) {
             iss.add(format!("{key}.fps_cap"), format!("{} is not ≥ 0", cam.fps_cap), "use 0 for every frame, or e.g. 5");
         }
@@ -297,6 +307,29 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
     }
     if !(p.events.frame_summary_every_s >= 0.0) {
         iss.add("events.frame_summary_every_s", "must be ≥ 0", "use 0 (off) or seconds, e.g. 5");
+    }
+}
+
+fn validate_kafka_source(p: &PipelineConfig, iss: &mut Issues) {
+    let Some(k) = &p.kafka else { return };
+    if !p.cameras.iter().any(|c| c.source == "kafka") {
+        iss.add("kafka", "no camera has source = \"kafka\"", "set source = \"kafka\" on the cameras whose frames come from the topic, or remove [kafka]");
+    }
+    if k.brokers.trim().is_empty() || k.brokers.split(',').any(|b| !b.trim().contains(':')) {
+        iss.add("kafka.brokers", format!("`{}` is not a host:port list", k.brokers), "write it like \"kafka-1:9092,kafka-2:9092\"");
+    }
+    for (name, v) in [("topic", Some(&k.topic)), ("dead_letter_topic", k.dead_letter_topic.as_ref())] {
+        if let Some(t) = v {
+            if t.is_empty() || t.len() > 249 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                iss.add(format!("kafka.{name}"), format!("`{t}` is not a valid Kafka topic name"), "use letters, digits, `.`, `_`, `-`");
+            }
+        }
+    }
+    if k.group_id.trim().is_empty() {
+        iss.add("kafka.group_id", "empty", "name the consumer group, e.g. \"argus-drones\"");
+    }
+    if k.max_message_bytes < 1024 {
+        iss.add("kafka.max_message_bytes", format!("{} bytes", k.max_message_bytes), "use at least 1024, e.g. 8388608");
     }
 }
 

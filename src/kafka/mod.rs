@@ -8,6 +8,7 @@
 //!   `crate::sinks::spooled`).
 
 mod sink;
+pub mod source;
 
 use std::sync::Arc;
 use std::time::Duration;

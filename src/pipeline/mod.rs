@@ -121,6 +121,8 @@ pub struct Running {
     frame_queue: usize,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// One consumer thread per pipeline with a `[kafka]` table (restart Argus to change it).
+    kafka_sources: Vec<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 pub fn start(
@@ -147,6 +149,10 @@ pub fn start(
             (spec, lane)
         })
         .collect();
+    // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
+    let (kafka_lanes, lanes): (Vec<_>, Vec<_>) = lanes.into_iter().partition(|(spec, _)| spec.uri == "kafka");
+    #[cfg_attr(not(feature = "kafka"), allow(unused_variables))]
+    let durability = bus.durability();
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<SceneCtl>();
 
     let (det_tx, det_rx) = bounded::<DetectedFrame>(limits.frame_queue.max(1) * 2);
@@ -188,7 +194,24 @@ pub fn start(
         frame_queue: limits.frame_queue,
         metrics,
         health,
+        kafka_sources: Vec::new(),
     };
+    #[cfg(feature = "kafka")]
+    {
+        let mut by_pipeline: HashMap<String, HashMap<Arc<str>, sources::LaneSender>> = HashMap::new();
+        for (spec, lane) in kafka_lanes {
+            by_pipeline.entry(spec.pipeline.clone()).or_default().insert(spec.camera_id.clone(), lane);
+        }
+        for (pipeline, lanes) in by_pipeline {
+            let kcfg = cfg.pipelines.iter().find(|(_, p)| p.name == pipeline).and_then(|(_, p)| p.kafka.clone()).expect("validated: a kafka camera's pipeline has [kafka]");
+            let stop = Arc::new(AtomicBool::new(false));
+            let src = crate::kafka::source::KafkaSource { pipeline, cfg: kcfg, lanes };
+            let thread = crate::kafka::source::spawn(src, durability.clone(), stop.clone(), running.metrics.clone(), running.health.clone())?;
+            running.kafka_sources.push((stop, thread));
+        }
+    }
+    #[cfg(not(feature = "kafka"))]
+    drop(kafka_lanes); // `argus check` refuses kafka cameras in this build
     let mut fingerprints = scenes.fingerprints;
     for (spec, lane) in lanes {
         let fp = fingerprints.remove(&spec.camera_id).unwrap_or_default();
@@ -313,7 +336,8 @@ impl Running {
             }
         }
         for spec in new.sources {
-            if self.cameras.contains_key(&spec.camera_id) {
+            // Kafka cameras follow their pipeline's consumer, which a reload keeps.
+            if self.cameras.contains_key(&spec.camera_id) || spec.uri == "kafka" {
                 continue;
             }
             let id = spec.camera_id.clone();
@@ -346,6 +370,12 @@ impl Running {
     pub fn stop(self) {
         for h in self.cameras.values() {
             h.stop.store(true, Ordering::Relaxed);
+        }
+        for (stop, _) in &self.kafka_sources {
+            stop.store(true, Ordering::Relaxed);
+        }
+        for (_, t) in self.kafka_sources {
+            let _ = t.join();
         }
         for (_, h) in self.cameras {
             let _ = h.thread.join();

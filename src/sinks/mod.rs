@@ -9,6 +9,7 @@ pub mod stdout;
 pub mod store;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -49,6 +50,26 @@ pub struct EventBus {
     sinks: Vec<(String, Sender<Arc<Event>>)>,
     listeners: Vec<Box<dyn Fn(&Arc<Event>) + Send + Sync>>,
     metrics: Arc<Metrics>,
+    durability: Durability,
+}
+
+/// How far the sinks got: every event goes to every sink in one order, so "each sink
+/// has written n events" means the first n published events are durable everywhere.
+/// Sources that must not lose input (Kafka) commit a message once the events published
+/// up to its processing are durable.
+#[derive(Clone, Debug, Default)]
+pub struct Durability {
+    /// Events handed to the sinks so far.
+    pub published: Arc<AtomicU64>,
+    /// Per sink: events written durably (or spooled durably) so far.
+    written: Vec<Arc<AtomicU64>>,
+}
+
+impl Durability {
+    /// Events durable in every sink.
+    pub fn durable(&self) -> u64 {
+        self.written.iter().map(|w| w.load(Ordering::SeqCst)).min().unwrap_or_else(|| self.published.load(Ordering::SeqCst))
+    }
 }
 
 impl EventBus {
@@ -56,9 +77,14 @@ impl EventBus {
         self.listeners.push(Box::new(f));
     }
 
+    pub fn durability(&self) -> Durability {
+        self.durability.clone()
+    }
+
     /// Hands an event to every sink; blocks while a sink's queue is full.
     pub fn publish(&self, ev: Event) {
         let ev = Arc::new(ev);
+        self.durability.published.fetch_add(1, Ordering::SeqCst);
         self.metrics.events_emitted.with_label_values(&[ev.kind.as_str()]).inc();
         for (name, tx) in &self.sinks {
             if tx.send(ev.clone()).is_err() {
@@ -76,24 +102,27 @@ impl EventBus {
 pub fn start(sinks: Vec<Box<dyn Sink>>, queue: usize, metrics: Arc<Metrics>, health: Arc<Health>) -> (EventBus, Vec<JoinHandle<()>>) {
     let mut senders = Vec::new();
     let mut handles = Vec::new();
+    let mut durability = Durability::default();
     for sink in sinks {
         let (tx, rx) = bounded(queue.max(1));
         let name = sink.name().to_string();
         health.set_sink(&name, State::Running, None);
         let (m, h) = (metrics.clone(), health.clone());
+        let written = Arc::new(AtomicU64::new(0));
+        durability.written.push(written.clone());
         let handle = std::thread::Builder::new()
             .name(format!("sink-{name}"))
-            .spawn(move || run_sink(sink, rx, m, h))
+            .spawn(move || run_sink(sink, rx, written, m, h))
             .expect("spawn sink thread");
         senders.push((name, tx));
         handles.push(handle);
     }
-    (EventBus { sinks: senders, listeners: Vec::new(), metrics }, handles)
+    (EventBus { sinks: senders, listeners: Vec::new(), metrics, durability }, handles)
 }
 
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
-fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, metrics: Arc<Metrics>, health: Arc<Health>) {
+fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, written: Arc<AtomicU64>, metrics: Arc<Metrics>, health: Arc<Health>) {
     let name = sink.name().to_string();
     let Batching { max_events, max_wait } = sink.batching();
     let max_events = max_events.max(1);
@@ -123,6 +152,7 @@ fn run_sink(mut sink: Box<dyn Sink>, rx: Receiver<Arc<Event>>, metrics: Arc<Metr
         loop {
             match sink.write_batch(&batch) {
                 Ok(()) => {
+                    written.fetch_add(batch.len() as u64, Ordering::SeqCst);
                     metrics.events_published.with_label_values(&[&name]).inc_by(batch.len() as u64);
                     health.set_sink(&name, State::Running, None);
                     break;

@@ -275,7 +275,7 @@ mod tests {
         *down.lock() = true;
         sink.write_batch(&all[3..6]).unwrap(); // fails → spooled, still Ok
         assert_eq!(metrics.spool_events.with_label_values(&["fake"]).get(), 3);
-        assert!(health.readiness().ready, "spooling is degraded, not down");
+        assert_eq!(health.readiness().sinks["fake"].state, State::Running, "spooling is degraded, not down");
         *down.lock() = false;
         sink.write_batch(&all[6..9]).unwrap(); // in backoff → behind the spool
         std::thread::sleep(MIN_BACKOFF + Duration::from_millis(50));
@@ -303,7 +303,8 @@ mod tests {
         }
         assert!(failed, "a 4 KiB spool cannot hold 20 events");
         assert_eq!(metrics.spool_full.with_label_values(&["fake"]).get(), 1);
-        assert!(!health.readiness().ready);
+        assert_eq!(health.readiness().sinks["fake"].state, State::Error);
+        assert!(health.readiness().reasons.iter().any(|r| r.contains("fake")), "{:?}", health.readiness().reasons);
     }
 
     #[test]

@@ -184,6 +184,13 @@ impl LaneSender {
         }
     }
 
+    /// Whether a push now would queue without waiting.
+    pub fn has_room(&self) -> bool {
+        let st = self.hub.state.lock();
+        let lane = &st.lanes[self.lane];
+        lane.queue.len() < lane.capacity
+    }
+
     /// True once the hub is shutting down: sources should stop.
     pub fn is_shutdown(&self) -> bool {
         self.hub.state.lock().shutdown
@@ -212,6 +219,7 @@ mod tests {
             time_source: "arrival",
             received: std::time::Instant::now(),
             image: Arc::new(RgbImage::new(1, 1, vec![0, 0, 0]).unwrap()),
+            ack: None,
         }
     }
 

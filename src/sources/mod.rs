@@ -65,19 +65,23 @@ pub struct SourceSpec {
 impl SourceSpec {
     pub fn from_camera(cam: &CameraConfig, pipeline: &str, max_frames: Option<u64>) -> Self {
         let (scheme, rest) = cam.source.split_once("://").unwrap_or(("file", cam.source.as_str()));
-        let uri = if scheme == "file" {
+        let uri = if cam.source == "kafka" {
+            "kafka".to_string()
+        } else if scheme == "file" {
             let p = std::path::Path::new(rest);
             let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) };
             format!("file://{}", abs.display())
         } else {
             cam.source.clone()
         };
-        let is_file = scheme == "file";
+        let is_file = scheme == "file" && cam.source != "kafka";
+        // Kafka frames are never dropped: backpressure pauses the consumer instead.
+        let is_kafka = cam.source == "kafka";
         Self {
             camera_id: Arc::from(cam.id.as_str()),
             pipeline: pipeline.to_string(),
             uri,
-            live: cam.live.unwrap_or(!is_file),
+            live: !is_kafka && cam.live.unwrap_or(!is_file),
             realtime: cam.realtime,
             fps_cap: cam.fps_cap,
             max_frames,

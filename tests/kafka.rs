@@ -273,7 +273,9 @@ fn a_broker_down_for_30s_loses_no_event() {
 const PERSON_JPG: &str = "/usr/share/darknet/data/person.jpg";
 const T0_MS: i64 = 1_763_884_800_000;
 
-fn produce(brokers: &str, topic: &str, messages: &[(Option<&str>, Option<String>, Vec<u8>)]) {
+/// Keyed by camera id (one partition per camera), or with `spread` by capture time (all
+/// partitions).
+fn produce_keyed(brokers: &str, topic: &str, messages: &[(Option<&str>, Option<String>, Vec<u8>)], spread: bool) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("message.max.bytes", "5000000").create().unwrap();
@@ -285,16 +287,24 @@ fn produce(brokers: &str, topic: &str, messages: &[(Option<&str>, Option<String>
         if let Some(t) = captured_at {
             h = h.insert(Header { key: "captured_at", value: Some(t.as_str()) });
         }
-        let key = camera.unwrap_or("none");
+        let key = if spread { captured_at.as_deref().unwrap_or("none") } else { camera.unwrap_or("none") };
         p.send(BaseRecord::to(topic).key(key).payload(payload).headers(h)).unwrap();
         p.poll(Duration::ZERO);
     }
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
+fn produce(brokers: &str, topic: &str, messages: &[(Option<&str>, Option<String>, Vec<u8>)]) {
+    produce_keyed(brokers, topic, messages, false)
+}
+
 /// Frame `i` of drone-1: the darknet person photo, captured at T0 + i × 100 ms (epoch
 /// ms for even i, RFC 3339 for odd).
 fn good_frames(range: std::ops::Range<i64>) -> Vec<(Option<&'static str>, Option<String>, Vec<u8>)> {
+    frames_of("drone-1", range)
+}
+
+fn frames_of(camera: &'static str, range: std::ops::Range<i64>) -> Vec<(Option<&'static str>, Option<String>, Vec<u8>)> {
     let jpg = std::fs::read(PERSON_JPG).unwrap();
     range
         .map(|i| {
@@ -304,17 +314,20 @@ fn good_frames(range: std::ops::Range<i64>) -> Vec<(Option<&'static str>, Option
             } else {
                 time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()
             };
-            (Some("drone-1"), Some(t), jpg.clone())
+            (Some(camera), Some(t), jpg.clone())
         })
         .collect()
 }
 
+const DRONES: [&str; 8] = ["drone-1", "drone-2", "drone-3", "drone-4", "drone-5", "drone-6", "drone-7", "drone-8"];
+
 fn kafka_pipeline(dir: &Path, brokers: &str, group: &str) -> std::path::PathBuf {
     let p = dir.join("drones.toml");
+    let cameras: String = DRONES.iter().map(|d| format!("[[cameras]]\nid = \"{d}\"\nsource = \"kafka\"\n")).collect();
     std::fs::write(
         &p,
         format!(
-            "name = \"drones\"\n[[cameras]]\nid = \"drone-1\"\nsource = \"kafka\"\n[events]\nframe_summary_every_s = 0.000001\n\
+            "name = \"drones\"\n{cameras}[events]\nframe_summary_every_s = 0.000001\n\
              [kafka]\nbrokers = \"{brokers}\"\ntopic = \"frames\"\ngroup_id = \"{group}\"\ndead_letter_topic = \"frames-dlq\"\n"
         ),
     )
@@ -338,14 +351,19 @@ fn argus_on(dir: &Path, pipeline: &Path) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
-/// Capture times (Unix ms) of the frame summaries in the JSONL, with repeats.
+/// Capture times (Unix ms) of drone-1's frame summaries in the JSONL, with repeats.
 fn frame_times(dir: &Path) -> Vec<i64> {
+    camera_frame_times(dir).into_iter().filter(|(c, _)| c == "drone-1").map(|(_, t)| t).collect()
+}
+
+/// (camera, capture time in Unix ms) of every frame summary in the JSONL, with repeats.
+fn camera_frame_times(dir: &Path) -> Vec<(String, i64)> {
     std::fs::read_to_string(dir.join("e.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["kind"] == "frame.analyzed")
-        .map(|e| argus::event::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000)
+        .map(|e| (e["camera_id"].as_str().unwrap().to_string(), argus::event::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000))
         .collect()
 }
 
@@ -436,4 +454,40 @@ fn a_killed_argus_resumes_from_committed_offsets_and_misses_no_frame() {
     assert!(metric(&base, "argus_kafka_offsets_committed_total{topic=\"frames\"}") > 0.0);
     let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
     assert!(second.wait().unwrap().success());
+}
+
+/// Two Argus processes in one consumer group split the topic's partitions: each
+/// analyses some of the cameras (keyed by camera id), together all frames.
+#[test]
+fn two_argus_in_one_group_split_the_partitions() {
+    let broker = Broker::start(&[("frames", 4), ("frames-dlq", 1)]);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let group = format!("argus-{}", uuid::Uuid::new_v4());
+    let (mut pa, base_a) = argus_on(a.path(), &kafka_pipeline(a.path(), &broker.brokers(), &group));
+    let (mut pb, base_b) = argus_on(b.path(), &kafka_pipeline(b.path(), &broker.brokers(), &group));
+    // Both join (≈ session.timeout/2 each, then one rebalance) before frames arrive.
+    std::thread::sleep(Duration::from_secs(12));
+    const PER_CAMERA: i64 = 10;
+    let msgs: Vec<_> = DRONES.iter().flat_map(|d| frames_of(d, 0..PER_CAMERA)).collect();
+    produce(&broker.brokers(), "frames", &msgs);
+    let total = DRONES.len() * PER_CAMERA as usize;
+    let t0 = Instant::now();
+    let (got_a, got_b) = loop {
+        let ga: BTreeSet<(String, i64)> = camera_frame_times(a.path()).into_iter().collect();
+        let gb: BTreeSet<(String, i64)> = camera_frame_times(b.path()).into_iter().collect();
+        if ga.union(&gb).count() >= total {
+            break (ga, gb);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "{} + {} of {total} frames", ga.len(), gb.len());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    eprintln!("split: {} and {} frames", got_a.len(), got_b.len());
+    assert!(!got_a.is_empty() && !got_b.is_empty(), "both members got partitions: {} and {}", got_a.len(), got_b.len());
+    assert_eq!(got_a.union(&got_b).count(), total);
+    let consumed = metric(&base_a, "argus_kafka_messages_consumed_total{topic=\"frames\"}") + metric(&base_b, "argus_kafka_messages_consumed_total{topic=\"frames\"}");
+    assert!(consumed >= total as f64);
+    for p in [&mut pa, &mut pb] {
+        let _ = Command::new("kill").args(["-TERM", &p.id().to_string()]).status();
+        assert!(p.wait().unwrap().success());
+    }
 }

@@ -72,19 +72,23 @@ impl KafkaDelivery {
         super::client_config(cfg).create_with_context(Context(reports.clone())).map_err(|e| format!("cannot create the Kafka producer: {e}"))
     }
 
-    /// An idempotent producer whose messages timed out can be fenced by the broker
-    /// (a fatal error: it never produces again). A new producer gets a new producer
-    /// id; the spool replays what the old one could not deliver.
-    fn renew_if_fatal(&mut self, error: &str) {
+    /// After a failed batch the producer may never work again: an idempotent
+    /// producer whose messages timed out can be fenced (a fatal error), and one whose
+    /// broker was replaced keeps a producer id the new cluster does not know. A new
+    /// producer (new id, new connections, its own delivery counters, so late reports
+    /// of the old one count nowhere) starts clean; the spool replays the batch.
+    fn renew(&mut self, error: &str) {
         let fatal = self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"));
-        let fenced = error.contains("Fenced");
-        if fatal.is_some() || fenced {
-            let reason = fatal.unwrap_or_else(|| error.to_string());
-            tracing::warn!(%reason, "the Kafka producer cannot go on; starting a new one");
-            match Self::producer(&self.cfg, &self.reports) {
-                Ok(p) => self.producer = p,
-                Err(e) => tracing::error!(error = %e, "cannot replace the Kafka producer"),
+        let reason = fatal.unwrap_or_else(|| error.to_string());
+        let reports = Arc::new(Reports::default());
+        match Self::producer(&self.cfg, &reports) {
+            Ok(p) => {
+                tracing::info!(%reason, "replacing the Kafka producer after a failed batch");
+                // The old one is dropped here: librdkafka purges what it still held.
+                self.producer = p;
+                self.reports = reports;
             }
+            Err(e) => tracing::error!(error = %e, "cannot replace the Kafka producer"),
         }
     }
 }
@@ -136,7 +140,7 @@ impl Delivery for KafkaDelivery {
                     }
                     Err((e, _)) => {
                         let e = format!("producing event {}: {e}", ev.event_id);
-                        self.renew_if_fatal(&e);
+                        self.renew(&e);
                         return Err(e);
                     }
                 }
@@ -149,7 +153,7 @@ impl Delivery for KafkaDelivery {
             return Ok(());
         }
         let why = r.first_error.lock().clone().or_else(|| flushed.err().map(|e| e.to_string())).unwrap_or_else(|| "no delivery report".into());
-        self.renew_if_fatal(&why);
+        self.renew(&why);
         Err(format!("{ok} of {} events confirmed ({failed} failed): {why}", events.len()))
     }
 

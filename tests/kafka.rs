@@ -181,23 +181,42 @@ fn metric(base: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// Waits until the demo ended, every event was written and the Kafka spool is empty;
+/// panics with the log's tail after `limit`.
+fn wait_drained(dir: &Path, base: &str, limit: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        if log.contains("every event written") && metric(base, "argus_spool_events{sink=\"kafka\"}") == 0.0 {
+            return;
+        }
+        if t0.elapsed() > limit {
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!("demo did not finish and drain; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits for the reader's first `n` events.
+fn wait_first(reader: &Reader, n: usize) {
+    let t0 = Instant::now();
+    while reader.ids().len() < n {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no events reached Kafka");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn events_arrive_keyed_by_camera_with_headers_and_valid_json() {
     let broker = Broker::start(&[("control-room", 3)]);
     let dir = tempfile::tempdir().unwrap();
     let reader = Reader::start(&broker.brokers(), "control-room");
-    let (mut argus, _) = argus(dir.path(), &broker.brokers(), false);
+    let (mut argus, base) = argus(dir.path(), &broker.brokers(), false);
     // Without --exit-when-done Argus keeps serving; the JSONL is complete once every
     // source ended, which the reader then has to match.
-    let t0 = Instant::now();
-    let want = loop {
-        let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-        if log.contains("every event written") {
-            break jsonl_ids(&dir.path().join("e.jsonl"));
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "demo did not finish: {log}");
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    wait_drained(dir.path(), &base, Duration::from_secs(120));
+    let want = jsonl_ids(&dir.path().join("e.jsonl"));
     assert!(want.len() > 20);
     reader.wait_for(&want, Duration::from_secs(30));
     let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
@@ -233,11 +252,7 @@ fn a_broker_down_for_30s_loses_no_event() {
     let dir = tempfile::tempdir().unwrap();
     let reader = Reader::start(&broker.brokers(), "control-room");
     let (mut argus, base) = argus(dir.path(), &broker.brokers(), true);
-    let t0 = Instant::now();
-    while reader.ids().len() < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no events reached Kafka");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first(&reader, 3);
     broker.signal("-STOP");
     std::thread::sleep(Duration::from_secs(15));
     assert!(metric(&base, "argus_spool_events{sink=\"kafka\"}") > 0.0, "events spool while the broker is down");
@@ -246,18 +261,7 @@ fn a_broker_down_for_30s_loses_no_event() {
     std::thread::sleep(Duration::from_secs(15));
     broker.signal("-CONT");
 
-    let t0 = Instant::now();
-    loop {
-        let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-        if log.contains("every event written") && metric(&base, "argus_spool_events{sink=\"kafka\"}") == 0.0 {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(150) {
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!("demo did not finish and drain; spool {}; log tail:\n{}", metric(&base, "argus_spool_events{sink=\"kafka\"}"), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_drained(dir.path(), &base, Duration::from_secs(150));
     let want = jsonl_ids(&dir.path().join("e.jsonl"));
     reader.wait_for(&want, Duration::from_secs(30));
     let replayed = metric(&base, "argus_spool_events_replayed_total{sink=\"kafka\"}");
@@ -284,11 +288,7 @@ fn a_broker_killed_and_restarted_after_30s_loses_no_event() {
     let dir = tempfile::tempdir().unwrap();
     let before = Reader::start(&broker.brokers(), "control-room");
     let (mut argus, base) = argus(dir.path(), &broker.brokers(), true);
-    let t0 = Instant::now();
-    while before.ids().len() < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no events reached Kafka");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first(&before, 3);
     let pid = argus.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
     std::thread::sleep(Duration::from_secs(2));
@@ -302,18 +302,7 @@ fn a_broker_killed_and_restarted_after_30s_loses_no_event() {
     let broker = Broker::start_on(port, &[("control-room", 3)]);
     let after = Reader::start(&broker.brokers(), "control-room");
 
-    let t0 = Instant::now();
-    loop {
-        let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
-        if log.contains("every event written") && metric(&base, "argus_spool_events{sink=\"kafka\"}") == 0.0 {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(150) {
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!("demo did not finish and drain; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_drained(dir.path(), &base, Duration::from_secs(150));
     let want = jsonl_ids(&dir.path().join("e.jsonl"));
     let missing: BTreeSet<String> = want.difference(&seen_before).cloned().collect();
     after.wait_for(&missing, Duration::from_secs(30));

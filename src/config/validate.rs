@@ -122,40 +122,19 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
         if !ident(&ch.database) {
             iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
         }
-        if ch.max_rows == 0 || ch.max_rows > 1_000_000 {
-            iss.add("sinks.clickhouse.max_rows", format!("{} is outside 1..=1000000", ch.max_rows), "use e.g. 10000 (ClickHouse likes big inserts)");
-        }
-        if ch.max_wait_ms > 60_000 {
-            iss.add("sinks.clickhouse.max_wait_ms", format!("{} ms", ch.max_wait_ms), "use 0..=60000, e.g. 1000");
-        }
-        if ch.spool_max_mb == 0 {
-            iss.add("sinks.clickhouse.spool_max_mb", "must be at least 1", "use e.g. 1024");
-        }
+        check_batching_and_spool(iss, "clickhouse", ("max_rows", ch.max_rows, 1_000_000, 10_000), ch.max_wait_ms, ch.spool_max_mb);
     }
     let k = &a.sinks.kafka;
     if k.enabled {
         if !cfg!(feature = "kafka") {
             iss.add("sinks.kafka.enabled", "this build has no Kafka support", "build with `--features kafka` (on by default) or set enabled = false");
         }
-        if k.brokers.trim().is_empty() || k.brokers.split(',').any(|b| !b.trim().contains(':')) {
-            iss.add("sinks.kafka.brokers", format!("`{}` is not a host:port list", k.brokers), "write it like \"kafka-1:9092,kafka-2:9092\"");
-        }
-        let topic_ok = !k.topic.is_empty() && k.topic.len() <= 249 && k.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !topic_ok {
-            iss.add("sinks.kafka.topic", format!("`{}` is not a valid Kafka topic name", k.topic), "use letters, digits, `.`, `_`, `-` (at most 249)");
-        }
+        check_brokers(iss, "sinks.kafka.brokers", &k.brokers);
+        check_topic(iss, "sinks.kafka.topic", &k.topic);
         if !(1000..=600_000).contains(&k.message_timeout_ms) {
             iss.add("sinks.kafka.message_timeout_ms", format!("{} ms", k.message_timeout_ms), "use 1000..=600000, e.g. 10000");
         }
-        if k.max_events == 0 || k.max_events > 100_000 {
-            iss.add("sinks.kafka.max_events", format!("{} is outside 1..=100000", k.max_events), "use e.g. 1000");
-        }
-        if k.max_wait_ms > 60_000 {
-            iss.add("sinks.kafka.max_wait_ms", format!("{} ms", k.max_wait_ms), "use 0..=60000, e.g. 50");
-        }
-        if k.spool_max_mb == 0 {
-            iss.add("sinks.kafka.spool_max_mb", "must be at least 1", "use e.g. 1024");
-        }
+        check_batching_and_spool(iss, "kafka", ("max_events", k.max_events, 100_000, 1000), k.max_wait_ms, k.spool_max_mb);
         for key in ["bootstrap.servers", "enable.idempotence", "acks", "message.timeout.ms"] {
             if k.options.contains_key(key) {
                 iss.add(format!("sinks.kafka.options.\"{key}\""), "is set by Argus (delivery safety) or by its own key", "remove it (use `brokers` / `message_timeout_ms`)");
@@ -310,20 +289,41 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
     }
 }
 
+fn check_brokers(iss: &mut Issues, key: &str, brokers: &str) {
+    if brokers.trim().is_empty() || brokers.split(',').any(|b| !b.trim().contains(':')) {
+        iss.add(key, format!("`{brokers}` is not a host:port list"), "write it like \"kafka-1:9092,kafka-2:9092\"");
+    }
+}
+
+fn check_topic(iss: &mut Issues, key: &str, topic: &str) {
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        iss.add(key, format!("`{topic}` is not a valid Kafka topic name"), "use letters, digits, `.`, `_`, `-` (at most 249)");
+    }
+}
+
+/// The keys every spooling sink shares: `(name, value, max, example)` of its batch size,
+/// `max_wait_ms`, `spool_max_mb`.
+fn check_batching_and_spool(iss: &mut Issues, sink: &str, (name, n, max, example): (&str, usize, usize, usize), max_wait_ms: u64, spool_max_mb: u64) {
+    if n == 0 || n > max {
+        iss.add(format!("sinks.{sink}.{name}"), format!("{n} is outside 1..={max}"), format!("use e.g. {example}"));
+    }
+    if max_wait_ms > 60_000 {
+        iss.add(format!("sinks.{sink}.max_wait_ms"), format!("{max_wait_ms} ms"), "use 0..=60000, e.g. 1000");
+    }
+    if spool_max_mb == 0 {
+        iss.add(format!("sinks.{sink}.spool_max_mb"), "must be at least 1", "use e.g. 1024");
+    }
+}
+
 fn validate_kafka_source(p: &PipelineConfig, iss: &mut Issues) {
     let Some(k) = &p.kafka else { return };
     if !p.cameras.iter().any(|c| c.source == "kafka") {
         iss.add("kafka", "no camera has source = \"kafka\"", "set source = \"kafka\" on the cameras whose frames come from the topic, or remove [kafka]");
     }
-    if k.brokers.trim().is_empty() || k.brokers.split(',').any(|b| !b.trim().contains(':')) {
-        iss.add("kafka.brokers", format!("`{}` is not a host:port list", k.brokers), "write it like \"kafka-1:9092,kafka-2:9092\"");
-    }
-    for (name, v) in [("topic", Some(&k.topic)), ("dead_letter_topic", k.dead_letter_topic.as_ref())] {
-        if let Some(t) = v {
-            if t.is_empty() || t.len() > 249 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                iss.add(format!("kafka.{name}"), format!("`{t}` is not a valid Kafka topic name"), "use letters, digits, `.`, `_`, `-`");
-            }
-        }
+    check_brokers(iss, "kafka.brokers", &k.brokers);
+    check_topic(iss, "kafka.topic", &k.topic);
+    if let Some(t) = &k.dead_letter_topic {
+        check_topic(iss, "kafka.dead_letter_topic", t);
     }
     if k.group_id.trim().is_empty() {
         iss.add("kafka.group_id", "empty", "name the consumer group, e.g. \"argus-drones\"");

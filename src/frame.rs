@@ -57,6 +57,23 @@ pub struct Frame {
     /// For sources that must confirm each frame (Kafka): dropped with the last copy of
     /// the frame, after its events were published.
     pub ack: Option<Arc<FrameAck>>,
+    /// The drone's pose when the frame was taken (Kafka `telemetry` header), for the
+    /// geo stage of cameras without a fixed calibration.
+    pub telemetry: Option<Arc<Telemetry>>,
+}
+
+/// Drone pose: `lat`, `lon` (degrees), `alt_m`, `yaw`/`pitch`/`roll` (degrees), `hfov`
+/// (horizontal field of view, degrees).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    pub lat: f64,
+    pub lon: f64,
+    pub alt_m: f64,
+    pub yaw: f64,
+    pub pitch: f64,
+    pub roll: f64,
+    pub hfov: f64,
 }
 
 /// Reports, when dropped, that a frame is fully processed: its events (if any) have been

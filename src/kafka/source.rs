@@ -23,7 +23,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
 use crate::config::KafkaSourceConfig;
-use crate::frame::{Frame, FrameAck};
+use crate::frame::{Frame, FrameAck, Telemetry};
 use crate::health::{Health, SourceState};
 use crate::metrics::Metrics;
 use crate::sinks::Durability;
@@ -121,20 +121,6 @@ pub fn parse_captured_at(v: &str) -> Result<OffsetDateTime, Rejected> {
     crate::event::parse_time(v).map_err(|_| Rejected::BadCapturedAt(v.into()))
 }
 
-/// Drone pose: `lat`, `lon` (degrees), `alt_m`, `yaw`/`pitch`/`roll` (degrees), `hfov`
-/// (degrees). Checked here; the geo stage uses it when a camera has no calibration.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Telemetry {
-    pub lat: f64,
-    pub lon: f64,
-    pub alt_m: f64,
-    pub yaw: f64,
-    pub pitch: f64,
-    pub roll: f64,
-    pub hfov: f64,
-}
-
 pub fn parse_telemetry(v: &[u8]) -> Result<Telemetry, Rejected> {
     let t: Telemetry = serde_json::from_slice(v).map_err(|e| Rejected::BadTelemetry(e.to_string()))?;
     let ok = (-90.0..=90.0).contains(&t.lat) && (-180.0..=180.0).contains(&t.lon) && t.alt_m.is_finite() && t.hfov > 0.0 && t.hfov < 180.0;
@@ -169,6 +155,7 @@ struct Parsed {
     camera: Arc<str>,
     captured_at: OffsetDateTime,
     image: crate::frame::RgbImage,
+    telemetry: Option<Telemetry>,
 }
 
 fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<str>, LaneSender>) -> Result<Parsed, Rejected> {
@@ -178,9 +165,7 @@ fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<s
         Some(v) => parse_captured_at(&String::from_utf8_lossy(v))?,
         None => return Err(Rejected::BadCapturedAt("(missing)".into())),
     };
-    if let Some(t) = header(m, "telemetry") {
-        parse_telemetry(t)?;
-    }
+    let telemetry = header(m, "telemetry").map(parse_telemetry).transpose()?;
     let payload = m.payload().unwrap_or_default();
     if payload.is_empty() {
         return Err(Rejected::Empty);
@@ -189,7 +174,7 @@ fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<s
         return Err(Rejected::Oversized(payload.len(), cfg.max_message_bytes));
     }
     let image = crate::analyze::decode_image(payload).map_err(|e| Rejected::Undecodable(e.to_string()))?;
-    Ok(Parsed { camera, captured_at, image })
+    Ok(Parsed { camera, captured_at, image, telemetry })
 }
 
 fn consumer_config(cfg: &KafkaSourceConfig) -> ClientConfig {
@@ -304,6 +289,7 @@ fn run(src: KafkaSource, durability: Durability, stop: &AtomicBool, metrics: &Me
             received: Instant::now(),
             image: Arc::new(parsed.image),
             ack: Some(Arc::new(FrameAck { partition: p, offset: o, published: durability.published.clone(), done: ack_tx.clone() })),
+            telemetry: parsed.telemetry.map(Arc::new),
         };
         *n += 1;
         let frames_in = *n;

@@ -422,7 +422,7 @@ fn deliver(
         }
     }
     counters.last_captured = Some(captured_at);
-    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, time_source, received: Instant::now(), image: Arc::new(image), ack: None };
+    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, time_source, received: Instant::now(), image: Arc::new(image), ack: None, telemetry: None };
     match lane.push(frame) {
         Pushed::Queued => {}
         Pushed::EvictedOldest => dropped_queue.inc(),

@@ -220,6 +220,7 @@ mod tests {
             received: std::time::Instant::now(),
             image: Arc::new(RgbImage::new(1, 1, vec![0, 0, 0]).unwrap()),
             ack: None,
+            telemetry: None,
         }
     }
 

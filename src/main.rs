@@ -340,7 +340,12 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     kafka_sink(&cfg, &mut sinks, &metrics, &health)?;
     let api_store = clickhouse_sink(&cfg, &mut sinks, &metrics, &health)?.unwrap_or_else(|| store.clone());
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
-    let (bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
+    let (mut bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
+    let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());
+    {
+        let live = live.clone();
+        bus.add_listener(move |ev| live.publish(ev));
+    }
 
     let info = Arc::new(std::sync::RwLock::new(api::Info {
         name: "argus",
@@ -356,7 +361,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
         let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().context("server.listen")?;
-        let state = api::AppState { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone() };
+        let state = api::AppState { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live };
         let mut rx = shutdown_rx.clone();
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         tracing::info!(%addr, "HTTP API listening");

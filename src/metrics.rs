@@ -19,6 +19,8 @@ pub struct Metrics {
     pub sink_queue_depth: IntGaugeVec,
     pub source_restarts: IntCounterVec,
     pub incidents_open: IntGauge,
+    pub live_clients: IntGauge,
+    pub live_clients_dropped: prometheus::IntCounter,
     pub spool_events: IntGaugeVec,
     pub spool_bytes: IntGaugeVec,
     pub spool_events_spooled: IntCounterVec,
@@ -73,7 +75,13 @@ impl Metrics {
         };
         let spool_events = gauge("argus_spool_events", "Events waiting in a sink's on-disk spool");
         let spool_bytes = gauge("argus_spool_bytes", "Bytes in a sink's on-disk spool");
+        let live_clients = IntGauge::new("argus_live_clients", "Clients on /v1/events/stream").expect("valid metric");
+        r.register(Box::new(live_clients.clone())).expect("unique metric");
+        let live_clients_dropped = prometheus::IntCounter::new("argus_live_clients_dropped_total", "Live clients dropped for falling behind").expect("valid metric");
+        r.register(Box::new(live_clients_dropped.clone())).expect("unique metric");
         Self {
+            live_clients,
+            live_clients_dropped,
             spool_events,
             spool_bytes,
             spool_events_spooled: counter(r, "argus_spool_events_spooled_total", "Events written to a sink's spool while its server was down", &["sink"]),

@@ -13,6 +13,7 @@ use serde_json::Value;
 struct Server {
     base: String,
     health: Arc<Health>,
+    live: Arc<argus::api::live::LiveHub>,
     _dir: tempfile::TempDir,
 }
 
@@ -28,11 +29,13 @@ async fn start() -> Server {
     store.insert(&events).unwrap();
     let health = Arc::new(Health::default());
     let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() }));
-    let state = AppState { store, health: health.clone(), metrics: Arc::new(Metrics::new()), info };
+    let metrics = Arc::new(Metrics::new());
+    let live = argus::api::live::LiveHub::new(8, metrics.clone());
+    let state = AppState { store, health: health.clone(), metrics, info, live: live.clone() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });
-    Server { base: format!("http://{addr}"), health, _dir: dir }
+    Server { base: format!("http://{addr}"), health, live, _dir: dir }
 }
 
 async fn get(url: String) -> (u16, Value) {
@@ -108,4 +111,73 @@ async fn health_readiness_and_metrics() {
     let (code, info) = get(format!("{}/v1/info", s.base)).await;
     assert_eq!(code, 200);
     assert_eq!(info["schema"], "argus.event.v1");
+}
+
+/// Reads an SSE response until `want` appears in what arrived (or 10 s pass).
+async fn read_until(r: &mut reqwest::Response, got: &mut String, want: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !got.contains(want) {
+        match tokio::time::timeout_at(deadline, r.chunk()).await {
+            Ok(Ok(Some(c))) => got.push_str(&String::from_utf8_lossy(&c)),
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn wait_clients(live: &argus::api::live::LiveHub, n: usize) {
+    for _ in 0..100 {
+        if live.clients() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{} live clients, expected {n}", live.clients());
+}
+
+#[tokio::test]
+async fn live_stream_filters_by_camera_and_level() {
+    let s = start().await;
+    let mut r = reqwest::get(format!("{}/v1/events/stream?camera=east&min_level=medium", s.base)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    wait_clients(&s.live, 1).await;
+    let west = Arc::new(sample_event("west", 1_763_900_000_000, EventKind::IncidentOpened));
+    let east_low = Arc::new(sample_event("east", 1_763_900_001_000, EventKind::FrameAnalyzed));
+    let east_incident = Arc::new(sample_event("east", 1_763_900_002_000, EventKind::IncidentOpened));
+    for ev in [&west, &east_low, &east_incident] {
+        s.live.publish(ev);
+    }
+    let mut got = String::new();
+    assert!(read_until(&mut r, &mut got, &east_incident.event_id).await, "{got}");
+    assert!(got.contains("event: incident.opened"), "{got}");
+    assert!(!got.contains(&west.event_id) && !got.contains(&east_low.event_id), "filtered out: {got}");
+    let data = got.lines().find(|l| l.starts_with("data: ")).unwrap();
+    let ev: Value = serde_json::from_str(&data["data: ".len()..]).unwrap();
+    assert_eq!(ev["camera_id"], "east");
+
+    let (status, body) = get(format!("{}/v1/events/stream?min_level=severe", s.base)).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["details"]["parameter"], "min_level");
+    let (status, _) = get(format!("{}/v1/events/stream?colour=red", s.base)).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_slow_live_client_is_dropped_with_a_reason_and_never_blocks() {
+    let s = start().await;
+    let mut r = reqwest::get(format!("{}/v1/events/stream", s.base)).await.unwrap();
+    wait_clients(&s.live, 1).await;
+    // Nobody reads: the hub's buffer (8 here) fills, and publish must return at once.
+    let t0 = std::time::Instant::now();
+    for i in 0..50 {
+        s.live.publish(&Arc::new(sample_event("east", 1_763_900_000_000 + i * 1000, EventKind::FrameAnalyzed)));
+    }
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1), "publish never waits for a client");
+    assert_eq!(s.live.clients(), 0, "the slow client is gone");
+    let mut got = String::new();
+    assert!(read_until(&mut r, &mut got, "event: dropped").await, "{got}");
+    assert!(got.contains("fell 7 events behind"), "{got}");
+    let metrics = reqwest::get(format!("{}/metrics", s.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("argus_live_clients_dropped_total 1"), "{metrics}");
 }

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod events;
+pub mod live;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Behind a lock because a configuration reload (SIGHUP) changes the cameras.
     pub info: Arc<std::sync::RwLock<Info>>,
+    /// Live events for `/v1/events/stream`.
+    pub live: Arc<live::LiveHub>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/cameras", get(cameras))
         .route("/v1/events", get(events::list))
+        .route("/v1/events/stream", get(live::stream))
         .route("/v1/events/{id}", get(events::one))
         .route("/v1/stats", get(events::stats))
         .fallback(not_found)

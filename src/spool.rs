@@ -157,7 +157,7 @@ impl Spool {
     pub fn peek(&self, max: usize) -> Result<(Vec<Vec<u8>>, SpoolPos), SpoolError> {
         let mut out = Vec::new();
         let (mut seg_idx, mut offset) = (self.segments.iter().position(|s| *s == self.read.0).unwrap_or(0), self.read.1);
-        let mut pos = SpoolPos(self.read);
+        let mut pos = SpoolPos { at: self.read, records: 0, bytes: 0 };
         while out.len() < max && seg_idx < self.segments.len() {
             let seg = self.segments[seg_idx];
             let mut f = File::open(segment_path(&self.dir, seg)).map_err(self.err("read"))?;
@@ -173,7 +173,7 @@ impl Spool {
                 offset += n as u64;
                 line.pop();
                 out.push(line.clone());
-                pos = SpoolPos((seg, offset));
+                pos = SpoolPos { at: (seg, offset), records: pos.records + 1, bytes: pos.bytes + n as u64 };
             }
             if out.len() < max {
                 seg_idx += 1;
@@ -184,22 +184,18 @@ impl Spool {
     }
 
     /// Marks everything before `pos` (from `peek`) as replayed, durably.
-    pub fn ack(&mut self, pos: SpoolPos, records: usize) -> Result<(), SpoolError> {
-        let (seg, offset) = pos.0;
-        let tmp = self.dir.join("cursor.tmp");
-        {
-            let mut f = File::create(&tmp).map_err(self.err("write cursor"))?;
-            write!(f, "{seg} {offset}").map_err(self.err("write cursor"))?;
-            f.sync_all().map_err(self.err("fsync cursor"))?;
-        }
-        std::fs::rename(&tmp, self.dir.join("cursor")).map_err(self.err("replace cursor"))?;
+    pub fn ack(&mut self, pos: SpoolPos) -> Result<(), SpoolError> {
+        let (seg, offset) = pos.at;
+        self.write_cursor(seg, offset)?;
         let before: Vec<u64> = self.segments.iter().copied().filter(|s| *s < seg).collect();
         for s in before {
             std::fs::remove_file(segment_path(&self.dir, s)).map_err(self.err("remove segment"))?;
         }
         self.segments.retain(|s| *s >= seg);
         self.read = (seg, offset);
-        self.pending_records = self.pending_records.saturating_sub(records as u64);
+        // What `peek` read is exactly what leaves: no need to rescan the files.
+        self.pending_records = self.pending_records.saturating_sub(pos.records);
+        self.pending_bytes = self.pending_bytes.saturating_sub(pos.bytes);
         if self.pending_records == 0 {
             // Everything replayed: start over with empty files.
             for s in std::mem::take(&mut self.segments) {
@@ -207,19 +203,30 @@ impl Spool {
             }
             self.read = (seg + 1, 0);
             self.pending_bytes = 0;
-            let tmp_pos = format!("{} 0", seg + 1);
-            std::fs::write(&tmp, tmp_pos).map_err(self.err("write cursor"))?;
-            std::fs::rename(&tmp, self.dir.join("cursor")).map_err(self.err("replace cursor"))?;
-        } else {
-            self.recount().map_err(self.err("scan"))?;
+            self.write_cursor(seg + 1, 0)?;
         }
         Ok(())
     }
+
+    /// Replaces `cursor` atomically and durably.
+    fn write_cursor(&self, seg: u64, offset: u64) -> Result<(), SpoolError> {
+        let tmp = self.dir.join("cursor.tmp");
+        {
+            let mut f = File::create(&tmp).map_err(self.err("write cursor"))?;
+            write!(f, "{seg} {offset}").map_err(self.err("write cursor"))?;
+            f.sync_all().map_err(self.err("fsync cursor"))?;
+        }
+        std::fs::rename(&tmp, self.dir.join("cursor")).map_err(self.err("replace cursor"))
+    }
 }
 
-/// Where a `peek` stopped.
+/// Where a `peek` stopped, and what it read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolPos((u64, u64));
+pub struct SpoolPos {
+    at: (u64, u64),
+    records: u64,
+    bytes: u64,
+}
 
 fn segment_path(dir: &Path, seg: u64) -> PathBuf {
     dir.join(format!("{seg:012}.seg"))
@@ -259,8 +266,9 @@ mod tests {
         s.push(&recs(5..8)).unwrap();
         let (got, pos) = s.peek(3).unwrap();
         assert_eq!(got, recs(0..3).into_iter().map(String::into_bytes).collect::<Vec<_>>());
-        s.ack(pos, got.len()).unwrap();
+        s.ack(pos).unwrap();
         assert_eq!(s.len(), 5);
+        assert_eq!(s.bytes(), 5 * 8, "bytes follow the acks without a rescan");
         drop(s);
         // Reopened: the cursor survives, nothing is replayed twice.
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
@@ -268,7 +276,7 @@ mod tests {
         let (got, pos) = s.peek(100).unwrap();
         assert_eq!(got.len(), 5);
         assert_eq!(got[0], b"{\"n\":3}");
-        s.ack(pos, got.len()).unwrap();
+        s.ack(pos).unwrap();
         assert!(s.is_empty());
         assert_eq!(s.bytes(), 0);
         // Usable again after draining, and from a fresh open.
@@ -287,8 +295,8 @@ mod tests {
         assert!(matches!(e, SpoolError::Full { .. }), "{e}");
         assert!(e.to_string().contains("full"));
         assert_eq!(s.len(), 3);
-        let (got, pos) = s.peek(1).unwrap();
-        s.ack(pos, got.len()).unwrap();
+        let (_, pos) = s.peek(1).unwrap();
+        s.ack(pos).unwrap();
         s.push(&recs(3..4)).unwrap();
         assert_eq!(s.len(), 3);
     }
@@ -316,10 +324,10 @@ mod tests {
         assert_eq!(s.segments.len(), 2);
         let (got, pos) = s.peek(9).unwrap();
         assert_eq!(got.len(), 9);
-        s.ack(pos, 9).unwrap();
+        s.ack(pos).unwrap();
         let (got, pos) = s.peek(9).unwrap();
         assert_eq!(got.len(), 1);
-        s.ack(pos, 1).unwrap();
+        s.ack(pos).unwrap();
         let left = std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg")).count();
         assert_eq!(left, 0);
     }

@@ -160,7 +160,10 @@ struct Parsed {
 
 fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<str>, LaneSender>) -> Result<Parsed, Rejected> {
     let camera = header(m, "camera_id").map(|v| String::from_utf8_lossy(v).into_owned()).ok_or(Rejected::MissingCamera)?;
-    let camera = lanes.keys().find(|k| ***k == *camera).cloned().ok_or(Rejected::UnknownCamera(camera))?;
+    let camera = match lanes.get_key_value(camera.as_str()) {
+        Some((id, _)) => id.clone(),
+        None => return Err(Rejected::UnknownCamera(camera)),
+    };
     let captured_at = match header(m, "captured_at") {
         Some(v) => parse_captured_at(&String::from_utf8_lossy(v))?,
         None => return Err(Rejected::BadCapturedAt("(missing)".into())),

@@ -75,7 +75,7 @@ impl<D: Delivery> SpooledSink<D> {
         };
         let mut sink = Self { delivery, spool, batching, prepared, backoff: MIN_BACKOFF, next_try: Instant::now(), metrics, health };
         if !prepared {
-            sink.failed("");
+            sink.failed();
         }
         sink.report();
         Ok(sink)
@@ -93,7 +93,7 @@ impl<D: Delivery> SpooledSink<D> {
         })
     }
 
-    fn failed(&mut self, _error: &str) {
+    fn failed(&mut self) {
         self.next_try = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
@@ -127,11 +127,11 @@ impl<D: Delivery> SpooledSink<D> {
             }
             if let Err(e) = self.send(&events) {
                 tracing::warn!(sink = name, error = %e, spooled = self.spool.len(), retry_in_ms = self.backoff.as_millis() as u64, "server still unavailable");
-                self.failed(&e);
+                self.failed();
                 self.report();
                 return false;
             }
-            if let Err(e) = self.spool.ack(pos, records.len()) {
+            if let Err(e) = self.spool.ack(pos) {
                 // Delivered; replaying them again later is harmless (same ids).
                 tracing::error!(sink = name, error = %e, "cannot advance the spool");
                 self.next_try = Instant::now() + MAX_BACKOFF;
@@ -208,7 +208,7 @@ impl<D: Delivery> Sink for SpooledSink<D> {
                 }
                 Err(e) => {
                     tracing::warn!(sink = self.delivery.name(), error = %e, events = events.len(), "delivery failed; spooling");
-                    self.failed(&e);
+                    self.failed();
                 }
             }
         }

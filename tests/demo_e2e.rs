@@ -41,6 +41,30 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The operator API against the real detector: the demo's last annotated frame, and an
+/// uploaded photo analysed alone and as the plaza camera would see it.
+fn check_snapshot_and_analysis(base: &str) {
+    let c = reqwest::blocking::Client::new();
+    let r = c.get(format!("{base}/v1/cameras/plaza/snapshot.jpg")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let img = image::load_from_memory(&r.bytes().unwrap()).unwrap();
+    assert_eq!((img.width(), img.height()), (768, 576), "vtest.avi's frame size");
+    let dog = std::fs::read("/usr/share/darknet/data/dog.jpg").expect("darknet's sample images (scripts/setup)");
+    let form = || reqwest::blocking::multipart::Form::new().part("image", reqwest::blocking::multipart::Part::bytes(dog.clone()).file_name("dog.jpg").mime_str("image/jpeg").unwrap());
+    let r = c.post(format!("{base}/v1/analyze")).multipart(form()).timeout(Duration::from_secs(60)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let ev: Value = r.json().unwrap();
+    let classes: Vec<&str> = ev["objects"].as_array().unwrap().iter().map(|o| o["class"].as_str().unwrap()).collect();
+    assert!(classes.contains(&"dog") && classes.contains(&"bicycle"), "{classes:?}");
+    let r = c.post(format!("{base}/v1/analyze?camera_id=plaza")).multipart(form()).timeout(Duration::from_secs(60)).send().unwrap();
+    let ev: Value = r.json().unwrap();
+    assert_eq!(ev["camera_id"], "plaza");
+    // The plaza camera keeps only its classes and places them on its ground plane.
+    let objects = ev["objects"].as_array().unwrap();
+    assert!(objects.iter().any(|o| o["class"] == "dog" && o["world"]["x_m"].is_number()), "{ev}");
+    assert!(objects.iter().all(|o| ["person", "bicycle", "car", "truck", "dog"].contains(&o["class"].as_str().unwrap())), "{ev}");
+}
+
 #[test]
 fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,6 +130,7 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let metrics = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
     assert!(metrics.contains("argus_frames_processed_total{camera=\"plaza\"} 320"), "{metrics}");
     assert!(metrics.contains("argus_events_published_total{sink=\"store\"}"));
+    check_snapshot_and_analysis(&base);
 
     // Graceful stop.
     Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();

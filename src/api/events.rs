@@ -118,8 +118,8 @@ fn parse_bucket(v: &str) -> Option<u64> {
         ("pipeline" = Option<String>, Query, description = "Pipeline name"),
         ("since" = Option<String>, Query, description = "RFC 3339"),
         ("until" = Option<String>, Query, description = "RFC 3339"),
-        ("kind" = Option<String>, Query, description = "Event kind"),
-        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("kind" = Option<crate::api::openapi::KindParam>, Query, description = "Event kind"),
+        ("min_level" = Option<crate::api::openapi::LevelParam>, Query, description = "Events at or above this level"),
         ("class" = Option<String>, Query, description = "Object class"),
         ("zone" = Option<String>, Query, description = "Zone id"),
         ("incident" = Option<String>, Query, description = "Incident id"),
@@ -158,8 +158,8 @@ fn store_error(e: StoreError) -> ApiError {
         ("pipeline" = Option<String>, Query, description = "Pipeline name"),
         ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("kind" = Option<String>, Query, description = "incident.opened, incident.updated, incident.closed or frame.analyzed"),
-        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("kind" = Option<crate::api::openapi::KindParam>, Query, description = "Event kind"),
+        ("min_level" = Option<crate::api::openapi::LevelParam>, Query, description = "Events at or above this level"),
         ("class" = Option<String>, Query, description = "Events with an object of this class"),
         ("zone" = Option<String>, Query, description = "Events with an object in this zone"),
         ("incident" = Option<String>, Query, description = "One incident's events"),
@@ -176,7 +176,7 @@ pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result
     Ok(axum::Json(page).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", summary = "One event", params(("id" = String, Path, description = "event_id")), responses((status = 200, description = "The event", body = ref("#/components/schemas/Event")), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such event", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", summary = "One event", params(("id" = String, Path, description = "event_id (a UUID)")), responses((status = 200, description = "The event", body = ref("#/components/schemas/Event")), (status = 400, description = "Not a UUID", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such event", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::bad_request(format!("`{id}` is not an event id (a UUID)")));

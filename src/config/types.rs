@@ -93,15 +93,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// Never print secrets: the config is logged and fingerprinted in places.
-impl ServerConfig {
-    pub fn redacted(&self) -> Self {
-        let mut s = self.clone();
-        s.api_keys = s.api_keys.iter().map(|_| "***".into()).collect();
-        s.webhook_secret = s.webhook_secret.as_ref().map(|_| "***".into());
-        s
-    }
-}
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -10,7 +10,7 @@ use crate::risk::{Risk, SceneObject};
 
 pub const SCHEMA: &str = "argus.event.v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EventKind {
     #[serde(rename = "incident.opened")]
     IncidentOpened,

@@ -247,20 +247,20 @@ fn check_camera(svc: &AnalysisApi, camera: &Option<String>) -> Result<(), ApiErr
     }
 }
 
-/// Submits one request and waits for its result.
-async fn run_sync(st: &AppState, svc: &Arc<AnalysisApi>, req: AnalysisRequest) -> Result<Event, ApiError> {
+/// Queues one request whose result comes back on a channel.
+fn submit_for_result(st: &AppState, svc: &AnalysisApi, req: AnalysisRequest) -> Result<oneshot::Receiver<Result<Event, AnalyzeError>>, SubmitError> {
     let (tx, rx) = oneshot::channel();
     let metrics = st.metrics.clone();
-    svc.pool
-        .submit(
-            req,
-            Box::new(|| {}),
-            Box::new(move |r: Result<Event, AnalyzeError>| {
-                metrics.images_analyzed.with_label_values(&[if r.is_ok() { "ok" } else { "failed" }]).inc();
-                let _ = tx.send(r);
-            }),
-        )
-        .map_err(|e| submit_error(e, st))?;
+    let done = move |r: Result<Event, AnalyzeError>| {
+        metrics.images_analyzed.with_label_values(&[if r.is_ok() { "ok" } else { "failed" }]).inc();
+        let _ = tx.send(r);
+    };
+    svc.pool.submit(req, Box::new(|| {}), Box::new(done))?;
+    Ok(rx)
+}
+
+/// Waits for a queued request's result, at most `server.analyze_timeout_s`.
+async fn await_result(svc: &AnalysisApi, rx: oneshot::Receiver<Result<Event, AnalyzeError>>) -> Result<Event, ApiError> {
     match tokio::time::timeout(svc.timeout, rx).await {
         Ok(Ok(Ok(ev))) => Ok(ev),
         Ok(Ok(Err(e))) => Err(analyze_error(&e)),
@@ -306,7 +306,8 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
         if up.webhook_url.is_some() {
             return Err(ApiError::unprocessable("`webhook_url` needs an asynchronous task: add ?async=true"));
         }
-        let ev = run_sync(&st, &svc, req).await?;
+        let rx = submit_for_result(&st, &svc, req).map_err(|e| submit_error(e, &st))?;
+        let ev = await_result(&svc, rx).await?;
         return Ok(axum::Json(ev).into_response());
     }
     let webhook_url = match &up.webhook_url {
@@ -449,28 +450,13 @@ pub async fn batch(State(st): State<AppState>, RawQuery(raw): RawQuery, req: Req
     for it in items {
         let id = it.id.clone().unwrap_or_default();
         let req = AnalysisRequest { source: it.camera_id.clone().unwrap_or_else(|| id.clone()), bytes: it.bytes, camera_id: it.camera_id };
-        let (tx, rx) = oneshot::channel();
-        let metrics = st.metrics.clone();
-        let submitted = svc.pool.submit(
-            req,
-            Box::new(|| {}),
-            Box::new(move |r: Result<Event, AnalyzeError>| {
-                metrics.images_analyzed.with_label_values(&[if r.is_ok() { "ok" } else { "failed" }]).inc();
-                let _ = tx.send(r);
-            }),
-        );
-        waits.push((id, submitted.map(|_| rx)));
+        waits.push((id, submit_for_result(&st, &svc, req)));
     }
     let mut results = Vec::new();
     for (id, w) in waits {
         let r = match w {
             Err(e) => Err(submit_error(e, &st)),
-            Ok(rx) => match tokio::time::timeout(svc.timeout, rx).await {
-                Ok(Ok(Ok(ev))) => Ok(ev),
-                Ok(Ok(Err(e))) => Err(analyze_error(&e)),
-                Ok(Err(_)) => Err(ApiError::internal("the analysis worker stopped")),
-                Err(_) => Err(ApiError::unavailable("the analysis timed out")),
-            },
+            Ok(rx) => await_result(&svc, rx).await,
         };
         results.push(match r {
             Ok(ev) => json!({ "id": id, "status": "completed", "event": ev }),

@@ -93,31 +93,6 @@ pub struct TaskState {
     webhook: Option<Value>,
 }
 
-/// Risk levels, lowest first.
-#[derive(ToSchema, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum LevelParam {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-/// Event kinds.
-#[derive(ToSchema, serde::Serialize)]
-#[allow(dead_code)]
-pub enum KindParam {
-    #[serde(rename = "incident.opened")]
-    IncidentOpened,
-    #[serde(rename = "incident.updated")]
-    IncidentUpdated,
-    #[serde(rename = "incident.closed")]
-    IncidentClosed,
-    #[serde(rename = "frame.analyzed")]
-    FrameAnalyzed,
-}
-
 struct Security;
 
 impl Modify for Security {
@@ -147,7 +122,7 @@ impl Modify for Security {
         super::analyze::batch,
         super::analyze::task,
     ),
-    components(schemas(LevelParam, KindParam, ErrorBody, AnalyzeJson, AnalyzeForm, BatchItem, BatchJson, TaskAccepted, TaskState)),
+    components(schemas(crate::risk::Level, crate::event::EventKind, ErrorBody, AnalyzeJson, AnalyzeForm, BatchItem, BatchJson, TaskAccepted, TaskState)),
     modifiers(&Security),
     security(("bearer" = [])),
 )]

@@ -4,6 +4,7 @@
 mod error;
 pub mod events;
 pub mod live;
+mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -76,6 +77,8 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(web::index))
+        .route("/docs", get(web::docs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

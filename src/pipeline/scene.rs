@@ -128,6 +128,20 @@ impl CameraScene {
         self.risk.open_incidents()
     }
 
+    /// The objects of the last processed frame (snapshots draw them).
+    pub fn last_objects(&self) -> &[SceneObject] {
+        self.last.as_ref().map(|(_, _, o)| o.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn zones(&self) -> &Arc<Vec<Zone>> {
+        &self.zones
+    }
+
+    /// Ground → pixels, to draw world-space zones on the image.
+    pub fn world_to_image(&self) -> Option<crate::geo::Homography> {
+        self.geometry.as_ref().and_then(|g| g.homography.inverse())
+    }
+
     fn motion_of(&mut self, id: u64, t: f64, p: [f64; 2]) -> (Option<f64>, Option<f64>) {
         let q = self.motion.entry(id).or_default();
         q.push_back((t, p));

@@ -300,26 +300,39 @@ impl Browser {
         }
     }
 
+    /// Navigates and waits for the new document to finish loading.
     fn navigate(&mut self, url: &str) {
+        // A mark on the old window tells it apart from the new one (the URL may be the same).
+        self.eval("window.__argusTestOld = true");
         let r = self.call("Page.navigate", json!({ "url": url }));
         assert!(r.get("errorText").is_none(), "navigating to {url}: {r}");
+        let want = json!(url);
+        self.wait_for(&format!("{url} to load"), "({ href: location.href, ready: document.readyState, old: !!window.__argusTestOld })", Duration::from_secs(20), |v| {
+            v["href"] == want && v["ready"] == "complete" && v["old"] == false
+        });
     }
 
     /// Evaluates an expression in the page and returns its value (JSON).
     fn eval(&mut self, expr: &str) -> Value {
+        self.try_eval(expr).unwrap_or_else(|ex| panic!("evaluating `{expr}` threw: {ex}"))
+    }
+
+    fn try_eval(&mut self, expr: &str) -> Result<Value, Value> {
         let r = self.call("Runtime.evaluate", json!({ "expression": expr, "returnByValue": true, "awaitPromise": true }));
-        if let Some(ex) = r.get("exceptionDetails") {
-            panic!("evaluating `{expr}` threw: {ex}");
+        match r.get("exceptionDetails") {
+            Some(ex) => Err(ex.clone()),
+            None => Ok(r["result"]["value"].clone()),
         }
-        r["result"]["value"].clone()
     }
 
     /// Polls `expr` (a page state as JSON) until `done` accepts it.
     fn wait_for(&mut self, what: &str, expr: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let v = self.eval(expr);
-            if done(&v) {
+            // While a navigation is under way the old document (or none) answers: an
+            // exception then is not the page's fault, so keep polling.
+            let v = self.try_eval(expr).unwrap_or_else(|ex| json!({ "evaluation_error": ex }));
+            if v.get("evaluation_error").is_none() && done(&v) {
                 return v;
             }
             if Instant::now() > deadline {
@@ -383,6 +396,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 // What the page shows, as JSON.
 
 const PAGE_STATE: &str = r#"(() => {
+  if (document.readyState !== 'complete' || !document.getElementById('cameras')) return { loading: location.href };
   const cams = [...document.querySelectorAll('#cameras .camera[data-camera-id]')].map(c => {
     const img = c.querySelector('img');
     return { id: c.dataset.cameraId, state: c.dataset.state || null, snapshot: c.dataset.snapshot,

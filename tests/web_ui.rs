@@ -416,6 +416,16 @@ const PAGE_STATE: &str = r#"(() => {
            html: document.documentElement.outerHTML.length };
 })()"#;
 
+/// Per operation on /docs: the response codes, parameter names and code spans shown.
+const DOCS_DETAIL: &str = r#"(() => {
+  const out = {};
+  for (const d of document.querySelectorAll('#operations .operation')) {
+    const text = (sel) => [...d.querySelectorAll(sel)].map(n => n.textContent.replace(/required$/, '').trim());
+    out[d.dataset.method + ' ' + d.dataset.path] = { statuses: text('.status'), params: text('td.name'), codes: text('code') };
+  }
+  return out;
+})()"#;
+
 fn plaza(state: &Value) -> Option<&Value> {
     state["cameras"].as_array()?.iter().find(|c| c["id"] == "plaza")
 }
@@ -511,6 +521,28 @@ fn operator_page_shows_cameras_live_events_and_snapshots() {
             a.sort();
             e.sort();
             assert_eq!(a, e, "every operation of /openapi.json, once");
+            // Each operation's parameters, request body types and response codes are shown.
+            let rendered = b.eval(DOCS_DETAIL);
+            for (path, item) in doc["paths"].as_object().unwrap() {
+                for m in ["get", "put", "post", "delete", "patch"] {
+                    let Some(op) = item.get(m) else { continue };
+                    let key = format!("{} {path}", m.to_uppercase());
+                    let shown = &rendered[&key];
+                    let texts = |k: &str| -> Vec<String> { shown[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect() };
+                    let mut codes: Vec<String> = op["responses"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+                    let mut shown_codes = texts("statuses");
+                    codes.sort();
+                    shown_codes.sort();
+                    assert_eq!(shown_codes, codes, "{key}: response codes");
+                    let params = item["parameters"].as_array().into_iter().flatten().chain(op["parameters"].as_array().into_iter().flatten());
+                    for p in params.filter_map(|p| p["name"].as_str()) {
+                        assert!(texts("params").iter().any(|n| n == p), "{key}: parameter {p} not shown: {shown}");
+                    }
+                    for ct in op["requestBody"]["content"].as_object().into_iter().flat_map(|c| c.keys()) {
+                        assert!(texts("codes").contains(ct), "{key}: request body type {ct} not shown");
+                    }
+                }
+            }
             let schemas = doc["components"]["schemas"].as_object().map(|m| m.len()).unwrap_or(0);
             let shown_schemas = b.eval("document.querySelectorAll('#schemas .schema').length");
             assert_eq!(shown_schemas, json!(schemas));

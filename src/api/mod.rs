@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 pub mod live;
 pub mod openapi;
+mod web;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -114,6 +115,8 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.limits.cors_origins);
     let max_body = state.limits.max_body_bytes;
     let router = Router::new()
+        .route("/", get(web::index))
+        .route("/docs", get(web::docs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

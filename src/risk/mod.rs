@@ -379,6 +379,18 @@ mod tests {
         assert!(all[2].risk.reasons[0].detail.contains("closed: clear"));
     }
 
+    /// Runs frames at 10 fps from `from` to `to` (exclusive) with `objs(t)`.
+    fn run(e: &mut RiskEngine, from: f64, to: f64, objs: impl Fn(f64) -> Vec<SceneObject>) -> Vec<(f64, IncidentChange)> {
+        let mut out = Vec::new();
+        let mut i = (from * 10.0).round() as i64;
+        while (i as f64) < to * 10.0 - 1e-9 {
+            let t = i as f64 / 10.0;
+            out.extend(e.evaluate(t, &objs(t)).into_iter().map(|c| (t, c)));
+            i += 1;
+        }
+        out
+    }
+
     #[test]
     fn dwell_threshold_and_level_escalation() {
         let mut e = RiskEngine::new("cam".into(), &[rule(1.0)]);
@@ -387,12 +399,43 @@ mod tests {
         let c = e.evaluate(1.0, &[person(1, true)]);
         assert_eq!(phases(&c), vec![IncidentPhase::Opened]);
         assert_eq!(c[0].risk.priority, 2);
-        // A second and third person (after their own dwell) raise the level to critical.
-        e.evaluate(1.1, &[person(1, true), person(2, true), person(3, true)]);
-        let c = e.evaluate(2.2, &[person(1, true), person(2, true), person(3, true)]);
-        assert_eq!(phases(&c), vec![IncidentPhase::Updated]);
-        assert_eq!(c[0].risk.level, Level::Critical);
-        assert_eq!(c[0].risk.reasons[0].track_ids, vec![1, 2, 3]);
+        // A second and third person join at 1.1 s, count after their own dwell (2.1 s);
+        // the change is reported once it has held for settle_s (1 s): at 3.1 s.
+        let all = run(&mut e, 1.1, 4.5, |_| vec![person(1, true), person(2, true), person(3, true)]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        let (t, c) = &all[0];
+        assert!((t - 3.1).abs() < 1e-9, "at {t}");
+        assert_eq!(c.phase, IncidentPhase::Updated);
+        assert_eq!(c.risk.level, Level::Critical);
+        assert_eq!(c.risk.reasons[0].track_ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_flicker_shorter_than_settle_s_is_not_reported() {
+        let mut e = RiskEngine::new("cam".into(), &[rule(0.0)]);
+        // Two people; one is missed by the detector for 0.5 s at 3 s.
+        let all = run(&mut e, 0.0, 4.9, |t| if (3.0..3.5).contains(&t) { vec![person(1, true)] } else { vec![person(1, true), person(2, true)] });
+        assert_eq!(phases(&all.into_iter().map(|x| x.1).collect::<Vec<_>>()), vec![IncidentPhase::Opened]);
+    }
+
+    #[test]
+    fn thresholds_come_from_the_risk_table() {
+        let strict = RiskSettings { medium: 0.1, high: 0.2, critical: 0.5, ..Default::default() };
+        let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], strict);
+        let c = e.evaluate(0.0, &[person(1, true)]);
+        assert_eq!((c[0].risk.level, c[0].risk.priority, c[0].risk.score), (Level::Critical, 1, 0.6));
+        let lax = RiskSettings { medium: 0.7, high: 0.8, critical: 0.9, ..Default::default() };
+        let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], lax);
+        let c = e.evaluate(0.0, &[person(1, true)]);
+        assert_eq!((c[0].risk.level, c[0].risk.priority), (Level::Low, 4));
+    }
+
+    #[test]
+    fn reasons_combine_by_noisy_or() {
+        let r = |s: f64| Reason { rule: "r".into(), kind: "k".into(), score: s, ..Default::default() };
+        assert_eq!(Risk::from_reasons(vec![r(0.5), r(0.5)]).score, 0.75);
+        assert_eq!(Risk::from_reasons(vec![r(0.6), r(0.5), r(0.2)]).score, 0.84);
+        assert_eq!(Risk::from_reasons(vec![]).score, 0.0);
     }
 
     #[test]

@@ -185,7 +185,9 @@ fn sentence(phase: IncidentPhase, r: &Reason, objects: &[SceneObject], duration_
         "speed" => {
             let v = r.speed_mps.unwrap_or(limit);
             let at = if n == 1 { "at" } else { "at up to" };
-            format!("{who} {is} moving {at} {v:.1} m/s{in_zone}, above the {} m/s limit", num(limit))
+            // Never "1.8 m/s, above the 1.8 m/s limit": more digits when rounding hides it.
+            let shown = if format!("{v:.1}").parse::<f64>().is_ok_and(|r| r <= limit) { format!("{v:.2}") } else { format!("{v:.1}") };
+            format!("{who} {is} moving {at} {shown} m/s{in_zone}, above the {} m/s limit", num(limit))
         }
         _ => r.detail.clone(),
     };
@@ -300,6 +302,8 @@ mod tests {
                 "The crowd in zone stairs has dispersed; the incident lasted 15 s."),
             (Reason { speed_mps: Some(3.44), limit: Some(2.5), ..reason("speed", None, &[1], "person") }, IncidentPhase::Opened,
                 "A person is moving at 3.4 m/s, above the 2.5 m/s limit, 3 m from a forklift."),
+            (Reason { speed_mps: Some(2.54), limit: Some(2.5), ..reason("speed", None, &[1], "person") }, IncidentPhase::Updated,
+                "A person is moving at 2.54 m/s, above the 2.5 m/s limit, 3 m from a forklift."),
             (Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") }, IncidentPhase::Updated,
                 "Two people are moving at up to 4.0 m/s in zone ramp, above the 2.5 m/s limit, 2 m from a forklift."),
             (Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") }, IncidentPhase::Closed,

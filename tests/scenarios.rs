@@ -23,12 +23,14 @@ use time::OffsetDateTime;
 
 const FPS: f64 = 10.0;
 
+/// `t → Some((x, y, speed))` while visible.
+type Path = Box<dyn Fn(f64) -> Option<(f64, f64, f64)>>;
+
 /// One scripted object: where it is (and how fast it goes) at time t, or absent.
 struct Actor {
     id: u64,
     class: &'static str,
-    /// `t → Some((x, y, speed))` while visible.
-    path: Box<dyn Fn(f64) -> Option<(f64, f64, f64)>>,
+    path: Path,
 }
 
 fn actor(id: u64, class: &'static str, path: impl Fn(f64) -> Option<(f64, f64, f64)> + 'static) -> Actor {
@@ -469,7 +471,7 @@ fn walker(t: f64) -> (f64, f64) {
     (4.0 + t, 10.0)
 }
 fn runner(t: f64) -> Option<(f64, f64)> {
-    (t < 5.0).then(|| (1.0 + 3.5 * t, 3.0))
+    (t < 5.0).then_some((1.0 + 3.5 * t, 3.0))
 }
 
 #[test]

@@ -452,7 +452,7 @@ pub enum RuleConfig {
 
 impl RuleConfig {
     pub fn id(&self) -> &str {
-        &self.common().id
+        self.common().id
     }
     pub fn kind(&self) -> &'static str {
         match self {

@@ -280,15 +280,10 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
 /// The checks of one `[[rules]]` entry beyond its id and class names.
 fn validate_rule(r: &RuleConfig, key: &str, zone_ids: &HashSet<&str>, iss: &mut Issues) {
     let c = r.common();
-    if let Some(zone) = r.zone() {
-        if !zone_ids.contains(zone) {
-            let known: Vec<&str> = {
-                let mut v: Vec<&str> = zone_ids.iter().copied().collect();
-                v.sort();
-                v
-            };
-            iss.add(format!("{key}.zone"), format!("no zone `{zone}` in this pipeline"), format!("name one of the [[zones]] ids {known:?}"));
-        }
+    if let Some(zone) = r.zone().filter(|z| !zone_ids.contains(z)) {
+        let mut known: Vec<&str> = zone_ids.iter().copied().collect();
+        known.sort();
+        iss.add(format!("{key}.zone"), format!("no zone `{zone}` in this pipeline"), format!("name one of the [[zones]] ids {known:?}"));
     }
     if c.classes.is_empty() {
         iss.add(format!("{key}.classes"), "empty", "list the classes the rule is about, e.g. [\"person\"]");
@@ -370,7 +365,7 @@ fn validate_risk(r: &RiskSettings, iss: &mut Issues) {
         );
     }
     for (name, v) in [("settle_s", r.settle_s), ("min_update_gap_s", r.min_update_gap_s)] {
-        if !(v >= 0.0 && v <= 3600.0) {
+        if !(0.0..=3600.0).contains(&v) {
             iss.add(format!("risk.{name}"), format!("{v} is not a duration in 0..=3600 s"), "use seconds, e.g. 1.0 (settle_s) or 2.0 (min_update_gap_s)");
         }
     }

@@ -208,10 +208,8 @@ impl Rule for Proximity {
                 .filter(|(j, b)| *j != i && has_class(&self.cfg.near_classes, &b.class))
                 .filter_map(|(j, b)| Some((j, dist(pa, pos(b)?))))
                 .min_by(|x, y| x.1.total_cmp(&y.1));
-            if let Some((j, d)) = best {
-                if d <= self.cfg.distance_m {
-                    near.push((i, j, d));
-                }
+            if let Some((j, d)) = best.filter(|b| b.1 <= self.cfg.distance_m) {
+                near.push((i, j, d));
             }
         }
         let seen: Vec<Seen> = near

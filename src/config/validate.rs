@@ -277,6 +277,70 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
     }
 }
 
+fn check_brokers(iss: &mut Issues, key: &str, brokers: &str) {
+    if brokers.trim().is_empty() || brokers.split(',').any(|b| !b.trim().contains(':')) {
+        iss.add(key, format!("`{brokers}` is not a host:port list"), "write it like \"kafka-1:9092,kafka-2:9092\"");
+    }
+}
+
+fn check_topic(iss: &mut Issues, key: &str, topic: &str) {
+    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        iss.add(key, format!("`{topic}` is not a valid Kafka topic name"), "use letters, digits, `.`, `_`, `-` (at most 249)");
+    }
+}
+
+/// The keys every spooling sink shares: `(name, value, max, example)` of its batch size,
+/// `max_wait_ms`, `spool_max_mb`.
+fn check_batching_and_spool(iss: &mut Issues, sink: &str, (name, n, max, example): (&str, usize, usize, usize), max_wait_ms: u64, spool_max_mb: u64) {
+    if n == 0 || n > max {
+        iss.add(format!("sinks.{sink}.{name}"), format!("{n} is outside 1..={max}"), format!("use e.g. {example}"));
+    }
+    if max_wait_ms > 60_000 {
+        iss.add(format!("sinks.{sink}.max_wait_ms"), format!("{max_wait_ms} ms"), "use 0..=60000, e.g. 1000");
+    }
+    if spool_max_mb == 0 {
+        iss.add(format!("sinks.{sink}.spool_max_mb"), "must be at least 1", "use e.g. 1024");
+    }
+}
+
+fn validate_kafka_source(p: &PipelineConfig, iss: &mut Issues) {
+    let Some(k) = &p.kafka else { return };
+    if !p.cameras.iter().any(|c| c.source == "kafka") {
+        iss.add("kafka", "no camera has source = \"kafka\"", "set source = \"kafka\" on the cameras whose frames come from the topic, or remove [kafka]");
+    }
+    check_brokers(iss, "kafka.brokers", &k.brokers);
+    check_topic(iss, "kafka.topic", &k.topic);
+    if let Some(t) = &k.dead_letter_topic {
+        check_topic(iss, "kafka.dead_letter_topic", t);
+    }
+    if k.group_id.trim().is_empty() {
+        iss.add("kafka.group_id", "empty", "name the consumer group, e.g. \"argus-drones\"");
+    }
+    if k.max_message_bytes < 1024 {
+        iss.add("kafka.max_message_bytes", format!("{} bytes", k.max_message_bytes), "use at least 1024, e.g. 8388608");
+    }
+}
+
+fn validate_source(source: &str, key: &str, iss: &mut Issues) {
+    let (scheme, rest) = source.split_once("://").unwrap_or(("file", source));
+    match scheme {
+        "file" => {
+            let path = Path::new(rest);
+            if rest.is_empty() {
+                iss.add(key, "empty source", "write file:///path/to/video.mp4 or rtsp://host/stream");
+            } else if !path.is_file() {
+                iss.add(key, format!("file {rest} does not exist"), "check the path (absolute, or relative to the working directory)");
+            }
+        }
+        "rtsp" | "rtsps" | "http" | "https" => {
+            if rest.is_empty() || rest.starts_with('/') {
+                iss.add(key, format!("`{}` has no host", crate::sources::redact_url(source)), "write rtsp://host[:port]/path");
+            }
+        }
+        other => iss.add(key, format!("unsupported scheme `{other}`"), "use file://, rtsp://, rtsps://, http:// or https://"),
+    }
+}
+
 /// The checks of one `[[rules]]` entry beyond its id and class names.
 fn validate_rule(r: &RuleConfig, key: &str, zone_ids: &HashSet<&str>, iss: &mut Issues) {
     let c = r.common();
@@ -371,69 +435,5 @@ fn validate_risk(r: &RiskSettings, iss: &mut Issues) {
     }
     if !(r.score_step > 0.0 && r.score_step <= 1.0) {
         iss.add("risk.score_step", format!("{} is outside (0, 1]", r.score_step), "use e.g. 0.1");
-    }
-}
-
-fn check_brokers(iss: &mut Issues, key: &str, brokers: &str) {
-    if brokers.trim().is_empty() || brokers.split(',').any(|b| !b.trim().contains(':')) {
-        iss.add(key, format!("`{brokers}` is not a host:port list"), "write it like \"kafka-1:9092,kafka-2:9092\"");
-    }
-}
-
-fn check_topic(iss: &mut Issues, key: &str, topic: &str) {
-    if topic.is_empty() || topic.len() > 249 || !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        iss.add(key, format!("`{topic}` is not a valid Kafka topic name"), "use letters, digits, `.`, `_`, `-` (at most 249)");
-    }
-}
-
-/// The keys every spooling sink shares: `(name, value, max, example)` of its batch size,
-/// `max_wait_ms`, `spool_max_mb`.
-fn check_batching_and_spool(iss: &mut Issues, sink: &str, (name, n, max, example): (&str, usize, usize, usize), max_wait_ms: u64, spool_max_mb: u64) {
-    if n == 0 || n > max {
-        iss.add(format!("sinks.{sink}.{name}"), format!("{n} is outside 1..={max}"), format!("use e.g. {example}"));
-    }
-    if max_wait_ms > 60_000 {
-        iss.add(format!("sinks.{sink}.max_wait_ms"), format!("{max_wait_ms} ms"), "use 0..=60000, e.g. 1000");
-    }
-    if spool_max_mb == 0 {
-        iss.add(format!("sinks.{sink}.spool_max_mb"), "must be at least 1", "use e.g. 1024");
-    }
-}
-
-fn validate_kafka_source(p: &PipelineConfig, iss: &mut Issues) {
-    let Some(k) = &p.kafka else { return };
-    if !p.cameras.iter().any(|c| c.source == "kafka") {
-        iss.add("kafka", "no camera has source = \"kafka\"", "set source = \"kafka\" on the cameras whose frames come from the topic, or remove [kafka]");
-    }
-    check_brokers(iss, "kafka.brokers", &k.brokers);
-    check_topic(iss, "kafka.topic", &k.topic);
-    if let Some(t) = &k.dead_letter_topic {
-        check_topic(iss, "kafka.dead_letter_topic", t);
-    }
-    if k.group_id.trim().is_empty() {
-        iss.add("kafka.group_id", "empty", "name the consumer group, e.g. \"argus-drones\"");
-    }
-    if k.max_message_bytes < 1024 {
-        iss.add("kafka.max_message_bytes", format!("{} bytes", k.max_message_bytes), "use at least 1024, e.g. 8388608");
-    }
-}
-
-fn validate_source(source: &str, key: &str, iss: &mut Issues) {
-    let (scheme, rest) = source.split_once("://").unwrap_or(("file", source));
-    match scheme {
-        "file" => {
-            let path = Path::new(rest);
-            if rest.is_empty() {
-                iss.add(key, "empty source", "write file:///path/to/video.mp4 or rtsp://host/stream");
-            } else if !path.is_file() {
-                iss.add(key, format!("file {rest} does not exist"), "check the path (absolute, or relative to the working directory)");
-            }
-        }
-        "rtsp" | "rtsps" | "http" | "https" => {
-            if rest.is_empty() || rest.starts_with('/') {
-                iss.add(key, format!("`{}` has no host", crate::sources::redact_url(source)), "write rtsp://host[:port]/path");
-            }
-        }
-        other => iss.add(key, format!("unsupported scheme `{other}`"), "use file://, rtsp://, rtsps://, http:// or https://"),
     }
 }

@@ -172,6 +172,7 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
             track_ids: vec![1],
             score: 0.6,
             detail: "1 person inside restricted zone gate (longest 1.0 s)".into(),
+            ..Default::default()
         }])
     } else {
         Risk::none()

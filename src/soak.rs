@@ -70,7 +70,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         .map(|i| toml::from_str(&format!("id = \"soak-{i}\"\nsource = \"{url}\"")).expect("valid camera"))
         .collect();
     let ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
-    let pipeline = PipelineConfig { name: "soak".into(), cameras, zones: vec![], rules: vec![], events: Default::default(), kafka: None };
+    let pipeline = PipelineConfig { name: "soak".into(), cameras, zones: vec![], rules: vec![], events: Default::default(), tracker: Default::default(), risk: Default::default(), kafka: None };
     cfg.pipelines = vec![("soak".into(), pipeline)];
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());

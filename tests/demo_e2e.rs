@@ -108,8 +108,9 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let events = page["events"].as_array().unwrap().clone();
     assert!(!events.is_empty());
     let opened: Vec<&Value> = events.iter().filter(|e| e["kind"] == "incident.opened").collect();
-    assert!(!opened.is_empty(), "people walk through the crossing zone: an incident must open");
-    for e in &opened {
+    let crossing: Vec<&Value> = opened.iter().copied().filter(|e| e["risk"]["reasons"][0]["rule"] == "no-entry-crossing").collect();
+    assert!(!crossing.is_empty(), "people walk through the crossing zone: an incident must open");
+    for e in &crossing {
         assert_eq!(e["risk"]["reasons"][0]["zone"], "crossing");
         let people_in_zone = e["objects"].as_array().unwrap().iter().filter(|o| o["class"] == "person" && o["zones"][0] == "crossing").count();
         assert!(people_in_zone >= 1, "{e}");
@@ -123,6 +124,28 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     // Closed incidents pair with opened ones.
     let closed = events.iter().filter(|e| e["kind"] == "incident.closed").count();
     assert_eq!(closed, opened.len(), "every incident closes (at the latest when the source ends)");
+    // Every rule of the demo fires in these 320 frames, and every incident is one whole
+    // lifecycle under one id: opened, then updates, then closed, in time order.
+    for kind in ["intrusion", "loitering", "crowding", "speed"] {
+        assert!(opened.iter().any(|e| e["risk"]["reasons"][0]["kind"] == kind), "no {kind} incident opened");
+    }
+    for o in &opened {
+        let id = o["incident_id"].as_str().unwrap();
+        let mut life: Vec<&Value> = events.iter().filter(|e| e["incident_id"] == id).collect();
+        life.sort_by_key(|e| (e["captured_at"].as_str().unwrap().to_string(), e["kind"] != "incident.opened", e["kind"] == "incident.closed"));
+        let kinds: Vec<&str> = life.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds.first(), Some(&"incident.opened"), "{id}: {kinds:?}");
+        assert_eq!(kinds.last(), Some(&"incident.closed"), "{id}: {kinds:?}");
+        assert!(kinds[1..kinds.len() - 1].iter().all(|k| *k == "incident.updated"), "{id}: {kinds:?}");
+        assert!(life.iter().all(|e| e["risk"]["reasons"][0]["rule"] == o["risk"]["reasons"][0]["rule"]), "one rule per incident");
+        assert!(life.iter().all(|e| !e["caption"].as_str().unwrap().is_empty()));
+    }
+    // Loitering reports the dwell in the reason and in words.
+    let loiter = opened.iter().find(|e| e["risk"]["reasons"][0]["kind"] == "loitering").unwrap();
+    assert!(loiter["risk"]["reasons"][0]["dwell_s"].as_f64().is_some_and(|d| d >= 8.0), "{loiter}");
+    assert!(loiter["caption"].as_str().unwrap().contains("loitering in zone bench for"), "{}", loiter["caption"]);
+    // Tracks carry world speeds.
+    assert!(events.iter().flat_map(|e| e["objects"].as_array().unwrap()).any(|o| o["track_id"].is_u64() && o["speed_mps"].is_f64()));
     let (_, only_high) = get(&format!("{base}/v1/events?min_level=high&camera=plaza")).unwrap();
     assert!(only_high["events"].as_array().unwrap().iter().all(|e| e["risk"]["level"] == "high" || e["risk"]["level"] == "critical"));
 

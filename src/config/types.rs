@@ -365,6 +365,12 @@ pub struct PipelineConfig {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub events: EventsConfig,
+    /// Tracker settings for every camera of this pipeline.
+    #[serde(default)]
+    pub tracker: TrackerSettings,
+    /// Risk levels and incident update pacing.
+    #[serde(default)]
+    pub risk: RiskSettings,
     /// Frames from a Kafka topic, for the cameras whose `source = "kafka"`.
     pub kafka: Option<KafkaSourceConfig>,
 }
@@ -479,19 +485,60 @@ pub struct ZoneConfig {
 pub enum RuleConfig {
     /// Objects of `classes` inside `zone`.
     Intrusion(IntrusionRule),
+    /// Objects of `classes` within `distance_m` of objects of `near_classes`.
+    Proximity(ProximityRule),
+    /// At least `min_count` objects within `radius_m` of one of them, or inside `zone`.
+    Crowding(CrowdingRule),
+    /// Objects of `classes` staying in `zone` longer than `min_dwell_s`.
+    Loitering(LoiteringRule),
+    /// Objects of `classes` faster than `max_speed_mps` (optionally only in `zone`).
+    Speed(SpeedRule),
 }
 
 impl RuleConfig {
     pub fn id(&self) -> &str {
-        match self {
-            Self::Intrusion(r) => &r.id,
-        }
+        self.common().id
     }
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Intrusion(_) => "intrusion",
+            Self::Proximity(_) => "proximity",
+            Self::Crowding(_) => "crowding",
+            Self::Loitering(_) => "loitering",
+            Self::Speed(_) => "speed",
         }
     }
+    /// The keys every rule kind has.
+    pub fn common(&self) -> RuleCommon<'_> {
+        let (id, classes, severity, clear_after_s, update_every_s) = match self {
+            Self::Intrusion(r) => (&r.id, &r.classes, r.severity, r.clear_after_s, r.update_every_s),
+            Self::Proximity(r) => (&r.id, &r.classes, r.severity, r.clear_after_s, r.update_every_s),
+            Self::Crowding(r) => (&r.id, &r.classes, r.severity, r.clear_after_s, r.update_every_s),
+            Self::Loitering(r) => (&r.id, &r.classes, r.severity, r.clear_after_s, r.update_every_s),
+            Self::Speed(r) => (&r.id, &r.classes, r.severity, r.clear_after_s, r.update_every_s),
+        };
+        RuleCommon { id, classes, severity, clear_after_s, update_every_s }
+    }
+    /// The zone the rule watches, if it has one.
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Self::Intrusion(r) => Some(&r.zone),
+            Self::Loitering(r) => Some(&r.zone),
+            Self::Proximity(r) => r.zone.as_deref(),
+            Self::Crowding(r) => r.zone.as_deref(),
+            Self::Speed(r) => r.zone.as_deref(),
+        }
+    }
+}
+
+/// Borrowed view of the keys shared by all rule kinds.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleCommon<'a> {
+    pub id: &'a String,
+    pub classes: &'a Vec<String>,
+    pub severity: f64,
+    pub clear_after_s: f64,
+    pub update_every_s: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -510,8 +557,107 @@ pub struct IntrusionRule {
     /// The incident closes after the zone has been clear this long (seconds).
     #[serde(default = "default_clear_after")]
     pub clear_after_s: f64,
-    /// An open incident reports `incident.updated` at most this often (seconds), and
-    /// whenever its level or object set changes.
+    /// An open incident reports `incident.updated` at least this often (seconds, 0 =
+    /// only on material changes), and when its level or object set changes.
+    #[serde(default = "default_update_every")]
+    pub update_every_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProximityRule {
+    pub id: String,
+    /// The objects at risk (A), e.g. `["person"]`.
+    #[serde(default = "default_person")]
+    pub classes: Vec<String>,
+    /// The objects they must keep away from (B), e.g. `["truck", "car"]`. Same as
+    /// `classes` for "people too close to each other".
+    pub near_classes: Vec<String>,
+    /// A and B closer than this (metres, ground distance) is the situation.
+    pub distance_m: f64,
+    /// Only A objects inside this zone count (default: everywhere).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Score of one A object too close; more objects raise it towards 1, closer ones too.
+    #[serde(default = "default_severity")]
+    pub severity: f64,
+    /// A must stay that close this long before it counts (seconds).
+    #[serde(default)]
+    pub min_duration_s: f64,
+    #[serde(default = "default_clear_after")]
+    pub clear_after_s: f64,
+    #[serde(default = "default_update_every")]
+    pub update_every_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdingRule {
+    pub id: String,
+    #[serde(default = "default_person")]
+    pub classes: Vec<String>,
+    /// At least this many objects make a crowd (≥ 2).
+    pub min_count: usize,
+    /// Objects within this many metres of one member count together. Without it, every
+    /// object inside `zone` counts.
+    #[serde(default)]
+    pub radius_m: Option<f64>,
+    /// Only objects inside this zone count.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Score of a crowd of exactly `min_count`; larger crowds score higher.
+    #[serde(default = "default_severity")]
+    pub severity: f64,
+    /// The crowd must persist this long before it counts (seconds).
+    #[serde(default)]
+    pub min_duration_s: f64,
+    #[serde(default = "default_clear_after")]
+    pub clear_after_s: f64,
+    #[serde(default = "default_update_every")]
+    pub update_every_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoiteringRule {
+    pub id: String,
+    pub zone: String,
+    #[serde(default = "default_person")]
+    pub classes: Vec<String>,
+    /// An object inside longer than this is loitering (seconds).
+    #[serde(default = "default_loiter_dwell")]
+    pub min_dwell_s: f64,
+    /// Absences (occlusion, leaving the zone briefly, a tracker id switch) shorter than
+    /// this keep the object's dwell running (seconds).
+    #[serde(default = "default_max_gap")]
+    pub max_gap_s: f64,
+    #[serde(default = "default_severity")]
+    pub severity: f64,
+    #[serde(default = "default_clear_after")]
+    pub clear_after_s: f64,
+    #[serde(default = "default_update_every")]
+    pub update_every_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedRule {
+    pub id: String,
+    #[serde(default = "default_person")]
+    pub classes: Vec<String>,
+    /// Faster than this (metres per second, smoothed ground speed) is the situation.
+    pub max_speed_mps: f64,
+    /// Only objects inside this zone count (default: everywhere).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Score of one object at exactly the limit; faster and more objects score higher.
+    #[serde(default = "default_severity")]
+    pub severity: f64,
+    /// The object must stay above the limit this long before it counts (seconds).
+    #[serde(default = "default_speed_duration")]
+    pub min_duration_s: f64,
+    #[serde(default = "default_clear_after")]
+    pub clear_after_s: f64,
     #[serde(default = "default_update_every")]
     pub update_every_s: f64,
 }
@@ -527,6 +673,61 @@ fn default_clear_after() -> f64 {
 }
 fn default_update_every() -> f64 {
     5.0
+}
+fn default_loiter_dwell() -> f64 {
+    30.0
+}
+fn default_max_gap() -> f64 {
+    2.0
+}
+fn default_speed_duration() -> f64 {
+    0.5
+}
+
+/// `[tracker]` in a pipeline file: the per-camera multi-object tracker.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSettings {
+    /// Detections at or above this score start tracks and match first; weaker ones only
+    /// keep existing tracks alive.
+    pub high_score: f32,
+    /// Minimum IoU for a match of a confident detection.
+    pub match_iou: f32,
+    /// Minimum IoU for a match of a weak detection (second pass).
+    pub low_match_iou: f32,
+    /// Consecutive frames with a match before a track gets an id (birth).
+    pub min_hits: u32,
+    /// Frames a track survives without a match before it ends (death).
+    pub max_lost: u32,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        Self { high_score: 0.4, match_iou: 0.2, low_match_iou: 0.4, min_hits: 2, max_lost: 30 }
+    }
+}
+
+/// `[risk]` in a pipeline file: score → level thresholds and incident update pacing.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSettings {
+    /// Lowest score of each level; below `medium` is `low`.
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+    /// A material change (level, score by ≥ `score_step`, number of objects) must hold
+    /// this long before it is reported, so a flicker or a tracker id switch is silent.
+    pub settle_s: f64,
+    /// Two `incident.updated` of one incident are at least this far apart (seconds).
+    pub min_update_gap_s: f64,
+    /// Score change that counts as material.
+    pub score_step: f64,
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        Self { medium: 0.3, high: 0.6, critical: 0.85, settle_s: 1.0, min_update_gap_s: 2.0, score_step: 0.1 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

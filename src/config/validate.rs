@@ -298,24 +298,10 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         } else if !rule_ids.insert(r.id().to_string()) {
             iss.add(format!("{key}.id"), format!("rule id `{}` is used twice", r.id()), "give every rule a unique id");
         }
-        match r {
-            RuleConfig::Intrusion(r) => {
-                if !zone_ids.contains(r.zone.as_str()) && !p.zones.iter().any(|z| z.id == r.zone) {
-                    iss.add(format!("{key}.zone"), format!("no zone `{}` in this pipeline", r.zone), "name one of the [[zones]] ids");
-                }
-                if r.classes.is_empty() {
-                    iss.add(format!("{key}.classes"), "empty", "list the classes that must not enter, e.g. [\"person\"]");
-                }
-                check_classes(iss, format!("{key}.classes"), &r.classes);
-                if !(r.severity > 0.0 && r.severity <= 1.0) {
-                    iss.add(format!("{key}.severity"), format!("{} is outside (0, 1]", r.severity), "use e.g. 0.6");
-                }
-                for (name, v) in [("min_dwell_s", r.min_dwell_s), ("clear_after_s", r.clear_after_s), ("update_every_s", r.update_every_s)] {
-                    if !(v >= 0.0 && v.is_finite()) {
-                        iss.add(format!("{key}.{name}"), format!("{v} is not a duration ≥ 0"), "use seconds, e.g. 2.0");
-                    }
-                }
-            }
+        validate_rule(r, &key, &zone_ids, iss);
+        check_classes(iss, format!("{key}.classes"), r.common().classes);
+        if let RuleConfig::Proximity(pr) = r {
+            check_classes(iss, format!("{key}.near_classes"), &pr.near_classes);
         }
         let needs_geometry = p.cameras.iter().any(|c| c.calibration.is_none());
         if needs_geometry {
@@ -326,6 +312,8 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
             );
         }
     }
+    validate_tracker(&p.tracker, iss);
+    validate_risk(&p.risk, iss);
     if !(p.events.frame_summary_every_s >= 0.0) {
         iss.add("events.frame_summary_every_s", "must be ≥ 0", "use 0 (off) or seconds, e.g. 5");
     }
@@ -392,5 +380,102 @@ fn validate_source(source: &str, key: &str, iss: &mut Issues) {
             }
         }
         other => iss.add(key, format!("unsupported scheme `{other}`"), "use file://, rtsp://, rtsps://, http:// or https://"),
+    }
+}
+
+/// The checks of one `[[rules]]` entry beyond its id and class names.
+fn validate_rule(r: &RuleConfig, key: &str, zone_ids: &HashSet<&str>, iss: &mut Issues) {
+    let c = r.common();
+    if let Some(zone) = r.zone().filter(|z| !zone_ids.contains(z)) {
+        let mut known: Vec<&str> = zone_ids.iter().copied().collect();
+        known.sort();
+        iss.add(format!("{key}.zone"), format!("no zone `{zone}` in this pipeline"), format!("name one of the [[zones]] ids {known:?}"));
+    }
+    if c.classes.is_empty() {
+        iss.add(format!("{key}.classes"), "empty", "list the classes the rule is about, e.g. [\"person\"]");
+    }
+    if !(c.severity > 0.0 && c.severity <= 1.0) {
+        iss.add(format!("{key}.severity"), format!("{} is outside (0, 1]", c.severity), "use e.g. 0.6");
+    }
+    let duration = |iss: &mut Issues, name: &str, v: f64| {
+        if !(v >= 0.0 && v.is_finite() && v <= 86_400.0) {
+            iss.add(format!("{key}.{name}"), format!("{v} is not a duration in 0..=86400 s"), "use seconds, e.g. 2.0");
+        }
+    };
+    duration(iss, "clear_after_s", c.clear_after_s);
+    duration(iss, "update_every_s", c.update_every_s);
+    let positive = |iss: &mut Issues, name: &str, v: f64, example: &str| {
+        if !(v > 0.0 && v.is_finite() && v <= 10_000.0) {
+            iss.add(format!("{key}.{name}"), format!("{v} is not a positive number of metres (per second)"), format!("use e.g. {example}"));
+        }
+    };
+    match r {
+        RuleConfig::Intrusion(r) => duration(iss, "min_dwell_s", r.min_dwell_s),
+        RuleConfig::Proximity(r) => {
+            if r.near_classes.is_empty() {
+                iss.add(format!("{key}.near_classes"), "empty", "list the classes to keep away from, e.g. [\"truck\"] (or the same as `classes`)");
+            }
+            positive(iss, "distance_m", r.distance_m, "3.0");
+            duration(iss, "min_duration_s", r.min_duration_s);
+        }
+        RuleConfig::Crowding(r) => {
+            if r.min_count < 2 {
+                iss.add(format!("{key}.min_count"), format!("{} objects are no crowd", r.min_count), "use at least 2, e.g. 4");
+            }
+            if let Some(radius) = r.radius_m {
+                positive(iss, "radius_m", radius, "2.0");
+            }
+            if r.radius_m.is_none() && r.zone.is_none() {
+                iss.add(key.to_string(), "a crowding rule needs `radius_m` (objects close together), `zone` (objects in it), or both", "add radius_m = 2.0 or zone = \"…\"");
+            }
+            duration(iss, "min_duration_s", r.min_duration_s);
+        }
+        RuleConfig::Loitering(r) => {
+            duration(iss, "min_dwell_s", r.min_dwell_s);
+            if r.min_dwell_s == 0.0 {
+                iss.add(format!("{key}.min_dwell_s"), "0 s makes every visit loitering", "use the dwell that is suspicious, e.g. 30; for \"no entry at all\" use kind = \"intrusion\"");
+            }
+            duration(iss, "max_gap_s", r.max_gap_s);
+        }
+        RuleConfig::Speed(r) => {
+            positive(iss, "max_speed_mps", r.max_speed_mps, "2.5 (a brisk walk is ~1.8 m/s)");
+            duration(iss, "min_duration_s", r.min_duration_s);
+        }
+    }
+}
+
+fn validate_tracker(t: &TrackerSettings, iss: &mut Issues) {
+    if !(t.high_score > 0.0 && t.high_score < 1.0) {
+        iss.add("tracker.high_score", format!("{} is outside (0, 1)", t.high_score), "use e.g. 0.4 (above detector.score_threshold, or the second pass never runs)");
+    }
+    for (name, v) in [("match_iou", t.match_iou), ("low_match_iou", t.low_match_iou)] {
+        if !(v > 0.0 && v < 1.0) {
+            iss.add(format!("tracker.{name}"), format!("{v} is outside (0, 1)"), "use e.g. 0.2 (match_iou) or 0.4 (low_match_iou)");
+        }
+    }
+    if t.min_hits == 0 || t.min_hits > 100 {
+        iss.add("tracker.min_hits", format!("{} is outside 1..=100", t.min_hits), "use e.g. 2 (frames before a track gets an id)");
+    }
+    if t.max_lost > 10_000 {
+        iss.add("tracker.max_lost", format!("{} frames", t.max_lost), "use 0..=10000, e.g. 30 (frames a track survives unseen)");
+    }
+}
+
+fn validate_risk(r: &RiskSettings, iss: &mut Issues) {
+    let ok = |v: f64| v > 0.0 && v <= 1.0;
+    if !(ok(r.medium) && ok(r.high) && ok(r.critical) && r.medium < r.high && r.high < r.critical) {
+        iss.add(
+            "risk.medium / high / critical",
+            format!("{} / {} / {} are not increasing scores in (0, 1]", r.medium, r.high, r.critical),
+            "use increasing thresholds, e.g. medium = 0.3, high = 0.6, critical = 0.85",
+        );
+    }
+    for (name, v) in [("settle_s", r.settle_s), ("min_update_gap_s", r.min_update_gap_s)] {
+        if !(0.0..=3600.0).contains(&v) {
+            iss.add(format!("risk.{name}"), format!("{v} is not a duration in 0..=3600 s"), "use seconds, e.g. 1.0 (settle_s) or 2.0 (min_update_gap_s)");
+        }
+    }
+    if !(r.score_step > 0.0 && r.score_step <= 1.0) {
+        iss.add("risk.score_step", format!("{} is outside (0, 1]", r.score_step), "use e.g. 0.1");
     }
 }

@@ -69,7 +69,7 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
                 None => None,
             };
             let id: Arc<str> = Arc::from(cam.id.as_str());
-            let fp = serde_json::to_string(&(&p.name, cam, &p.zones, &p.rules, &p.events, opts.max_frames)).expect("config serialises");
+            let fp = serde_json::to_string(&(&p.name, cam, &p.zones, &p.rules, &p.events, opts.max_frames, (&p.tracker, &p.risk))).expect("config serialises");
             fingerprints.insert(id.clone(), fp);
             scenes.insert(
                 id.clone(),
@@ -82,6 +82,8 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
                         rules: p.rules.clone(),
                         classes: cam.classes.clone(),
                         summary_every_s: p.events.frame_summary_every_s,
+                        tracker: p.tracker.clone(),
+                        risk: p.risk.clone(),
                     },
                 ),
             );

@@ -38,6 +38,10 @@ pub struct SceneSettings {
     pub rules: Vec<crate::config::RuleConfig>,
     pub classes: Vec<String>,
     pub summary_every_s: f64,
+    /// The pipeline's `[tracker]` table.
+    pub tracker: TrackerConfig,
+    /// The pipeline's `[risk]` table.
+    pub risk: crate::config::RiskSettings,
 }
 
 fn secs(t: OffsetDateTime) -> f64 {
@@ -47,10 +51,10 @@ fn secs(t: OffsetDateTime) -> f64 {
 impl CameraScene {
     pub fn new(camera_id: Arc<str>, s: SceneSettings) -> Self {
         Self {
-            risk: RiskEngine::new(camera_id.clone(), &s.rules),
+            risk: RiskEngine::with_settings(camera_id.clone(), &s.rules, s.risk.clone()),
             camera_id,
             pipeline: s.pipeline,
-            tracker: Tracker::new(TrackerConfig::default()),
+            tracker: Tracker::new(s.tracker.clone()),
             geometry: s.geometry,
             zones: s.zones,
             classes: (!s.classes.is_empty()).then(|| s.classes.into_iter().collect()),
@@ -166,7 +170,7 @@ impl CameraScene {
             IncidentPhase::Updated => EventKind::IncidentUpdated,
             IncidentPhase::Closed => EventKind::IncidentClosed,
         };
-        let caption = caption::describe(kind, objects, &change.risk, Some(change.duration_s));
+        let caption = caption::describe_change(objects, &change);
         self.event(kind, Some(change.incident_id), at, info, objects.to_vec(), change.risk, caption, models)
     }
 

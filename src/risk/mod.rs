@@ -1,6 +1,20 @@
 //! Judging a scene: rules evaluated in world space, each active situation reported as
 //! one incident (opened → updated → closed) with a score, level, priority and reasons.
+//!
+//! **One situation is one incident, per rule and camera.** A rule reports at most one
+//! [`Reason`] per frame (all of its matching objects together); while that reason keeps
+//! coming back (gaps shorter than the rule's `clear_after_s` included) it is the same
+//! incident. Two rules that fire on the same person are two incidents, each explaining
+//! one thing, so an operator can close "speeding" without losing "in a restricted zone".
+//!
+//! **Score.** Every cause inside a reason (one object in a zone, one person too close to
+//! a truck, …) scores the rule's `severity` at the rule's threshold and more when it is
+//! worse; causes combine by noisy-OR, `1 − Π(1 − sᵢ)`: the probability that at least one
+//! of independent causes is real. A risk with several reasons combines them the same way.
+//! The level follows from the pipeline's `[risk]` thresholds, the priority from the level.
 
+pub mod presence;
+pub mod rules;
 pub mod zone;
 
 use std::collections::{BTreeSet, HashMap};
@@ -8,8 +22,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{IntrusionRule, RuleConfig};
+use crate::config::{RiskSettings, RuleConfig};
 use crate::geo::WorldPos;
+use rules::Rule;
 pub use zone::Zone;
 
 /// One object in one frame, as the scene stage sees it.
@@ -40,12 +55,18 @@ pub enum Level {
 }
 
 impl Level {
+    /// The level of a score under the default thresholds (0.3 / 0.6 / 0.85).
     pub fn from_score(score: f64) -> Self {
-        if score >= 0.85 {
+        Self::from_score_with(score, &RiskSettings::default())
+    }
+
+    /// The level of a score under a pipeline's `[risk]` thresholds.
+    pub fn from_score_with(score: f64, t: &RiskSettings) -> Self {
+        if score >= t.critical {
             Self::Critical
-        } else if score >= 0.6 {
+        } else if score >= t.high {
             Self::High
-        } else if score >= 0.3 {
+        } else if score >= t.medium {
             Self::Medium
         } else {
             Self::Low
@@ -91,15 +112,41 @@ impl Level {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Why a risk is what it is: one rule's active situation, with the measurements a
+/// caption (or an analyst) needs.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Reason {
+    /// Rule id.
     pub rule: String,
+    /// Rule kind: intrusion, proximity, crowding, loitering, speed.
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The tracks the situation is about, ascending.
     pub track_ids: Vec<u64>,
     pub score: f64,
     pub detail: String,
+    /// The class of those tracks when they all share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Proximity: the tracked objects they are too close to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near_track_ids: Vec<u64>,
+    /// Proximity: the class of those objects when they share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_class: Option<String>,
+    /// Longest time inside the zone (intrusion, loitering) or crowd age (crowding), s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dwell_s: Option<f64>,
+    /// Proximity: the smallest distance, m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_m: Option<f64>,
+    /// Speed: the fastest member, m/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mps: Option<f64>,
+    /// The rule's threshold: min dwell (s), distance or radius (m), speed (m/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,10 +158,16 @@ pub struct Risk {
 }
 
 impl Risk {
+    /// Noisy-OR of the reasons' scores, levels by the default thresholds.
     pub fn from_reasons(reasons: Vec<Reason>) -> Self {
-        let score = reasons.iter().map(|r| r.score).fold(0.0, f64::max);
-        let level = Level::from_score(score);
-        Self { score: round3(score), level, priority: level.priority(), reasons }
+        Self::from_reasons_with(reasons, &RiskSettings::default())
+    }
+
+    /// Noisy-OR of the reasons' scores, levels by a pipeline's `[risk]` thresholds.
+    pub fn from_reasons_with(reasons: Vec<Reason>, t: &RiskSettings) -> Self {
+        let score = round3(rules::noisy_or(reasons.iter().map(|r| r.score)));
+        let level = Level::from_score_with(score, t);
+        Self { score, level, priority: level.priority(), reasons }
     }
 
     pub fn none() -> Self {
@@ -122,7 +175,7 @@ impl Risk {
     }
 }
 
-fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
@@ -142,71 +195,8 @@ pub struct IncidentChange {
     pub risk: Risk,
     /// Seconds since the incident opened.
     pub duration_s: f64,
-}
-
-/// A rule's view of one frame: the active situation, if any.
-trait Rule: Send {
-    fn id(&self) -> &str;
-    fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason>;
-    fn clear_after_s(&self) -> f64;
-    fn update_every_s(&self) -> f64;
-}
-
-struct Intrusion {
-    cfg: IntrusionRule,
-    /// Track id → (time it was first seen inside, time it was last seen inside).
-    inside: HashMap<u64, (f64, f64)>,
-}
-
-/// A track that leaves the zone (or the tracker) for less than this keeps its dwell.
-const DWELL_GRACE_S: f64 = 1.0;
-
-impl Rule for Intrusion {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
-
-    fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
-        for o in objects {
-            let (Some(id), true) = (o.track_id, o.zones.iter().any(|z| *z == self.cfg.zone)) else { continue };
-            if !self.cfg.classes.iter().any(|c| **c == *o.class) {
-                continue;
-            }
-            let e = self.inside.entry(id).or_insert((t, t));
-            e.1 = t;
-        }
-        self.inside.retain(|_, (_, last)| t - *last <= DWELL_GRACE_S);
-        let mut active: Vec<(u64, f64)> = self
-            .inside
-            .iter()
-            .filter(|(_, (first, last))| *last == t && t - first >= self.cfg.min_dwell_s)
-            .map(|(id, (first, _))| (*id, t - first))
-            .collect();
-        if active.is_empty() {
-            return None;
-        }
-        active.sort_by_key(|(id, _)| *id);
-        let n = active.len();
-        let longest = active.iter().map(|(_, d)| *d).fold(0.0, f64::max);
-        let score = 1.0 - (1.0 - self.cfg.severity).powi(n as i32);
-        let what = plural(n, &self.cfg.classes.join("/"));
-        Some(Reason {
-            rule: self.cfg.id.clone(),
-            kind: "intrusion".into(),
-            zone: Some(self.cfg.zone.clone()),
-            track_ids: active.iter().map(|(id, _)| *id).collect(),
-            score: round3(score),
-            detail: format!("{what} inside restricted zone {} (longest {:.1} s)", self.cfg.zone, longest),
-        })
-    }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
-    }
+    /// Closed only: why (`clear`, `source ended`, `camera removed`, …).
+    pub why: Option<String>,
 }
 
 /// "1 person", "3 persons" — counts with the class name as configured.
@@ -214,36 +204,41 @@ pub fn plural(n: usize, class: &str) -> String {
     if n == 1 { format!("1 {class}") } else { format!("{n} {class}s") }
 }
 
+/// What an incident last told the world: an update is due when this changes materially.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reported {
+    level: Level,
+    score: f64,
+    members: usize,
+}
+
 struct OpenIncident {
     id: String,
     opened_t: f64,
     last_active_t: f64,
     last_emit_t: f64,
-    level: Level,
-    tracks: BTreeSet<u64>,
+    reported: Reported,
+    /// Since when the current state has differed materially from `reported`.
+    differs_since: Option<f64>,
     last_risk: Risk,
 }
-
-/// Minimum spacing of updates caused only by the number of objects changing (tracker
-/// noise at a zone's edge would otherwise flood operators).
-const MEMBERSHIP_UPDATE_MIN_S: f64 = 2.0;
 
 /// Rules and incidents for one camera.
 pub struct RiskEngine {
     camera_id: Arc<str>,
     rules: Vec<Box<dyn Rule>>,
+    settings: RiskSettings,
     open: HashMap<String, OpenIncident>,
 }
 
 impl RiskEngine {
+    /// Rules with the default `[risk]` settings.
     pub fn new(camera_id: Arc<str>, rules: &[RuleConfig]) -> Self {
-        let rules = rules
-            .iter()
-            .map(|r| match r {
-                RuleConfig::Intrusion(c) => Box::new(Intrusion { cfg: c.clone(), inside: HashMap::new() }) as Box<dyn Rule>,
-            })
-            .collect();
-        Self { camera_id, rules, open: HashMap::new() }
+        Self::with_settings(camera_id, rules, RiskSettings::default())
+    }
+
+    pub fn with_settings(camera_id: Arc<str>, rules: &[RuleConfig], settings: RiskSettings) -> Self {
+        Self { camera_id, rules: rules.iter().map(rules::build).collect(), settings, open: HashMap::new() }
     }
 
     pub fn has_rules(&self) -> bool {
@@ -255,37 +250,48 @@ impl RiskEngine {
     }
 
     /// Evaluates every rule on one frame at time `t` (seconds) and returns the incident
-    /// changes it causes.
+    /// changes it causes, in rule order.
+    ///
+    /// Updates: an open incident reports `incident.updated` when its level, its number
+    /// of members or its score (by `score_step`) differs from what it last reported, once
+    /// that difference has held for `settle_s` and the last report is `min_update_gap_s`
+    /// old; and, as a heartbeat, every `update_every_s` of the rule (0 = never). A
+    /// member replaced by another id (tracker id switch) is not a material change.
     pub fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Vec<IncidentChange> {
         let mut changes = Vec::new();
+        let s = &self.settings;
         for rule in &mut self.rules {
             let rule_id = rule.id().to_string();
             match (rule.evaluate(t, objects), self.open.get_mut(&rule_id)) {
                 (Some(reason), None) => {
-                    let risk = Risk::from_reasons(vec![reason]);
+                    let risk = Risk::from_reasons_with(vec![reason], s);
                     let id = crate::event::derive_id(&[self.camera_id.as_bytes(), rule_id.as_bytes(), &t.to_bits().to_le_bytes()]);
-                    let tracks = risk.reasons[0].track_ids.iter().copied().collect();
-                    changes.push(IncidentChange { phase: IncidentPhase::Opened, incident_id: id.clone(), rule_id: rule_id.clone(), risk: risk.clone(), duration_s: 0.0 });
-                    self.open.insert(rule_id, OpenIncident { id, opened_t: t, last_active_t: t, last_emit_t: t, level: risk.level, tracks, last_risk: risk });
+                    let reported = Reported { level: risk.level, score: risk.score, members: members(&risk) };
+                    changes.push(IncidentChange { phase: IncidentPhase::Opened, incident_id: id.clone(), rule_id: rule_id.clone(), risk: risk.clone(), duration_s: 0.0, why: None });
+                    self.open.insert(rule_id, OpenIncident { id, opened_t: t, last_active_t: t, last_emit_t: t, reported, differs_since: None, last_risk: risk });
                 }
                 (Some(reason), Some(inc)) => {
                     inc.last_active_t = t;
-                    let risk = Risk::from_reasons(vec![reason]);
-                    let tracks: BTreeSet<u64> = risk.reasons[0].track_ids.iter().copied().collect();
+                    let risk = Risk::from_reasons_with(vec![reason], s);
+                    let now = Reported { level: risk.level, score: risk.score, members: members(&risk) };
+                    let material = now.level != inc.reported.level
+                        || now.members != inc.reported.members
+                        || (now.score - inc.reported.score).abs() >= s.score_step - 1e-9;
+                    inc.differs_since = if material { Some(inc.differs_since.unwrap_or(t)) } else { None };
                     let since = t - inc.last_emit_t;
-                    let emit = risk.level != inc.level
-                        || (tracks.len() != inc.tracks.len() && since >= MEMBERSHIP_UPDATE_MIN_S)
-                        || since >= rule.update_every_s();
+                    let settled = inc.differs_since.is_some_and(|d| t - d >= s.settle_s - 1e-9);
+                    let heartbeat = rule.update_every_s() > 0.0 && since >= rule.update_every_s() - 1e-9;
+                    let emit = (settled && since >= s.min_update_gap_s - 1e-9) || heartbeat;
                     inc.last_risk = risk.clone();
                     if emit {
-                        inc.level = risk.level;
-                        inc.tracks = tracks;
+                        inc.reported = now;
+                        inc.differs_since = None;
                         inc.last_emit_t = t;
-                        changes.push(IncidentChange { phase: IncidentPhase::Updated, incident_id: inc.id.clone(), rule_id, risk, duration_s: t - inc.opened_t });
+                        changes.push(IncidentChange { phase: IncidentPhase::Updated, incident_id: inc.id.clone(), rule_id, risk, duration_s: t - inc.opened_t, why: None });
                     }
                 }
                 (None, Some(inc)) => {
-                    if t - inc.last_active_t >= rule.clear_after_s() {
+                    if t - inc.last_active_t >= rule.clear_after_s() - 1e-9 {
                         let inc = self.open.remove(&rule_id).expect("present");
                         changes.push(Self::closed(inc, rule_id, t, "clear"));
                     }
@@ -313,13 +319,19 @@ impl RiskEngine {
         for r in &mut risk.reasons {
             r.detail = format!("{}; closed: {why} after {:.1} s", r.detail, t - inc.opened_t);
         }
-        IncidentChange { phase: IncidentPhase::Closed, incident_id: inc.id, rule_id, risk, duration_s: t - inc.opened_t }
+        IncidentChange { phase: IncidentPhase::Closed, incident_id: inc.id, rule_id, risk, duration_s: t - inc.opened_t, why: Some(why.to_string()) }
     }
+}
+
+/// Distinct tracks behind a risk.
+fn members(risk: &Risk) -> usize {
+    risk.reasons.iter().flat_map(|r| r.track_ids.iter()).collect::<BTreeSet<_>>().len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::IntrusionRule;
 
     fn rule(min_dwell_s: f64) -> RuleConfig {
         RuleConfig::Intrusion(IntrusionRule {
@@ -367,6 +379,18 @@ mod tests {
         assert!(all[2].risk.reasons[0].detail.contains("closed: clear"));
     }
 
+    /// Runs frames at 10 fps from `from` to `to` (exclusive) with `objs(t)`.
+    fn run(e: &mut RiskEngine, from: f64, to: f64, objs: impl Fn(f64) -> Vec<SceneObject>) -> Vec<(f64, IncidentChange)> {
+        let mut out = Vec::new();
+        let mut i = (from * 10.0).round() as i64;
+        while (i as f64) < to * 10.0 - 1e-9 {
+            let t = i as f64 / 10.0;
+            out.extend(e.evaluate(t, &objs(t)).into_iter().map(|c| (t, c)));
+            i += 1;
+        }
+        out
+    }
+
     #[test]
     fn dwell_threshold_and_level_escalation() {
         let mut e = RiskEngine::new("cam".into(), &[rule(1.0)]);
@@ -375,12 +399,43 @@ mod tests {
         let c = e.evaluate(1.0, &[person(1, true)]);
         assert_eq!(phases(&c), vec![IncidentPhase::Opened]);
         assert_eq!(c[0].risk.priority, 2);
-        // A second and third person (after their own dwell) raise the level to critical.
-        e.evaluate(1.1, &[person(1, true), person(2, true), person(3, true)]);
-        let c = e.evaluate(2.2, &[person(1, true), person(2, true), person(3, true)]);
-        assert_eq!(phases(&c), vec![IncidentPhase::Updated]);
-        assert_eq!(c[0].risk.level, Level::Critical);
-        assert_eq!(c[0].risk.reasons[0].track_ids, vec![1, 2, 3]);
+        // A second and third person join at 1.1 s, count after their own dwell (2.1 s);
+        // the change is reported once it has held for settle_s (1 s): at 3.1 s.
+        let all = run(&mut e, 1.1, 4.5, |_| vec![person(1, true), person(2, true), person(3, true)]);
+        assert_eq!(all.len(), 1, "{all:?}");
+        let (t, c) = &all[0];
+        assert!((t - 3.1).abs() < 1e-9, "at {t}");
+        assert_eq!(c.phase, IncidentPhase::Updated);
+        assert_eq!(c.risk.level, Level::Critical);
+        assert_eq!(c.risk.reasons[0].track_ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_flicker_shorter_than_settle_s_is_not_reported() {
+        let mut e = RiskEngine::new("cam".into(), &[rule(0.0)]);
+        // Two people; one is missed by the detector for 0.5 s at 3 s.
+        let all = run(&mut e, 0.0, 4.9, |t| if (3.0..3.5).contains(&t) { vec![person(1, true)] } else { vec![person(1, true), person(2, true)] });
+        assert_eq!(phases(&all.into_iter().map(|x| x.1).collect::<Vec<_>>()), vec![IncidentPhase::Opened]);
+    }
+
+    #[test]
+    fn thresholds_come_from_the_risk_table() {
+        let strict = RiskSettings { medium: 0.1, high: 0.2, critical: 0.5, ..Default::default() };
+        let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], strict);
+        let c = e.evaluate(0.0, &[person(1, true)]);
+        assert_eq!((c[0].risk.level, c[0].risk.priority, c[0].risk.score), (Level::Critical, 1, 0.6));
+        let lax = RiskSettings { medium: 0.7, high: 0.8, critical: 0.9, ..Default::default() };
+        let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], lax);
+        let c = e.evaluate(0.0, &[person(1, true)]);
+        assert_eq!((c[0].risk.level, c[0].risk.priority), (Level::Low, 4));
+    }
+
+    #[test]
+    fn reasons_combine_by_noisy_or() {
+        let r = |s: f64| Reason { rule: "r".into(), kind: "k".into(), score: s, ..Default::default() };
+        assert_eq!(Risk::from_reasons(vec![r(0.5), r(0.5)]).score, 0.75);
+        assert_eq!(Risk::from_reasons(vec![r(0.6), r(0.5), r(0.2)]).score, 0.84);
+        assert_eq!(Risk::from_reasons(vec![]).score, 0.0);
     }
 
     #[test]

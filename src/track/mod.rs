@@ -3,33 +3,18 @@
 //! existing tracks alive), tentative → confirmed after consecutive hits, lost tracks
 //! kept for a while so an occluded object keeps its id.
 //!
-//! Association is greedy by IoU (highest first), class-aware.
+//! Association is an optimal assignment (Hungarian method, `assign`) on `1 − IoU`,
+//! class-aware, with the IoU floor as the cost limit.
 
+pub mod assign;
 pub mod kalman;
 
 use crate::detect::Detection;
 use crate::detect::nms::iou;
 use kalman::BoxKalman;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrackerConfig {
-    /// Detections at or above this score may start tracks and match in stage 1.
-    pub high_score: f32,
-    /// Minimum IoU for a stage-1 match (all tracks vs confident detections).
-    pub match_iou: f32,
-    /// Minimum IoU for a stage-2 match (recently seen tracks vs weak detections).
-    pub low_match_iou: f32,
-    /// Consecutive hits before a track is confirmed and gets reported.
-    pub min_hits: u32,
-    /// Frames a track survives without a match.
-    pub max_lost: u32,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        Self { high_score: 0.4, match_iou: 0.2, low_match_iou: 0.4, min_hits: 2, max_lost: 30 }
-    }
-}
+/// Birth/death ages and thresholds: the pipeline file's `[tracker]` table.
+pub use crate::config::TrackerSettings as TrackerConfig;
 
 #[derive(Debug, Clone)]
 struct Track {
@@ -80,9 +65,9 @@ impl Tracker {
         let high: Vec<usize> = (0..dets.len()).filter(|&i| dets[i].score >= self.cfg.high_score).collect();
         let low: Vec<usize> = (0..dets.len()).filter(|&i| dets[i].score < self.cfg.high_score).collect();
         let all_tracks: Vec<usize> = (0..self.tracks.len()).collect();
-        self.greedy(&high, &all_tracks, self.cfg.match_iou, dets, &mut det_track, &mut track_used);
+        self.associate(&high, &all_tracks, self.cfg.match_iou, dets, &mut det_track, &mut track_used);
         let recent: Vec<usize> = (0..self.tracks.len()).filter(|&t| !track_used[t] && self.tracks[t].lost == 0).collect();
-        self.greedy(&low, &recent, self.cfg.low_match_iou, dets, &mut det_track, &mut track_used);
+        self.associate(&low, &recent, self.cfg.low_match_iou, dets, &mut det_track, &mut track_used);
 
         for (d, slot) in det_track.iter().enumerate() {
             if let Some(t) = *slot {
@@ -148,7 +133,10 @@ impl Tracker {
         out
     }
 
-    fn greedy(
+    /// Optimal one-to-one matching of the free detections `det_idx` to the free
+    /// tracks `track_idx` on `1 − IoU`; pairs below `min_iou` or of different classes
+    /// never match.
+    fn associate(
         &self,
         det_idx: &[usize],
         track_idx: &[usize],
@@ -157,27 +145,31 @@ impl Tracker {
         det_track: &mut [Option<usize>],
         track_used: &mut [bool],
     ) {
-        let mut pairs = Vec::new();
-        for &d in det_idx {
-            if det_track[d].is_some() {
-                continue;
-            }
-            for &t in track_idx {
-                if track_used[t] || self.tracks[t].class_id != dets[d].class_id {
-                    continue;
-                }
-                let v = iou(&dets[d].bbox, &self.tracks[t].kf.bbox());
-                if v >= min_iou {
-                    pairs.push((v, d, t));
-                }
-            }
+        let rows: Vec<usize> = det_idx.iter().copied().filter(|&d| det_track[d].is_none()).collect();
+        let cols: Vec<usize> = track_idx.iter().copied().filter(|&t| !track_used[t]).collect();
+        if rows.is_empty() || cols.is_empty() {
+            return;
         }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        for (_, d, t) in pairs {
-            if det_track[d].is_none() && !track_used[t] {
-                det_track[d] = Some(t);
-                track_used[t] = true;
-            }
+        let boxes: Vec<[f32; 4]> = cols.iter().map(|&t| self.tracks[t].kf.bbox()).collect();
+        let cost: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|&d| {
+                cols.iter()
+                    .zip(&boxes)
+                    .map(|(&t, b)| {
+                        if self.tracks[t].class_id != dets[d].class_id {
+                            return assign::FORBIDDEN;
+                        }
+                        let v = iou(&dets[d].bbox, b);
+                        if v >= min_iou && v > 0.0 { 1.0 - v as f64 } else { assign::FORBIDDEN }
+                    })
+                    .collect()
+            })
+            .collect();
+        // The limit sits just above the largest allowed cost so that `v == min_iou` matches.
+        for (r, c) in assign::assign(&cost, 1.0 - min_iou as f64 + 1e-9) {
+            det_track[rows[r]] = Some(cols[c]);
+            track_used[cols[c]] = true;
         }
     }
 }
@@ -238,5 +230,88 @@ mod tests {
             tr.update(&[]);
         }
         assert!(tr.is_empty());
+    }
+
+    fn boxed(class_id: usize, score: f32, x: f32, y: f32) -> Detection {
+        Detection { class_id, class: Arc::from("c"), score, bbox: [x, y, x + 20.0, y + 40.0] }
+    }
+
+    #[test]
+    fn crossing_objects_keep_their_ids() {
+        // Two people walk towards each other along almost the same line, overlapping
+        // heavily (IoU up to 0.6) for several frames while they pass.
+        let mut tr = Tracker::new(TrackerConfig::default());
+        let mut first = None;
+        for f in 0..60 {
+            let a = 4.0 * f as f32;
+            let b = 236.0 - 4.0 * f as f32;
+            // Listed in a different order every other frame: ids must follow boxes, not slots.
+            let (dets, swap) = if f % 2 == 0 {
+                (vec![boxed(0, 0.9, a, 100.0), boxed(0, 0.9, b, 110.0)], false)
+            } else {
+                (vec![boxed(0, 0.9, b, 110.0), boxed(0, 0.9, a, 100.0)], true)
+            };
+            let out = tr.update(&dets);
+            let (ia, ib) = if swap { (out[1].track_id, out[0].track_id) } else { (out[0].track_id, out[1].track_id) };
+            if f >= 1 {
+                let (ia, ib) = (ia.expect("confirmed"), ib.expect("confirmed"));
+                let (fa, fb) = *first.get_or_insert((ia, ib));
+                assert_eq!((ia, ib), (fa, fb), "frame {f}: ids swapped or changed");
+            }
+        }
+        assert_ne!(first.unwrap().0, first.unwrap().1);
+    }
+
+    #[test]
+    fn occlusion_shorter_than_max_lost_keeps_the_id_longer_does_not() {
+        for (gap, same) in [(8u32, true), (12, false)] {
+            let mut tr = Tracker::new(TrackerConfig { max_lost: 10, ..Default::default() });
+            let mut id = None;
+            let mut f = 0;
+            // Walks right at 3 px per frame, hidden for `gap` frames, then seen again
+            // where it should be by then.
+            while f < 15 {
+                id = tr.update(&[boxed(0, 0.9, 3.0 * f as f32, 50.0)])[0].track_id.or(id);
+                f += 1;
+            }
+            for _ in 0..gap {
+                tr.update(&[]);
+                f += 1;
+            }
+            let mut again = None;
+            for _ in 0..3 {
+                again = tr.update(&[boxed(0, 0.9, 3.0 * f as f32, 50.0)])[0].track_id.or(again);
+                f += 1;
+            }
+            assert_eq!(again == id, same, "gap {gap}: before {id:?}, after {again:?}");
+            assert!(again.is_some());
+        }
+    }
+
+    #[test]
+    fn low_score_boxes_keep_tracks_alive_but_never_start_one() {
+        let cfg = TrackerConfig { max_lost: 2, ..Default::default() };
+        // Never start: weak boxes for many frames create no track and no id.
+        let mut tr = Tracker::new(cfg.clone());
+        for f in 0..20 {
+            assert_eq!(tr.update(&[boxed(0, 0.2, f as f32, 0.0)])[0].track_id, None);
+        }
+        assert!(tr.is_empty());
+        // Keep alive: a confirmed track fed only weak boxes for 10 frames (far longer
+        // than max_lost = 2) keeps its id.
+        let mut tr = Tracker::new(cfg);
+        tr.update(&[boxed(0, 0.9, 0.0, 0.0)]);
+        let id = tr.update(&[boxed(0, 0.9, 1.0, 0.0)])[0].track_id.unwrap();
+        for f in 2..12 {
+            assert_eq!(tr.update(&[boxed(0, 0.25, f as f32, 0.0)])[0].track_id, Some(id), "frame {f}");
+        }
+        assert_eq!(tr.update(&[boxed(0, 0.9, 12.0, 0.0)])[0].track_id, Some(id));
+    }
+
+    #[test]
+    fn min_hits_delays_birth() {
+        let mut tr = Tracker::new(TrackerConfig { min_hits: 4, ..Default::default() });
+        let ids: Vec<Option<u64>> = (0..5).map(|f| tr.update(&[boxed(0, 0.9, f as f32, 0.0)])[0].track_id).collect();
+        assert_eq!(ids, vec![None, None, None, Some(1), Some(1)]);
     }
 }

@@ -92,6 +92,7 @@ fn gate_camera() -> CameraContext {
             clear_after_s: 1.0,
             update_every_s: 5.0,
         })],
+        risk: Default::default(),
         classes: None,
     }
 }

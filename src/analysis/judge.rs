@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::caption;
-use crate::config::{LoadedConfig, RuleConfig};
+use crate::config::{LoadedConfig, RiskSettings, RuleConfig};
 use crate::event::{Event, EventKind};
 use crate::geo::CameraGeometry;
 use crate::risk::{Risk, RiskEngine, Zone};
@@ -18,6 +18,8 @@ pub struct CameraContext {
     pub geometry: Option<CameraGeometry>,
     pub zones: Arc<Vec<Zone>>,
     pub rules: Vec<RuleConfig>,
+    /// The pipeline's level thresholds.
+    pub risk: RiskSettings,
     pub classes: Option<HashSet<String>>,
 }
 
@@ -41,6 +43,7 @@ impl CameraContexts {
                         geometry,
                         zones: zones.clone(),
                         rules: p.rules.clone(),
+                        risk: p.risk.clone(),
                         classes: (!cam.classes.is_empty()).then(|| cam.classes.iter().cloned().collect()),
                     },
                 );
@@ -77,10 +80,10 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
             None => Vec::new(),
         };
     }
-    let mut engine = RiskEngine::new(Arc::from(cam.id.as_str()), &cam.rules);
+    let mut engine = RiskEngine::with_settings(Arc::from(cam.id.as_str()), &cam.rules, cam.risk.clone());
     let t = event.captured_at.unix_timestamp_nanos() as f64 / 1e9;
     let reasons: Vec<_> = engine.evaluate(t, &event.objects).into_iter().flat_map(|c| c.risk.reasons).collect();
-    event.risk = if reasons.is_empty() { Risk::none() } else { Risk::from_reasons(reasons) };
+    event.risk = if reasons.is_empty() { Risk::none() } else { Risk::from_reasons_with(reasons, &cam.risk) };
     event.pipeline = cam.pipeline.clone();
     event.caption = caption::describe(EventKind::FrameAnalyzed, &event.objects, &event.risk, None);
 }
@@ -120,6 +123,7 @@ mod tests {
                 clear_after_s: 1.0,
                 update_every_s: 5.0,
             })],
+            risk: RiskSettings::default(),
             classes: Some(["person".to_string()].into_iter().collect()),
         };
         let mut ev = crate::event::sample_event("upload", 1_700_000_000_000, EventKind::FrameAnalyzed);

@@ -290,7 +290,7 @@ fn calibrate_points(path: &std::path::Path) -> Result<()> {
 fn calibrate_one(label: &str, cal: &config::CalibrationConfig, max_error_m: Option<f64>, origin: Option<&config::OriginConfig>) -> Result<(), argus::geo::CalibrationError> {
     use argus::geo::calibrate;
     let fit = argus::geo::fit_points(cal)?;
-    let verdict = fit.check(cal.max_error_m);
+    let verdict = fit.check(cal.max_error_m, cal.max_outliers);
     print!("{}", calibrate::report(label, cal, &fit, &verdict));
     if verdict.is_ok() {
         println!("\n{}", calibrate::snippet(cal, &fit, max_error_m, origin));

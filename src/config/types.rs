@@ -411,6 +411,11 @@ pub struct CalibrationConfig {
     /// Refuse the calibration when the mean reprojection error exceeds this (metres).
     #[serde(default = "default_max_error_m")]
     pub max_error_m: f64,
+    /// Pairs RANSAC may leave out (further than 2 × max_error_m from the fit of the
+    /// others) before the calibration is refused: 0 makes every mistyped pair an error
+    /// that names it. Never more than half the pairs.
+    #[serde(default)]
+    pub max_outliers: usize,
     /// Intrinsics in pixels, `[fx, fy, cx, cy]` or the 3×3 matrix as 9 values row by row:
     /// with `distortion`, image points are undistorted before the homography.
     #[serde(default, skip_serializing_if = "Option::is_none")]

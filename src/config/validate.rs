@@ -277,6 +277,18 @@ fn validate_calibration(cal: &CalibrationConfig, ck: &str, iss: &mut Issues) {
         iss.add(format!("{ck}.{k}"), format!("point {i} is not a pair of finite numbers"), "write each point as [x, y]");
         return;
     }
+    if cal.image_points.len() != cal.world_points.len() {
+        iss.add(
+            format!("{ck}.world_points"),
+            format!("{} image points but {} world points", cal.image_points.len(), cal.world_points.len()),
+            "list the same reference points in both, in the same order",
+        );
+        return;
+    }
+    if cal.image_points.len() < 4 {
+        iss.add(format!("{ck}.image_points"), format!("{} point pairs; a homography needs at least 4", cal.image_points.len()), "measure at least 4 ground points (6+ is better)");
+        return;
+    }
     if let Err(e) = crate::geo::fit_calibration(cal) {
         iss.add(format!("{ck}.{}", e.key()), e.to_string(), e.fix());
     }

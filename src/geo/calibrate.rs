@@ -21,6 +21,8 @@ pub struct PointsFile {
     /// When absent, the fit is judged against the default limit and the snippet suggests
     /// one from the errors measured.
     pub max_error_m: Option<f64>,
+    #[serde(default)]
+    pub max_outliers: usize,
     pub camera_matrix: Option<Vec<f64>>,
     pub distortion: Option<Vec<f64>>,
     pub origin: Option<OriginConfig>,
@@ -48,6 +50,7 @@ impl PointsFile {
             image_points: self.image_points.clone(),
             world_points: self.world_points.clone(),
             max_error_m: self.max_error_m.unwrap_or(DEFAULT_MAX_ERROR_M),
+            max_outliers: self.max_outliers,
             camera_matrix: self.camera_matrix.clone(),
             distortion: self.distortion.clone(),
         }
@@ -122,6 +125,9 @@ pub fn snippet(cal: &CalibrationConfig, fit: &CalibrationFit, max_error_m: Optio
     let _ = writeln!(s, "image_points = {}", pairs(&keep(&cal.image_points)));
     let _ = writeln!(s, "world_points = {}", pairs(&keep(&cal.world_points)));
     let _ = writeln!(s, "max_error_m = {}", num(max_error_m.unwrap_or_else(|| suggested_max_error_m(fit))));
+    if cal.max_outliers > 0 {
+        let _ = writeln!(s, "max_outliers = {}", cal.max_outliers);
+    }
     if let Some(m) = &cal.camera_matrix {
         let _ = writeln!(s, "camera_matrix = {}", list(m));
     }

@@ -47,7 +47,7 @@ pub struct CameraGeometry {
     pub origin: Option<GeoOrigin>,
     /// Error over the points the fit kept.
     pub fit: Reprojection,
-    /// `opencv-ransac` or `dlt`.
+    /// `opencv-ransac` or `ransac` (pure Rust).
     pub method: &'static str,
     pub inliers: usize,
     /// Sign of the homography's w on the calibrated ground: pixels with the other sign
@@ -65,17 +65,23 @@ pub enum CalibrationError {
     NotUndistortable { index: usize, px: [f64; 2] },
     #[error("mean reprojection error {mean:.3} m exceeds max_error_m = {limit} m (worst point {max:.3} m)")]
     TooInaccurate { mean: f64, max: f64, limit: f64 },
-    #[error("only {kept} of {total} point pairs agree with one homography (RANSAC outliers: {outliers:?})")]
-    TooManyOutliers { kept: usize, total: usize, outliers: Vec<usize> },
+    #[error("only {kept} of {total} point pairs agree with one homography within {threshold:.2} m (2 × max_error_m): the pairs are too noisy or too many are mistyped")]
+    NoConsensus { kept: usize, total: usize, threshold: f64 },
+    #[error("{} of {total} point pairs do not fit the homography of the others (max_outliers = {allowed}): {}", outliers.len(), describe_outliers(outliers))]
+    TooManyOutliers { total: usize, allowed: usize, outliers: Vec<(usize, f64)> },
     #[error("OpenCV could not fit a homography: {0}")]
     OpenCv(String),
+}
+
+fn describe_outliers(o: &[(usize, f64)]) -> String {
+    o.iter().map(|(i, e)| format!("pair {i} is {e:.2} m off")).collect::<Vec<_>>().join(", ")
 }
 
 impl CalibrationError {
     /// The `[cameras.calibration]` key to look at.
     pub fn key(&self) -> &'static str {
         match self {
-            Self::Fit(FitError::LengthMismatch(..)) | Self::TooManyOutliers { .. } => "world_points",
+            Self::Fit(FitError::LengthMismatch(..)) | Self::TooManyOutliers { .. } | Self::NoConsensus { .. } => "world_points",
             Self::Fit(_) | Self::OpenCv(_) => "image_points",
             Self::Lens(e) => e.key(),
             Self::NotUndistortable { .. } => "distortion",
@@ -92,7 +98,8 @@ impl CalibrationError {
             Self::Lens(e) => e.fix(),
             Self::NotUndistortable { .. } => "check that camera_matrix and distortion belong to this camera at this resolution",
             Self::TooInaccurate { .. } => "run `argus calibrate` to see each point's error: re-measure the worst (a pair is probably swapped or mistyped), or raise max_error_m",
-            Self::TooManyOutliers { .. } => "run `argus calibrate` to see which pairs disagree, and re-measure or remove them",
+            Self::NoConsensus { .. } => "run `argus calibrate` to see each pair's error; re-measure the points (same order in both lists, east then north), or raise max_error_m if the ground truth is coarse",
+            Self::TooManyOutliers { .. } => "re-measure those pairs (counted from 0; a swapped or mistyped coordinate?) or remove them; `argus calibrate` shows every pair's error",
         }
     }
 }
@@ -103,11 +110,11 @@ impl CalibrationError {
 pub struct CalibrationFit {
     pub homography: Homography,
     pub lens: Option<Lens>,
-    /// `opencv-ransac` or `dlt`.
+    /// `opencv-ransac` or `ransac` (pure Rust).
     pub method: &'static str,
     /// Image points after undistortion (as given without a lens).
     pub undistorted: Vec<[f64; 2]>,
-    /// Whether the fit kept each pair (RANSAC inlier; all for the DLT).
+    /// Whether the fit kept each pair (RANSAC inlier).
     pub inlier: Vec<bool>,
     /// World distance between where each image point maps and its world point (metres).
     pub errors: Vec<f64>,
@@ -120,13 +127,17 @@ impl CalibrationFit {
         self.inlier.iter().filter(|k| **k).count()
     }
 
-    /// Refused when fewer than half the pairs agree, or the mean error over the kept
-    /// ones exceeds `limit`.
-    pub fn check(&self, limit: f64) -> Result<(), CalibrationError> {
+    /// Refused when no majority of the pairs agrees on one homography, when more than
+    /// `max_outliers` pairs were left out, or when the mean error over the kept ones
+    /// exceeds `limit`.
+    pub fn check(&self, limit: f64, max_outliers: usize) -> Result<(), CalibrationError> {
         let (kept, total) = (self.inliers(), self.inlier.len());
         if kept < 4 || kept * 2 < total {
-            let outliers = self.inlier.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i).collect();
-            return Err(CalibrationError::TooManyOutliers { kept, total, outliers });
+            return Err(CalibrationError::NoConsensus { kept, total, threshold: ransac_threshold(limit) });
+        }
+        if total - kept > max_outliers {
+            let outliers = self.inlier.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| (i, self.errors[i])).collect();
+            return Err(CalibrationError::TooManyOutliers { total, allowed: max_outliers, outliers });
         }
         if !(self.fit.mean <= limit) {
             return Err(CalibrationError::TooInaccurate { mean: self.fit.mean, max: self.fit.max, limit });
@@ -135,8 +146,14 @@ impl CalibrationFit {
     }
 }
 
-/// Undistorts the image points and fits the homography: OpenCV RANSAC when built with
-/// `opencv` (inlier distance 2 × `max_error_m` in world metres), else the normalised DLT.
+/// A pair further than this from the fit is an outlier: twice the mean error allowed.
+fn ransac_threshold(max_error_m: f64) -> f64 {
+    2.0 * max_error_m.max(0.005)
+}
+
+/// Undistorts the image points and fits the homography by RANSAC (inlier distance
+/// 2 × `max_error_m` in world metres): OpenCV's when built with `opencv`, else
+/// [`homography::fit_ransac`].
 pub fn fit_points(cal: &CalibrationConfig) -> Result<CalibrationFit, CalibrationError> {
     let lens = Lens::from_config(cal.camera_matrix.as_deref(), cal.distortion.as_deref())?;
     let undistorted: Vec<[f64; 2]> = match &lens {
@@ -153,12 +170,16 @@ pub fn fit_points(cal: &CalibrationConfig) -> Result<CalibrationFit, Calibration
     let dlt = Homography::fit_dlt(&undistorted, world)?;
     #[cfg(feature = "opencv")]
     let (homography, method, inlier) = {
-        let (h, keep) = opencv_fit::find_homography_ransac(&undistorted, world, 2.0 * cal.max_error_m.max(0.01)).map_err(CalibrationError::OpenCv)?;
+        let (h, keep) = opencv_fit::find_homography_ransac(&undistorted, world, ransac_threshold(cal.max_error_m)).map_err(CalibrationError::OpenCv)?;
         let _ = dlt;
         (h, "opencv-ransac", keep)
     };
     #[cfg(not(feature = "opencv"))]
-    let (homography, method, inlier) = (dlt, "dlt", vec![true; undistorted.len()]);
+    let (homography, method, inlier) = {
+        let _ = dlt;
+        let (h, keep) = homography::fit_ransac(&undistorted, world, ransac_threshold(cal.max_error_m))?;
+        (h, "ransac", keep)
+    };
     let errors: Vec<f64> = undistorted
         .iter()
         .zip(world)
@@ -172,7 +193,7 @@ pub fn fit_points(cal: &CalibrationConfig) -> Result<CalibrationFit, Calibration
 /// Fits and judges a calibration, as start-up and `argus check` do.
 pub fn fit_calibration(cal: &CalibrationConfig) -> Result<CalibrationFit, CalibrationError> {
     let f = fit_points(cal)?;
-    f.check(cal.max_error_m)?;
+    f.check(cal.max_error_m, cal.max_outliers)?;
     Ok(f)
 }
 

@@ -197,8 +197,17 @@ pub fn fit_ransac(image: &[[f64; 2]], world: &[[f64; 2]], threshold: f64) -> Res
             try_subset(idx, &mut best);
         }
     }
-    // Refit on the consensus until it stops changing.
-    let (mut h, _) = best;
+    Ok(refine_consensus(image, world, best.0, threshold))
+}
+
+/// Refits by DLT on the pairs within `threshold` of `h`, then re-evaluates which pairs
+/// are within it, until that stops changing: a minimal-sample model passes exactly
+/// through its 4 pairs, so their noise alone can push good pairs out of its consensus.
+pub fn refine_consensus(image: &[[f64; 2]], world: &[[f64; 2]], h: Homography, threshold: f64) -> (Homography, Vec<bool>) {
+    let errors = |h: &Homography| -> Vec<f64> {
+        image.iter().zip(world).map(|(i, w)| h.apply(*i).map_or(f64::INFINITY, |p| (p[0] - w[0]).hypot(p[1] - w[1]))).collect()
+    };
+    let mut h = h;
     let mut keep: Vec<bool> = errors(&h).iter().map(|e| *e <= threshold).collect();
     for _ in 0..5 {
         let (ki, kw): (Vec<[f64; 2]>, Vec<[f64; 2]>) = image.iter().zip(world).zip(&keep).filter(|(_, k)| **k).map(|((i, w), _)| (*i, *w)).unzip();
@@ -213,7 +222,7 @@ pub fn fit_ransac(image: &[[f64; 2]], world: &[[f64; 2]], threshold: f64) -> Res
         }
         keep = next_keep;
     }
-    Ok((h, keep))
+    (h, keep)
 }
 
 fn mul(a: &Homography, b: &Homography) -> Homography {

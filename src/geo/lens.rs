@@ -211,7 +211,6 @@ impl Lens {
 #[cfg(feature = "opencv")]
 pub fn opencv_undistort(lens: &Lens, px: &[[f64; 2]]) -> Result<Vec<[f64; 2]>, String> {
     use opencv::core::{Mat, Point2d, TermCriteria, TermCriteria_Type, Vector, no_array};
-    use opencv::prelude::*;
     let k = &lens.k;
     let km = Mat::from_slice_2d(&[[k.fx, 0.0, k.cx], [0.0, k.fy, k.cy], [0.0, 0.0, 1.0]]).map_err(|e| e.to_string())?;
     let d: Vector<f64> = lens.dist[..lens.n_dist.max(4)].iter().copied().collect();

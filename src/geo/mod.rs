@@ -170,8 +170,15 @@ pub fn fit_points(cal: &CalibrationConfig) -> Result<CalibrationFit, Calibration
     let dlt = Homography::fit_dlt(&undistorted, world)?;
     #[cfg(feature = "opencv")]
     let (homography, method, inlier) = {
-        let (h, keep) = opencv_fit::find_homography_ransac(&undistorted, world, ransac_threshold(cal.max_error_m)).map_err(CalibrationError::OpenCv)?;
-        let _ = dlt;
+        let threshold = ransac_threshold(cal.max_error_m);
+        let (h, _) = opencv_fit::find_homography_ransac(&undistorted, world, threshold).map_err(CalibrationError::OpenCv)?;
+        // Like the pure-Rust RANSAC, the least-squares fit of all pairs is a candidate
+        // too: when noise is near the threshold it keeps more pairs than any exact
+        // 4-point model, and both builds should judge a calibration alike.
+        let ransac = homography::refine_consensus(&undistorted, world, h, threshold);
+        let all = homography::refine_consensus(&undistorted, world, dlt, threshold);
+        let count = |k: &[bool]| k.iter().filter(|k| **k).count();
+        let (h, keep) = if count(&all.1) > count(&ransac.1) { all } else { ransac };
         (h, "opencv-ransac", keep)
     };
     #[cfg(not(feature = "opencv"))]

@@ -264,7 +264,7 @@ fn calibrate(path: Option<PathBuf>, only: Option<String>) -> Result<()> {
                 println!("camera {} ({}): {how}\n", cam.id, file.display());
                 continue;
             };
-            let label = format!("{} ({})", cam.id, file.display());
+            let label = format!("camera {} ({})", cam.id, file.display());
             if let Err(e) = calibrate_one(&label, cal, Some(cal.max_error_m), cam.origin.as_ref()) {
                 refused.push(format!("{}: camera `{}`: cameras.calibration.{}: {e} (fix: {})", file.display(), cam.id, e.key(), e.fix()));
             }
@@ -282,7 +282,7 @@ fn calibrate(path: Option<PathBuf>, only: Option<String>) -> Result<()> {
 fn calibrate_points(path: &std::path::Path) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let pts = argus::geo::calibrate::PointsFile::parse(path, &text).map_err(|e| anyhow!(e))?;
-    calibrate_one(&path.display().to_string(), &pts.calibration(), pts.max_error_m, pts.origin.as_ref())
+    calibrate_one(&format!("points file {}", path.display()), &pts.calibration(), pts.max_error_m, pts.origin.as_ref())
         .map_err(|e| anyhow!("{}: {}: {e} (fix: {})", path.display(), e.key(), e.fix()))
 }
 

@@ -525,3 +525,31 @@ fn opencv_and_pure_rust_ransac_agree_on_outliers() {
     let q = cam.project([1.0, 15.0]).unwrap();
     assert!(dist(hc.apply(q).unwrap(), hr.apply(q).unwrap()) < 0.01);
 }
+
+// ------------------------------------------------------------------ the command line
+
+#[test]
+fn argus_calibrate_prints_the_fit_and_a_snippet_or_refuses() {
+    use std::process::Command;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["calibrate", "--camera", "plaza"]).current_dir(root).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("camera plaza (pipelines/demo.toml)") && text.contains("7 of 7 point pairs kept") && text.contains("accepted"), "{text}");
+    assert!(text.contains("homography (image px → world m") && text.contains("[cameras.calibration]\nimage_points = "), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pts = dir.path().join("pts.toml");
+    // The demo's pairs with pair 4 mistyped by 10 m.
+    std::fs::write(
+        &pts,
+        "image_points = [[40, 560], [730, 560], [60, 260], [720, 250], [384, 400], [200, 180], [600, 180]]\n\
+         world_points = [[-6.28, 7.3], [6.31, 7.3], [-9.23, 16.65], [9.75, 17.15], [10.0, 11.25], [-6.16, 21.24], [7.24, 21.24]]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["calibrate", "--points"]).arg(&pts).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("outlier (not used)") && !stdout.contains("[cameras.calibration]"), "{stdout}");
+    assert!(stderr.contains("world_points: 1 of 7 point pairs do not fit") && stderr.contains("pair 4 is 10.00 m off") && stderr.contains("fix:"), "{stderr}");
+}

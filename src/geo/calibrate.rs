@@ -77,12 +77,13 @@ fn list(v: &[f64]) -> String {
     format!("[{}]", v.iter().map(|x| num(*x)).collect::<Vec<_>>().join(", "))
 }
 
-/// The fit as text: method, homography, error summary and one line per point pair.
+/// The fit as text (headed by `label`, e.g. "camera plaza"): method, homography, error
+/// summary and one line per point pair.
 /// `verdict` is the outcome of [`CalibrationFit::check`].
-pub fn report(camera: &str, cal: &CalibrationConfig, fit: &CalibrationFit, verdict: &Result<(), CalibrationError>) -> String {
+pub fn report(label: &str, cal: &CalibrationConfig, fit: &CalibrationFit, verdict: &Result<(), CalibrationError>) -> String {
     let mut s = String::new();
     let h = fit.homography.0;
-    let _ = writeln!(s, "camera {camera}: {} fit, {} of {} point pairs kept", fit.method, fit.inliers(), fit.inlier.len());
+    let _ = writeln!(s, "{label}: {} fit, {} of {} point pairs kept", fit.method, fit.inliers(), fit.inlier.len());
     let what = if fit.lens.is_some() { "undistorted image px" } else { "image px" };
     let _ = writeln!(s, "  homography ({what} → world m, row by row):");
     for r in 0..3 {
@@ -96,7 +97,7 @@ pub fn report(camera: &str, cal: &CalibrationConfig, fit: &CalibrationFit, verdi
     if fit.inlier.len() == 4 {
         let _ = writeln!(s, "  note: 4 pairs always fit exactly, so the error says nothing; measure 6 or more");
     }
-    let _ = writeln!(s, "  {:>3}  {:>20}  {:>22}  {:>22}  {:>8}", "#", "image px", "→ world m", "measured m", "error m");
+    let _ = writeln!(s, "  {:>3}  {:<20}  {:<22}  {:<22}  {:>8}", "#", "image px", "→ world m (fit)", "world m (measured)", "error m");
     for (i, ((img, w), e)) in cal.image_points.iter().zip(&cal.world_points).zip(&fit.errors).enumerate() {
         let mapped = fit.homography.apply(fit.undistorted[i]).unwrap_or([f64::NAN; 2]);
         let flag = if fit.inlier[i] { "" } else { "  outlier (not used)" };

@@ -427,6 +427,9 @@ world_points = [[0, 0], [1, 0], [1, 1], [0, 1]]
 brokers = "127.0.0.1:9092"
 topic = "frames"
 group_id = "argus"
+[[zones]]
+id = "pad"
+polygon = [[0, 0], [10, 0], [10, 10]]
 "#
     .to_string();
     let read = move |_: &Path| Ok(pipeline.clone());
@@ -436,8 +439,10 @@ group_id = "argus"
     let has = |key: &str, text: &str| list.iter().any(|i| i.key == key && i.problem.contains(text) && !i.fix.is_empty());
     assert!(has("cameras[1].drone", "not both"), "{list:?}");
     assert!(has("cameras[1].drone.max_range_m", "not > 0"), "{list:?}");
+    // Zones need a fixed world frame: the first camera has no origin.
+    assert!(has("cameras[0].origin", "first reports its position"), "{list:?}");
     // (Builds without the `kafka` feature also say so about both cameras.)
-    assert!(!list.iter().any(|i| i.key.starts_with("cameras[0]") && !i.problem.contains("no Kafka support")), "{list:?}");
+    assert!(!list.iter().any(|i| i.key.starts_with("cameras[0]") && !i.problem.contains("no Kafka support") && i.key != "cameras[0].origin"), "{list:?}");
 }
 
 #[test]

@@ -201,6 +201,13 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         }
         if let Some(d) = &cam.drone {
             validate_drone(cam, d, &format!("{key}.drone"), iss);
+            if cam.origin.is_none() && !p.zones.is_empty() {
+                iss.add(
+                    format!("{key}.origin"),
+                    "zones are in world metres, but this drone's world frame starts wherever it first reports its position",
+                    "add [cameras.origin] with the lat/lon of the zones' (0, 0)",
+                );
+            }
         }
         if let Some(o) = &cam.origin {
             if !(-90.0..=90.0).contains(&o.lat) || !(-180.0..=180.0).contains(&o.lon) {

@@ -377,6 +377,36 @@ fn drone_at_100_m_maps_ground_points_within_1_m() {
 }
 
 #[test]
+fn drone_lens_distortion_is_undone_before_the_ground() {
+    let (w, h) = (1920u32, 1080u32);
+    let coeffs = [-0.12, 0.03, 0.0, 0.0];
+    let t = Telemetry { lat: 0.0, lon: 0.0, alt_m: 100.0, yaw: 15.0, pitch: -60.0, roll: 2.0, hfov: 80.0 };
+    let cam = RefCamera::new([0.0, 0.0, 100.0], 15.0, -60.0, 2.0, 80.0, w as f64, h as f64);
+    let lens = Lens::from_config(Some(&[cam.f, cam.f, cam.cx, cam.cy]), Some(&coeffs)).unwrap().unwrap();
+    let mut truth = Vec::new();
+    let mut boxes = Vec::new();
+    for i in 0..21 {
+        for j in 0..21 {
+            let g = [-200.0 + 20.0 * i as f64, 20.0 * j as f64];
+            if let Some(px) = cam.project(g).map(|p| lens.distort(p)).filter(|p| (50.0..1870.0).contains(&p[0]) && (50.0..1030.0).contains(&p[1])) {
+                truth.push(g);
+                boxes.push(box_at(px));
+            }
+        }
+    }
+    assert!(truth.len() >= 20, "{}", truth.len());
+    let worst = |cfg: DroneConfig| {
+        let mut d = DroneGeometry::new("drone-1", &cfg, None);
+        let placed = d.locate_boxes(&frame(w, h, Some(t.clone())), &boxes);
+        placed.iter().zip(&truth).map(|(p, g)| p.map_or(f64::INFINITY, |p| dist([p.x_m, p.y_m], *g))).fold(0.0, f64::max)
+    };
+    let with = worst(DroneConfig { distortion: Some(coeffs.to_vec()), ..Default::default() });
+    let without = worst(DroneConfig::default());
+    assert!(with < 1.0, "with the lens model: {with:.3} m");
+    assert!(without > 5.0, "ignoring the lens should be far off: {without:.3} m");
+}
+
+#[test]
 fn drone_without_a_configured_origin_uses_the_first_position() {
     let t = Telemetry { lat: 10.0, lon: 20.0, alt_m: 100.0, yaw: 90.0, pitch: -90.0, roll: 0.0, hfov: 90.0 };
     let mut d = DroneGeometry::new("drone-1", &DroneConfig::default(), None);
@@ -420,6 +450,7 @@ id = "drone-2"
 source = "kafka"
 [cameras.drone]
 max_range_m = -1
+distortion = [0.1, 0.2, 0.3]
 [cameras.calibration]
 image_points = [[0, 0], [100, 0], [100, 100], [0, 100]]
 world_points = [[0, 0], [1, 0], [1, 1], [0, 1]]
@@ -434,11 +465,12 @@ polygon = [[0, 0], [10, 0], [10, 10]]
     .to_string();
     let read = move |_: &Path| Ok(pipeline.clone());
     let cfg = config::load_from_str(Path::new("config/argus.toml"), config::EMBEDDED_CONFIG, &[], &read).unwrap();
-    assert_eq!(cfg.pipelines[0].1.cameras[0].drone, Some(DroneConfig { ground_alt_m: 12.5, max_range_m: 1000.0 }));
+    assert_eq!(cfg.pipelines[0].1.cameras[0].drone, Some(DroneConfig { ground_alt_m: 12.5, max_range_m: 1000.0, distortion: None }));
     let list = config::validate(&cfg);
     let has = |key: &str, text: &str| list.iter().any(|i| i.key == key && i.problem.contains(text) && !i.fix.is_empty());
     assert!(has("cameras[1].drone", "not both"), "{list:?}");
     assert!(has("cameras[1].drone.max_range_m", "not > 0"), "{list:?}");
+    assert!(has("cameras[1].drone.distortion", "has 3 coefficients"), "{list:?}");
     // Zones need a fixed world frame: the first camera has no origin.
     assert!(has("cameras[0].origin", "first reports its position"), "{list:?}");
     // (Builds without the `kafka` feature also say so about both cameras.)

@@ -438,11 +438,15 @@ pub struct DroneConfig {
     /// Points further than this from the point below the drone are placed nowhere
     /// (near the horizon a pixel spans hundreds of metres).
     pub max_range_m: f64,
+    /// Lens distortion, OpenCV coefficients as in `[cameras.calibration]`, with the
+    /// intrinsics of each frame taken from `hfov` and the image size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distortion: Option<Vec<f64>>,
 }
 
 impl Default for DroneConfig {
     fn default() -> Self {
-        Self { ground_alt_m: 0.0, max_range_m: 1000.0 }
+        Self { ground_alt_m: 0.0, max_range_m: 1000.0, distortion: None }
     }
 }
 

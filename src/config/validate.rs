@@ -315,6 +315,12 @@ fn validate_drone(cam: &CameraConfig, d: &DroneConfig, dk: &str, iss: &mut Issue
     if !d.ground_alt_m.is_finite() {
         iss.add(format!("{dk}.ground_alt_m"), format!("{} is not a number", d.ground_alt_m), "use 0 when telemetry alt_m is height above ground, else the ground's altitude in metres");
     }
+    if let Some(coeffs) = &d.distortion {
+        // Shape and values as for a fixed camera (the intrinsics come from hfov per frame).
+        if let Err(e) = crate::geo::Lens::from_config(Some(&[1000.0, 1000.0, 500.0, 500.0]), Some(coeffs)) {
+            iss.add(format!("{dk}.distortion"), e.to_string(), e.fix());
+        }
+    }
     if !(d.max_range_m > 0.0 && d.max_range_m.is_finite()) {
         iss.add(format!("{dk}.max_range_m"), format!("{} is not > 0", d.max_range_m), "use e.g. 1000 (metres)");
     }

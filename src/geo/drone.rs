@@ -9,7 +9,8 @@
 use crate::config::{DroneConfig, OriginConfig};
 use crate::frame::{Frame, Telemetry};
 
-use super::{GeoOrigin, Homography, WorldPos};
+use super::{GeoOrigin, Homography, Lens, WorldPos};
+use super::lens::Intrinsics;
 
 /// The camera's axes in ENU: image x runs along `right`, image y along `down`, and the
 /// optical axis is `forward`.
@@ -63,6 +64,8 @@ pub struct DroneView {
     pub nadir: [f64; 2],
     pub height_m: f64,
     pub max_range_m: f64,
+    /// Distortion of the lens, with this frame's intrinsics (`[cameras.drone] distortion`).
+    pub lens: Option<Lens>,
 }
 
 impl DroneView {
@@ -95,11 +98,31 @@ impl DroneView {
             h[3 + c] = height_m * m[1][c] - y0 * m[2][c];
             h[6 + c] = -m[2][c];
         }
-        Ok(Self { homography: Homography(h), nadir: position, height_m, max_range_m })
+        Ok(Self { homography: Homography(h), nadir: position, height_m, max_range_m, lens: None })
     }
 
-    /// The ground point a pixel sees; `None` at or above the horizon, or beyond
-    /// `max_range_m` from the nadir.
+    /// Adds lens distortion (OpenCV coefficients) to this view's pinhole camera.
+    pub fn with_distortion(mut self, coefficients: &[f64], width: u32, height: u32, hfov_deg: f64) -> Self {
+        let f = focal_px(hfov_deg, width);
+        let k = Intrinsics { fx: f, fy: f, cx: width as f64 / 2.0, cy: height as f64 / 2.0 };
+        let mut dist = [0.0; 8];
+        let n = coefficients.len().min(8);
+        dist[..n].copy_from_slice(&coefficients[..n]);
+        self.lens = Some(Lens { k, dist, n_dist: n });
+        self
+    }
+
+    /// Ground points of pixels as the camera saw them (undistorted first when the view
+    /// has a lens).
+    pub fn locate_points(&self, px: &[[f64; 2]]) -> Vec<Option<[f64; 2]>> {
+        match &self.lens {
+            Some(l) => l.undistort_points(px).into_iter().map(|p| p.and_then(|p| self.locate_point(p))).collect(),
+            None => px.iter().map(|p| self.locate_point(*p)).collect(),
+        }
+    }
+
+    /// The ground point an ideal (undistorted) pixel sees; `None` at or above the
+    /// horizon, or beyond `max_range_m` from the nadir.
     pub fn locate_point(&self, px: [f64; 2]) -> Option<[f64; 2]> {
         let h = &self.homography.0;
         let w = h[6] * px[0] + h[7] * px[1] + h[8];
@@ -168,17 +191,21 @@ impl DroneGeometry {
         }
         let origin = *self.origin.get_or_insert_with(|| GeoOrigin::new(t.lat, t.lon));
         let (east, north) = origin.to_local(t.lat, t.lon);
-        let view = DroneView::new(t, width, height, [east, north], t.alt_m - self.cfg.ground_alt_m, self.cfg.max_range_m)?;
+        let mut view = DroneView::new(t, width, height, [east, north], t.alt_m - self.cfg.ground_alt_m, self.cfg.max_range_m)?;
+        if let Some(d) = &self.cfg.distortion {
+            view = view.with_distortion(d, width, height, t.hfov);
+        }
         Ok((view, origin))
     }
 
     /// Where each box's foot point (bottom centre) stands on the ground in this frame.
     pub fn locate_boxes(&mut self, frame: &Frame, boxes: &[[f32; 4]]) -> Vec<Option<WorldPos>> {
         let Some((view, origin)) = self.view(frame) else { return vec![None; boxes.len()] };
-        boxes
-            .iter()
-            .map(|b| {
-                let [x, y] = view.locate_point(super::foot_point(b))?;
+        let feet: Vec<[f64; 2]> = boxes.iter().map(super::foot_point).collect();
+        view.locate_points(&feet)
+            .into_iter()
+            .map(|p| {
+                let [x, y] = p?;
                 let (lat, lon) = origin.to_lat_lon(x, y);
                 Some(WorldPos { x_m: x, y_m: y, lat: Some(lat), lon: Some(lon) })
             })

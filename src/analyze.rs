@@ -18,6 +18,8 @@ pub enum AnalyzeError {
     Decode(String),
     #[error("image is {width}x{height}; the limit is {max} pixels on a side")]
     TooLarge { width: u32, height: u32, max: u32 },
+    #[error("unknown camera `{0}`: use an id from GET /v1/cameras")]
+    UnknownCamera(String),
     #[error(transparent)]
     Detect(#[from] crate::detect::DetectError),
 }

@@ -144,7 +144,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
         let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
         let t0 = Instant::now();
-        let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health)?;
+        let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
         while !running.wait_done(Duration::from_millis(100)) {}
         running.stop();
         for h in sinks {

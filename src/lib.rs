@@ -6,6 +6,7 @@
 //! the HTTP `api` on top. Heavy system libraries sit behind cargo features; everything
 //! else is pure Rust and tested with `--no-default-features`.
 
+pub mod analysis;
 pub mod analyze;
 pub mod api;
 pub mod caption;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod risk;
 pub mod sinks;
+pub mod snapshot;
 pub mod sources;
 pub mod spool;
 pub mod store;

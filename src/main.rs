@@ -338,6 +338,66 @@ fn analyze(images: Vec<PathBuf>, path: Option<PathBuf>, backend: Option<BackendK
     Ok(())
 }
 
+/// The API's state: keys, limits, snapshots and the analysis workers (each loads its own
+/// detector in the background; the analyse routes answer 503 until one is ready).
+#[allow(clippy::too_many_arguments)]
+fn api_state(
+    cfg: &config::LoadedConfig,
+    rt: &tokio::runtime::Runtime,
+    store: Arc<dyn EventStore>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    info: Arc<std::sync::RwLock<api::Info>>,
+    live: Arc<api::live::LiveHub>,
+    board: Arc<argus::snapshot::SnapshotBoard>,
+) -> Result<api::AppState> {
+    let s = &cfg.argus.server;
+    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics);
+    if keys.enabled() {
+        tracing::info!(keys = keys.len(), protect_metrics = s.protect_metrics, "API keys required");
+    } else {
+        let loopback = s.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if loopback {
+            tracing::info!("no API keys configured: the API is open to this machine only ({})", s.listen);
+        } else {
+            tracing::warn!("no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (set server.api_keys or ARGUS_API_KEYS)", s.listen);
+        }
+    }
+    let det_cfg = cfg.argus.detector.clone();
+    let factory: argus::analysis::DetectorFactory = Arc::new(move || detect::build_detector(&det_cfg).map_err(|e| e.to_string()));
+    let cameras = Arc::new(argus::analysis::CameraContexts::from_config(cfg));
+    let pool = argus::analysis::AnalysisPool::start(
+        argus::analysis::PoolSettings { workers: s.analyze_workers, queue: s.analyze_queue, max_side: s.max_image_side },
+        factory,
+        cameras.clone(),
+    )?;
+    let secret = std::env::var("ARGUS_WEBHOOK_SECRET").ok().filter(|v| !v.is_empty()).or_else(|| s.webhook_secret.clone());
+    let client = {
+        let _guard = rt.enter();
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().context("building the webhook HTTP client")?
+    };
+    let analysis = api::analyze::AnalysisApi {
+        pool,
+        cameras,
+        tasks: Arc::new(argus::analysis::tasks::TaskStore::new(s.tasks_kept)),
+        webhook: Arc::new(api::webhook::WebhookSettings {
+            secret,
+            attempts: s.webhook_attempts,
+            timeout: Duration::from_secs_f64(s.webhook_timeout_s),
+            first_backoff: Duration::from_secs(1),
+        }),
+        client,
+        timeout: Duration::from_secs_f64(s.analyze_timeout_s),
+        batch_max_items: s.batch_max_items,
+    };
+    let mut state = api::AppState::new(store, health, metrics, info, live);
+    state.snapshots = board;
+    state.analysis = Some(Arc::new(analysis));
+    state.keys = Arc::new(keys);
+    state.limits = api::Limits { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins.clone() };
+    Ok(state)
+}
+
 fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> Result<()> {
     let cfg = load_valid(path.as_deref())?;
     init_logging(&cfg);
@@ -372,6 +432,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (mut bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
     let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());
+    let board = Arc::new(argus::snapshot::SnapshotBoard::default());
     {
         let live = live.clone();
         bus.add_listener(move |ev| live.publish(ev));
@@ -391,7 +452,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
         let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().context("server.listen")?;
-        let state = api::AppState { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live };
+        let state = api_state(&cfg, &rt, api_store, health.clone(), metrics.clone(), info.clone(), live, board.clone())?;
         let mut rx = shutdown_rx.clone();
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
         tracing::info!(%addr, "HTTP API listening");
@@ -437,7 +498,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         });
     }
 
-    let mut running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone())?;
+    let mut running = pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), board)?;
     health.set_pipeline(State::Running, None);
     let mut sink_threads = Some(sink_threads);
     let mut finished = false;

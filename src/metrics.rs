@@ -34,6 +34,9 @@ pub struct Metrics {
     pub kafka_offsets_committed: IntCounterVec,
     pub kafka_pauses: IntCounterVec,
     pub http_requests: IntCounterVec,
+    pub webhooks: IntCounterVec,
+    pub images_analyzed: IntCounterVec,
+    pub analyses_rejected: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -93,6 +96,9 @@ impl Metrics {
             kafka_messages_consumed: counter(r, "argus_kafka_messages_consumed_total", "Frame messages read from Kafka", &["topic"]),
             kafka_messages_rejected: counter(r, "argus_kafka_messages_rejected_total", "Bad frame messages, dead-lettered and skipped", &["reason"]),
             kafka_offsets_committed: counter(r, "argus_kafka_offsets_committed_total", "Partition offsets committed after their events were durable", &["topic"]),
+            webhooks: counter(r, "argus_webhook_attempts_total", "Webhook deliveries: delivered, failed_attempt, gave_up", &["outcome"]),
+            images_analyzed: counter(r, "argus_images_analyzed_total", "Images analysed through the API (ok or failed)", &["outcome"]),
+            analyses_rejected: counter(r, "argus_analyses_rejected_total", "Analysis requests refused before queueing (busy, not_ready)", &["reason"]),
             kafka_pauses: counter(r, "argus_kafka_pauses_total", "Times the Kafka source paused its partitions because a camera's lane was full", &["topic"]),
             frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),

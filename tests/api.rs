@@ -31,7 +31,7 @@ async fn start() -> Server {
     let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() }));
     let metrics = Arc::new(Metrics::new());
     let live = argus::api::live::LiveHub::new(8, metrics.clone());
-    let state = AppState { store, health: health.clone(), metrics, info, live: live.clone() };
+    let state = AppState::new(store, health.clone(), metrics, info, live.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await.unwrap() });

@@ -211,7 +211,7 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
         nms_iou: 0.5,
         max_engine_batch: 1,
     };
-    let running = argus::pipeline::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, metrics.clone(), health).unwrap();
+    let running = argus::pipeline::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, metrics.clone(), health, Default::default()).unwrap();
     std::thread::sleep(Duration::from_secs(8));
     running.stop();
     for h in sinks {

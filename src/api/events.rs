@@ -112,6 +112,18 @@ fn parse_bucket(v: &str) -> Option<u64> {
     (1..=31 * 86_400).contains(&secs).then_some(secs)
 }
 
+#[utoipa::path(get, path = "/v1/stats", tag = "events", summary = "Counts per camera × level × time bucket", params(
+        ("bucket" = Option<String>, Query, description = "60s, 5m, 1h (default), 1d or seconds"),
+        ("camera" = Option<String>, Query, description = "Camera id"),
+        ("pipeline" = Option<String>, Query, description = "Pipeline name"),
+        ("since" = Option<String>, Query, description = "RFC 3339"),
+        ("until" = Option<String>, Query, description = "RFC 3339"),
+        ("kind" = Option<String>, Query, description = "Event kind"),
+        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("class" = Option<String>, Query, description = "Object class"),
+        ("zone" = Option<String>, Query, description = "Zone id"),
+        ("incident" = Option<String>, Query, description = "Incident id"),
+    ), responses((status = 200, description = "`{bucket_s, rows: [{bucket_start_ms, camera_id, level, count}]}`", body = Object), (status = 400, description = "Bad parameter", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q = parse_stats_query(raw.as_deref())?;
     let bucket_s = q.bucket_s;
@@ -141,6 +153,19 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/v1/events", tag = "events", summary = "Events, newest first, filtered and paged", params(
+        ("camera" = Option<String>, Query, description = "Camera id"),
+        ("pipeline" = Option<String>, Query, description = "Pipeline name"),
+        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("kind" = Option<String>, Query, description = "incident.opened, incident.updated, incident.closed or frame.analyzed"),
+        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("class" = Option<String>, Query, description = "Events with an object of this class"),
+        ("zone" = Option<String>, Query, description = "Events with an object in this zone"),
+        ("incident" = Option<String>, Query, description = "One incident's events"),
+        ("limit" = Option<u32>, Query, description = "1..=1000, default 100", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ), responses((status = 200, description = "`{events: [Event], next_cursor?}`", body = Object), (status = 400, description = "Bad parameter", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q = parse_query(raw.as_deref())?;
     let store = st.store.clone();
@@ -151,6 +176,7 @@ pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result
     Ok(axum::Json(page).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", summary = "One event", params(("id" = String, Path, description = "event_id")), responses((status = 200, description = "The event", body = ref("#/components/schemas/Event")), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such event", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::bad_request(format!("`{id}` is not an event id (a UUID)")));

@@ -1,5 +1,6 @@
-//! `GET /v1/events/stream`: events as Server-Sent Events, filtered by camera and
-//! minimum level, with heartbeats.
+//! Live messages for `GET /v1/events/stream` (Server-Sent Events) and `GET /v1/ws`
+//! (WebSocket): events filtered by camera and minimum level, or the progress of
+//! analysis tasks (`task=<id>`, or `task=*` for every task), with heartbeats.
 //!
 //! The pipeline hands every event to `LiveHub::publish` (a bus listener on the scene
 //! thread), which never waits: each client has a bounded buffer, and a client whose
@@ -10,6 +11,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -30,18 +33,53 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 pub struct LiveFilter {
     pub camera: Option<String>,
     pub min_level: Option<Level>,
+    /// Follow analysis tasks instead of events: one id, or `*` for all.
+    pub task: Option<String>,
 }
 
 impl LiveFilter {
     pub fn matches(&self, ev: &Event) -> bool {
-        self.camera.as_deref().is_none_or(|c| c == ev.camera_id) && self.min_level.is_none_or(|l| ev.risk.level >= l)
+        self.task.is_none() && self.camera.as_deref().is_none_or(|c| c == ev.camera_id) && self.min_level.is_none_or(|l| ev.risk.level >= l)
+    }
+
+    pub fn matches_task(&self, t: &TaskMessage) -> bool {
+        self.task.as_deref().is_some_and(|want| want == "*" || want == t.task_id)
     }
 }
 
-enum Item {
+/// Progress of an analysis task: `task.update`, `task.completed` or `task.failed`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskMessage {
+    #[serde(skip)]
+    pub kind: &'static str,
+    pub task_id: String,
+    pub status: &'static str,
+    /// 0..1.
+    pub progress: f32,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Arc<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Clone)]
+pub(super) enum Item {
     Event(Arc<Event>),
+    Task(Arc<TaskMessage>),
     /// The last message to a client that fell behind.
     Dropped(String),
+}
+
+impl Item {
+    /// (message name, JSON data, SSE id)
+    pub(super) fn encode(&self) -> (&'static str, String, Option<String>) {
+        match self {
+            Item::Event(ev) => (ev.kind.as_str(), serde_json::to_string(&**ev).expect("events serialise"), Some(ev.event_id.clone())),
+            Item::Task(t) => (t.kind, serde_json::to_string(&**t).expect("task messages serialise"), None),
+            Item::Dropped(why) => ("dropped", json!({ "reason": why }).to_string(), None),
+        }
+    }
 }
 
 struct Client {
@@ -60,7 +98,7 @@ impl LiveHub {
         Arc::new(Self { clients: Mutex::new(Vec::new()), buffer: buffer.max(2), metrics })
     }
 
-    fn subscribe(&self, filter: LiveFilter) -> mpsc::Receiver<Item> {
+    pub(super) fn subscribe(&self, filter: LiveFilter) -> mpsc::Receiver<Item> {
         let (tx, rx) = mpsc::channel(self.buffer);
         let mut clients = self.clients.lock();
         clients.push(Client { filter, tx });
@@ -74,12 +112,22 @@ impl LiveHub {
 
     /// Offers an event to every matching client without waiting.
     pub fn publish(&self, ev: &Arc<Event>) {
+        self.offer(|f| f.matches(ev), || Item::Event(ev.clone()));
+    }
+
+    /// Offers a task's progress to the clients following it.
+    pub fn publish_task(&self, t: TaskMessage) {
+        let t = Arc::new(t);
+        self.offer(|f| f.matches_task(&t), || Item::Task(t.clone()));
+    }
+
+    fn offer(&self, wants: impl Fn(&LiveFilter) -> bool, item: impl Fn() -> Item) {
         let mut clients = self.clients.lock();
         clients.retain(|c| {
             if c.tx.is_closed() {
                 return false;
             }
-            if !c.filter.matches(ev) {
+            if !wants(&c.filter) {
                 return true;
             }
             // One slot is kept for the goodbye, so a slow client learns why it was cut.
@@ -89,7 +137,7 @@ impl LiveHub {
                 tracing::warn!(buffer = self.buffer, "live client too slow; dropped");
                 return false;
             }
-            c.tx.try_send(Item::Event(ev.clone())).is_ok()
+            c.tx.try_send(item()).is_ok()
         });
         self.metrics.live_clients.set(clients.len() as i64);
     }
@@ -104,17 +152,23 @@ pub fn parse_filter(raw: Option<&str>) -> Result<LiveFilter, ApiError> {
     for (k, v) in pairs {
         match k.as_str() {
             "camera" => f.camera = Some(v),
+            "task" => f.task = Some(v),
             "min_level" => {
                 f.min_level = Some(Level::parse(&v).ok_or_else(|| {
                     ApiError::bad_request("parameter `min_level`: expected low, medium, high or critical").with_details(json!({ "parameter": "min_level", "value": v }))
                 })?)
             }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_details(json!({ "parameter": k, "allowed": ["camera", "min_level"] }))),
+            _ => return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_details(json!({ "parameter": k, "allowed": ["camera", "min_level", "task"] }))),
         }
     }
     Ok(f)
 }
 
+#[utoipa::path(get, path = "/v1/events/stream", tag = "live", summary = "Live events (Server-Sent Events): message name = event kind (or task.update / task.completed / task.failed), data = JSON; heartbeats every 15 s; `dropped` then end when the client falls 255 messages behind", params(
+        ("camera" = Option<String>, Query, description = "Only this camera's events"),
+        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
+    ), responses((status = 200, description = "text/event-stream", body = String, content_type = "text/event-stream"), (status = 400, description = "Bad parameter", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
 pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let filter = parse_filter(raw.as_deref())?;
     let rx = st.live.subscribe(filter);
@@ -123,14 +177,61 @@ pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resu
             return None;
         }
         let item = rx.recv().await?;
-        let (sse, last) = match item {
-            Item::Event(ev) => {
-                let data = serde_json::to_string(&*ev).expect("events serialise");
-                (SseEvent::default().event(ev.kind.as_str()).id(ev.event_id.clone()).data(data), false)
-            }
-            Item::Dropped(why) => (SseEvent::default().event("dropped").data(json!({ "reason": why }).to_string()), true),
-        };
+        let last = matches!(item, Item::Dropped(_));
+        let (name, data, id) = item.encode();
+        let mut sse = SseEvent::default().event(name).data(data);
+        if let Some(id) = id {
+            sse = sse.id(id);
+        }
         Some((Ok::<_, Infallible>(sse), (rx, last)))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat")).into_response())
+}
+
+/// `GET /v1/ws`: the same messages as the SSE stream, as WebSocket text frames
+/// `{"type": NAME, "data": {...}}`; pings every 15 s; a slow client gets a `dropped`
+/// message and a close frame (1008) with the reason.
+#[utoipa::path(get, path = "/v1/ws", tag = "live", summary = "Live events over WebSocket: text frames `{type, data}`, the same messages as the SSE stream", params(
+        ("camera" = Option<String>, Query, description = "Only this camera's events"),
+        ("min_level" = Option<String>, Query, description = "low, medium, high or critical"),
+        ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
+    ), responses((status = 101, description = "Switching protocols"), (status = 400, description = "Bad parameter, or not a WebSocket request", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
+pub async fn websocket(State(st): State<AppState>, RawQuery(raw): RawQuery, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<Response, ApiError> {
+    let filter = parse_filter(raw.as_deref())?;
+    let Ok(ws) = ws else {
+        return Err(ApiError::bad_request("this route speaks WebSocket: send an Upgrade: websocket request (or use /v1/events/stream for SSE)"));
+    };
+    let hub = st.live.clone();
+    Ok(ws.on_upgrade(move |socket| serve_socket(socket, hub.subscribe(filter))))
+}
+
+async fn serve_socket(mut socket: WebSocket, mut rx: mpsc::Receiver<Item>) {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            item = rx.recv() => {
+                let Some(item) = item else { break };
+                let (name, data, _) = item.encode();
+                let text = format!("{{\"type\":{},\"data\":{data}}}", serde_json::Value::from(name));
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+                if let Item::Dropped(why) = item {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1008, reason: why.chars().take(120).collect::<String>().into() }))).await;
+                    break;
+                }
+            }
+            _ = beat.tick() => {
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                // Client messages carry nothing; a close or an error ends the session.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }

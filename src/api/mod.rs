@@ -1,11 +1,18 @@
-//! The HTTP API (axum): health, readiness, metrics, info and event queries.
-//! Errors are JSON `{ "error": CODE, "message": …, "details": {…} }`.
+//! The HTTP API (axum): health, readiness, metrics, info, cameras and snapshots, event
+//! queries, live events (SSE, WebSocket), image analysis and tasks, the OpenAPI document.
+//! Errors are JSON `{ "error": CODE, "message": …, "details": {…} }` everywhere.
+//!
+//! Layers, outermost first: CORS → JSON errors → API keys → request metrics.
 
+pub mod analyze;
+pub mod auth;
+pub mod cameras;
 mod error;
 pub mod events;
 pub mod live;
+pub mod openapi;
+pub mod webhook;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,11 +21,13 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use serde::Serialize;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::snapshot::SnapshotBoard;
 use crate::store::EventStore;
 pub use error::ApiError;
 
@@ -70,24 +79,88 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Behind a lock because a configuration reload (SIGHUP) changes the cameras.
     pub info: Arc<std::sync::RwLock<Info>>,
-    /// Live events for `/v1/events/stream`.
+    /// Live events for `/v1/events/stream` and `/v1/ws`.
     pub live: Arc<live::LiveHub>,
+    /// Latest frame per camera, for snapshots.
+    pub snapshots: Arc<SnapshotBoard>,
+    /// Image analysis (`None`: the routes answer 503).
+    pub analysis: Option<Arc<analyze::AnalysisApi>>,
+    pub keys: Arc<auth::ApiKeys>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let s = crate::config::ServerConfig::default();
+        Self { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins }
+    }
+}
+
+impl AppState {
+    /// A state with no API keys, no analysis and default limits.
+    pub fn new(store: Arc<dyn EventStore>, health: Arc<Health>, metrics: Arc<Metrics>, info: Arc<std::sync::RwLock<Info>>, live: Arc<live::LiveHub>) -> Self {
+        Self { store, health, metrics, info, live, snapshots: Arc::default(), analysis: None, keys: Arc::default(), limits: Limits::default() }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let keys = state.keys.clone();
+    let cors = cors_layer(&state.limits.cors_origins);
+    let max_body = state.limits.max_body_bytes;
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/info", get(info))
-        .route("/v1/cameras", get(cameras))
+        .route("/v1/cameras", get(cameras::list))
+        .route("/v1/cameras/{id}", get(cameras::one))
+        .route("/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(live::stream))
         .route("/v1/events/{id}", get(events::one))
         .route("/v1/stats", get(events::stats))
+        .route("/v1/ws", get(live::websocket))
+        .route("/v1/analyze", post(analyze::analyze))
+        .route("/v1/analyze/batch", post(analyze::batch))
+        .route("/v1/tasks/{id}", get(analyze::task))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(error::json_errors))
+        .with_state(state);
+    match cors {
+        Some(c) => router.layer(c),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins (`*`: any); none configured, no CORS headers.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST, axum::http::Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, header::LOCATION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 async fn count_requests(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -100,28 +173,27 @@ async fn count_requests(State(st): State<AppState>, req: Request, next: Next) ->
     resp
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", summary = "The process is alive", responses((status = 200, description = "`{\"status\": \"ok\"}`", body = Object)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", summary = "Ready: model loaded, sources and sinks with their status", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready, with reasons", body = Object)))]
 async fn readyz(State(st): State<AppState>) -> Response {
     let r = st.health.readiness();
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(r)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "health", summary = "Prometheus metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
 async fn metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], st.metrics.render()).into_response()
 }
 
+#[utoipa::path(get, path = "/v1/info", tag = "info", summary = "Version, model files with SHA-256, backend and device, pipelines", responses((status = 200, description = "Info", body = Object), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
 async fn info(State(st): State<AppState>) -> Response {
     let info = st.info.read().unwrap_or_else(|e| e.into_inner()).clone();
     axum::Json(info).into_response()
-}
-
-async fn cameras(State(st): State<AppState>) -> Response {
-    let cams: HashMap<String, crate::health::SourceStatus> = st.health.sources().into_iter().collect();
-    axum::Json(serde_json::json!({ "cameras": cams })).into_response()
 }
 
 async fn not_found(req: Request) -> ApiError {

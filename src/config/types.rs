@@ -41,11 +41,65 @@ pub struct ServerConfig {
     pub enabled: bool,
     /// Address the HTTP API listens on.
     pub listen: String,
+    /// Bearer API keys accepted on every route except /healthz, /readyz, /metrics and
+    /// the static pages; `ARGUS_API_KEYS` (comma-separated) adds more. Empty: no auth.
+    pub api_keys: Vec<String>,
+    /// Also require a key for /metrics.
+    pub protect_metrics: bool,
+    /// Origins allowed by CORS (`["*"]`: any). Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Largest request body (bytes), uploads included: beyond it 413.
+    pub max_body_bytes: usize,
+    /// Largest image side (pixels) `POST /v1/analyze` accepts: beyond it 422.
+    pub max_image_side: u32,
+    /// Analysis workers (each with its own detector): requests analysed at once.
+    pub analyze_workers: usize,
+    /// Analysis requests waiting for a worker: beyond it 429 with Retry-After.
+    pub analyze_queue: usize,
+    /// A synchronous analysis waiting longer than this answers 503 (seconds).
+    pub analyze_timeout_s: f64,
+    /// Images per `POST /v1/analyze/batch`.
+    pub batch_max_items: usize,
+    /// Finished asynchronous tasks kept for `GET /v1/tasks/{id}` (most recent).
+    pub tasks_kept: usize,
+    /// Secret for webhook signatures (HMAC-SHA256); `ARGUS_WEBHOOK_SECRET` overrides.
+    /// Without one, webhooks are refused (422).
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per webhook (backoff 1 s, 2 s, 4 s, …).
+    pub webhook_attempts: u32,
+    /// Per-attempt timeout (seconds).
+    pub webhook_timeout_s: f64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: "127.0.0.1:8080".into() }
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            protect_metrics: false,
+            cors_origins: Vec::new(),
+            max_body_bytes: 10 << 20,
+            max_image_side: 4096,
+            analyze_workers: 1,
+            analyze_queue: 8,
+            analyze_timeout_s: 30.0,
+            batch_max_items: 16,
+            tasks_kept: 1000,
+            webhook_secret: None,
+            webhook_attempts: 5,
+            webhook_timeout_s: 10.0,
+        }
+    }
+}
+
+/// Never print secrets: the config is logged and fingerprinted in places.
+impl ServerConfig {
+    pub fn redacted(&self) -> Self {
+        let mut s = self.clone();
+        s.api_keys = s.api_keys.iter().map(|_| "***".into()).collect();
+        s.webhook_secret = s.webhook_secret.as_ref().map(|_| "***".into());
+        s
     }
 }
 

@@ -41,6 +41,47 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigIssue> {
     all
 }
 
+fn validate_server(s: &ServerConfig, iss: &mut Issues) {
+    for (i, k) in s.api_keys.iter().enumerate() {
+        if k.len() < 16 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            iss.add(
+                format!("server.api_keys[{i}]"),
+                "an API key must be at least 16 characters without spaces",
+                "generate one, e.g. `openssl rand -hex 24`",
+            );
+        }
+    }
+    for (i, o) in s.cors_origins.iter().enumerate() {
+        let ok = o == "*" || ((o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/') && axum::http::HeaderValue::from_str(o).is_ok());
+        if !ok {
+            iss.add(format!("server.cors_origins[{i}]"), format!("`{o}` is not an origin"), "write scheme://host[:port] without a path, e.g. \"https://ops.example.com\", or \"*\"");
+        }
+    }
+    if s.max_body_bytes < 1024 {
+        iss.add("server.max_body_bytes", format!("{} bytes is too small for any image", s.max_body_bytes), "use e.g. 10485760 (10 MiB)");
+    }
+    if s.max_image_side < 32 {
+        iss.add("server.max_image_side", format!("{} px is too small", s.max_image_side), "use e.g. 4096");
+    }
+    if s.analyze_workers == 0 || s.analyze_workers > 64 {
+        iss.add("server.analyze_workers", format!("{} is outside 1..=64", s.analyze_workers), "use 1 on a small machine (each worker loads the detector)");
+    }
+    if s.analyze_queue == 0 {
+        iss.add("server.analyze_queue", "0 would refuse every request", "use e.g. 8");
+    }
+    if !(s.analyze_timeout_s > 0.0) || !(s.webhook_timeout_s > 0.0) {
+        iss.add("server.analyze_timeout_s / server.webhook_timeout_s", "timeouts must be positive seconds", "use e.g. 30 and 10");
+    }
+    if s.batch_max_items == 0 || s.tasks_kept == 0 || s.webhook_attempts == 0 {
+        iss.add("server.batch_max_items / tasks_kept / webhook_attempts", "must be at least 1", "use the defaults 16, 1000 and 5");
+    }
+    if let Some(secret) = &s.webhook_secret {
+        if secret.len() < 16 {
+            iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
+        }
+    }
+}
+
 fn known_classes(d: &DetectorConfig) -> Option<Vec<String>> {
     match ModelSpec::builtin(&d.model) {
         Some(spec) => Some(spec.class_names),
@@ -55,6 +96,7 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     if a.server.listen.parse::<SocketAddr>().is_err() {
         iss.add("server.listen", format!("`{}` is not an address:port", a.server.listen), "write it like \"127.0.0.1:8080\"");
     }
+    validate_server(&a.server, iss);
     let d = &a.detector;
     if ModelSpec::builtin(&d.model).is_none() && d.model != "yolo" {
         iss.add(

@@ -210,6 +210,12 @@ impl CameraGeometry {
         Ok(Self::from_fit(&f, origin))
     }
 
+    /// A geometry from a known homography (pixels → metres, no lens), e.g. in tests;
+    /// pixels where its w is positive are on the ground.
+    pub fn from_homography(homography: Homography, origin: Option<GeoOrigin>) -> Self {
+        Self { homography, lens: None, origin, fit: Reprojection { mean: 0.0, max: 0.0 }, method: "given", inliers: 0, ground_sign: 1.0 }
+    }
+
     pub fn from_fit(f: &CalibrationFit, origin: Option<&OriginConfig>) -> Self {
         let h = &f.homography.0;
         let w_sum: f64 = f.undistorted.iter().zip(&f.inlier).filter(|(_, k)| **k).map(|(p, _)| h[6] * p[0] + h[7] * p[1] + h[8]).sum();

@@ -14,11 +14,12 @@ use crossbeam_channel::{Receiver, bounded};
 use crate::config::LoadedConfig;
 use crate::detect::Detector;
 use crate::detect::stage::DetectedFrame;
-use crate::event::Models;
+use crate::event::{EventKind, Models};
 use crate::geo::{CalibrationError, CameraGeometry};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::risk::Zone;
+use crate::risk::{Level, Zone};
+use crate::snapshot::{Snapshot, SnapshotBoard};
 use crate::sinks::EventBus;
 use crate::sources::{self, FrameHub, Overflow, SourceSpec};
 use scene::{CameraScene, SceneSettings};
@@ -133,6 +134,7 @@ pub fn start(
     bus: EventBus,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    board: Arc<SnapshotBoard>,
 ) -> Result<Running, PipelineError> {
     let limits = &cfg.argus.limits;
     let det_cfg = &cfg.argus.detector;
@@ -172,7 +174,7 @@ pub fn start(
         let (m, h) = (metrics.clone(), health.clone());
         let mut scene_map = scenes.scenes;
         stage_threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
-            run_scene_stage(&mut scene_map, det_rx, ctl_rx, &bus, &models, &m, &h);
+            run_scene_stage(&mut scene_map, det_rx, ctl_rx, &bus, &models, &m, &h, &board);
             // Input closed: every source ended (or Argus is stopping). Close incidents,
             // then drop the bus so the sinks drain and stop.
             for scene in scene_map.values_mut() {
@@ -241,6 +243,7 @@ fn apply_ctl(scenes: &mut HashMap<Arc<str>, CameraScene>, ctl: SceneCtl, bus: &E
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_scene_stage(
     scenes: &mut HashMap<Arc<str>, CameraScene>,
     rx: Receiver<DetectedFrame>,
@@ -249,8 +252,11 @@ fn run_scene_stage(
     models: &Models,
     metrics: &Metrics,
     health: &Health,
+    board: &SnapshotBoard,
 ) {
     let hist = metrics.stage_seconds.with_label_values(&["scene"]);
+    // Open incidents' levels per camera, for the snapshot's banner.
+    let mut open_levels: HashMap<Arc<str>, HashMap<String, Level>> = HashMap::new();
     loop {
         let DetectedFrame { frame, detections } = crossbeam_channel::select! {
             recv(rx) -> msg => match msg {
@@ -259,6 +265,10 @@ fn run_scene_stage(
             },
             recv(ctl) -> msg => {
                 if let Ok(c) = msg {
+                    if let SceneCtl::Remove(id) = &c {
+                        board.remove(id);
+                        open_levels.remove(id);
+                    }
                     apply_ctl(scenes, c, bus, models);
                 }
                 continue;
@@ -282,6 +292,27 @@ fn run_scene_stage(
         metrics.frames_processed.with_label_values(&[&frame.camera_id]).inc();
         health.frame_processed(&frame.camera_id);
         metrics.frame_latency_seconds.observe(frame.received.elapsed().as_secs_f64());
+        let levels = open_levels.entry(frame.camera_id.clone()).or_default();
+        for ev in &events {
+            if let Some(id) = &ev.incident_id {
+                match ev.kind {
+                    EventKind::IncidentClosed => levels.remove(id),
+                    _ => levels.insert(id.clone(), ev.risk.level),
+                };
+            }
+        }
+        board.update(
+            &frame.camera_id,
+            Snapshot {
+                image: frame.image.clone(),
+                seq: frame.seq,
+                captured_at: frame.captured_at,
+                objects: scene.last_objects().to_vec(),
+                zones: scene.zones().clone(),
+                world_to_image: scene.world_to_image(),
+                level: levels.values().copied().max(),
+            },
+        );
         for ev in events {
             bus.publish(ev);
         }

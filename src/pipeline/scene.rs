@@ -147,6 +147,20 @@ impl CameraScene {
         self.risk.open_incidents()
     }
 
+    /// The objects of the last processed frame (snapshots draw them).
+    pub fn last_objects(&self) -> &[SceneObject] {
+        self.last.as_ref().map(|(_, _, o)| o.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn zones(&self) -> &Arc<Vec<Zone>> {
+        &self.zones
+    }
+
+    /// Ground → pixels, to draw world-space zones on the image.
+    pub fn world_to_image(&self) -> Option<crate::geo::Homography> {
+        self.geometry.as_ref().and_then(|g| g.homography.inverse())
+    }
+
     fn incident_event(&self, at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject], change: crate::risk::IncidentChange, models: &Models) -> Event {
         let kind = match change.phase {
             IncidentPhase::Opened => EventKind::IncidentOpened,

@@ -1,0 +1,172 @@
+//! Bearer API keys. Keys are kept as SHA-256 digests and compared in constant time
+//! (every stored digest, every byte), so neither timing nor a heap dump gives one away.
+//! Browsers cannot set headers on `EventSource`, `<img>` or WebSocket requests, so an
+//! `access_token` query parameter is accepted too; it is removed from the request before
+//! any handler or log sees the query.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::ApiError;
+
+#[derive(Default)]
+pub struct ApiKeys {
+    digests: Vec<[u8; 32]>,
+    protect_metrics: bool,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.digests.len())
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for i in 0..32 {
+        diff |= a[i] ^ b[i];
+    }
+    std::hint::black_box(diff) == 0
+}
+
+impl ApiKeys {
+    /// Keys from the config plus `ARGUS_API_KEYS` (comma-separated), empty ones ignored.
+    pub fn new<I: IntoIterator<Item = String>>(keys: I, protect_metrics: bool) -> Self {
+        let mut digests: Vec<[u8; 32]> = keys.into_iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).map(|k| digest(&k)).collect();
+        digests.sort();
+        digests.dedup();
+        Self { digests, protect_metrics }
+    }
+
+    pub fn from_env_and(config: &[String], protect_metrics: bool) -> Self {
+        let env = std::env::var("ARGUS_API_KEYS").unwrap_or_default();
+        Self::new(config.iter().cloned().chain(env.split(',').map(str::to_string)), protect_metrics)
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.digests.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Compares against every key (no early exit) so the time does not depend on which
+    /// key matched, or how much of one did.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let d = digest(presented);
+        self.digests.iter().fold(false, |found, k| found | ct_eq(&d, k))
+    }
+
+    /// Routes that answer without a key: probes, the static pages (they hold no data and
+    /// ask for the key themselves) and, unless protected, the Prometheus scrape.
+    pub fn is_public(&self, method: &Method, path: &str) -> bool {
+        if method == Method::OPTIONS {
+            return true;
+        }
+        match path {
+            "/healthz" | "/readyz" | "/" | "/docs" | "/openapi.json" | "/favicon.ico" => true,
+            "/metrics" => !self.protect_metrics,
+            _ => false,
+        }
+    }
+}
+
+/// Splits `access_token` out of a query string: (token, the remaining query).
+pub fn take_access_token(query: &str) -> (Option<String>, String) {
+    let mut token = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("access_token", v)) => {
+                token = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("t={v}")).ok().and_then(|mut p| p.pop()).map(|(_, v)| v)
+            }
+            _ => rest.push(pair),
+        }
+    }
+    (token, rest.join("&"))
+}
+
+fn without_token(uri: &Uri, rest: &str) -> Uri {
+    let pq = if rest.is_empty() { uri.path().to_string() } else { format!("{}?{rest}", uri.path()) };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, next: Next) -> Response {
+    let mut token = None;
+    if let Some(q) = req.uri().query() {
+        if q.contains("access_token") {
+            let (t, rest) = take_access_token(q);
+            token = t;
+            let uri = without_token(req.uri(), &rest);
+            *req.uri_mut() = uri;
+        }
+    }
+    if !keys.enabled() || keys.is_public(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let header_token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|v| v.trim().to_string());
+    let presented = header_token.or(token);
+    match presented {
+        Some(t) if keys.accepts(&t) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("the API key is not valid").into_response(),
+        None => ApiError::unauthorized("an API key is required: send `Authorization: Bearer <key>` (or `?access_token=<key>` where headers cannot be set)")
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_exactly() {
+        let k = ApiKeys::new(vec!["0123456789abcdef".to_string(), " second-key-xxxxxxxx ".to_string(), String::new()], false);
+        assert_eq!(k.len(), 2);
+        assert!(k.accepts("0123456789abcdef"));
+        assert!(k.accepts("second-key-xxxxxxxx"));
+        assert!(!k.accepts("0123456789abcdeF"));
+        assert!(!k.accepts("0123456789abcde"));
+        assert!(!k.accepts(""));
+        assert!(!ApiKeys::new(Vec::<String>::new(), false).enabled());
+    }
+
+    #[test]
+    fn public_routes() {
+        let k = ApiKeys::new(vec!["0123456789abcdef".to_string()], false);
+        assert!(k.is_public(&Method::GET, "/healthz"));
+        assert!(k.is_public(&Method::GET, "/metrics"));
+        assert!(!k.is_public(&Method::GET, "/v1/events"));
+        assert!(k.is_public(&Method::OPTIONS, "/v1/events"));
+        let p = ApiKeys::new(vec!["0123456789abcdef".to_string()], true);
+        assert!(!p.is_public(&Method::GET, "/metrics"));
+    }
+
+    #[test]
+    fn access_token_is_taken_out_of_the_query() {
+        assert_eq!(take_access_token("camera=a&access_token=k%2B1&min_level=high"), (Some("k+1".into()), "camera=a&min_level=high".into()));
+        assert_eq!(take_access_token("camera=a"), (None, "camera=a".into()));
+        let uri: Uri = "/v1/events?access_token=x".parse().unwrap();
+        assert_eq!(without_token(&uri, "").to_string(), "/v1/events");
+    }
+}

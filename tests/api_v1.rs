@@ -1,0 +1,540 @@
+//! The operator API over real HTTP on loopback: API keys, the error shape and codes,
+//! CORS, body limits, cameras and snapshots, live messages over SSE and WebSocket, image
+//! analysis (sync, async tasks, batch) with a bounded queue, and signed webhooks with a
+//! retry, received by a real HTTP server in the test. The detector is a fake at the
+//! `Detector` seam (the real one is exercised by tests/demo_e2e.rs through the binary).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use argus::analysis::{AnalysisPool, CameraContext, CameraContexts, DetectorFactory, PoolSettings};
+use argus::api::analyze::AnalysisApi;
+use argus::api::auth::ApiKeys;
+use argus::api::webhook::{WebhookSettings, sign};
+use argus::api::{self, AppState, Info, Limits};
+use argus::config::{IntrusionRule, RuleConfig};
+use argus::detect::{DetectError, Detection, Detector, DetectorInfo};
+use argus::frame::RgbImage;
+use argus::geo::{CameraGeometry, Homography, Reprojection};
+use argus::health::Health;
+use argus::metrics::Metrics;
+use argus::risk::Zone;
+use argus::store::sqlite::SqliteStore;
+use base64::Engine;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+const KEY: &str = "test-key-0123456789abcdef";
+const SECRET: &str = "webhook-secret-0123456789";
+
+/// One person filling the middle of the image, after `delay`.
+struct FakeDetector {
+    delay: Duration,
+    info: DetectorInfo,
+}
+
+impl Detector for FakeDetector {
+    fn info(&self) -> &DetectorInfo {
+        &self.info
+    }
+    fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
+        std::thread::sleep(self.delay);
+        Ok(images
+            .iter()
+            .map(|im| {
+                let (w, h) = (im.width as f32, im.height as f32);
+                vec![Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: [w * 0.25, h * 0.25, w * 0.75, h * 0.75] }]
+            })
+            .collect())
+    }
+}
+
+fn fake_info() -> DetectorInfo {
+    DetectorInfo { model: "fake".into(), model_id: "fake.onnx@sha256:00".into(), backend: "fake", device: "cpu".into(), input_size: [32, 32], score_threshold: 0.3, nms_iou: 0.5, max_engine_batch: 1 }
+}
+
+struct Options {
+    keys: bool,
+    delay_ms: u64,
+    queue: usize,
+    max_body: usize,
+    analysis: bool,
+    model_fails: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { keys: true, delay_ms: 0, queue: 4, max_body: 1 << 20, analysis: true, model_fails: false }
+    }
+}
+
+struct Server {
+    base: String,
+    state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// A camera "gate": 1 px = 0.1 m, zone "yard" covers x, y in 0..20 m, intrusion rule.
+fn gate_camera() -> CameraContext {
+    CameraContext {
+        id: "gate".into(),
+        pipeline: "test".into(),
+        geometry: Some(CameraGeometry { homography: Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]), origin: None, fit: Reprojection { mean: 0.0, max: 0.0 }, method: "dlt", inliers: 4 }),
+        zones: Arc::new(vec![Zone { id: "yard".into(), polygon: vec![[0.0, 0.0], [20.0, 0.0], [20.0, 20.0], [0.0, 20.0]] }]),
+        rules: vec![RuleConfig::Intrusion(IntrusionRule {
+            id: "no-entry".into(),
+            zone: "yard".into(),
+            classes: vec!["person".into()],
+            severity: 0.7,
+            min_dwell_s: 0.0,
+            clear_after_s: 1.0,
+            update_every_s: 5.0,
+        })],
+        classes: None,
+    }
+}
+
+async fn start(o: Options) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
+    let health = Arc::new(Health::default());
+    health.register_source("gate", "test", "rtsp://cam.example/stream", true);
+    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() }));
+    let metrics = Arc::new(Metrics::new());
+    let live = api::live::LiveHub::new(64, metrics.clone());
+    let mut state = AppState::new(store, health, metrics, info, live);
+    if o.keys {
+        state.keys = Arc::new(ApiKeys::new(vec![KEY.to_string()], false));
+    }
+    state.limits = Limits { max_body_bytes: o.max_body, cors_origins: vec!["https://ops.example.com".into()] };
+    if o.analysis {
+        let (delay, fails) = (Duration::from_millis(o.delay_ms), o.model_fails);
+        let factory: DetectorFactory = Arc::new(move || if fails { Err("weights missing".into()) } else { Ok(Box::new(FakeDetector { delay, info: fake_info() }) as Box<dyn Detector>) });
+        let mut cams = CameraContexts::default();
+        cams.insert(gate_camera());
+        let cams = Arc::new(cams);
+        let pool = AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048 }, factory, cams.clone()).unwrap();
+        for _ in 0..100 {
+            if pool.state() != argus::analysis::PoolState::Loading {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        state.analysis = Some(Arc::new(AnalysisApi {
+            pool,
+            cameras: cams,
+            tasks: Arc::new(argus::analysis::tasks::TaskStore::new(100)),
+            webhook: Arc::new(WebhookSettings { secret: Some(SECRET.into()), attempts: 3, timeout: Duration::from_secs(2), first_backoff: Duration::from_millis(200) }),
+            client: reqwest::Client::new(),
+            timeout: Duration::from_secs(10),
+            batch_max_items: 3,
+        }));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = api::router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Server { base: format!("http://{addr}"), state, _dir: dir }
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(w, h, image::Rgb([90, 120, 150])).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+async fn send(rb: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = rb.send().await.unwrap();
+    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+    let text = r.text().await.unwrap();
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn authed(rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    rb.bearer_auth(KEY)
+}
+
+/// Every error: the one shape, with the expected code.
+fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], want_code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["details"].is_object(), "{body}");
+}
+
+#[tokio::test]
+async fn api_keys_guard_every_route_but_probes_and_metrics() {
+    let s = start(Options::default()).await;
+    let c = client();
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        let (code, _, _) = send(c.get(format!("{}{path}", s.base))).await;
+        assert!(code == 200 || code == 503, "{path}: {code}");
+    }
+    for path in ["/v1/info", "/v1/cameras", "/v1/cameras/gate", "/v1/events", "/v1/stats", "/v1/tasks/x", "/v1/events/stream"] {
+        let (code, headers, body) = send(c.get(format!("{}{path}", s.base))).await;
+        assert_error(code, &body, 401, "UNAUTHORIZED");
+        assert!(headers.get("www-authenticate").is_some());
+        let (code, _, body) = send(c.get(format!("{}{path}", s.base)).bearer_auth("wrong-key-0123456789abc")).await;
+        assert_error(code, &body, 401, "UNAUTHORIZED");
+    }
+    let (code, _, body) = send(c.post(format!("{}/v1/analyze", s.base)).body(png(8, 8))).await;
+    assert_error(code, &body, 401, "UNAUTHORIZED");
+    // The right key in the header, or as access_token (removed before the handler's
+    // strict query parsing sees it).
+    let (code, _, _) = send(authed(c.get(format!("{}/v1/cameras", s.base)))).await;
+    assert_eq!(code, 200);
+    let (code, _, body) = send(c.get(format!("{}/v1/events?access_token={KEY}&limit=5", s.base))).await;
+    assert_eq!(code, 200, "{body}");
+    // Camera credentials never appear.
+    let (_, _, body) = send(authed(c.get(format!("{}/v1/cameras/gate", s.base)))).await;
+    assert_eq!(body["id"], "gate");
+    assert_eq!(body["snapshot_url"], "/v1/cameras/gate/snapshot.jpg");
+    assert!(!body.to_string().contains(KEY));
+}
+
+#[tokio::test]
+async fn errors_have_one_shape_and_the_right_codes() {
+    let s = start(Options { max_body: 64 << 10, ..Default::default() }).await;
+    let c = client();
+    let b = &s.base;
+    // 400: bad parameters, malformed JSON.
+    let (code, _, body) = send(authed(c.get(format!("{b}/v1/events?min_level=extreme")))).await;
+    assert_error(code, &body, 400, "BAD_REQUEST");
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "application/json").body("{not json"))).await;
+    assert_error(code, &body, 400, "BAD_REQUEST");
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze?async=maybe")).header("content-type", "image/png").body(png(8, 8)))).await;
+    assert_error(code, &body, 400, "BAD_REQUEST");
+    // 404: unknown route, camera, task, snapshot before any frame.
+    for path in ["/v1/nope", "/v1/cameras/ghost", "/v1/tasks/ghost", "/v1/cameras/ghost/snapshot.jpg", "/v1/cameras/gate/snapshot.jpg"] {
+        let (code, _, body) = send(authed(c.get(format!("{b}{path}")))).await;
+        assert_error(code, &body, 404, "NOT_FOUND");
+    }
+    // 405 from the router, still in the one shape.
+    let (code, _, body) = send(authed(c.delete(format!("{b}/v1/events")))).await;
+    assert_error(code, &body, 405, "METHOD_NOT_ALLOWED");
+    // 413: announced and streamed bodies over the limit.
+    let big = vec![0u8; 100 << 10];
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(big.clone()))).await;
+    assert_error(code, &body, 413, "PAYLOAD_TOO_LARGE");
+    let stream = futures_util::stream::iter((0..100).map(|_| Ok::<_, std::io::Error>(vec![0u8; 1024])));
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(reqwest::Body::wrap_stream(stream)))).await;
+    assert_error(code, &body, 413, "PAYLOAD_TOO_LARGE");
+    // 415: content types and image types.
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "text/plain").body("hello"))).await;
+    assert_error(code, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
+    let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec();
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(gif.clone()))).await;
+    assert_error(code, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
+    let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(gif).file_name("a.gif").mime_str("image/gif").unwrap());
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).multipart(form))).await;
+    assert_error(code, &body, 415, "UNSUPPORTED_MEDIA_TYPE");
+    // 422: bad base64, a truncated PNG, unknown camera, unknown JSON field, a webhook
+    // without async, too many batch items.
+    for (payload, what) in [
+        (json!({ "image_base64": "!!!" }), "base64"),
+        (json!({ "image_base64": b64(&png(8, 8)[..30]) }), "decode"),
+        (json!({ "image_base64": b64(&png(8, 8)), "camera_id": "ghost" }), "camera"),
+        (json!({ "image_base64": b64(&png(8, 8)), "colour": "red" }), "colour"),
+        (json!({ "image_base64": b64(&png(8, 8)), "webhook_url": "http://127.0.0.1:9/x" }), "async"),
+    ] {
+        let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).json(&payload))).await;
+        assert_error(code, &body, 422, "UNPROCESSABLE");
+        assert!(body["message"].as_str().unwrap().contains(what), "{what}: {body}");
+    }
+    let items: Vec<Value> = (0..4).map(|i| json!({ "id": format!("i{i}"), "image_base64": b64(&png(8, 8)) })).collect();
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze/batch")).json(&json!({ "items": items })))).await;
+    assert_error(code, &body, 422, "UNPROCESSABLE");
+    let dup = json!({ "items": [{ "id": "a", "image_base64": b64(&png(8, 8)) }, { "id": "a", "image_base64": b64(&png(8, 8)) }] });
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze/batch")).json(&dup))).await;
+    assert_error(code, &body, 422, "UNPROCESSABLE");
+}
+
+#[tokio::test]
+async fn not_ready_and_disabled_analysis_answer_503_with_retry_after() {
+    let s = start(Options { model_fails: true, ..Default::default() }).await;
+    let (code, headers, body) = send(authed(client().post(format!("{}/v1/analyze", s.base)).header("content-type", "image/png").body(png(8, 8)))).await;
+    assert_error(code, &body, 503, "UNAVAILABLE");
+    assert!(body["message"].as_str().unwrap().contains("weights missing"), "{body}");
+    assert!(headers.get("retry-after").is_some());
+    let s = start(Options { analysis: false, ..Default::default() }).await;
+    let (code, headers, body) = send(authed(client().get(format!("{}/v1/tasks/x", s.base)))).await;
+    assert_error(code, &body, 503, "UNAVAILABLE");
+    assert!(headers.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let s = start(Options { delay_ms: 700, queue: 1, ..Default::default() }).await;
+    let b = s.base.clone();
+    // One running, one queued: the third is refused at once.
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let b = b.clone();
+        pending.push(tokio::spawn(async move { send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await.0 }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, headers, body) = send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await;
+    assert_error(code, &body, 429, "TOO_MANY_REQUESTS");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    for p in pending {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+    let (code, _, _) = send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await;
+    assert_eq!(code, 200, "room again once the queue drained");
+}
+
+#[tokio::test]
+async fn analysis_sync_multipart_json_raw_and_batch() {
+    let s = start(Options::default()).await;
+    let c = client();
+    let b = &s.base;
+    // Multipart with a camera: placed in the world, inside the zone, judged.
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(png(100, 80)).file_name("a.png").mime_str("image/png").unwrap())
+        .text("camera_id", "gate");
+    let (code, _, ev) = send(authed(c.post(format!("{b}/v1/analyze")).multipart(form))).await;
+    assert_eq!(code, 200, "{ev}");
+    assert_eq!(ev["kind"], "frame.analyzed");
+    assert_eq!(ev["camera_id"], "gate");
+    assert_eq!(ev["objects"][0]["class"], "person");
+    assert_eq!(ev["objects"][0]["world"]["x_m"], 5.0);
+    assert_eq!(ev["objects"][0]["zones"], json!(["yard"]));
+    assert_eq!(ev["risk"]["level"], "high");
+    assert_eq!(ev["risk"]["reasons"][0]["rule"], "no-entry");
+    assert!(ev["caption"].as_str().unwrap().len() > 10);
+    let schema: Value = serde_json::from_str(include_str!("../schema/argus.event.v1.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&ev), "the analysis is a valid argus.event.v1");
+    // JSON with a data URL, and a raw body: no camera, so no world position or risk.
+    let (code, _, ev) = send(authed(c.post(format!("{b}/v1/analyze")).json(&json!({ "image_base64": format!("data:image/png;base64,{}", b64(&png(64, 48))) })))).await;
+    assert_eq!(code, 200, "{ev}");
+    assert!(ev["objects"][0].get("world").is_none());
+    assert_eq!(ev["risk"]["level"], "low");
+    let (code, _, ev) = send(authed(c.post(format!("{b}/v1/analyze?camera_id=gate")).header("content-type", "image/png").body(png(64, 48)))).await;
+    assert_eq!((code, ev["camera_id"].as_str()), (200, Some("gate")));
+    // Batch: results by id, in order, a bad image fails alone.
+    let batch = json!({ "items": [
+        { "id": "one", "image_base64": b64(&png(32, 32)) },
+        { "id": "broken", "image_base64": b64(&png(32, 32)[..40]) },
+        { "id": "three", "image_base64": b64(&png(40, 20)), "camera_id": "gate" },
+    ] });
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze/batch")).json(&batch))).await;
+    assert_eq!(code, 200, "{body}");
+    let r = body["results"].as_array().unwrap();
+    assert_eq!(r.iter().map(|x| x["id"].as_str().unwrap()).collect::<Vec<_>>(), ["one", "broken", "three"]);
+    assert_eq!(r[0]["status"], "completed");
+    assert_eq!(r[1]["status"], "failed");
+    assert_eq!(r[1]["error"]["error"], "UNPROCESSABLE");
+    assert_eq!(r[2]["event"]["camera_id"], "gate");
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(png(16, 16)).file_name("left.png").mime_str("image/png").unwrap())
+        .part("image", reqwest::multipart::Part::bytes(png(16, 16)).file_name("right.png").mime_str("image/png").unwrap());
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze/batch")).multipart(form))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["results"][1]["id"], "right.png");
+}
+
+/// A webhook receiver that fails its first delivery, then records the rest.
+async fn webhook_receiver() -> (String, Arc<AtomicUsize>, tokio::sync::mpsc::Receiver<(HashMap<String, String>, Vec<u8>)>) {
+    use axum::routing::post;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (h, tx) = (h.clone(), tx.clone());
+            async move {
+                if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let hs = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+                let _ = tx.send((hs, body.to_vec())).await;
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), hits, rx)
+}
+
+#[tokio::test]
+async fn async_task_with_progress_over_sse_and_a_signed_webhook_after_a_retry() {
+    let s = start(Options { delay_ms: 200, ..Default::default() }).await;
+    let (hook, hits, mut received) = webhook_receiver().await;
+    let c = client();
+    // Follow every task over SSE (the key as access_token, as a browser would).
+    let sse = c.get(format!("{}/v1/events/stream?task=*&access_token={KEY}", s.base)).send().await.unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut sse = sse.bytes_stream();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let payload = json!({ "image_base64": b64(&png(100, 80)), "camera_id": "gate", "webhook_url": hook });
+    let (code, headers, body) = send(authed(c.post(format!("{}/v1/analyze?async=true", s.base)).json(&payload))).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    let id = body["task_id"].as_str().unwrap().to_string();
+    assert_eq!(headers["location"].to_str().unwrap(), format!("/v1/tasks/{id}"));
+
+    // Poll until completed.
+    let mut task = Value::Null;
+    for _ in 0..100 {
+        let (_, _, t) = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await;
+        task = t;
+        if task["status"] == "completed" {
+            break;
+        }
+        assert!(["queued", "processing"].contains(&task["status"].as_str().unwrap()), "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["progress"], 1.0);
+    assert_eq!(task["result"]["risk"]["reasons"][0]["zone"], "yard");
+
+    // SSE saw queued → processing → completed for this task.
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !text.contains("event: task.completed") && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_millis(500), sse.next()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names, ["task.update", "task.update", "task.completed"], "{text}");
+    assert!(text.contains(&id));
+
+    // The webhook: first attempt answered 503, the retry delivered with a valid signature.
+    let (hs, body) = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.expect("webhook retried in time").unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    let ts: i64 = hs["x-argus-timestamp"].parse().unwrap();
+    assert_eq!(hs["x-argus-signature"], sign(SECRET, ts, &body), "signature over timestamp.body");
+    assert_ne!(hs["x-argus-signature"], sign("another-secret-0123456789", ts, &body));
+    assert_eq!(hs["x-argus-task-id"], id);
+    assert_eq!(hs["x-argus-attempt"], "2");
+    let delivered: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(delivered["status"], "completed");
+    assert_eq!(delivered["result"]["camera_id"], "gate");
+    // The task records the delivery.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, _, t) = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await;
+    assert_eq!(t["webhook"]["attempts"], 2, "{t}");
+    assert_eq!(t["webhook"]["delivered"], true);
+
+    // A failed task: an undecodable image.
+    let (code, _, body) = send(authed(c.post(format!("{}/v1/analyze?async=true", s.base)).json(&json!({ "image_base64": b64(&png(8, 8)[..30]) })))).await;
+    assert_eq!(code, 202);
+    let id = body["task_id"].as_str().unwrap();
+    let mut t = Value::Null;
+    for _ in 0..100 {
+        t = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await.2;
+        if t["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(t["error"]["error"], "UNPROCESSABLE");
+}
+
+#[tokio::test]
+async fn websocket_live_events_with_filters() {
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(Options::default()).await;
+    let ws_base = s.base.replace("http://", "ws://");
+    // Without a key the upgrade is refused.
+    assert!(tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws")).await.is_err());
+    let (mut all, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}")).await.unwrap();
+    let (mut high, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}&camera=gate&min_level=high")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut low = argus::event::sample_event("gate", 1_700_000_000_000, argus::event::EventKind::FrameAnalyzed);
+    low.risk = argus::risk::Risk::none();
+    let mut hot = argus::event::sample_event("gate", 1_700_000_001_000, argus::event::EventKind::IncidentOpened);
+    hot.risk.level = argus::risk::Level::Critical;
+    let other = argus::event::sample_event("yard", 1_700_000_002_000, argus::event::EventKind::IncidentOpened);
+    for ev in [low, hot.clone(), other] {
+        s.state.live.publish(&Arc::new(ev));
+    }
+    let next = |m: Message| -> Value { serde_json::from_str(m.to_text().unwrap()).unwrap() };
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = tokio::time::timeout(Duration::from_secs(5), all.next()).await.unwrap().unwrap().unwrap();
+        got.push(next(m)["data"]["camera_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got, ["gate", "gate", "yard"]);
+    let m = next(tokio::time::timeout(Duration::from_secs(5), high.next()).await.unwrap().unwrap().unwrap());
+    assert_eq!(m["type"], "incident.opened");
+    assert_eq!(m["data"]["event_id"], hot.event_id);
+    // Nothing else for the filtered client.
+    assert!(tokio::time::timeout(Duration::from_millis(300), high.next()).await.is_err());
+    // A bad filter is a 400 before the upgrade.
+    let (code, _, body) = send(authed(client().get(format!("{}/v1/ws?min_level=extreme", s.base)))).await;
+    assert_error(code, &body, 400, "BAD_REQUEST");
+    let (code, _, body) = send(authed(client().get(format!("{}/v1/ws", s.base)))).await;
+    assert_error(code, &body, 400, "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_snapshot_with_overlay() {
+    let s = start(Options::default()).await;
+    let c = client();
+    let r = c
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/events", s.base))
+        .header("origin", "https://ops.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://ops.example.com");
+    let r = c.get(format!("{}/v1/cameras", s.base)).bearer_auth(KEY).header("origin", "https://evil.example.com").send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // A frame on the board: the snapshot is a JPEG of the frame's size.
+    let image = Arc::new(RgbImage::new(160, 120, vec![30; 160 * 120 * 3]).unwrap());
+    let obj = argus::risk::SceneObject {
+        track_id: Some(4),
+        class: Arc::from("person"),
+        confidence: 0.8,
+        bbox: [40.0, 30.0, 90.0, 100.0],
+        world: None,
+        speed_mps: Some(1.4),
+        heading_deg: None,
+        zones: vec!["yard".into()],
+    };
+    let cam: Arc<str> = Arc::from("gate");
+    s.state.snapshots.update(
+        &cam,
+        argus::snapshot::Snapshot {
+            image,
+            seq: 12,
+            captured_at: time::OffsetDateTime::now_utc(),
+            objects: vec![obj],
+            zones: gate_camera().zones,
+            world_to_image: Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]).inverse(),
+            level: Some(argus::risk::Level::High),
+        },
+    );
+    let r = c.get(format!("{}/v1/cameras/gate/snapshot.jpg?access_token={KEY}", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (160, 120));
+    // The banner carries the level's colour; the box edge is drawn.
+    let p = img.get_pixel(150, 1).0;
+    assert!(p[0] > 180 && p[2] < 100, "high = orange banner, got {p:?}");
+    assert_ne!(img.get_pixel(40, 60).0, [30, 30, 30]);
+}

@@ -62,8 +62,21 @@ pub struct Frame {
     pub telemetry: Option<Arc<Telemetry>>,
 }
 
-/// Drone pose: `lat`, `lon` (degrees), `alt_m`, `yaw`/`pitch`/`roll` (degrees), `hfov`
-/// (horizontal field of view, degrees).
+/// Drone pose when a frame was taken: the camera's (gimbal's) pose, not the airframe's.
+///
+/// - `lat`, `lon`: WGS84 degrees of the camera.
+/// - `alt_m`: camera height above the ground plane in metres (or above another datum,
+///   with `[cameras.drone] ground_alt_m` giving the ground's height in it).
+/// - `yaw`: direction of the optical axis, degrees clockwise from true north (90 = east).
+/// - `pitch`: elevation of the optical axis above the horizon, degrees: 0 = level,
+///   negative = looking down, -90 = straight down (then the top of the image faces `yaw`).
+/// - `roll`: rotation about the optical axis, degrees, positive = the camera's right side
+///   down (the image content turns counter-clockwise).
+/// - `hfov`: horizontal field of view across the full image width, degrees (square
+///   pixels, principal point at the centre, no distortion).
+///
+/// Angles apply in the order yaw, pitch, roll (intrinsic Z-X-Y Tait–Bryan angles of the
+/// camera whose axes are right, forward, up).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Telemetry {

@@ -71,13 +71,18 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Fit and print each camera's homography with its reprojection error.
+    /// Fit and print each camera's homography, each point's error in metres and a
+    /// [cameras.calibration] snippet to paste (from the config, or from a points file).
     Calibrate {
-        #[arg(long, short)]
+        #[arg(long, short, conflicts_with = "points")]
         config: Option<PathBuf>,
         /// Only this camera.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "points")]
         camera: Option<String>,
+        /// A points file instead of the config: image_points, world_points and optionally
+        /// max_error_m, camera_matrix, distortion and an [origin] table.
+        #[arg(long)]
+        points: Option<PathBuf>,
     },
     /// Measure detector latency per backend and end-to-end throughput on the demo video.
     Bench(bench::BenchArgs),
@@ -97,7 +102,10 @@ fn main() -> ExitCode {
         Command::Run { config, exit_when_done, max_frames } => run(config, exit_when_done, max_frames),
         Command::Analyze { images, config, backend, model, threshold, pretty } => analyze(images, config, backend, model, threshold, pretty),
         Command::Check { config } => return check(config),
-        Command::Calibrate { config, camera } => calibrate(config, camera),
+        Command::Calibrate { config, camera, points } => match points {
+            Some(p) => calibrate_points(&p),
+            None => calibrate(config, camera),
+        },
         Command::Bench(args) => bench::run(args),
         Command::Soak(args) => soak::run(args),
         #[cfg(feature = "clickhouse")]
@@ -240,8 +248,11 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 }
 
 fn calibrate(path: Option<PathBuf>, only: Option<String>) -> Result<()> {
-    let cfg = load_valid(path.as_deref())?;
+    // Not `load_valid`: a calibration that validation refuses is exactly what this
+    // command must show point by point.
+    let cfg = config::load(path.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let mut found = false;
+    let mut refused = Vec::new();
     for (file, p) in &cfg.pipelines {
         for cam in &p.cameras {
             if only.as_deref().is_some_and(|c| c != cam.id) {
@@ -249,25 +260,44 @@ fn calibrate(path: Option<PathBuf>, only: Option<String>) -> Result<()> {
             }
             found = true;
             let Some(cal) = &cam.calibration else {
-                println!("{}: camera {}: no calibration", file.display(), cam.id);
+                let how = if cam.drone.is_some() { "a drone, placed per frame from telemetry" } else { "no calibration" };
+                println!("camera {} ({}): {how}\n", cam.id, file.display());
                 continue;
             };
-            let g = argus::geo::CameraGeometry::from_config(cal, cam.origin.as_ref())
-                .with_context(|| format!("{}: camera {}", file.display(), cam.id))?;
-            let h = g.homography.0;
-            println!("camera {} ({}, {} of {} points kept)", cam.id, g.method, g.inliers, cal.image_points.len());
-            println!("  H = [[{:.6e}, {:.6e}, {:.6e}],\n       [{:.6e}, {:.6e}, {:.6e}],\n       [{:.6e}, {:.6e}, {:.6e}]]", h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]);
-            println!("  reprojection error: mean {:.4} m, max {:.4} m (limit {} m)", g.fit.mean, g.fit.max, cal.max_error_m);
-            for (i, w) in cal.image_points.iter().zip(&cal.world_points) {
-                let p = g.homography.apply(*i).unwrap_or([f64::NAN; 2]);
-                println!("  px ({:7.1}, {:7.1}) → ({:8.3}, {:8.3}) m   expected ({:8.3}, {:8.3})", i[0], i[1], p[0], p[1], w[0], w[1]);
+            let label = format!("camera {} ({})", cam.id, file.display());
+            if let Err(e) = calibrate_one(&label, cal, Some(cal.max_error_m), cam.origin.as_ref()) {
+                refused.push(format!("{}: camera `{}`: cameras.calibration.{}: {e} (fix: {})", file.display(), cam.id, e.key(), e.fix()));
             }
         }
     }
     if !found {
         return Err(anyhow!("no camera {:?} in the configured pipelines", only.unwrap_or_default()));
     }
+    if !refused.is_empty() {
+        return Err(anyhow!("{} calibration(s) refused:\n  {}", refused.len(), refused.join("\n  ")));
+    }
     Ok(())
+}
+
+fn calibrate_points(path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let pts = argus::geo::calibrate::PointsFile::parse(path, &text).map_err(|e| anyhow!(e))?;
+    calibrate_one(&format!("points file {}", path.display()), &pts.calibration(), pts.max_error_m, pts.origin.as_ref())
+        .map_err(|e| anyhow!("{}: {}: {e} (fix: {})", path.display(), e.key(), e.fix()))
+}
+
+/// Prints the fit of one calibration and, when it is accepted, the snippet to paste.
+fn calibrate_one(label: &str, cal: &config::CalibrationConfig, max_error_m: Option<f64>, origin: Option<&config::OriginConfig>) -> Result<(), argus::geo::CalibrationError> {
+    use argus::geo::calibrate;
+    let fit = argus::geo::fit_points(cal)?;
+    let verdict = fit.check(cal.max_error_m, cal.max_outliers);
+    print!("{}", calibrate::report(label, cal, &fit, &verdict));
+    if verdict.is_ok() {
+        println!("\n{}", calibrate::snippet(cal, &fit, max_error_m, origin));
+    } else {
+        println!();
+    }
+    verdict
 }
 
 fn analyze(images: Vec<PathBuf>, path: Option<PathBuf>, backend: Option<BackendKind>, model: Option<String>, threshold: Option<f32>, pretty: bool) -> Result<()> {

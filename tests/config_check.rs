@@ -76,9 +76,15 @@ fn calibration_with_too_few_or_mismatched_points() {
 
 #[test]
 fn calibration_with_a_mistyped_point_is_refused() {
-    // One world point off by 10 m: the fit cannot reproduce it within max_error_m.
+    // One world point off by 10 m: RANSAC leaves it out and names it (max_outliers = 0).
     let p = GOOD_PIPELINE.replace("[0.0, 11.25]", "[10.0, 11.25]");
-    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].calibration.world_points", "mean reprojection error");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].calibration.world_points", "pair 4 is 10.");
+    // Allowed one outlier, the other six pairs fit.
+    let p = p.replace("max_error_m = 0.25", "max_error_m = 0.25\nmax_outliers = 1");
+    assert_eq!(issues(config::EMBEDDED_CONFIG, Some(&p)), vec![]);
+    // A limit below the pairs' spread error (no outlier stands out): the mean is too large.
+    let p = GOOD_PIPELINE.replace("max_error_m = 0.25", "max_error_m = 0.001");
+    assert_issue(&issues(config::EMBEDDED_CONFIG, Some(&p)), "pipelines/demo.toml", "cameras[0].calibration.max_error_m", "exceeds max_error_m = 0.001 m");
 }
 
 #[test]

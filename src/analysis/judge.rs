@@ -92,7 +92,7 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
 mod tests {
     use super::*;
     use crate::config::IntrusionRule;
-    use crate::geo::{GeoOrigin, Homography, Reprojection};
+    use crate::geo::{GeoOrigin, Homography};
     use crate::risk::{Level, SceneObject};
 
     fn person(bbox: [f32; 4]) -> SceneObject {
@@ -102,13 +102,7 @@ mod tests {
     #[test]
     fn a_person_in_a_zone_is_judged_as_the_camera_would() {
         // 1 px = 0.1 m, world = pixel / 10.
-        let geometry = CameraGeometry {
-            homography: Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]),
-            origin: Some(GeoOrigin::new(51.0, 0.0)),
-            fit: Reprojection { mean: 0.0, max: 0.0 },
-            method: "dlt",
-            inliers: 4,
-        };
+        let geometry = CameraGeometry::from_homography(Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]), Some(GeoOrigin::new(51.0, 0.0)));
         let cam = CameraContext {
             id: "gate".into(),
             pipeline: "p".into(),

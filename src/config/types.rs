@@ -428,8 +428,11 @@ pub struct CameraConfig {
     #[serde(default)]
     pub classes: Vec<String>,
     pub calibration: Option<CalibrationConfig>,
-    /// Geodetic position of the world origin (0, 0): enables lat/lon in events.
+    /// Geodetic position of the world origin (0, 0): enables lat/lon in events. For a
+    /// drone camera, default: the first telemetry position seen.
     pub origin: Option<OriginConfig>,
+    /// A moving camera placed by each frame's telemetry (instead of `calibration`).
+    pub drone: Option<DroneConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -459,6 +462,43 @@ pub struct CalibrationConfig {
     /// Refuse the calibration when the mean reprojection error exceeds this (metres).
     #[serde(default = "default_max_error_m")]
     pub max_error_m: f64,
+    /// Pairs RANSAC may leave out (further than 2 × max_error_m from the fit of the
+    /// others) before the calibration is refused: 0 makes every mistyped pair an error
+    /// that names it. Never more than half the pairs.
+    #[serde(default)]
+    pub max_outliers: usize,
+    /// Intrinsics in pixels, `[fx, fy, cx, cy]` or the 3×3 matrix as 9 values row by row:
+    /// with `distortion`, image points are undistorted before the homography.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera_matrix: Option<Vec<f64>>,
+    /// OpenCV distortion coefficients `[k1, k2, p1, p2]`, `[k1, k2, p1, p2, k3]` or
+    /// `[k1, k2, p1, p2, k3, k4, k5, k6]` (needs `camera_matrix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distortion: Option<Vec<f64>>,
+}
+
+/// `[cameras.drone]`: the camera flies; each frame's `telemetry` (Kafka header) gives
+/// its pose, and the ground is taken as flat. See `crate::frame::Telemetry` for the
+/// angle conventions.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DroneConfig {
+    /// Altitude of the ground in the telemetry's `alt_m` reference: 0 when `alt_m` is
+    /// height above ground; the site's elevation when it is above sea level.
+    pub ground_alt_m: f64,
+    /// Points further than this from the point below the drone are placed nowhere
+    /// (near the horizon a pixel spans hundreds of metres).
+    pub max_range_m: f64,
+    /// Lens distortion, OpenCV coefficients as in `[cameras.calibration]`, with the
+    /// intrinsics of each frame taken from `hfov` and the image size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distortion: Option<Vec<f64>>,
+}
+
+impl Default for DroneConfig {
+    fn default() -> Self {
+        Self { ground_alt_m: 0.0, max_range_m: 1000.0, distortion: None }
+    }
 }
 
 fn default_max_error_m() -> f64 {

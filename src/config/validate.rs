@@ -8,7 +8,6 @@ use std::path::Path;
 use super::load::{ConfigIssue, LoadedConfig};
 use super::types::*;
 use crate::detect::model::ModelSpec;
-use crate::geo::Homography;
 
 struct Issues<'a> {
     file: &'a Path,
@@ -240,39 +239,24 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         }
         check_classes(iss, format!("{key}.classes"), &cam.classes);
         if let Some(cal) = &cam.calibration {
-            let ck = format!("{key}.calibration");
-            if cal.image_points.len() != cal.world_points.len() {
+            validate_calibration(cal, &format!("{key}.calibration"), iss);
+        }
+        if let Some(d) = &cam.drone {
+            validate_drone(cam, d, &format!("{key}.drone"), iss);
+            if cam.origin.is_none() && !p.zones.is_empty() {
                 iss.add(
-                    format!("{ck}.world_points"),
-                    format!("{} image points but {} world points", cal.image_points.len(), cal.world_points.len()),
-                    "list the same reference points in both, in the same order",
+                    format!("{key}.origin"),
+                    "zones are in world metres, but this drone's world frame starts wherever it first reports its position",
+                    "add [cameras.origin] with the lat/lon of the zones' (0, 0)",
                 );
-            } else if cal.image_points.len() < 4 {
-                iss.add(format!("{ck}.image_points"), format!("{} point pairs; a homography needs at least 4", cal.image_points.len()), "measure at least 4 ground points (6+ is better)");
-            } else if !(cal.max_error_m > 0.0) {
-                iss.add(format!("{ck}.max_error_m"), "must be > 0", "use e.g. 0.5 (metres)");
-            } else {
-                match Homography::fit_dlt(&cal.image_points, &cal.world_points) {
-                    Err(e) => iss.add(format!("{ck}.image_points"), e.to_string(), "use points spread over the ground, no three on one line"),
-                    Ok(h) => {
-                        let r = h.reprojection(&cal.image_points, &cal.world_points);
-                        if r.mean > cal.max_error_m {
-                            iss.add(
-                                format!("{ck}.world_points"),
-                                format!("mean reprojection error {:.3} m exceeds max_error_m = {} m (worst point {:.3} m)", r.mean, cal.max_error_m, r.max),
-                                "re-measure the points (a pair is probably swapped or mistyped), or raise max_error_m",
-                            );
-                        }
-                    }
-                }
             }
         }
         if let Some(o) = &cam.origin {
             if !(-90.0..=90.0).contains(&o.lat) || !(-180.0..=180.0).contains(&o.lon) {
                 iss.add(format!("{key}.origin"), format!("({}, {}) is not a latitude/longitude", o.lat, o.lon), "lat in -90..90, lon in -180..180, decimal degrees");
             }
-            if cam.calibration.is_none() {
-                iss.add(format!("{key}.origin"), "an origin without a calibration places nothing", "add [cameras.calibration] or remove origin");
+            if cam.calibration.is_none() && cam.drone.is_none() {
+                iss.add(format!("{key}.origin"), "an origin without a calibration places nothing", "add [cameras.calibration] (or [cameras.drone]) or remove origin");
             }
         }
     }
@@ -303,7 +287,7 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         if let RuleConfig::Proximity(pr) = r {
             check_classes(iss, format!("{key}.near_classes"), &pr.near_classes);
         }
-        let needs_geometry = p.cameras.iter().any(|c| c.calibration.is_none());
+        let needs_geometry = p.cameras.iter().any(|c| c.calibration.is_none() && c.drone.is_none());
         if needs_geometry {
             iss.add(
                 format!("{key}"),
@@ -316,6 +300,59 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
     validate_risk(&p.risk, iss);
     if !(p.events.frame_summary_every_s >= 0.0) {
         iss.add("events.frame_summary_every_s", "must be ≥ 0", "use 0 (off) or seconds, e.g. 5");
+    }
+}
+
+/// The same fit and judgement as start-up, so `argus check` refuses what `argus run` would.
+fn validate_calibration(cal: &CalibrationConfig, ck: &str, iss: &mut Issues) {
+    if !(cal.max_error_m > 0.0 && cal.max_error_m.is_finite()) {
+        iss.add(format!("{ck}.max_error_m"), format!("{} is not > 0", cal.max_error_m), "use e.g. 0.5 (metres)");
+        return;
+    }
+    if let Some((i, _)) = cal.image_points.iter().chain(&cal.world_points).enumerate().find(|(_, p)| !(p[0].is_finite() && p[1].is_finite())) {
+        let (k, i) = if i < cal.image_points.len() { ("image_points", i) } else { ("world_points", i - cal.image_points.len()) };
+        iss.add(format!("{ck}.{k}"), format!("point {i} is not a pair of finite numbers"), "write each point as [x, y]");
+        return;
+    }
+    if cal.image_points.len() != cal.world_points.len() {
+        iss.add(
+            format!("{ck}.world_points"),
+            format!("{} image points but {} world points", cal.image_points.len(), cal.world_points.len()),
+            "list the same reference points in both, in the same order",
+        );
+        return;
+    }
+    if cal.image_points.len() < 4 {
+        iss.add(format!("{ck}.image_points"), format!("{} point pairs; a homography needs at least 4", cal.image_points.len()), "measure at least 4 ground points (6+ is better)");
+        return;
+    }
+    if let Err(e) = crate::geo::fit_calibration(cal) {
+        iss.add(format!("{ck}.{}", e.key()), e.to_string(), e.fix());
+    }
+}
+
+fn validate_drone(cam: &CameraConfig, d: &DroneConfig, dk: &str, iss: &mut Issues) {
+    if cam.calibration.is_some() {
+        iss.add(dk, "a camera has either a fixed [cameras.calibration] or flies ([cameras.drone]), not both", "remove one of the two tables");
+    }
+    if cam.source != "kafka" {
+        iss.add(
+            dk,
+            "a drone camera is placed by each frame's telemetry, which only the Kafka source carries (the `telemetry` header)",
+            "set source = \"kafka\" with a [kafka] table, or remove [cameras.drone]",
+        );
+    }
+    if !d.ground_alt_m.is_finite() {
+        iss.add(format!("{dk}.ground_alt_m"), format!("{} is not a number", d.ground_alt_m), "use 0 when telemetry alt_m is height above ground, else the ground's altitude in metres");
+    }
+    if let Some(coeffs) = &d.distortion {
+        // Shape and values as for a fixed camera (the intrinsics come from hfov per frame).
+        if let Err(e) = crate::geo::Lens::from_config(Some(&[1000.0, 1000.0, 500.0, 500.0]), Some(coeffs)) {
+            iss.add(format!("{dk}.distortion"), e.to_string(), e.fix());
+        }
+    }
+    if !(d.max_range_m > 0.0 && d.max_range_m.is_finite()) {
+        iss.add(format!("{dk}.max_range_m"), format!("{} is not > 0", d.max_range_m), "use e.g. 1000 (metres)");
     }
 }
 

@@ -1,8 +1,8 @@
 //! Plane-to-plane homography (image pixels → ground metres), pure Rust.
 //!
-//! `fit_dlt` is the normalised direct linear transform over all pairs (no outlier
-//! rejection); with the `opencv` feature, start-up fitting uses OpenCV's RANSAC instead
-//! and this serves as the reference and the fallback.
+//! `fit_dlt` is the normalised direct linear transform over all pairs; `fit_ransac`
+//! rejects outlying pairs around it. With the `opencv` feature, start-up fitting uses
+//! OpenCV's RANSAC instead and these serve as the reference and the fallback.
 
 /// Row-major 3×3 matrix mapping homogeneous image points to world points.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,6 +136,95 @@ impl Homography {
     }
 }
 
+/// Every 4-subset is tried when there are at most this many; else random ones.
+const RANSAC_MAX_SUBSETS: usize = 2000;
+
+/// Pure-Rust RANSAC: the homography of the 4-point subset that most pairs agree with
+/// (within `threshold` world units), refitted by DLT on those pairs. Small point sets
+/// (hand-measured calibrations) are searched exhaustively, so the result is
+/// deterministic. Returns the homography and which pairs it kept.
+pub fn fit_ransac(image: &[[f64; 2]], world: &[[f64; 2]], threshold: f64) -> Result<(Homography, Vec<bool>), FitError> {
+    // Validates count, lengths and degeneracy of the whole set.
+    let all = Homography::fit_dlt(image, world)?;
+    let n = image.len();
+    let errors = |h: &Homography| -> Vec<f64> {
+        image.iter().zip(world).map(|(i, w)| h.apply(*i).map_or(f64::INFINITY, |p| (p[0] - w[0]).hypot(p[1] - w[1]))).collect()
+    };
+    // Score: more inliers first, then a smaller summed inlier error.
+    let score = |e: &[f64]| -> (usize, f64) {
+        let inl: Vec<f64> = e.iter().copied().filter(|e| *e <= threshold).collect();
+        (inl.len(), inl.iter().sum())
+    };
+    let better = |a: (usize, f64), b: (usize, f64)| a.0 > b.0 || (a.0 == b.0 && a.1 < b.1);
+    let mut best = (all, score(&errors(&all)));
+    let try_subset = |idx: [usize; 4], best: &mut (Homography, (usize, f64))| {
+        let si: Vec<[f64; 2]> = idx.iter().map(|&k| image[k]).collect();
+        let sw: Vec<[f64; 2]> = idx.iter().map(|&k| world[k]).collect();
+        if let Ok(h) = Homography::fit_dlt(&si, &sw) {
+            let sc = score(&errors(&h));
+            if better(sc, best.1) {
+                *best = (h, sc);
+            }
+        }
+    };
+    let subsets = n * (n - 1) * (n - 2) * (n - 3) / 24;
+    if subsets <= RANSAC_MAX_SUBSETS {
+        for a in 0..n {
+            for b in a + 1..n {
+                for c in b + 1..n {
+                    for d in c + 1..n {
+                        try_subset([a, b, c, d], &mut best);
+                    }
+                }
+            }
+        }
+    } else {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |m: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % m
+        };
+        for _ in 0..RANSAC_MAX_SUBSETS {
+            let mut idx = [0usize; 4];
+            let mut k = 0;
+            while k < 4 {
+                let v = next(n);
+                if !idx[..k].contains(&v) {
+                    idx[k] = v;
+                    k += 1;
+                }
+            }
+            try_subset(idx, &mut best);
+        }
+    }
+    Ok(refine_consensus(image, world, best.0, threshold))
+}
+
+/// Refits by DLT on the pairs within `threshold` of `h`, then re-evaluates which pairs
+/// are within it, until that stops changing: a minimal-sample model passes exactly
+/// through its 4 pairs, so their noise alone can push good pairs out of its consensus.
+pub fn refine_consensus(image: &[[f64; 2]], world: &[[f64; 2]], h: Homography, threshold: f64) -> (Homography, Vec<bool>) {
+    let errors = |h: &Homography| -> Vec<f64> {
+        image.iter().zip(world).map(|(i, w)| h.apply(*i).map_or(f64::INFINITY, |p| (p[0] - w[0]).hypot(p[1] - w[1]))).collect()
+    };
+    let mut h = h;
+    let mut keep: Vec<bool> = errors(&h).iter().map(|e| *e <= threshold).collect();
+    for _ in 0..5 {
+        let (ki, kw): (Vec<[f64; 2]>, Vec<[f64; 2]>) = image.iter().zip(world).zip(&keep).filter(|(_, k)| **k).map(|((i, w), _)| (*i, *w)).unzip();
+        let Ok(refit) = Homography::fit_dlt(&ki, &kw) else { break };
+        let next_keep: Vec<bool> = errors(&refit).iter().map(|e| *e <= threshold).collect();
+        if next_keep.iter().filter(|k| **k).count() < keep.iter().filter(|k| **k).count() {
+            break;
+        }
+        h = refit;
+        if next_keep == keep {
+            break;
+        }
+        keep = next_keep;
+    }
+    (h, keep)
+}
+
 fn mul(a: &Homography, b: &Homography) -> Homography {
     let (a, b) = (&a.0, &b.0);
     Homography(std::array::from_fn(|k| {
@@ -240,6 +329,23 @@ mod tests {
         assert_eq!(Homography::fit_dlt(&four, &four[..3]), Err(FitError::LengthMismatch(4, 3)));
         let line = [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]];
         assert_eq!(Homography::fit_dlt(&line, &four), Err(FitError::Degenerate));
+    }
+
+    #[test]
+    fn ransac_finds_the_mistyped_pairs() {
+        let img: Vec<[f64; 2]> = (0..12).map(|i| [(50 + (i % 4) * 200 + i * 37 % 50) as f64, (40 + (i / 4) * 200 + i * 53 % 60) as f64]).collect();
+        let mut world = pairs(&truth(), &img);
+        world[3][0] += 5.0;
+        world[8] = [world[8][1], world[8][0]];
+        let (h, keep) = fit_ransac(&img, &world, 0.2).unwrap();
+        let out: Vec<usize> = keep.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i).collect();
+        assert_eq!(out, vec![3, 8]);
+        let p = h.apply([123.0, 456.0]).unwrap();
+        let q = truth().apply([123.0, 456.0]).unwrap();
+        assert!((p[0] - q[0]).hypot(p[1] - q[1]) < 1e-6);
+        // Clean points: all kept.
+        let (_, keep) = fit_ransac(&img, &pairs(&truth(), &img), 0.2).unwrap();
+        assert!(keep.iter().all(|k| *k));
     }
 
     #[test]

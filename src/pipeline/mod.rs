@@ -26,7 +26,7 @@ use scene::{CameraScene, SceneSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("{file}: cameras `{camera}` calibration: {source}")]
+    #[error("{file}: camera `{camera}`: cameras.calibration.{}: {source} (fix: {})", .source.key(), .source.fix())]
     Calibration { file: String, camera: String, source: CalibrationError },
     #[error("cannot start thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -85,7 +85,8 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
                         tracker: p.tracker.clone(),
                         risk: p.risk.clone(),
                     },
-                ),
+                )
+                .with_drone(cam.drone.as_ref().map(|d| crate::geo::DroneGeometry::new(&cam.id, d, cam.origin.as_ref()))),
             );
             sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
         }

@@ -1,6 +1,6 @@
 //! The scene stage for one camera: track → place → judge → caption → events.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -9,25 +9,23 @@ use crate::caption;
 use crate::detect::Detection;
 use crate::event::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
 use crate::frame::Frame;
-use crate::geo::CameraGeometry;
+use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator, WorldPos};
 use crate::risk::{IncidentPhase, Risk, RiskEngine, SceneObject, Zone};
 use crate::track::{Tracker, TrackerConfig};
-
-/// World positions over this window give speed and heading.
-const MOTION_WINDOW_S: f64 = 2.0;
-const MIN_MOTION_SPAN_S: f64 = 0.5;
 
 pub struct CameraScene {
     camera_id: Arc<str>,
     pipeline: String,
     tracker: Tracker,
     geometry: Option<CameraGeometry>,
+    /// A flying camera: placed per frame from its telemetry (instead of `geometry`).
+    drone: Option<DroneGeometry>,
     zones: Arc<Vec<Zone>>,
     risk: RiskEngine,
     classes: Option<HashSet<String>>,
     summary_every_s: f64,
     last_summary_t: Option<f64>,
-    motion: HashMap<u64, VecDeque<(f64, [f64; 2])>>,
+    motion: MotionEstimator,
     last: Option<(OffsetDateTime, FrameInfo, Vec<SceneObject>)>,
 }
 
@@ -56,12 +54,30 @@ impl CameraScene {
             pipeline: s.pipeline,
             tracker: Tracker::new(s.tracker.clone()),
             geometry: s.geometry,
+            drone: None,
             zones: s.zones,
             classes: (!s.classes.is_empty()).then(|| s.classes.into_iter().collect()),
             summary_every_s: s.summary_every_s,
             last_summary_t: None,
-            motion: HashMap::new(),
+            motion: MotionEstimator::default(),
             last: None,
+        }
+    }
+
+    /// Makes this a drone camera (see `crate::geo::drone`).
+    pub fn with_drone(mut self, drone: Option<DroneGeometry>) -> Self {
+        self.drone = drone;
+        self
+    }
+
+    /// Ground positions of the detections: per frame from telemetry for a drone, else
+    /// through the fixed calibration.
+    fn locate(&mut self, frame: &Frame, detections: &[Detection]) -> Vec<Option<WorldPos>> {
+        let boxes: Vec<[f32; 4]> = detections.iter().map(|d| d.bbox).collect();
+        match (&mut self.drone, &self.geometry) {
+            (Some(d), _) => d.locate_boxes(frame, &boxes),
+            (None, Some(g)) => g.locate_boxes(&boxes),
+            (None, None) => vec![None; boxes.len()],
         }
     }
 
@@ -72,15 +88,18 @@ impl CameraScene {
         }
         let t = secs(frame.captured_at);
         let assignments = self.tracker.update(&detections);
+        let placed = self.locate(frame, &detections);
         let mut objects = Vec::with_capacity(detections.len());
-        for (d, a) in detections.iter().zip(&assignments) {
-            let world = self.geometry.as_ref().and_then(|g| g.locate_box(&d.bbox));
+        for ((d, a), world) in detections.iter().zip(&assignments).zip(placed) {
             let zones = match &world {
                 Some(w) => self.zones.iter().filter(|z| z.contains([w.x_m, w.y_m])).map(|z| z.id.clone()).collect(),
                 None => Vec::new(),
             };
             let (speed_mps, heading_deg) = match (a.track_id, &world) {
-                (Some(id), Some(w)) => self.motion_of(id, t, [w.x_m, w.y_m]),
+                (Some(id), Some(w)) => {
+                    let m = self.motion.update(id, t, [w.x_m, w.y_m]);
+                    (m.speed_mps, m.heading_deg)
+                }
                 _ => (None, None),
             };
             objects.push(SceneObject {
@@ -100,7 +119,7 @@ impl CameraScene {
                 zones,
             });
         }
-        self.motion.retain(|_, q| q.back().is_some_and(|(last, _)| t - last <= MOTION_WINDOW_S));
+        self.motion.prune(t);
 
         let info = FrameInfo { seq: frame.seq, width: frame.image.width, height: frame.image.height, time_source: Some(frame.time_source.into()) };
         let mut events = Vec::new();
@@ -144,24 +163,6 @@ impl CameraScene {
     /// Ground → pixels, to draw world-space zones on the image.
     pub fn world_to_image(&self) -> Option<crate::geo::Homography> {
         self.geometry.as_ref().and_then(|g| g.homography.inverse())
-    }
-
-    fn motion_of(&mut self, id: u64, t: f64, p: [f64; 2]) -> (Option<f64>, Option<f64>) {
-        let q = self.motion.entry(id).or_default();
-        q.push_back((t, p));
-        while q.front().is_some_and(|(t0, _)| t - t0 > MOTION_WINDOW_S) {
-            q.pop_front();
-        }
-        let (t0, p0) = *q.front().expect("just pushed");
-        let dt = t - t0;
-        if dt < MIN_MOTION_SPAN_S {
-            return (None, None);
-        }
-        let (dx, dy) = (p[0] - p0[0], p[1] - p0[1]);
-        let speed = (dx * dx + dy * dy).sqrt() / dt;
-        // Heading: degrees clockwise from north (+y), east = 90.
-        let heading = if speed > 0.05 { Some(dx.atan2(dy).to_degrees().rem_euclid(360.0)) } else { None };
-        (Some(speed), heading)
     }
 
     fn incident_event(&self, at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject], change: crate::risk::IncidentChange, models: &Models) -> Event {

@@ -17,7 +17,7 @@ use argus::api::{self, AppState, Info, Limits};
 use argus::config::{IntrusionRule, RuleConfig};
 use argus::detect::{DetectError, Detection, Detector, DetectorInfo};
 use argus::frame::RgbImage;
-use argus::geo::{CameraGeometry, Homography, Reprojection};
+use argus::geo::{CameraGeometry, Homography};
 use argus::health::Health;
 use argus::metrics::Metrics;
 use argus::risk::Zone;
@@ -81,7 +81,7 @@ fn gate_camera() -> CameraContext {
     CameraContext {
         id: "gate".into(),
         pipeline: "test".into(),
-        geometry: Some(CameraGeometry { homography: Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]), origin: None, fit: Reprojection { mean: 0.0, max: 0.0 }, method: "dlt", inliers: 4 }),
+        geometry: Some(CameraGeometry::from_homography(Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]), None)),
         zones: Arc::new(vec![Zone { id: "yard".into(), polygon: vec![[0.0, 0.0], [20.0, 0.0], [20.0, 20.0], [0.0, 20.0]] }]),
         rules: vec![RuleConfig::Intrusion(IntrusionRule {
             id: "no-entry".into(),

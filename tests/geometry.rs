@@ -483,7 +483,7 @@ fn scene_places_a_drone_frame_and_measures_speed() {
     use argus::pipeline::scene::{CameraScene, SceneSettings};
     let origin = OriginConfig { lat: 52.0, lon: 4.0 };
     let drone = DroneGeometry::new("drone-1", &DroneConfig::default(), Some(&origin));
-    let settings = SceneSettings { pipeline: "drones".into(), geometry: None, zones: Arc::new(vec![]), rules: vec![], classes: vec![], summary_every_s: 0.001 };
+    let settings = SceneSettings { pipeline: "drones".into(), geometry: None, zones: Arc::new(vec![]), rules: vec![], classes: vec![], summary_every_s: 0.001, tracker: Default::default(), risk: Default::default() };
     let mut scene = CameraScene::new(Arc::from("drone-1"), settings).with_drone(Some(drone));
     let models = argus::event::Models { detector: "test".into(), captioner: "test".into() };
     // Hovering 60 m up, looking north 60° down; a person walks east at 1.5 m/s, 10 fps.

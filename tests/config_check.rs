@@ -1,30 +1,18 @@
 //! Broken configurations give errors that name the file, the key and the fix, both
 //! through the library and through `argus check`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use argus::config::{self, ConfigIssue};
 
-const GOOD_PIPELINE: &str = include_str!("../pipelines/demo.toml");
+#[path = "common/config_issues.rs"]
+mod config_issues;
+use config_issues::{GOOD_PIPELINE, assert_issue, issues_with};
 
-/// Parses an argus.toml text (with the demo pipeline, or `pipeline` when given) and
-/// validates it; returns every issue.
+/// Validates an argus.toml text with the demo pipeline, or `pipeline` when given.
 fn issues(argus_toml: &str, pipeline: Option<&str>) -> Vec<ConfigIssue> {
-    let pipe = pipeline.unwrap_or(GOOD_PIPELINE).to_string();
-    let read = move |_: &Path| Ok(pipe.clone());
-    match config::load_from_str(Path::new("config/argus.toml"), argus_toml, &[], &read) {
-        Err(e) => e.issues().to_vec(),
-        Ok(cfg) => config::validate(&cfg),
-    }
-}
-
-fn assert_issue(list: &[ConfigIssue], file: &str, key: &str, problem: &str) {
-    assert!(
-        list.iter().any(|i| i.file == PathBuf::from(file) && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
-        "expected {file}: {key}: …{problem}…, got:\n{}",
-        list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
-    );
+    issues_with(argus_toml, pipeline.unwrap_or(GOOD_PIPELINE))
 }
 
 #[test]

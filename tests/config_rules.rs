@@ -1,28 +1,13 @@
 //! Scene configuration (rules of every kind, `[tracker]`, `[risk]`) is validated with
 //! errors that name the file, the key and the fix.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use argus::config::{self, ConfigIssue};
+use argus::config;
 
-const GOOD_PIPELINE: &str = include_str!("../pipelines/demo.toml");
-
-fn issues(argus_toml: &str, pipeline: &str) -> Vec<ConfigIssue> {
-    let pipe = pipeline.to_string();
-    let read = move |_: &Path| Ok(pipe.clone());
-    match config::load_from_str(Path::new("config/argus.toml"), argus_toml, &[], &read) {
-        Err(e) => e.issues().to_vec(),
-        Ok(cfg) => config::validate(&cfg),
-    }
-}
-
-fn assert_issue(list: &[ConfigIssue], file: &str, key: &str, problem: &str) {
-    assert!(
-        list.iter().any(|i| i.file == PathBuf::from(file) && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
-        "expected {file}: {key}: …{problem}…, got:\n{}",
-        list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
-    );
-}
+#[path = "common/config_issues.rs"]
+mod config_issues;
+use config_issues::{GOOD_PIPELINE, assert_issue, issues_with as issues};
 
 #[test]
 fn the_demo_pipeline_with_all_rule_kinds_is_valid() {

@@ -73,15 +73,30 @@ fn count(n: usize, class: &str) -> String {
     crate::caption::count_phrase(n, class)
 }
 
+/// The settings every rule config shares (`id`, `clear_after_s`, `update_every_s`).
+macro_rules! rule_settings {
+    () => {
+        fn id(&self) -> &str {
+            &self.cfg.id
+        }
+
+        fn clear_after_s(&self) -> f64 {
+            self.cfg.clear_after_s
+        }
+
+        fn update_every_s(&self) -> f64 {
+            self.cfg.update_every_s
+        }
+    };
+}
+
 struct Intrusion {
     cfg: IntrusionRule,
     presence: Presence,
 }
 
 impl Rule for Intrusion {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
+    rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let seen: Vec<Seen> = objects
@@ -111,14 +126,6 @@ impl Rule for Intrusion {
             ..Default::default()
         })
     }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
-    }
 }
 
 struct Loitering {
@@ -127,9 +134,7 @@ struct Loitering {
 }
 
 impl Rule for Loitering {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
+    rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let seen: Vec<Seen> = objects
@@ -162,14 +167,6 @@ impl Rule for Loitering {
             ..Default::default()
         })
     }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
-    }
 }
 
 struct Proximity {
@@ -189,9 +186,7 @@ impl Proximity {
 }
 
 impl Rule for Proximity {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
+    rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         // For every tracked A object: its nearest B object (any other object of the
@@ -248,14 +243,6 @@ impl Rule for Proximity {
             ..Default::default()
         })
     }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
-    }
 }
 
 struct Crowding {
@@ -299,9 +286,7 @@ impl Crowding {
 }
 
 impl Rule for Crowding {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
+    rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let members = self.members(objects);
@@ -346,14 +331,6 @@ impl Rule for Crowding {
             ..Default::default()
         })
     }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
-    }
 }
 
 struct Speed {
@@ -362,9 +339,7 @@ struct Speed {
 }
 
 impl Rule for Speed {
-    fn id(&self) -> &str {
-        &self.cfg.id
-    }
+    rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let fast: Vec<&SceneObject> = objects
@@ -400,14 +375,6 @@ impl Rule for Speed {
             limit: Some(limit),
             ..Default::default()
         })
-    }
-
-    fn clear_after_s(&self) -> f64 {
-        self.cfg.clear_after_s
-    }
-
-    fn update_every_s(&self) -> f64 {
-        self.cfg.update_every_s
     }
 }
 

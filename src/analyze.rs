@@ -77,6 +77,7 @@ pub fn analyze_image(detector: &mut dyn Detector, image: &RgbImage, source: &str
         risk,
         objects,
         caption,
+        model_caption: None,
         models: Models { detector: detector.info().model_id.clone(), captioner: caption::CAPTIONER.into() },
     })
 }

@@ -73,6 +73,9 @@ pub struct Event {
     pub risk: Risk,
     pub objects: Vec<SceneObject>,
     pub caption: String,
+    /// The captioning model's text, for events at or above `[captioner] min_level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_caption: Option<String>,
     pub models: Models,
 }
 
@@ -201,6 +204,7 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
             zones: vec!["gate".into()],
         }],
         caption: "1 person in view.".into(),
+        model_caption: None,
         models: Models { detector: "test".into(), captioner: crate::caption::CAPTIONER.into() },
     }
 }

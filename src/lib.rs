@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod analyze;
 pub mod api;
 pub mod caption;
+pub mod caption_model;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod config;

@@ -417,7 +417,10 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let det_info = detector.info().clone();
     health.set_detector(State::Running, Some(format!("{} on {} ({})", det_info.model_id, det_info.backend, det_info.device)));
 
-    let scenes = pipeline::build_scenes(&cfg, &pipeline::RunOptions { max_frames })?;
+    let captioner = argus::caption_model::build(&cfg.argus.captioner, &cfg.argus.detector)
+        .with_context(|| format!("{}: loading the captioning model ([captioner])", cfg.file.display()))?;
+    let captioner_info = captioner.as_ref().map_or_else(|| argus::caption::CAPTIONER.to_string(), |c| c.description().to_string());
+    let scenes = pipeline::build_scenes(&cfg, &pipeline::RunOptions { max_frames })?.with_captioner(captioner);
 
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if cfg.argus.sinks.stdout.enabled {
@@ -443,7 +446,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
         version: env!("CARGO_PKG_VERSION"),
         schema: argus::event::SCHEMA,
         detector: Some(det_info),
-        captioner: argus::caption::CAPTIONER,
+        captioner: captioner_info,
         pipelines: pipeline_summaries(&cfg),
         features: api::build_features(),
     }));

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub webhooks: IntCounterVec,
     pub images_analyzed: IntCounterVec,
     pub analyses_rejected: IntCounterVec,
+    pub captions_failed: IntCounterVec,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -109,6 +110,7 @@ impl Metrics {
             sink_writes_failed: counter(r, "argus_sink_writes_failed_total", "Failed sink writes (retried)", &["sink"]),
             source_restarts: counter(r, "argus_source_restarts_total", "Live source rebuilds, by reason (error, eos, stall)", &["camera", "reason"]),
             http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
+            captions_failed: counter(r, "argus_captions_failed_total", "Events whose captioning model failed (they keep the scene caption)", &["camera"]),
             stage_seconds,
             frame_latency_seconds,
             batch_size,

@@ -39,7 +39,7 @@ pub struct Info {
     pub version: &'static str,
     pub schema: &'static str,
     pub detector: Option<crate::detect::DetectorInfo>,
-    pub captioner: &'static str,
+    pub captioner: String,
     pub pipelines: Vec<PipelineSummary>,
     pub features: Vec<&'static str>,
 }

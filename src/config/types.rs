@@ -15,6 +15,7 @@ pub struct ArgusConfig {
     pub pipelines: Vec<PathBuf>,
     pub server: ServerConfig,
     pub detector: DetectorConfig,
+    pub captioner: CaptionerConfig,
     pub sinks: SinksConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
@@ -27,6 +28,7 @@ impl Default for ArgusConfig {
             pipelines: vec![PathBuf::from("pipelines/demo.toml")],
             server: ServerConfig::default(),
             detector: DetectorConfig::default(),
+            captioner: CaptionerConfig::default(),
             sinks: SinksConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
@@ -119,6 +121,54 @@ impl BackendKind {
         match self {
             Self::Ort => "ort",
             Self::Tch => "tch",
+        }
+    }
+}
+
+/// Which part of the frame the captioning model sees.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionRegion {
+    /// The whole frame.
+    Frame,
+    /// The event's objects (an incident's member tracks), with a margin.
+    Objects,
+}
+
+/// `[captioner]`: the optional captioning model (docs/captioner.md). Every event keeps
+/// its deterministic `caption`; events at or above `min_level` also get `model_caption`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptionerConfig {
+    pub enabled: bool,
+    /// ONNX model (image + tokens → next-token logits).
+    pub model: Option<PathBuf>,
+    /// Vocabulary file (`argus.tokenizer.v1` JSON).
+    pub tokenizer: Option<PathBuf>,
+    pub prompt: String,
+    /// Events at or above this risk level get a model caption.
+    pub min_level: crate::risk::Level,
+    /// Most tokens generated per caption.
+    pub max_tokens: usize,
+    /// Side of the square image the model takes.
+    pub input_size: u32,
+    pub region: CaptionRegion,
+    /// Intra-op CPU threads for the model.
+    pub threads: usize,
+}
+
+impl Default for CaptionerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            model: None,
+            tokenizer: None,
+            prompt: "describe the scene.".into(),
+            min_level: crate::risk::Level::High,
+            max_tokens: 24,
+            input_size: 64,
+            region: CaptionRegion::Frame,
+            threads: 1,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Semantic checks on a parsed config: pure (no files opened besides existence checks
-//! of sources and models), so `argus check` and start-up report every problem at once.
+//! of sources and models, and the captioner's small tokenizer file), so `argus check` and start-up report every problem at once.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -25,6 +25,7 @@ pub fn validate(cfg: &LoadedConfig) -> Vec<ConfigIssue> {
     let mut all = Vec::new();
     let mut iss = Issues { file: &cfg.file, out: Vec::new() };
     validate_argus(&cfg.argus, &mut iss);
+    validate_captioner(&cfg.argus.captioner, &mut iss);
     all.append(&mut iss.out);
 
     let classes = known_classes(&cfg.argus.detector);
@@ -86,6 +87,40 @@ fn known_classes(d: &DetectorConfig) -> Option<Vec<String>> {
     match ModelSpec::builtin(&d.model) {
         Some(spec) => Some(spec.class_names),
         None => d.class_names.clone().or_else(|| (d.model == "yolo").then(crate::detect::model::coco_names)),
+    }
+}
+
+/// `[captioner]`, when enabled. The tokenizer is parsed here too (it is small), so
+/// `argus check` reports a bad one before anything starts.
+fn validate_captioner(c: &CaptionerConfig, iss: &mut Issues) {
+    if !c.enabled {
+        return;
+    }
+    if !cfg!(feature = "onnx") {
+        iss.add("captioner.enabled", "this build has no ONNX Runtime (the captioning model needs it)", "build with `--features onnx` (on by default) or set enabled = false");
+    }
+    match &c.model {
+        None => iss.add("captioner.model", "not set (the captioner is enabled)", "set model = \"models/your-captioner.onnx\" (docs/captioner.md) or enabled = false"),
+        Some(p) if !p.is_file() => iss.add("captioner.model", format!("{} does not exist", p.display()), "point it at an .onnx captioning model (docs/captioner.md)"),
+        Some(_) => {}
+    }
+    if let Some(p) = &c.tokenizer {
+        match crate::caption_model::Tokenizer::from_file(p) {
+            Ok(_) => {}
+            Err(crate::caption_model::TokenizerError::Read(e)) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "point it at the model's argus.tokenizer.v1 JSON file (docs/captioner.md)"),
+            Err(e) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "fix the file; its format is in docs/captioner.md"),
+        }
+    } else {
+        iss.add("captioner.tokenizer", "not set (the captioner is enabled)", "set tokenizer = \"models/your-captioner.tokenizer.json\"");
+    }
+    if c.max_tokens == 0 || c.max_tokens > 256 {
+        iss.add("captioner.max_tokens", format!("{} is outside 1..=256", c.max_tokens), "use e.g. 24");
+    }
+    if c.input_size < 8 || c.input_size > 1024 {
+        iss.add("captioner.input_size", format!("{} is outside 8..=1024", c.input_size), "use the side the model was exported with, e.g. 64");
+    }
+    if c.threads == 0 || c.threads > 256 {
+        iss.add("captioner.threads", format!("{} threads", c.threads), "use 1..=256");
     }
 }
 

@@ -31,7 +31,7 @@ pub fn library_path(cfg: &DetectorConfig) -> PathBuf {
     if built.is_file() { built } else { PathBuf::from("libonnxruntime.so") }
 }
 
-fn environment(lib: &Path) -> Result<&'static Environment, DetectError> {
+pub(crate) fn environment(lib: &Path) -> Result<&'static Environment, DetectError> {
     let env = ENV.get_or_init(|| {
         let builder = ort::init_from(lib).map_err(|e| {
             format!("cannot load ONNX Runtime from {}: {e}; run scripts/setup or set detector.ort_library / ORT_DYLIB_PATH", lib.display())

@@ -47,6 +47,16 @@ pub struct Scenes {
     /// Everything that shapes a camera's processing, serialised: a reload restarts a
     /// camera only when its fingerprint changes.
     fingerprints: HashMap<Arc<str>, String>,
+    /// The optional captioning model; runs on the scene stage's thread.
+    captioner: Option<crate::caption_model::Captioner>,
+}
+
+impl Scenes {
+    /// Adds model captions to events at or above the captioner's level.
+    pub fn with_captioner(mut self, captioner: Option<crate::caption_model::Captioner>) -> Self {
+        self.captioner = captioner;
+        self
+    }
 }
 
 pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, PipelineError> {
@@ -91,7 +101,7 @@ pub fn build_scenes(cfg: &LoadedConfig, opts: &RunOptions) -> Result<Scenes, Pip
             sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
         }
     }
-    Ok(Scenes { scenes, sources, fingerprints })
+    Ok(Scenes { scenes, sources, fingerprints, captioner: None })
 }
 
 /// Changes to the scene stage's set of cameras (config reload).
@@ -175,8 +185,9 @@ pub fn start(
     {
         let (m, h) = (metrics.clone(), health.clone());
         let mut scene_map = scenes.scenes;
+        let mut captioner = scenes.captioner;
         stage_threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
-            run_scene_stage(&mut scene_map, det_rx, ctl_rx, &bus, &models, &m, &h, &board);
+            run_scene_stage(&mut scene_map, det_rx, ctl_rx, &bus, &models, &m, &h, &board, captioner.as_mut());
             // Input closed: every source ended (or Argus is stopping). Close incidents,
             // then drop the bus so the sinks drain and stop.
             for scene in scene_map.values_mut() {
@@ -255,6 +266,7 @@ fn run_scene_stage(
     metrics: &Metrics,
     health: &Health,
     board: &SnapshotBoard,
+    mut captioner: Option<&mut crate::caption_model::Captioner>,
 ) {
     let hist = metrics.stage_seconds.with_label_values(&["scene"]);
     // Open incidents' levels per camera, for the snapshot's banner.
@@ -289,8 +301,12 @@ fn run_scene_stage(
             continue;
         };
         let t0 = Instant::now();
-        let events = scene.process(&frame, detections, models);
+        let mut events = scene.process(&frame, detections, models);
         hist.observe(t0.elapsed().as_secs_f64());
+        if let Some(c) = captioner.as_deref_mut() {
+            // Off the API's tokio workers; timed as stage "caption", not "scene".
+            c.annotate(&mut events, &frame.image, metrics);
+        }
         metrics.frames_processed.with_label_values(&[&frame.camera_id]).inc();
         health.frame_processed(&frame.camera_id);
         metrics.frame_latency_seconds.observe(frame.received.elapsed().as_secs_f64());

@@ -201,6 +201,7 @@ impl CameraScene {
             risk,
             objects,
             caption,
+            model_caption: None,
             models: models.clone(),
         }
     }

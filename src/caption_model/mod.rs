@@ -323,7 +323,7 @@ mod tests {
     }
 
     fn tokenizer() -> Tokenizer {
-        Tokenizer::from_json(r#"{"format": "argus.tokenizer.v1", "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "person", "near", "truck", "."], "bos": "<bos>", "eos": "<eos>", "pad": "<pad>", "unk": "<unk>"}"#).unwrap()
+        Tokenizer::from_json(r#"{"format": "argus.tokenizer.v1", "lowercase": true, "vocab": ["<pad>", "<bos>", "<eos>", "<unk>", "person", "near", "truck", "."], "bos": "<bos>", "eos": "<eos>", "pad": "<pad>", "unk": "<unk>"}"#).unwrap()
     }
 
     fn solid(rgb: [u8; 3]) -> RgbImage {
@@ -334,9 +334,11 @@ mod tests {
     fn greedy_feeds_back_stops_at_eos_or_budget() {
         let mut m = fake();
         let img = image::prepare(&solid([255, 0, 0]), None, 4);
-        let ids = greedy_decode(m.as_mut(), &img, 4, &[1, 5], 2, 8, 10).unwrap();
+        let ids = greedy_decode(m.as_mut(), &img, 4, &[1], 2, 8, 10).unwrap();
         assert_eq!(ids, vec![4, 5, 6]);
-        assert_eq!(m.calls, vec![vec![1, 5], vec![1, 5, 4], vec![1, 5, 4, 5], vec![1, 5, 4, 5, 6]]);
+        assert_eq!(m.calls, vec![vec![1], vec![1, 4], vec![1, 4, 5], vec![1, 4, 5, 6]]);
+        // The budget cuts a text that has not ended.
+        assert_eq!(greedy_decode(fake().as_mut(), &img, 4, &[1], 2, 8, 2).unwrap(), vec![4, 5]);
         let mut m = fake();
         let img = image::prepare(&solid([0, 0, 255]), None, 4);
         assert_eq!(greedy_decode(m.as_mut(), &img, 4, &[1], 2, 8, 3).unwrap(), vec![5, 5, 5]);
@@ -365,7 +367,7 @@ mod tests {
         let metrics = Metrics::new();
         let mut c = captioner(fake(), Level::Medium).unwrap();
         assert_eq!(c.prompt_ids, vec![1, 4, 5]);
-        // sample incidents are medium (score 0.6 → high); summaries are low.
+        // sample incidents are high (score 0.6); summaries are low.
         let mut evs = vec![sample_event("cam", 1000, EventKind::IncidentOpened), sample_event("cam", 1000, EventKind::FrameAnalyzed)];
         assert!(evs[0].risk.level >= Level::Medium && evs[1].risk.level < Level::Medium);
         c.annotate(&mut evs, &solid([250, 10, 10]), &metrics);

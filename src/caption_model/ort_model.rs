@@ -28,8 +28,10 @@ impl OrtStepModel {
     pub fn load(path: &Path, input_size: u32, threads: usize, ort_library: &Path) -> Result<Self, CaptionError> {
         let env = crate::detect::ort_engine::environment(ort_library).map_err(model_err)?;
         let session = Session::builder(env)
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.with_intra_threads(threads.max(1)))
+            .map_err(model_err)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(model_err)?
+            .with_intra_threads(threads.max(1))
             .map_err(model_err)?
             .commit_from_file(path)
             .map_err(|e| contract(path, format!("ONNX Runtime cannot load it: {e}")))?;

@@ -147,3 +147,26 @@ fn kafka_cameras_need_a_kafka_table_and_valid_topics() {
     assert!(issues.iter().any(|i| i.contains("kafka.topic")), "{issues:?}");
     assert!(!issues.iter().any(|i| i.contains("does not exist")), "kafka is not a file: {issues:?}");
 }
+
+#[test]
+fn an_enabled_captioner_needs_its_files_and_sane_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_tok = dir.path().join("tok.json");
+    std::fs::write(&bad_tok, r#"{"format": "argus.tokenizer.v1", "vocab": ["<s>"], "bos": "<s>", "eos": "</s>", "pad": "<s>", "unk": "<s>"}"#).unwrap();
+    let text = config::EMBEDDED_CONFIG
+        .replace("enabled = false            # every event keeps", "enabled = true            # every event keeps")
+        .replace("# model = \"models/captioner.onnx\"", "model = \"models/no-such-captioner.onnx\"")
+        .replace("# tokenizer = \"models/captioner.tokenizer.json\"", &format!("tokenizer = {:?}", bad_tok.display().to_string()))
+        .replace("max_tokens = 24", "max_tokens = 0");
+    let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "captioner.model", "no-such-captioner.onnx does not exist");
+    assert_issue(&list, "config/argus.toml", "captioner.tokenizer", "special token `eos` = `</s>` is not in the vocabulary");
+    assert_issue(&list, "config/argus.toml", "captioner.max_tokens", "outside 1..=256");
+    let text = config::EMBEDDED_CONFIG.replace("min_level = \"high\"", "min_level = \"severe\"");
+    assert_issue(&issues(&text, None), "config/argus.toml", "captioner.min_level", "unknown variant `severe`");
+    // Enabled without files: both keys named.
+    let text = config::EMBEDDED_CONFIG.replace("enabled = false            # every event keeps", "enabled = true # every event keeps");
+    let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "captioner.model", "not set");
+    assert_issue(&list, "config/argus.toml", "captioner.tokenizer", "not set");
+}

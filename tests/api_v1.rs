@@ -102,7 +102,7 @@ async fn start(o: Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
     let health = Arc::new(Health::default());
     health.register_source("gate", "test", "rtsp://cam.example/stream", true);
-    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene", pipelines: vec![], features: api::build_features() }));
+    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: api::build_features() }));
     let metrics = Arc::new(Metrics::new());
     let live = api::live::LiveHub::new(64, metrics.clone());
     let mut state = AppState::new(store, health, metrics, info, live);

@@ -154,6 +154,16 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
+/// `[cameras.origin]   # a comment` → `cameras.origin`.
+fn table_name(header_line: &str) -> String {
+    let l = header_line.trim();
+    let l = match l.find(']') {
+        Some(close) => &l[..close],
+        None => l,
+    };
+    l.trim_matches(|c| c == '[' || c == ']').trim().to_string()
+}
+
 /// Best-effort dotted key for a span: the nearest `[table]` header above it, plus the
 /// key written at the start of the span's line.
 fn key_path_at(text: &str, start: usize, end: usize) -> String {
@@ -161,16 +171,11 @@ fn key_path_at(text: &str, start: usize, end: usize) -> String {
     let before = &text[..start];
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
-    let header = before[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let header = before[..line_start].lines().rev().map(str::trim).find(|l| l.starts_with('[')).map(table_name);
     let spanned = text[start..end.min(text.len())].trim();
     let key = if line.trim_start().starts_with('[') {
         // The error covers a whole table (e.g. a missing field in it).
-        return line.trim().trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        return table_name(line);
     } else if let Some((k, _)) = line.split_once('=') {
         k.trim().to_string()
     } else {
@@ -231,5 +236,20 @@ fn parse_env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&doc) {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_ignore_brackets_and_trailing_comments() {
+        assert_eq!(table_name("[cameras.origin]   # where (0, 0) is"), "cameras.origin");
+        assert_eq!(table_name("[[cameras]]"), "cameras");
+        assert_eq!(table_name("  [captioner] # off by default"), "captioner");
+        let text = "[captioner]   # optional\nmodle = 1\n";
+        let at = text.find("modle").unwrap();
+        assert_eq!(key_path_at(text, at, at + 5), "captioner.modle");
     }
 }

@@ -29,12 +29,19 @@ pub const MAX_SIDE: u32 = 8192;
 
 /// Decodes JPEG/PNG bytes to RGB.
 pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, AnalyzeError> {
+    decode_image_within(bytes, MAX_SIDE)
+}
+
+/// Decodes JPEG/PNG bytes to RGB, refusing images with a side over `max_side` from their
+/// header, before any pixel is decoded.
+pub fn decode_image_within(bytes: &[u8], max_side: u32) -> Result<RgbImage, AnalyzeError> {
+    let max_side = max_side.min(MAX_SIDE);
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| AnalyzeError::Decode(e.to_string()))?;
     let (w, h) = reader.into_dimensions().map_err(|e| AnalyzeError::Decode(e.to_string()))?;
-    if w > MAX_SIDE || h > MAX_SIDE {
-        return Err(AnalyzeError::TooLarge { width: w, height: h, max: MAX_SIDE });
+    if w > max_side || h > max_side {
+        return Err(AnalyzeError::TooLarge { width: w, height: h, max: max_side });
     }
     let img = image::load_from_memory(bytes).map_err(|e| AnalyzeError::Decode(e.to_string()))?.to_rgb8();
     let (w, h) = img.dimensions();

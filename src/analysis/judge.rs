@@ -68,13 +68,7 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
     }
     for (i, o) in event.objects.iter_mut().enumerate() {
         o.track_id = Some(i as u64 + 1);
-        o.world = cam.geometry.as_ref().and_then(|g| g.locate_box(&o.bbox)).map(|mut w| {
-            w.x_m = (w.x_m * 100.0).round() / 100.0;
-            w.y_m = (w.y_m * 100.0).round() / 100.0;
-            w.lat = w.lat.map(|v| (v * 1e7).round() / 1e7);
-            w.lon = w.lon.map(|v| (v * 1e7).round() / 1e7);
-            w
-        });
+        o.world = cam.geometry.as_ref().and_then(|g| g.locate_box(&o.bbox)).map(crate::geo::WorldPos::rounded);
         o.zones = match &o.world {
             Some(w) => cam.zones.iter().filter(|z| z.contains([w.x_m, w.y_m])).map(|z| z.id.clone()).collect(),
             None => Vec::new(),

@@ -13,7 +13,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use parking_lot::RwLock;
 
-use crate::analyze::{AnalyzeError, decode_image};
+use crate::analyze::{AnalyzeError, decode_image_within};
 use crate::detect::Detector;
 use crate::event::Event;
 pub use judge::{CameraContext, CameraContexts};
@@ -164,10 +164,7 @@ impl AnalysisPool {
 }
 
 fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, max_side: u32, cameras: &CameraContexts) -> Result<Event, AnalyzeError> {
-    let image = decode_image(&req.bytes)?;
-    if image.width > max_side || image.height > max_side {
-        return Err(AnalyzeError::TooLarge { width: image.width, height: image.height, max: max_side });
-    }
+    let image = decode_image_within(&req.bytes, max_side)?;
     let camera = match &req.camera_id {
         Some(id) => Some(cameras.get(id).ok_or_else(|| AnalyzeError::UnknownCamera(id.clone()))?),
         None => None,

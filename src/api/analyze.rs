@@ -191,10 +191,7 @@ struct AnalyzeParams {
 }
 
 fn parse_params(raw: Option<&str>) -> Result<AnalyzeParams, ApiError> {
-    let pairs: Vec<(String, String)> = match raw {
-        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
-        None => Vec::new(),
-    };
+    let pairs = super::error::query_pairs(raw)?;
     let mut p = AnalyzeParams::default();
     for (k, v) in pairs {
         match k.as_str() {
@@ -399,7 +396,7 @@ pub async fn task(State(st): State<AppState>, Path(id): Path<String>) -> Result<
     ))]
 pub async fn batch(State(st): State<AppState>, RawQuery(raw): RawQuery, req: Request) -> Result<Response, ApiError> {
     if let Some(r) = raw.as_deref().filter(|r| !r.is_empty()) {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+        let pairs = super::error::query_pairs(Some(r))?;
         if let Some((k, _)) = pairs.first() {
             return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_details(json!({ "parameter": k, "allowed": [] })));
         }

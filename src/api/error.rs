@@ -107,6 +107,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A query string as ordered pairs; malformed encoding is a 400. Every route's parser
+/// starts here and then checks names and values strictly.
+pub fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    match raw {
+        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Rewrites any error response that is not already JSON (axum's extractor rejections:
 /// 400/405/413/415/422 in plain text) into the one error shape, keeping its status and
 /// headers, so clients parse one format everywhere.

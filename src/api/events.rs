@@ -19,10 +19,7 @@ const PARAMS: &[&str] = &["camera", "pipeline", "since", "until", "kind", "min_l
 /// says which and how to fix it.
 pub fn parse_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
     let mut q = EventQuery { limit: DEFAULT_LIMIT, ..Default::default() };
-    let pairs: Vec<(String, String)> = match raw {
-        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
-        None => Vec::new(),
-    };
+    let pairs = super::error::query_pairs(raw)?;
     let mut seen = HashMap::new();
     for (k, v) in pairs {
         if !PARAMS.contains(&k.as_str()) {
@@ -67,10 +64,7 @@ pub const MAX_STATS_ROWS: usize = 50_000;
 /// `/v1/stats`: the listing filters (no `limit`/`cursor`) plus `bucket` (`90s`, `5m`,
 /// `1h`, `1d` or plain seconds; default `1h`).
 pub fn parse_stats_query(raw: Option<&str>) -> Result<StatsQuery, ApiError> {
-    let pairs: Vec<(String, String)> = match raw {
-        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
-        None => Vec::new(),
-    };
+    let pairs = super::error::query_pairs(raw)?;
     let mut bucket_s = 3600;
     let mut rest = Vec::new();
     let mut seen_bucket = false;

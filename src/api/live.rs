@@ -144,10 +144,7 @@ impl LiveHub {
 }
 
 pub fn parse_filter(raw: Option<&str>) -> Result<LiveFilter, ApiError> {
-    let pairs: Vec<(String, String)> = match raw {
-        Some(r) => serde_urlencoded::from_str(r).map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
-        None => Vec::new(),
-    };
+    let pairs = super::error::query_pairs(raw)?;
     let mut f = LiveFilter::default();
     for (k, v) in pairs {
         match k.as_str() {

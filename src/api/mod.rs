@@ -7,7 +7,7 @@
 pub mod analyze;
 pub mod auth;
 pub mod cameras;
-mod error;
+pub mod error;
 pub mod events;
 pub mod live;
 pub mod openapi;

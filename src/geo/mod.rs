@@ -32,6 +32,14 @@ pub struct WorldPos {
     pub lon: Option<f64>,
 }
 
+impl WorldPos {
+    /// Rounded for events: centimetres, and 1e-7° (about 1 cm) for lat/lon.
+    pub fn rounded(self) -> Self {
+        let r = |v: f64, s: f64| (v * s).round() / s;
+        Self { x_m: r(self.x_m, 100.0), y_m: r(self.y_m, 100.0), lat: self.lat.map(|v| r(v, 1e7)), lon: self.lon.map(|v| r(v, 1e7)) }
+    }
+}
+
 /// Where a detected box stands on the ground, in image pixels: its bottom centre.
 pub fn foot_point(bbox: &[f32; 4]) -> [f64; 2] {
     [((bbox[0] + bbox[2]) / 2.0) as f64, bbox[3] as f64]

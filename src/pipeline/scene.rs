@@ -107,13 +107,7 @@ impl CameraScene {
                 class: d.class.clone(),
                 confidence: round3(d.score),
                 bbox: d.bbox.map(|v| (v * 10.0).round() / 10.0),
-                world: world.map(|mut w| {
-                    w.x_m = round2(w.x_m);
-                    w.y_m = round2(w.y_m);
-                    w.lat = w.lat.map(|v| (v * 1e7).round() / 1e7);
-                    w.lon = w.lon.map(|v| (v * 1e7).round() / 1e7);
-                    w
-                }),
+                world: world.map(WorldPos::rounded),
                 speed_mps: speed_mps.map(round2),
                 heading_deg: heading_deg.map(|h| (h * 10.0).round() / 10.0),
                 zones,

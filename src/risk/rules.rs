@@ -90,6 +90,36 @@ macro_rules! rule_settings {
     };
 }
 
+/// Tracked objects of `classes` that have stayed in `zone` for at least `min_s`
+/// (absences shorter than `hold_s` forgiven), as intrusion and loitering see them.
+struct ZoneDwell<'p> {
+    /// (track id, dwell seconds, class)
+    active: Vec<(u64, f64, &'p str)>,
+    longest: f64,
+    class: Option<String>,
+    /// "2 people", "a person", … for captions.
+    what: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn zone_dwell<'p>(presence: &'p mut Presence, t: f64, objects: &[SceneObject], classes: &[String], zone: &str, hold_s: f64, min_s: f64) -> Option<ZoneDwell<'p>> {
+    let seen: Vec<Seen> = objects
+        .iter()
+        .filter(|o| has_class(classes, &o.class) && in_zone(o, Some(zone)))
+        .filter_map(|o| Some(Seen { track_id: o.track_id?, pos: pos(o), class: &o.class }))
+        .collect();
+    presence.observe(t, &seen);
+    let presence: &'p Presence = presence;
+    let active = presence.active(t, hold_s, min_s);
+    if active.is_empty() {
+        return None;
+    }
+    let longest = active.iter().map(|a| a.1).fold(0.0, f64::max);
+    let class = common_class(active.iter().map(|a| a.2));
+    let what = count(active.len(), class.as_deref().unwrap_or(&class_list(classes)));
+    Some(ZoneDwell { active, longest, class, what })
+}
+
 struct Intrusion {
     cfg: IntrusionRule,
     presence: Presence,
@@ -99,20 +129,8 @@ impl Rule for Intrusion {
     rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
-        let seen: Vec<Seen> = objects
-            .iter()
-            .filter(|o| has_class(&self.cfg.classes, &o.class) && in_zone(o, Some(&self.cfg.zone)))
-            .filter_map(|o| Some(Seen { track_id: o.track_id?, pos: pos(o), class: &o.class }))
-            .collect();
-        self.presence.observe(t, &seen);
-        let active = self.presence.active(t, 0.0, self.cfg.min_dwell_s);
-        if active.is_empty() {
-            return None;
-        }
+        let ZoneDwell { active, longest, class, what } = zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, 0.0, self.cfg.min_dwell_s)?;
         let n = active.len();
-        let longest = active.iter().map(|a| a.1).fold(0.0, f64::max);
-        let class = common_class(active.iter().map(|a| a.2));
-        let what = count(n, class.as_deref().unwrap_or(&class_list(&self.cfg.classes)));
         Some(Reason {
             rule: self.cfg.id.clone(),
             kind: "intrusion".into(),
@@ -137,22 +155,9 @@ impl Rule for Loitering {
     rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
-        let seen: Vec<Seen> = objects
-            .iter()
-            .filter(|o| has_class(&self.cfg.classes, &o.class) && in_zone(o, Some(&self.cfg.zone)))
-            .filter_map(|o| Some(Seen { track_id: o.track_id?, pos: pos(o), class: &o.class }))
-            .collect();
-        self.presence.observe(t, &seen);
         // Members out of sight for less than max_gap_s still loiter (occlusion, a step
         // outside the zone): the gap tolerance is the point of this rule.
-        let active = self.presence.active(t, self.cfg.max_gap_s, self.cfg.min_dwell_s);
-        if active.is_empty() {
-            return None;
-        }
-        let n = active.len();
-        let longest = active.iter().map(|a| a.1).fold(0.0, f64::max);
-        let class = common_class(active.iter().map(|a| a.2));
-        let what = count(n, class.as_deref().unwrap_or(&class_list(&self.cfg.classes)));
+        let ZoneDwell { active, longest, class, what } = zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, self.cfg.max_gap_s, self.cfg.min_dwell_s)?;
         let limit = self.cfg.min_dwell_s.max(1e-3);
         Some(Reason {
             rule: self.cfg.id.clone(),

@@ -11,9 +11,9 @@ use clap::Args;
 
 use argus::config::{self, BackendKind};
 use argus::detect;
-use argus::event::Event;
-use argus::health::Health;
-use argus::metrics::Metrics;
+use argus::model::Event;
+use argus::telemetry::health::Health;
+use argus::telemetry::metrics::Metrics;
 use argus::sinks::{Sink, SinkError};
 
 #[derive(Args)]
@@ -63,7 +63,7 @@ impl Sink for CountingSink {
     }
     fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
         self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
-        for e in events.iter().filter(|e| e.kind == argus::event::EventKind::FrameAnalyzed) {
+        for e in events.iter().filter(|e| e.kind == argus::model::EventKind::FrameAnalyzed) {
             self.summaries.fetch_add(1, Ordering::Relaxed);
             self.people.fetch_add(e.objects.iter().filter(|o| &*o.class == "person").count() as u64, Ordering::Relaxed);
         }
@@ -74,7 +74,7 @@ impl Sink for CountingSink {
 pub fn run(args: BenchArgs) -> Result<()> {
     let cfg = config::load(args.config.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let image = argus::analyze::decode_image(&bytes)?;
+    let image = argus::model::decode_image(&bytes)?;
     println!(
         "argus bench: image {} ({}x{}), {} iterations after 3 warm-up, {} threads",
         args.image.display(),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
-use argus::clickhouse::{ClickHouseStore, insert_events};
+use argus::store::clickhouse::{ClickHouseStore, insert_events};
 use argus::config::ClickHouseSinkConfig;
 use crate::bench_util::{cpu_seconds, synthetic_events};
 

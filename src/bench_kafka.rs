@@ -11,8 +11,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::bench_util::{cpu_seconds, synthetic_events};
 use argus::config::KafkaSinkConfig;
-use argus::kafka::{KafkaDelivery, client_config};
-use argus::sinks::spooled::Delivery;
+use argus::sinks::kafka::{KafkaDelivery, client_config};
+use argus::sinks::spool::Delivery;
 
 #[derive(Args)]
 pub struct BenchKafkaArgs {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use argus::event::{Event, EventKind, sample_event};
+use argus::model::{Event, EventKind, sample_event};
 
 /// CPU seconds (user + system) of this process and of its waited-for children.
 pub fn cpu_seconds() -> (f64, f64) {

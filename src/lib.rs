@@ -1,32 +1,33 @@
 //! Argus: an event-driven stream processor for camera and drone frames.
 //!
-//! Sources → stages → sinks over bounded edges:
-//! `sources` (GStreamer) → `detect` (batched, `ort`/`tch`) → `pipeline::scene`
-//! (`track`, `geo`, `risk`, `caption`) → `sinks` (stdout, JSONL, embedded `store`), with
-//! the HTTP `api` on top. Heavy system libraries sit behind cargo features; everything
-//! else is pure Rust and tested with `--no-default-features`.
+//! Sources → stages → sinks over bounded edges. The modules form layers; a module
+//! imports only its own layer or those below (`scripts/check-layers` enforces it):
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 0 | `model` | the vocabulary: frames, detections, objects, risks, events, ids |
+//! | 1 | `telemetry`, `detect`, `track`, `geo`, `risk`, `caption` | metrics and health; the domain, each with its `config` |
+//! | 2 | `pipeline` | topology: frame hub, event bus, detect and scene stages, snapshots |
+//! | 3 | `sources`, `sinks`, `store` | frames in (GStreamer, Kafka), events out, the queryable stores |
+//! | 4 | `analysis`, `api` | still images; the HTTP API and web page |
+//! | 5 | `config` | loading files, their shapes, validation across components |
+//! | 6 | `app` | the composition root: builds and runs pipelines, API, signals, reloads |
+//!
+//! The `argus` binary's `cli` sits on top. Heavy system libraries sit behind cargo
+//! features; everything else is pure Rust and tested with `--no-default-features`.
 
 pub mod analysis;
-pub mod analyze;
 pub mod api;
+pub mod app;
 pub mod caption;
-pub mod caption_model;
-#[cfg(feature = "clickhouse")]
-pub mod clickhouse;
 pub mod config;
 pub mod detect;
-pub mod event;
-pub mod frame;
 pub mod geo;
-pub mod health;
-#[cfg(feature = "kafka")]
-pub mod kafka;
-pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod risk;
 pub mod sinks;
-pub mod snapshot;
 pub mod sources;
-pub mod spool;
 pub mod store;
+pub mod telemetry;
 pub mod track;

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 
 use argus::config::{self, BackendKind, LoadedConfig, LogFormat};
-use argus::health::{Health, State};
-use argus::metrics::Metrics;
+use argus::telemetry::health::{Health, State};
+use argus::telemetry::metrics::Metrics;
 use argus::sinks::{Sink, jsonl::JsonlSink, stdout::StdoutSink, store::StoreSink};
 use argus::store::{EventStore, sqlite::SqliteStore};
 use argus::{api, detect, pipeline};
@@ -155,12 +155,12 @@ fn clickhouse_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: 
     if !ch.enabled {
         return Ok(None);
     }
-    let sink = argus::clickhouse::open_sink(ch, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
+    let sink = argus::store::clickhouse::open_sink(ch, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
     sinks.push(Box::new(sink));
     if !ch.serve_api {
         return Ok(None);
     }
-    let store = argus::clickhouse::ClickHouseStore::new(ch).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
+    let store = argus::store::clickhouse::ClickHouseStore::new(ch).map_err(|e| anyhow!("sinks.clickhouse: {e}"))?;
     Ok(Some(Arc::new(store)))
 }
 
@@ -174,7 +174,7 @@ fn clickhouse_sink(_: &LoadedConfig, _: &mut Vec<Box<dyn Sink>>, _: &Arc<Metrics
 fn kafka_sink(cfg: &LoadedConfig, sinks: &mut Vec<Box<dyn Sink>>, metrics: &Arc<Metrics>, health: &Arc<Health>) -> Result<()> {
     let k = &cfg.argus.sinks.kafka;
     if k.enabled {
-        sinks.push(Box::new(argus::kafka::open_sink(k, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.kafka: {e}"))?));
+        sinks.push(Box::new(argus::sinks::kafka::open_sink(k, metrics.clone(), health.clone()).map_err(|e| anyhow!("sinks.kafka: {e}"))?));
     }
     Ok(())
 }
@@ -319,8 +319,8 @@ fn analyze(images: Vec<PathBuf>, path: Option<PathBuf>, backend: Option<BackendK
         let name = img.display().to_string();
         let result = std::fs::read(img)
             .map_err(|e| anyhow!("{name}: {e}"))
-            .and_then(|bytes| argus::analyze::decode_image(&bytes).map_err(|e| anyhow!("{name}: {e}")))
-            .and_then(|rgb| argus::analyze::analyze_image(detector.as_mut(), &rgb, &name).map_err(|e| anyhow!("{name}: {e}")));
+            .and_then(|bytes| argus::model::decode_image(&bytes).map_err(|e| anyhow!("{name}: {e}")))
+            .and_then(|rgb| argus::analysis::analyze_image(detector.as_mut(), &rgb, &name).map_err(|e| anyhow!("{name}: {e}")));
         match result {
             Ok(ev) => {
                 let s = if pretty { serde_json::to_string_pretty(&ev)? } else { serde_json::to_string(&ev)? };
@@ -349,7 +349,7 @@ fn api_state(
     metrics: Arc<Metrics>,
     info: Arc<std::sync::RwLock<api::Info>>,
     live: Arc<api::live::LiveHub>,
-    board: Arc<argus::snapshot::SnapshotBoard>,
+    board: Arc<argus::pipeline::snapshot::SnapshotBoard>,
 ) -> Result<api::AppState> {
     let s = &cfg.argus.server;
     let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics);
@@ -417,9 +417,9 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let det_info = detector.info().clone();
     health.set_detector(State::Running, Some(format!("{} on {} ({})", det_info.model_id, det_info.backend, det_info.device)));
 
-    let captioner = argus::caption_model::build(&cfg.argus.captioner, &cfg.argus.detector)
+    let captioner = argus::caption::model::build(&cfg.argus.captioner, &cfg.argus.detector)
         .with_context(|| format!("{}: loading the captioning model ([captioner])", cfg.file.display()))?;
-    let captioner_info = captioner.as_ref().map_or_else(|| argus::caption::CAPTIONER.to_string(), |c| c.description().to_string());
+    let captioner_info = captioner.as_ref().map_or_else(|| argus::model::SCENE_CAPTIONER.to_string(), |c| c.description().to_string());
     let scenes = pipeline::build_scenes(&cfg, &pipeline::RunOptions { max_frames })?.with_captioner(captioner);
 
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
@@ -435,7 +435,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (mut bus, sink_threads) = argus::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
     let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());
-    let board = Arc::new(argus::snapshot::SnapshotBoard::default());
+    let board = Arc::new(argus::pipeline::snapshot::SnapshotBoard::default());
     {
         let live = live.clone();
         bus.add_listener(move |ev| live.publish(ev));
@@ -444,7 +444,7 @@ fn run(path: Option<PathBuf>, exit_when_done: bool, max_frames: Option<u64>) -> 
     let info = Arc::new(std::sync::RwLock::new(api::Info {
         name: "argus",
         version: env!("CARGO_PKG_VERSION"),
-        schema: argus::event::SCHEMA,
+        schema: argus::model::SCHEMA,
         detector: Some(det_info),
         captioner: captioner_info,
         pipelines: pipeline_summaries(&cfg),

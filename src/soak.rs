@@ -13,8 +13,8 @@ use clap::Args;
 
 use argus::config::{self, CameraConfig, PipelineConfig};
 use argus::detect;
-use argus::health::Health;
-use argus::metrics::Metrics;
+use argus::telemetry::health::Health;
+use argus::telemetry::metrics::Metrics;
 
 #[derive(Args)]
 pub struct SoakArgs {

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use argus::api::{self, AppState, Info};
-use argus::event::{EventKind, sample_event};
-use argus::health::{Health, State};
-use argus::metrics::Metrics;
+use argus::model::{EventKind, sample_event};
+use argus::telemetry::health::{Health, State};
+use argus::telemetry::metrics::Metrics;
 use argus::store::EventStore;
 use argus::store::sqlite::SqliteStore;
 use serde_json::Value;
@@ -102,7 +102,7 @@ async fn health_readiness_and_metrics() {
     s.health.register_source("cam", "p", "file:///x", false);
     let (code, body) = get(format!("{}/readyz", s.base)).await;
     assert_eq!(code, 503, "source still starting: {body}");
-    s.health.update_source("cam", |st| st.state = argus::health::SourceState::Streaming);
+    s.health.update_source("cam", |st| st.state = argus::telemetry::health::SourceState::Streaming);
     assert_eq!(get(format!("{}/readyz", s.base)).await.0, 200);
 
     get(format!("{}/v1/events", s.base)).await;

@@ -15,11 +15,12 @@ use argus::api::auth::ApiKeys;
 use argus::api::webhook::{WebhookSettings, sign};
 use argus::api::{self, AppState, Info, Limits};
 use argus::config::{IntrusionRule, RuleConfig};
-use argus::detect::{DetectError, Detection, Detector, DetectorInfo};
-use argus::frame::RgbImage;
+use argus::model::Detection;
+use argus::detect::{DetectError, Detector, DetectorInfo};
+use argus::model::RgbImage;
 use argus::geo::{CameraGeometry, Homography};
-use argus::health::Health;
-use argus::metrics::Metrics;
+use argus::telemetry::health::Health;
+use argus::telemetry::metrics::Metrics;
 use argus::risk::Zone;
 use argus::store::sqlite::SqliteStore;
 use base64::Engine;
@@ -460,11 +461,11 @@ async fn websocket_live_events_with_filters() {
     let (mut all, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}")).await.unwrap();
     let (mut high, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}&camera=gate&min_level=high")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut low = argus::event::sample_event("gate", 1_700_000_000_000, argus::event::EventKind::FrameAnalyzed);
-    low.risk = argus::risk::Risk::none();
-    let mut hot = argus::event::sample_event("gate", 1_700_000_001_000, argus::event::EventKind::IncidentOpened);
-    hot.risk.level = argus::risk::Level::Critical;
-    let other = argus::event::sample_event("yard", 1_700_000_002_000, argus::event::EventKind::IncidentOpened);
+    let mut low = argus::model::sample_event("gate", 1_700_000_000_000, argus::model::EventKind::FrameAnalyzed);
+    low.risk = argus::model::Risk::none();
+    let mut hot = argus::model::sample_event("gate", 1_700_000_001_000, argus::model::EventKind::IncidentOpened);
+    hot.risk.level = argus::model::Level::Critical;
+    let other = argus::model::sample_event("yard", 1_700_000_002_000, argus::model::EventKind::IncidentOpened);
     for ev in [low, hot.clone(), other] {
         s.state.live.publish(&Arc::new(ev));
     }
@@ -506,7 +507,7 @@ async fn cors_preflight_and_snapshot_with_overlay() {
 
     // A frame on the board: the snapshot is a JPEG of the frame's size.
     let image = Arc::new(RgbImage::new(160, 120, vec![30; 160 * 120 * 3]).unwrap());
-    let obj = argus::risk::SceneObject {
+    let obj = argus::model::SceneObject {
         track_id: Some(4),
         class: Arc::from("person"),
         confidence: 0.8,
@@ -519,14 +520,14 @@ async fn cors_preflight_and_snapshot_with_overlay() {
     let cam: Arc<str> = Arc::from("gate");
     s.state.snapshots.update(
         &cam,
-        argus::snapshot::Snapshot {
+        argus::pipeline::snapshot::Snapshot {
             image,
             seq: 12,
             captured_at: time::OffsetDateTime::now_utc(),
             objects: vec![obj],
             zones: gate_camera().zones,
             world_to_image: Homography([0.1, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 1.0]).inverse(),
-            level: Some(argus::risk::Level::High),
+            level: Some(argus::model::Level::High),
         },
     );
     let r = c.get(format!("{}/v1/cameras/gate/snapshot.jpg?access_token={KEY}", s.base)).send().await.unwrap();

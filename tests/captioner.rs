@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use argus::caption_model::{self, CaptionError, Tokenizer};
+use argus::caption::model::{CaptionError, Tokenizer};
+use argus::caption::model as caption_model;
 use argus::config::{CaptionRegion, CaptionerConfig, DetectorConfig};
-use argus::event::{EventKind, sample_event};
-use argus::frame::RgbImage;
-use argus::metrics::Metrics;
-use argus::risk::Level;
+use argus::model::{EventKind, sample_event};
+use argus::model::RgbImage;
+use argus::telemetry::metrics::Metrics;
+use argus::model::Level;
 use serde_json::Value;
 
 struct Tiny {

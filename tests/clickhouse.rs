@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argus::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
+use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
 use argus::config::ClickHouseSinkConfig;
-use argus::event::{EventKind, sample_event};
+use argus::model::{EventKind, sample_event};
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
 
@@ -113,7 +113,7 @@ fn a_full_row_round_trips_and_replays_replace_themselves() {
     let mut ev = sample_event("gate", 1_763_884_800_123, EventKind::IncidentOpened);
     ev.objects[0].speed_mps = Some(1.25);
     ev.objects[0].world.as_mut().unwrap().lat = Some(51.44);
-    ev.objects.push(argus::risk::SceneObject { track_id: None, world: None, zones: vec![], ..ev.objects[0].clone() });
+    ev.objects.push(argus::model::SceneObject { track_id: None, world: None, zones: vec![], ..ev.objects[0].clone() });
     let ev = Arc::new(ev);
     s.insert(std::slice::from_ref(&ev)).unwrap();
     s.insert(std::slice::from_ref(&ev)).unwrap();
@@ -150,7 +150,7 @@ fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
             q(),
             EventQuery { camera: Some("west".into()), ..q() },
             EventQuery { kind: Some(EventKind::IncidentOpened), ..q() },
-            EventQuery { min_level: Some(argus::risk::Level::High), ..q() },
+            EventQuery { min_level: Some(argus::model::Level::High), ..q() },
             EventQuery { since: Some(events[3].captured_at), until: Some(events[17].captured_at), limit: 5, ..q() },
             EventQuery { limit: 4, cursor: page2, ..q() },
             EventQuery { zone: Some("gate".into()), class: Some("person".into()), ..q() },
@@ -182,7 +182,7 @@ fn a_modern_clickhouse_takes_the_same_schema_data_and_queries() {
     let server = Server::start(&dir.path().join("ch"));
     let s = store(&server, dir.path());
     s.insert(&store_suite::events()).unwrap();
-    let ddl: Vec<&str> = argus::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
+    let ddl: Vec<&str> = argus::store::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
     let queries: Vec<&str> = doc.split("```sql").skip(1).map(|b| b.split("```").next().unwrap().trim()).collect();
     let tables = serde_json::json!({

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use argus::config::{self, ConfigIssue};
+use argus::model::ConfigIssue;
+use argus::config;
 
 #[path = "common/config_issues.rs"]
 mod config_issues;

@@ -2,11 +2,12 @@
 //! the two backends against each other.
 #![cfg(all(feature = "onnx", feature = "torch"))]
 
-use argus::analyze::decode_image;
+use argus::model::decode_image;
 use argus::config::{BackendKind, DetectorConfig};
 use argus::detect::nms::iou;
-use argus::detect::{Detection, Detector, build_detector};
-use argus::frame::RgbImage;
+use argus::model::Detection;
+use argus::detect::{Detector, build_detector};
+use argus::model::RgbImage;
 
 const SAMPLES: &str = "/usr/share/darknet/data";
 

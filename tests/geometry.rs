@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use argus::config::{self, CalibrationConfig, DroneConfig, OriginConfig};
-use argus::frame::{Frame, RgbImage, Telemetry};
+use argus::model::{Frame, RgbImage, Telemetry};
 use argus::geo::{self, CalibrationError, CameraGeometry, DroneGeometry, GeoOrigin, Lens};
 
 // ---------------------------------------------------------------- the reference camera
@@ -479,13 +479,13 @@ polygon = [[0, 0], [10, 0], [10, 10]]
 
 #[test]
 fn scene_places_a_drone_frame_and_measures_speed() {
-    use argus::detect::Detection;
+    use argus::model::Detection;
     use argus::pipeline::scene::{CameraScene, SceneSettings};
     let origin = OriginConfig { lat: 52.0, lon: 4.0 };
     let drone = DroneGeometry::new("drone-1", &DroneConfig::default(), Some(&origin));
     let settings = SceneSettings { pipeline: "drones".into(), geometry: None, zones: Arc::new(vec![]), rules: vec![], classes: vec![], summary_every_s: 0.001, tracker: Default::default(), risk: Default::default() };
     let mut scene = CameraScene::new(Arc::from("drone-1"), settings).with_drone(Some(drone));
-    let models = argus::event::Models { detector: "test".into(), captioner: "test".into() };
+    let models = argus::model::Models { detector: "test".into(), captioner: "test".into() };
     // Hovering 60 m up, looking north 60° down; a person walks east at 1.5 m/s, 10 fps.
     let t = Telemetry { lat: 52.0, lon: 4.0, alt_m: 60.0, yaw: 0.0, pitch: -60.0, roll: 0.0, hfov: 60.0 };
     let cam = RefCamera::new([0.0, 0.0, 60.0], 0.0, -60.0, 0.0, 60.0, 1280.0, 720.0);

@@ -409,7 +409,7 @@ fn camera_frame_times(dir: &Path) -> Vec<(String, i64)> {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["kind"] == "frame.analyzed")
-        .map(|e| (e["camera_id"].as_str().unwrap().to_string(), argus::event::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000))
+        .map(|e| (e["camera_id"].as_str().unwrap().to_string(), argus::model::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000))
         .collect()
 }
 

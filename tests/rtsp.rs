@@ -168,7 +168,7 @@ fn survives_server_restart_and_freeze_and_never_leaks_credentials() {
 struct SlowDetector(argus::detect::DetectorInfo);
 
 impl argus::detect::Detector for SlowDetector {
-    fn detect(&mut self, images: &[&argus::frame::RgbImage]) -> Result<Vec<Vec<argus::detect::Detection>>, argus::detect::DetectError> {
+    fn detect(&mut self, images: &[&argus::model::RgbImage]) -> Result<Vec<Vec<argus::model::Detection>>, argus::detect::DetectError> {
         std::thread::sleep(Duration::from_millis(250));
         Ok(vec![Vec::new(); images.len()])
     }
@@ -186,15 +186,15 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
     let pipeline: PipelineConfig = toml::from_str(&toml).unwrap();
     let mut cfg = LoadedConfig { file: "test.toml".into(), argus: Default::default(), pipelines: vec![("p.toml".into(), pipeline)] };
     cfg.argus.detector.max_batch = 1;
-    let metrics = Arc::new(argus::metrics::Metrics::new());
-    let health = Arc::new(argus::health::Health::default());
+    let metrics = Arc::new(argus::telemetry::metrics::Metrics::new());
+    let health = Arc::new(argus::telemetry::health::Health::default());
     let latencies = Arc::new(parking_lot::Mutex::new(Vec::<f64>::new()));
     struct Latency(Arc<parking_lot::Mutex<Vec<f64>>>);
     impl argus::sinks::Sink for Latency {
         fn name(&self) -> &str {
             "latency"
         }
-        fn write_batch(&mut self, events: &[Arc<argus::event::Event>]) -> Result<(), argus::sinks::SinkError> {
+        fn write_batch(&mut self, events: &[Arc<argus::model::Event>]) -> Result<(), argus::sinks::SinkError> {
             self.0.lock().extend(events.iter().map(|e| e.latency_ms));
             Ok(())
         }

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use argus::config::{PipelineConfig, RiskSettings};
-use argus::detect::Detection;
-use argus::event::{EventKind, Models};
-use argus::frame::{Frame, RgbImage};
-use argus::geo::{CameraGeometry, WorldPos};
+use argus::model::Detection;
+use argus::model::{EventKind, Models};
+use argus::model::{Frame, RgbImage};
+use argus::model::WorldPos;
+use argus::geo::CameraGeometry;
 use argus::pipeline::scene::{CameraScene, SceneSettings};
-use argus::risk::{IncidentChange, IncidentPhase, RiskEngine, SceneObject, Zone};
+use argus::model::{IncidentChange, IncidentPhase, SceneObject};
+use argus::risk::{RiskEngine, Zone};
 use time::OffsetDateTime;
 
 const FPS: f64 = 10.0;

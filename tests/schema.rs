@@ -1,6 +1,6 @@
 //! Events validate against the shipped JSON Schema; broken ones do not.
 
-use argus::event::{EventKind, sample_event};
+use argus::model::{EventKind, sample_event};
 use serde_json::Value;
 
 fn validator() -> jsonschema::Validator {

@@ -3,11 +3,12 @@
 //! made by scripts/reference/yolov3_tiny_opencv.py).
 #![cfg(all(feature = "onnx", feature = "torch"))]
 
-use argus::analyze::decode_image;
+use argus::model::decode_image;
 use argus::config::{BackendKind, DetectorConfig};
 use argus::detect::nms::iou;
-use argus::detect::{Detection, Detector, build_detector};
-use argus::frame::RgbImage;
+use argus::model::Detection;
+use argus::detect::{Detector, build_detector};
+use argus::model::RgbImage;
 use serde_json::Value;
 
 fn image(name: &str) -> RgbImage {

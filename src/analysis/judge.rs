@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::caption;
 use crate::config::{LoadedConfig, RiskSettings, RuleConfig};
-use crate::event::{Event, EventKind};
+use crate::model::{Event, EventKind};
 use crate::geo::CameraGeometry;
-use crate::risk::{Risk, RiskEngine, Zone};
+use crate::model::Risk;
+use crate::risk::{RiskEngine, Zone};
 
 pub struct CameraContext {
     pub id: String,
@@ -68,7 +69,7 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
     }
     for (i, o) in event.objects.iter_mut().enumerate() {
         o.track_id = Some(i as u64 + 1);
-        o.world = cam.geometry.as_ref().and_then(|g| g.locate_box(&o.bbox)).map(crate::geo::WorldPos::rounded);
+        o.world = cam.geometry.as_ref().and_then(|g| g.locate_box(&o.bbox)).map(crate::model::WorldPos::rounded);
         o.zones = match &o.world {
             Some(w) => cam.zones.iter().filter(|z| z.contains([w.x_m, w.y_m])).map(|z| z.id.clone()).collect(),
             None => Vec::new(),
@@ -77,7 +78,7 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
     let mut engine = RiskEngine::with_settings(Arc::from(cam.id.as_str()), &cam.rules, cam.risk.clone());
     let t = event.captured_at.unix_timestamp_nanos() as f64 / 1e9;
     let reasons: Vec<_> = engine.evaluate(t, &event.objects).into_iter().flat_map(|c| c.risk.reasons).collect();
-    event.risk = if reasons.is_empty() { Risk::none() } else { Risk::from_reasons_with(reasons, &cam.risk) };
+    event.risk = if reasons.is_empty() { Risk::none() } else { Risk::from_reasons_with(reasons, &cam.risk.thresholds()) };
     event.pipeline = cam.pipeline.clone();
     event.caption = caption::describe(EventKind::FrameAnalyzed, &event.objects, &event.risk, None);
 }
@@ -87,7 +88,7 @@ mod tests {
     use super::*;
     use crate::config::IntrusionRule;
     use crate::geo::{GeoOrigin, Homography};
-    use crate::risk::{Level, SceneObject};
+    use crate::model::{Level, SceneObject};
 
     fn person(bbox: [f32; 4]) -> SceneObject {
         SceneObject { track_id: None, class: Arc::from("person"), confidence: 0.9, bbox, world: None, speed_mps: None, heading_deg: None, zones: vec![] }
@@ -114,7 +115,7 @@ mod tests {
             risk: RiskSettings::default(),
             classes: Some(["person".to_string()].into_iter().collect()),
         };
-        let mut ev = crate::event::sample_event("upload", 1_700_000_000_000, EventKind::FrameAnalyzed);
+        let mut ev = crate::model::sample_event("upload", 1_700_000_000_000, EventKind::FrameAnalyzed);
         let mut car = person([0.0, 0.0, 10.0, 10.0]);
         car.class = Arc::from("car");
         ev.objects = vec![person([10.0, 10.0, 20.0, 30.0]), person([100.0, 100.0, 120.0, 160.0]), car];

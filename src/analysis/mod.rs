@@ -4,6 +4,7 @@
 //! refused at once (the caller answers 429 with a wait estimate) instead of growing.
 
 pub mod judge;
+pub mod still;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use parking_lot::RwLock;
 
-use crate::analyze::{AnalyzeError, decode_image_within};
+use crate::model::decode_image_within;
+pub use still::{AnalyzeError, analyze_image};
 use crate::detect::Detector;
-use crate::event::Event;
+use crate::model::Event;
 pub use judge::{CameraContext, CameraContexts};
 
 /// What one request asks for.
@@ -169,7 +171,7 @@ fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, max_side: u32, ca
         Some(id) => Some(cameras.get(id).ok_or_else(|| AnalyzeError::UnknownCamera(id.clone()))?),
         None => None,
     };
-    let mut event = crate::analyze::analyze_image(detector, &image, &req.source)?;
+    let mut event = crate::analysis::analyze_image(detector, &image, &req.source)?;
     if let Some(cam) = camera {
         judge::judge(&mut event, cam);
     }
@@ -179,8 +181,9 @@ fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, max_side: u32, ca
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{DetectError, Detection, DetectorInfo};
-    use crate::frame::RgbImage;
+    use crate::model::Detection;
+    use crate::detect::{DetectError, DetectorInfo};
+    use crate::model::RgbImage;
     use std::time::Duration;
 
     struct SlowFake(Duration);
@@ -240,7 +243,7 @@ mod tests {
             let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
             match r {
                 Ok(ev) => assert_eq!((ev.frame.width, ev.objects.len()), (16, 1)),
-                Err(e) => assert!(matches!(e, AnalyzeError::Decode(_) | AnalyzeError::TooLarge { .. }), "{e}"),
+                Err(e) => assert!(matches!(e, AnalyzeError::Image(_)), "{e}"),
             }
         }
         let tx2 = tx.clone();

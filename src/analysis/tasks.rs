@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::event::Event;
+use crate::model::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,9 +46,9 @@ pub struct Task {
     pub status: TaskStatus,
     /// 0..1.
     pub progress: f32,
-    #[serde(with = "crate::event::rfc3339_ms")]
+    #[serde(with = "crate::model::rfc3339_ms")]
     pub created_at: OffsetDateTime,
-    #[serde(with = "crate::event::rfc3339_ms")]
+    #[serde(with = "crate::model::rfc3339_ms")]
     pub updated_at: OffsetDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Arc<Event>>,

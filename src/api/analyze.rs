@@ -21,8 +21,9 @@ use super::webhook::{self, WebhookSettings};
 use super::{ApiError, AppState};
 use crate::analysis::tasks::{TaskStatus, TaskStore};
 use crate::analysis::{AnalysisPool, AnalysisRequest, CameraContexts, SubmitError};
-use crate::analyze::AnalyzeError;
-use crate::event::Event;
+use crate::analysis::AnalyzeError;
+use crate::model::DecodeError;
+use crate::model::Event;
 
 /// Everything the analysis routes need.
 pub struct AnalysisApi {
@@ -226,8 +227,8 @@ fn submit_error(e: SubmitError, st: &AppState) -> ApiError {
 
 fn analyze_error(e: &AnalyzeError) -> ApiError {
     match e {
-        AnalyzeError::Decode(_) => ApiError::unprocessable(e.to_string()),
-        AnalyzeError::TooLarge { width, height, max } => ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_side": max })),
+        AnalyzeError::Image(DecodeError::Decode(_)) => ApiError::unprocessable(e.to_string()),
+        AnalyzeError::Image(DecodeError::TooLarge { width, height, max }) => ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_side": max })),
         AnalyzeError::UnknownCamera(id) => ApiError::unprocessable(e.to_string()).with_details(json!({ "field": "camera_id", "value": id })),
         AnalyzeError::Detect(_) => ApiError::internal(format!("the detector failed: {e}")),
     }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 
-fn with_links(id: &str, status: &crate::health::SourceStatus) -> Value {
+fn with_links(id: &str, status: &crate::telemetry::health::SourceStatus) -> Value {
     let mut v = serde_json::to_value(status).expect("status serialises");
     if let Some(o) = v.as_object_mut() {
         o.insert("id".into(), json!(id));
@@ -43,7 +43,7 @@ pub async fn snapshot(State(st): State<AppState>, Path(id): Path<String>) -> Res
     }
     let snap = st.snapshots.get(&id).ok_or_else(|| ApiError::not_found(format!("camera `{id}` has no analysed frame yet")).with_details(json!({ "camera": id })))?;
     let cam = id.clone();
-    let jpeg = tokio::task::spawn_blocking(move || crate::snapshot::render_jpeg(&snap, &cam, 80))
+    let jpeg = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::render_jpeg(&snap, &cam, 80))
         .await
         .map_err(|_| ApiError::internal("snapshot rendering stopped"))?
         .map_err(|e| ApiError::internal(format!("cannot encode the snapshot: {e}")))?;

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::event::{EventKind, parse_time};
-use crate::risk::Level;
+use crate::model::{EventKind, parse_time};
+use crate::model::Level;
 use crate::store::{EventQuery, StatsQuery, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -112,8 +112,8 @@ fn parse_bucket(v: &str) -> Option<u64> {
         ("pipeline" = Option<String>, Query, description = "Pipeline name"),
         ("since" = Option<String>, Query, description = "RFC 3339"),
         ("until" = Option<String>, Query, description = "RFC 3339"),
-        ("kind" = Option<crate::event::EventKind>, Query, description = "Event kind"),
-        ("min_level" = Option<crate::risk::Level>, Query, description = "Events at or above this level"),
+        ("kind" = Option<crate::model::EventKind>, Query, description = "Event kind"),
+        ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("class" = Option<String>, Query, description = "Object class"),
         ("zone" = Option<String>, Query, description = "Zone id"),
         ("incident" = Option<String>, Query, description = "Incident id"),
@@ -152,8 +152,8 @@ fn store_error(e: StoreError) -> ApiError {
         ("pipeline" = Option<String>, Query, description = "Pipeline name"),
         ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
         ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
-        ("kind" = Option<crate::event::EventKind>, Query, description = "Event kind"),
-        ("min_level" = Option<crate::risk::Level>, Query, description = "Events at or above this level"),
+        ("kind" = Option<crate::model::EventKind>, Query, description = "Event kind"),
+        ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("class" = Option<String>, Query, description = "Events with an object of this class"),
         ("zone" = Option<String>, Query, description = "Events with an object in this zone"),
         ("incident" = Option<String>, Query, description = "One incident's events"),

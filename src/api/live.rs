@@ -21,9 +21,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{ApiError, AppState};
-use crate::event::Event;
-use crate::metrics::Metrics;
-use crate::risk::Level;
+use crate::model::Event;
+use crate::telemetry::metrics::Metrics;
+use crate::model::Level;
 
 /// Events a client may have waiting before it is dropped.
 pub const CLIENT_BUFFER: usize = 256;
@@ -163,7 +163,7 @@ pub fn parse_filter(raw: Option<&str>) -> Result<LiveFilter, ApiError> {
 
 #[utoipa::path(get, path = "/v1/events/stream", tag = "live", summary = "Live events (Server-Sent Events): message name = event kind (or task.update / task.completed / task.failed), data = JSON; heartbeats every 15 s; `dropped` then end when the client falls 255 messages behind", params(
         ("camera" = Option<String>, Query, description = "Only this camera's events"),
-        ("min_level" = Option<crate::risk::Level>, Query, description = "Events at or above this level"),
+        ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
     ), responses((status = 200, description = "text/event-stream", body = String, content_type = "text/event-stream"), (status = 400, description = "Bad parameter", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
 pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
@@ -190,7 +190,7 @@ pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resu
 /// message and a close frame (1008) with the reason.
 #[utoipa::path(get, path = "/v1/ws", tag = "live", summary = "Live events over WebSocket: text frames `{type, data}`, the same messages as the SSE stream", params(
         ("camera" = Option<String>, Query, description = "Only this camera's events"),
-        ("min_level" = Option<crate::risk::Level>, Query, description = "Events at or above this level"),
+        ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
     ), responses((status = 101, description = "Switching protocols"), (status = 400, description = "Bad parameter, or not a WebSocket request", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
 pub async fn websocket(State(st): State<AppState>, RawQuery(raw): RawQuery, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<Response, ApiError> {

@@ -26,9 +26,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::health::Health;
-use crate::metrics::Metrics;
-use crate::snapshot::SnapshotBoard;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
+use crate::pipeline::snapshot::SnapshotBoard;
 use crate::store::EventStore;
 pub use error::ApiError;
 

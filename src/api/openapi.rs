@@ -122,7 +122,7 @@ impl Modify for Security {
         super::analyze::batch,
         super::analyze::task,
     ),
-    components(schemas(crate::risk::Level, crate::event::EventKind, ErrorBody, AnalyzeJson, AnalyzeForm, BatchItem, BatchJson, TaskAccepted, TaskState)),
+    components(schemas(crate::model::Level, crate::model::EventKind, ErrorBody, AnalyzeJson, AnalyzeForm, BatchItem, BatchJson, TaskAccepted, TaskState)),
     modifiers(&Security),
     security(("bearer" = [])),
 )]

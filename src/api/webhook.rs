@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::analysis::tasks::TaskStore;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 pub struct WebhookSettings {
     pub secret: Option<String>,

@@ -1,40 +1,18 @@
 //! Reading config files: TOML → typed config, with errors that name the file, the key
 //! and the fix; `ARGUS_SECTION__KEY` environment overrides; the embedded default.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
 use super::types::{ArgusConfig, PipelineConfig};
+use crate::model::ConfigIssue;
 
 /// The default config and demo pipeline, compiled in so `argus run` works anywhere.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../config/argus.toml");
 pub const EMBEDDED_DEMO_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
 const EMBEDDED_CONFIG_NAME: &str = "config/argus.toml";
 const EMBEDDED_PIPELINE_NAME: &str = "pipelines/demo.toml";
-
-/// One problem in one file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigIssue {
-    pub file: PathBuf,
-    /// Dotted key path, e.g. `detector.backend` or `cameras[0].calibration`.
-    pub key: String,
-    /// Line number when known.
-    pub line: Option<usize>,
-    pub problem: String,
-    pub fix: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        write!(f, ": {}: {} (fix: {})", self.key, self.problem, self.fix)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -5,6 +5,6 @@ mod load;
 mod types;
 mod validate;
 
-pub use load::{ConfigError, ConfigIssue, LoadedConfig, load, load_from_str, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE};
+pub use load::{ConfigError, LoadedConfig, load, load_from_str, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE};
 pub use types::*;
 pub use validate::validate;

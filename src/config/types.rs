@@ -147,7 +147,7 @@ pub struct CaptionerConfig {
     pub tokenizer: Option<PathBuf>,
     pub prompt: String,
     /// Events at or above this risk level get a model caption.
-    pub min_level: crate::risk::Level,
+    pub min_level: crate::model::Level,
     /// Most tokens generated per caption.
     pub max_tokens: usize,
     /// Side of the square image the model takes.
@@ -164,7 +164,7 @@ impl Default for CaptionerConfig {
             model: None,
             tokenizer: None,
             prompt: "describe the scene.".into(),
-            min_level: crate::risk::Level::High,
+            min_level: crate::model::Level::High,
             max_tokens: 24,
             input_size: 64,
             region: CaptionRegion::Frame,
@@ -528,7 +528,7 @@ pub struct CalibrationConfig {
 }
 
 /// `[cameras.drone]`: the camera flies; each frame's `telemetry` (Kafka header) gives
-/// its pose, and the ground is taken as flat. See `crate::frame::Telemetry` for the
+/// its pose, and the ground is taken as flat. See `crate::model::Telemetry` for the
 /// angle conventions.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -812,6 +812,13 @@ pub struct RiskSettings {
     pub min_update_gap_s: f64,
     /// Score change that counts as material.
     pub score_step: f64,
+}
+
+impl RiskSettings {
+    /// The level thresholds of this table.
+    pub fn thresholds(&self) -> crate::model::LevelThresholds {
+        crate::model::LevelThresholds { medium: self.medium, high: self.high, critical: self.critical }
+    }
 }
 
 impl Default for RiskSettings {

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::load::{ConfigIssue, LoadedConfig};
+use super::load::LoadedConfig;
+use crate::model::ConfigIssue;
 use super::types::*;
 use crate::detect::model::ModelSpec;
 
@@ -105,9 +106,9 @@ fn validate_captioner(c: &CaptionerConfig, iss: &mut Issues) {
         Some(_) => {}
     }
     if let Some(p) = &c.tokenizer {
-        match crate::caption_model::Tokenizer::from_file(p) {
+        match crate::caption::model::Tokenizer::from_file(p) {
             Ok(_) => {}
-            Err(crate::caption_model::TokenizerError::Read(e)) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "point it at the model's argus.tokenizer.v1 JSON file (docs/captioner.md)"),
+            Err(crate::caption::model::TokenizerError::Read(e)) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "point it at the model's argus.tokenizer.v1 JSON file (docs/captioner.md)"),
             Err(e) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "fix the file; its format is in docs/captioner.md"),
         }
     } else {
@@ -448,7 +449,7 @@ fn validate_source(source: &str, key: &str, iss: &mut Issues) {
         }
         "rtsp" | "rtsps" | "http" | "https" => {
             if rest.is_empty() || rest.starts_with('/') {
-                iss.add(key, format!("`{}` has no host", crate::sources::redact_url(source)), "write rtsp://host[:port]/path");
+                iss.add(key, format!("`{}` has no host", crate::telemetry::redact::redact_url(source)), "write rtsp://host[:port]/path");
             }
         }
         other => iss.add(key, format!("unsupported scheme `{other}`"), "use file://, rtsp://, rtsps://, http:// or https://"),

@@ -6,7 +6,6 @@ pub mod model;
 pub mod nanodet;
 pub mod nms;
 pub mod preprocess;
-pub mod stage;
 pub mod yolo;
 
 #[cfg(feature = "onnx")]
@@ -17,22 +16,14 @@ pub mod tch_engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::model::Detection;
 
 use crate::config::{BackendKind, DetectorConfig};
-use crate::frame::RgbImage;
+use crate::model::RgbImage;
 use model::{HeadSpec, ModelSpec};
 use preprocess::InputTransform;
-
-/// One detected object in original image pixels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Detection {
-    pub class_id: usize,
-    pub class: Arc<str>,
-    pub score: f32,
-    /// `[x1, y1, x2, y2]` in original image pixels.
-    pub bbox: [f32; 4],
-}
 
 /// A decoded box before NMS, in model-input pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 //! Pure Rust so that every backend sees bit-identical input, which is what makes the
 //! backend parity test meaningful.
 
-use crate::frame::RgbImage;
+use crate::model::RgbImage;
 
 /// How the image is fitted into the model's square input.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -7,9 +7,10 @@
 //! down), roll positive with the right side down, applied yaw → pitch → roll.
 
 use crate::config::{DroneConfig, OriginConfig};
-use crate::frame::{Frame, Telemetry};
+use crate::model::{Frame, Telemetry};
 
-use super::{GeoOrigin, Homography, Lens, WorldPos};
+use super::{GeoOrigin, Homography, Lens};
+use crate::model::WorldPos;
 use super::lens::Intrinsics;
 
 /// The camera's axes in ENU: image x runs along `right`, image y along `down`, and the

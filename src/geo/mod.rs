@@ -12,33 +12,14 @@ pub mod motion;
 pub mod opencv_fit;
 pub mod wgs84;
 
-use serde::{Deserialize, Serialize};
 
 use crate::config::{CalibrationConfig, OriginConfig};
+use crate::model::WorldPos;
 pub use drone::{DroneGeometry, DroneView};
 pub use homography::{FitError, Homography, Reprojection};
 pub use lens::{Lens, LensError};
 pub use motion::{Motion, MotionEstimator};
 pub use wgs84::GeoOrigin;
-
-/// A ground position in the camera's world frame, with lat/lon when geo-referenced.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WorldPos {
-    pub x_m: f64,
-    pub y_m: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lat: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lon: Option<f64>,
-}
-
-impl WorldPos {
-    /// Rounded for events: centimetres, and 1e-7° (about 1 cm) for lat/lon.
-    pub fn rounded(self) -> Self {
-        let r = |v: f64, s: f64| (v * s).round() / s;
-        Self { x_m: r(self.x_m, 100.0), y_m: r(self.y_m, 100.0), lat: self.lat.map(|v| r(v, 1e7)), lon: self.lon.map(|v| r(v, 1e7)) }
-    }
-}
 
 /// Where a detected box stands on the ground, in image pixels: its bottom centre.
 pub fn foot_point(bbox: &[f32; 4]) -> [f64; 2] {

@@ -1,7 +1,11 @@
 //! Wiring: sources → FrameHub → detect stage → scene stage → EventBus → sinks.
 //! Every stage is a plain thread; edges are bounded; shutdown drains every edge.
 
+pub mod bus;
+pub mod detect_stage;
+pub mod hub;
 pub mod scene;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,15 +17,17 @@ use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::LoadedConfig;
 use crate::detect::Detector;
-use crate::detect::stage::DetectedFrame;
-use crate::event::{EventKind, Models};
+use crate::pipeline::detect_stage::DetectedFrame;
+use crate::model::{EventKind, Models};
 use crate::geo::{CalibrationError, CameraGeometry};
-use crate::health::Health;
-use crate::metrics::Metrics;
-use crate::risk::{Level, Zone};
-use crate::snapshot::{Snapshot, SnapshotBoard};
-use crate::sinks::EventBus;
-use crate::sources::{self, FrameHub, Overflow, SourceSpec};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
+use crate::model::Level;
+use crate::risk::Zone;
+use crate::pipeline::snapshot::{Snapshot, SnapshotBoard};
+use crate::pipeline::bus::EventBus;
+use crate::pipeline::hub::{FrameHub, Overflow};
+use crate::sources::{self, SourceSpec};
 use scene::{CameraScene, SceneSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +54,12 @@ pub struct Scenes {
     /// camera only when its fingerprint changes.
     fingerprints: HashMap<Arc<str>, String>,
     /// The optional captioning model; runs on the scene stage's thread.
-    captioner: Option<crate::caption_model::Captioner>,
+    captioner: Option<crate::caption::model::Captioner>,
 }
 
 impl Scenes {
     /// Adds model captions to events at or above the captioner's level.
-    pub fn with_captioner(mut self, captioner: Option<crate::caption_model::Captioner>) -> Self {
+    pub fn with_captioner(mut self, captioner: Option<crate::caption::model::Captioner>) -> Self {
         self.captioner = captioner;
         self
     }
@@ -150,7 +156,7 @@ pub fn start(
 ) -> Result<Running, PipelineError> {
     let limits = &cfg.argus.limits;
     let det_cfg = &cfg.argus.detector;
-    let models = Models { detector: detector.info().model_id.clone(), captioner: crate::caption::CAPTIONER.into() };
+    let models = Models { detector: detector.info().model_id.clone(), captioner: crate::model::SCENE_CAPTIONER.into() };
     let hub = FrameHub::new();
 
     // Every lane is open before the detect stage starts: a hub with no open lane reads
@@ -179,7 +185,7 @@ pub fn start(
         stage_threads.push(
             std::thread::Builder::new()
                 .name("stage-detect".into())
-                .spawn(move || crate::detect::stage::run(detector, hub, det_tx, max_batch, max_wait, m))?,
+                .spawn(move || crate::pipeline::detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?,
         );
     }
     {
@@ -214,15 +220,15 @@ pub fn start(
     };
     #[cfg(feature = "kafka")]
     {
-        let mut by_pipeline: HashMap<String, HashMap<Arc<str>, sources::LaneSender>> = HashMap::new();
+        let mut by_pipeline: HashMap<String, HashMap<Arc<str>, crate::pipeline::hub::LaneSender>> = HashMap::new();
         for (spec, lane) in kafka_lanes {
             by_pipeline.entry(spec.pipeline.clone()).or_default().insert(spec.camera_id.clone(), lane);
         }
         for (pipeline, lanes) in by_pipeline {
             let kcfg = cfg.pipelines.iter().find(|(_, p)| p.name == pipeline).and_then(|(_, p)| p.kafka.clone()).expect("validated: a kafka camera's pipeline has [kafka]");
             let stop = Arc::new(AtomicBool::new(false));
-            let src = crate::kafka::source::KafkaSource { pipeline, cfg: kcfg, lanes };
-            let thread = crate::kafka::source::spawn(src, durability.clone(), stop.clone(), running.metrics.clone(), running.health.clone())?;
+            let src = crate::sources::kafka::KafkaSource { pipeline, cfg: kcfg, lanes };
+            let thread = crate::sources::kafka::spawn(src, durability.clone(), stop.clone(), running.metrics.clone(), running.health.clone())?;
             running.kafka_sources.push((stop, thread));
         }
     }
@@ -236,7 +242,7 @@ pub fn start(
     Ok(running)
 }
 
-fn open_lane(hub: &Arc<FrameHub>, spec: &SourceSpec, queue: usize) -> sources::LaneSender {
+fn open_lane(hub: &Arc<FrameHub>, spec: &SourceSpec, queue: usize) -> crate::pipeline::hub::LaneSender {
     let overflow = if spec.live { Overflow::DropOldest } else { Overflow::Block };
     hub.lane(spec.camera_id.clone(), queue, overflow)
 }
@@ -266,7 +272,7 @@ fn run_scene_stage(
     metrics: &Metrics,
     health: &Health,
     board: &SnapshotBoard,
-    mut captioner: Option<&mut crate::caption_model::Captioner>,
+    mut captioner: Option<&mut crate::caption::model::Captioner>,
 ) {
     let hist = metrics.stage_seconds.with_label_values(&["scene"]);
     // Open incidents' levels per camera, for the snapshot's banner.
@@ -339,7 +345,7 @@ fn run_scene_stage(
 }
 
 impl Running {
-    fn spawn_source(&mut self, spec: SourceSpec, lane: sources::LaneSender, fingerprint: String) -> Result<(), PipelineError> {
+    fn spawn_source(&mut self, spec: SourceSpec, lane: crate::pipeline::hub::LaneSender, fingerprint: String) -> Result<(), PipelineError> {
         tracing::info!(camera = %spec.camera_id, source = %spec.redacted(), live = spec.live, "starting source");
         let stop = Arc::new(AtomicBool::new(false));
         let id = spec.camera_id.clone();

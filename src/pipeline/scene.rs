@@ -6,11 +6,13 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::caption;
-use crate::detect::Detection;
-use crate::event::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
-use crate::frame::Frame;
-use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator, WorldPos};
-use crate::risk::{IncidentPhase, Risk, RiskEngine, SceneObject, Zone};
+use crate::model::Detection;
+use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
+use crate::model::Frame;
+use crate::model::WorldPos;
+use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
+use crate::model::{IncidentPhase, Risk, SceneObject};
+use crate::risk::{RiskEngine, Zone};
 use crate::track::{Tracker, TrackerConfig};
 
 pub struct CameraScene {
@@ -159,7 +161,7 @@ impl CameraScene {
         self.geometry.as_ref().and_then(|g| g.homography.inverse())
     }
 
-    fn incident_event(&self, at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject], change: crate::risk::IncidentChange, models: &Models) -> Event {
+    fn incident_event(&self, at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject], change: crate::model::IncidentChange, models: &Models) -> Event {
         let kind = match change.phase {
             IncidentPhase::Opened => EventKind::IncidentOpened,
             IncidentPhase::Updated => EventKind::IncidentUpdated,

@@ -20,189 +20,11 @@ pub mod zone;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 
 use crate::config::{RiskSettings, RuleConfig};
-use crate::geo::WorldPos;
+use crate::model::{IncidentChange, IncidentPhase, Level, Risk, SceneObject};
 use rules::Rule;
 pub use zone::Zone;
-
-/// One object in one frame, as the scene stage sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SceneObject {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub track_id: Option<u64>,
-    pub class: Arc<str>,
-    pub confidence: f32,
-    pub bbox: [f32; 4],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub world: Option<WorldPos>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speed_mps: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heading_deg: Option<f64>,
-    #[serde(default)]
-    pub zones: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Level {
-    /// The level of a score under the default thresholds (0.3 / 0.6 / 0.85).
-    pub fn from_score(score: f64) -> Self {
-        Self::from_score_with(score, &RiskSettings::default())
-    }
-
-    /// The level of a score under a pipeline's `[risk]` thresholds.
-    pub fn from_score_with(score: f64, t: &RiskSettings) -> Self {
-        if score >= t.critical {
-            Self::Critical
-        } else if score >= t.high {
-            Self::High
-        } else if score >= t.medium {
-            Self::Medium
-        } else {
-            Self::Low
-        }
-    }
-
-    /// 1 = most urgent.
-    pub fn priority(self) -> u8 {
-        match self {
-            Self::Critical => 1,
-            Self::High => 2,
-            Self::Medium => 3,
-            Self::Low => 4,
-        }
-    }
-
-    /// 0 (low) ..= 3 (critical), for ordering and storage.
-    pub fn rank(self) -> u8 {
-        self as u8
-    }
-
-    pub fn from_rank(rank: u8) -> Option<Self> {
-        [Self::Low, Self::Medium, Self::High, Self::Critical].get(rank as usize).copied()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-            Self::Critical => "critical",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "low" => Some(Self::Low),
-            "medium" => Some(Self::Medium),
-            "high" => Some(Self::High),
-            "critical" => Some(Self::Critical),
-            _ => None,
-        }
-    }
-}
-
-/// Why a risk is what it is: one rule's active situation, with the measurements a
-/// caption (or an analyst) needs.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Reason {
-    /// Rule id.
-    pub rule: String,
-    /// Rule kind: intrusion, proximity, crowding, loitering, speed.
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// The tracks the situation is about, ascending.
-    pub track_ids: Vec<u64>,
-    pub score: f64,
-    pub detail: String,
-    /// The class of those tracks when they all share one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-    /// Proximity: the tracked objects they are too close to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub near_track_ids: Vec<u64>,
-    /// Proximity: the class of those objects when they share one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub near_class: Option<String>,
-    /// Longest time inside the zone (intrusion, loitering) or crowd age (crowding), s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dwell_s: Option<f64>,
-    /// Proximity: the smallest distance, m.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub distance_m: Option<f64>,
-    /// Speed: the fastest member, m/s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub speed_mps: Option<f64>,
-    /// The rule's threshold: min dwell (s), distance or radius (m), speed (m/s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Risk {
-    pub score: f64,
-    pub level: Level,
-    pub priority: u8,
-    pub reasons: Vec<Reason>,
-}
-
-impl Risk {
-    /// Noisy-OR of the reasons' scores, levels by the default thresholds.
-    pub fn from_reasons(reasons: Vec<Reason>) -> Self {
-        Self::from_reasons_with(reasons, &RiskSettings::default())
-    }
-
-    /// Noisy-OR of the reasons' scores, levels by a pipeline's `[risk]` thresholds.
-    pub fn from_reasons_with(reasons: Vec<Reason>, t: &RiskSettings) -> Self {
-        let score = round3(rules::noisy_or(reasons.iter().map(|r| r.score)));
-        let level = Level::from_score_with(score, t);
-        Self { score, level, priority: level.priority(), reasons }
-    }
-
-    pub fn none() -> Self {
-        Self { score: 0.0, level: Level::Low, priority: Level::Low.priority(), reasons: Vec::new() }
-    }
-}
-
-pub(crate) fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum IncidentPhase {
-    Opened,
-    Updated,
-    Closed,
-}
-
-/// A change in an incident's life that becomes an event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncidentChange {
-    pub phase: IncidentPhase,
-    pub incident_id: String,
-    pub rule_id: String,
-    pub risk: Risk,
-    /// Seconds since the incident opened.
-    pub duration_s: f64,
-    /// Closed only: why (`clear`, `source ended`, `camera removed`, …).
-    pub why: Option<String>,
-}
-
-/// "1 person", "3 persons" — counts with the class name as configured.
-pub fn plural(n: usize, class: &str) -> String {
-    if n == 1 { format!("1 {class}") } else { format!("{n} {class}s") }
-}
 
 /// What an incident last told the world: an update is due when this changes materially.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -264,15 +86,15 @@ impl RiskEngine {
             let rule_id = rule.id().to_string();
             match (rule.evaluate(t, objects), self.open.get_mut(&rule_id)) {
                 (Some(reason), None) => {
-                    let risk = Risk::from_reasons_with(vec![reason], s);
-                    let id = crate::event::derive_id(&[self.camera_id.as_bytes(), rule_id.as_bytes(), &t.to_bits().to_le_bytes()]);
+                    let risk = Risk::from_reasons_with(vec![reason], &s.thresholds());
+                    let id = crate::model::derive_id(&[self.camera_id.as_bytes(), rule_id.as_bytes(), &t.to_bits().to_le_bytes()]);
                     let reported = Reported { level: risk.level, score: risk.score, members: members(&risk) };
                     changes.push(IncidentChange { phase: IncidentPhase::Opened, incident_id: id.clone(), rule_id: rule_id.clone(), risk: risk.clone(), duration_s: 0.0, why: None });
                     self.open.insert(rule_id, OpenIncident { id, opened_t: t, last_active_t: t, last_emit_t: t, reported, differs_since: None, last_risk: risk });
                 }
                 (Some(reason), Some(inc)) => {
                     inc.last_active_t = t;
-                    let risk = Risk::from_reasons_with(vec![reason], s);
+                    let risk = Risk::from_reasons_with(vec![reason], &s.thresholds());
                     let now = Reported { level: risk.level, score: risk.score, members: members(&risk) };
                     let material = now.level != inc.reported.level
                         || now.members != inc.reported.members
@@ -332,6 +154,7 @@ fn members(risk: &Risk) -> usize {
 mod tests {
     use super::*;
     use crate::config::IntrusionRule;
+    use crate::model::Reason;
 
     fn rule(min_dwell_s: f64) -> RuleConfig {
         RuleConfig::Intrusion(IntrusionRule {

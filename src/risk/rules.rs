@@ -6,7 +6,7 @@
 use crate::config::{CrowdingRule, IntrusionRule, LoiteringRule, ProximityRule, RuleConfig, SpeedRule};
 
 use super::presence::{Presence, Seen};
-use super::{Reason, SceneObject, round3};
+use crate::model::{Reason, SceneObject, noisy_or, round3};
 
 /// A rule's view of one frame: the active situation, if any.
 pub(crate) trait Rule: Send {
@@ -28,11 +28,6 @@ pub(crate) fn build(cfg: &RuleConfig) -> Box<dyn Rule> {
         RuleConfig::Crowding(c) => Box::new(Crowding { cfg: c.clone(), presence: Presence::new(HOLD_S), since: None, last_true: f64::NEG_INFINITY }),
         RuleConfig::Speed(c) => Box::new(Speed { cfg: c.clone(), presence: Presence::new(HOLD_S) }),
     }
-}
-
-/// Noisy-OR: the probability that at least one of independent causes is real.
-pub fn noisy_or(scores: impl IntoIterator<Item = f64>) -> f64 {
-    1.0 - scores.into_iter().fold(1.0, |acc, s| acc * (1.0 - s.clamp(0.0, 1.0)))
 }
 
 /// The score of one cause `ratio` times as bad as the rule's threshold: `severity` at

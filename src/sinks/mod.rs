@@ -3,8 +3,12 @@
 //! losing events; a failing write is retried with backoff until it succeeds or the
 //! process stops.
 
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 pub mod jsonl;
-pub mod spooled;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod spool;
 pub mod stdout;
 pub mod store;
 
@@ -13,11 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, bounded};
 
-use crate::event::Event;
-use crate::health::{Health, State};
-use crate::metrics::Metrics;
+use crate::pipeline::bus::{BusLane, EventBus};
+
+use crate::model::Event;
+use crate::telemetry::health::{Health, State};
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -44,80 +50,27 @@ pub struct Batching {
     pub max_wait: Duration,
 }
 
-/// Fan-out from the pipeline to every sink's queue, plus optional in-process listeners
-/// (the live hub for SSE/WebSocket).
-pub struct EventBus {
-    sinks: Vec<(String, Sender<Arc<Event>>)>,
-    listeners: Vec<Box<dyn Fn(&Arc<Event>) + Send + Sync>>,
-    metrics: Arc<Metrics>,
-    durability: Durability,
-}
-
-/// How far the sinks got: every event goes to every sink in one order, so "each sink
-/// has written n events" means the first n published events are durable everywhere.
-/// Sources that must not lose input (Kafka) commit a message once the events published
-/// up to its processing are durable.
-#[derive(Clone, Debug, Default)]
-pub struct Durability {
-    /// Events handed to the sinks so far.
-    pub published: Arc<AtomicU64>,
-    /// Per sink: events written durably (or spooled durably) so far.
-    written: Vec<Arc<AtomicU64>>,
-}
-
-impl Durability {
-    /// Events durable in every sink.
-    pub fn durable(&self) -> u64 {
-        self.written.iter().map(|w| w.load(Ordering::SeqCst)).min().unwrap_or_else(|| self.published.load(Ordering::SeqCst))
-    }
-}
-
-impl EventBus {
-    pub fn add_listener(&mut self, f: impl Fn(&Arc<Event>) + Send + Sync + 'static) {
-        self.listeners.push(Box::new(f));
-    }
-
-    pub fn durability(&self) -> Durability {
-        self.durability.clone()
-    }
-
-    /// Hands an event to every sink; blocks while a sink's queue is full.
-    pub fn publish(&self, ev: Event) {
-        let ev = Arc::new(ev);
-        self.durability.published.fetch_add(1, Ordering::SeqCst);
-        self.metrics.events_emitted.with_label_values(&[ev.kind.as_str()]).inc();
-        for (name, tx) in &self.sinks {
-            if tx.send(ev.clone()).is_err() {
-                tracing::error!(sink = %name, event_id = %ev.event_id, "sink thread is gone; event not delivered to it");
-            }
-            self.metrics.sink_queue_depth.with_label_values(&[name]).set(tx.len() as i64);
-        }
-        for l in &self.listeners {
-            l(&ev);
-        }
-    }
-}
-
 /// Starts one thread per sink; dropping the bus (all senders) lets them drain and stop.
 pub fn start(sinks: Vec<Box<dyn Sink>>, queue: usize, metrics: Arc<Metrics>, health: Arc<Health>) -> (EventBus, Vec<JoinHandle<()>>) {
-    let mut senders = Vec::new();
+    let mut lanes = Vec::new();
     let mut handles = Vec::new();
-    let mut durability = Durability::default();
     for sink in sinks {
         let (tx, rx) = bounded(queue.max(1));
         let name = sink.name().to_string();
         health.set_sink(&name, State::Running, None);
         let (m, h) = (metrics.clone(), health.clone());
         let written = Arc::new(AtomicU64::new(0));
-        durability.written.push(written.clone());
         let handle = std::thread::Builder::new()
             .name(format!("sink-{name}"))
-            .spawn(move || run_sink(sink, rx, written, m, h))
+            .spawn({
+                let written = written.clone();
+                move || run_sink(sink, rx, written, m, h)
+            })
             .expect("spawn sink thread");
-        senders.push((name, tx));
+        lanes.push(BusLane { name, queue: tx, written });
         handles.push(handle);
     }
-    (EventBus { sinks: senders, listeners: Vec::new(), metrics, durability }, handles)
+    (EventBus::new(lanes, metrics), handles)
 }
 
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -204,7 +157,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (bus, handles) = start(vec![Box::new(Flaky { fails: 2, seen: seen.clone() })], 4, metrics.clone(), Arc::new(Health::default()));
         for i in 0..20 {
-            bus.publish(crate::event::sample_event("cam", i * 1000, crate::event::EventKind::FrameAnalyzed));
+            bus.publish(crate::model::sample_event("cam", i * 1000, crate::model::EventKind::FrameAnalyzed));
         }
         drop(bus);
         for h in handles {

@@ -1,6 +1,8 @@
 //! Where events are kept for queries: one `EventStore` trait, the embedded SQLite store
 //! by default (ClickHouse joins it behind the same trait).
 
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -8,8 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::event::{Event, EventKind};
-use crate::risk::Level;
+use crate::model::{Event, EventKind};
+use crate::model::Level;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

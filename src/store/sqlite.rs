@@ -8,8 +8,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
 
 use super::{EventPage, EventQuery, EventStore, StatsQuery, StatsRow, StoreError, decode_cursor, encode_cursor, unix_ms};
-use crate::event::Event;
-use crate::risk::Level;
+use crate::model::Event;
+use crate::model::Level;
 
 pub struct SqliteStore {
     path: String,

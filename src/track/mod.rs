@@ -9,7 +9,7 @@
 pub mod assign;
 pub mod kalman;
 
-use crate::detect::Detection;
+use crate::model::Detection;
 use crate::detect::nms::iou;
 use kalman::BoxKalman;
 

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use argus::config::{self, ConfigIssue};
+use argus::model::ConfigIssue;
+use argus::config;
 
 pub const GOOD_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
 

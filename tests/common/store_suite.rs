@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use argus::event::{Event, EventKind, sample_event};
-use argus::risk::Level;
+use argus::model::{Event, EventKind, sample_event};
+use argus::model::Level;
 use argus::store::{EventQuery, EventStore, StatsQuery, StoreError};
 
 pub fn q() -> EventQuery {

@@ -1,0 +1,287 @@
+//! The edge between sources and the detect stage: one bounded queue per camera.
+//!
+//! - Live cameras keep the newest frames: a push into a full queue evicts the oldest
+//!   frame and counts it as dropped (latency beats completeness for live video).
+//! - Non-live sources (files, replays) block the producer instead: nothing is dropped.
+//! - The consumer takes frames round-robin across cameras, so one busy camera cannot
+//!   starve the others, and waits up to `max_wait` to fill a batch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::model::Frame;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Evict the oldest queued frame (live cameras).
+    DropOldest,
+    /// Block the producer until there is room (files, replays).
+    Block,
+}
+
+struct Lane {
+    camera_id: Arc<str>,
+    queue: VecDeque<Frame>,
+    capacity: usize,
+    overflow: Overflow,
+    open: bool,
+    dropped: u64,
+}
+
+struct State {
+    lanes: Vec<Lane>,
+    next: usize,
+    shutdown: bool,
+}
+
+/// Shared by every source (producers) and the detect stage (consumer).
+pub struct FrameHub {
+    state: Mutex<State>,
+    not_empty: Condvar,
+    not_full: Condvar,
+}
+
+/// A source's handle for one camera's lane. Dropping it closes the lane.
+pub struct LaneSender {
+    hub: Arc<FrameHub>,
+    lane: usize,
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Queued, and the oldest queued frame was evicted to make room.
+    EvictedOldest,
+    /// The hub is shutting down; the frame was discarded.
+    Closed,
+}
+
+impl FrameHub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State { lanes: Vec::new(), next: 0, shutdown: false }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+        })
+    }
+
+    /// Opens a lane for one camera.
+    pub fn lane(self: &Arc<Self>, camera_id: Arc<str>, capacity: usize, overflow: Overflow) -> LaneSender {
+        let mut st = self.state.lock();
+        st.lanes.push(Lane {
+            camera_id,
+            queue: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+            overflow,
+            open: true,
+            dropped: 0,
+        });
+        LaneSender { hub: self.clone(), lane: st.lanes.len() - 1 }
+    }
+
+    /// Stops producers and consumers: blocked pushes return `Closed`, `take_batch`
+    /// drains what is queued and then returns empty.
+    pub fn shutdown(&self) {
+        self.state.lock().shutdown = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+
+    /// Frames dropped so far per camera.
+    pub fn dropped(&self) -> Vec<(Arc<str>, u64)> {
+        self.state.lock().lanes.iter().map(|l| (l.camera_id.clone(), l.dropped)).collect()
+    }
+
+    /// Frames currently queued, all cameras.
+    pub fn depth(&self) -> usize {
+        self.state.lock().lanes.iter().map(|l| l.queue.len()).sum()
+    }
+
+    /// Takes up to `max` frames, round-robin over cameras. Blocks until at least one
+    /// frame is available, then waits at most `max_wait` for more. Returns an empty vec
+    /// when every lane is closed and drained (or on shutdown once drained).
+    pub fn take_batch(&self, max: usize, max_wait: Duration) -> Vec<Frame> {
+        let max = max.max(1);
+        let mut st = self.state.lock();
+        let mut batch = Vec::with_capacity(max);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            while batch.len() < max {
+                match Self::pop_round_robin(&mut st) {
+                    Some(f) => batch.push(f),
+                    None => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.not_full.notify_all();
+            }
+            let all_closed = st.shutdown || st.lanes.iter().all(|l| !l.open);
+            if batch.len() >= max || (all_closed && st.lanes.iter().all(|l| l.queue.is_empty())) {
+                return batch;
+            }
+            if batch.is_empty() {
+                self.not_empty.wait(&mut st);
+            } else {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
+                if Instant::now() >= d || self.not_empty.wait_until(&mut st, d).timed_out() {
+                    // Take whatever arrived in the meantime, then return.
+                    while batch.len() < max {
+                        match Self::pop_round_robin(&mut st) {
+                            Some(f) => batch.push(f),
+                            None => break,
+                        }
+                    }
+                    self.not_full.notify_all();
+                    return batch;
+                }
+            }
+        }
+    }
+
+    fn pop_round_robin(st: &mut State) -> Option<Frame> {
+        let n = st.lanes.len();
+        for i in 0..n {
+            let idx = (st.next + i) % n;
+            if let Some(f) = st.lanes[idx].queue.pop_front() {
+                st.next = (idx + 1) % n;
+                return Some(f);
+            }
+        }
+        None
+    }
+}
+
+impl LaneSender {
+    pub fn push(&self, frame: Frame) -> Pushed {
+        let hub = &self.hub;
+        let mut st = hub.state.lock();
+        loop {
+            if st.shutdown {
+                return Pushed::Closed;
+            }
+            let lane = &mut st.lanes[self.lane];
+            if lane.queue.len() < lane.capacity {
+                lane.queue.push_back(frame);
+                drop(st);
+                hub.not_empty.notify_one();
+                return Pushed::Queued;
+            }
+            match lane.overflow {
+                Overflow::DropOldest => {
+                    lane.queue.pop_front();
+                    lane.dropped += 1;
+                    lane.queue.push_back(frame);
+                    drop(st);
+                    hub.not_empty.notify_one();
+                    return Pushed::EvictedOldest;
+                }
+                Overflow::Block => hub.not_full.wait(&mut st),
+            }
+        }
+    }
+
+    /// Whether a push now would queue without waiting.
+    pub fn has_room(&self) -> bool {
+        let st = self.hub.state.lock();
+        let lane = &st.lanes[self.lane];
+        lane.queue.len() < lane.capacity
+    }
+
+    /// True once the hub is shutting down: sources should stop.
+    pub fn is_shutdown(&self) -> bool {
+        self.hub.state.lock().shutdown
+    }
+}
+
+impl Drop for LaneSender {
+    fn drop(&mut self) {
+        self.hub.state.lock().lanes[self.lane].open = false;
+        self.hub.not_empty.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RgbImage;
+    use time::OffsetDateTime;
+
+    fn frame(cam: &str, seq: u64) -> Frame {
+        Frame {
+            camera_id: Arc::from(cam),
+            seq,
+            pts_ns: None,
+            captured_at: OffsetDateTime::UNIX_EPOCH,
+            time_source: "arrival",
+            received: std::time::Instant::now(),
+            image: Arc::new(RgbImage::new(1, 1, vec![0, 0, 0]).unwrap()),
+            ack: None,
+            telemetry: None,
+        }
+    }
+
+    #[test]
+    fn live_lane_keeps_newest_and_counts_drops() {
+        let hub = FrameHub::new();
+        let tx = hub.lane("a".into(), 2, Overflow::DropOldest);
+        assert_eq!(tx.push(frame("a", 0)), Pushed::Queued);
+        tx.push(frame("a", 1));
+        assert_eq!(tx.push(frame("a", 2)), Pushed::EvictedOldest);
+        let got: Vec<u64> = hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect();
+        assert_eq!(got, vec![1, 2]);
+        assert_eq!(hub.dropped()[0].1, 1);
+    }
+
+    #[test]
+    fn round_robin_across_cameras() {
+        let hub = FrameHub::new();
+        let a = hub.lane("a".into(), 8, Overflow::Block);
+        let b = hub.lane("b".into(), 8, Overflow::Block);
+        for i in 0..3 {
+            a.push(frame("a", i));
+        }
+        b.push(frame("b", 0));
+        let got: Vec<String> = hub.take_batch(3, Duration::ZERO).iter().map(|f| format!("{}{}", f.camera_id, f.seq)).collect();
+        assert_eq!(got, vec!["a0", "b0", "a1"]);
+    }
+
+    #[test]
+    fn blocking_lane_waits_for_room_and_loses_nothing() {
+        let hub = FrameHub::new();
+        let tx = hub.lane("f".into(), 1, Overflow::Block);
+        let producer = std::thread::spawn(move || {
+            for i in 0..50 {
+                assert_eq!(tx.push(frame("f", i)), Pushed::Queued);
+            }
+        });
+        let mut seen = Vec::new();
+        loop {
+            let b = hub.take_batch(4, Duration::from_millis(1));
+            if b.is_empty() {
+                break;
+            }
+            seen.extend(b.into_iter().map(|f| f.seq));
+        }
+        producer.join().unwrap();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+        assert_eq!(hub.dropped()[0].1, 0);
+    }
+
+    #[test]
+    fn shutdown_releases_blocked_producer() {
+        let hub = FrameHub::new();
+        let tx = hub.lane("f".into(), 1, Overflow::Block);
+        tx.push(frame("f", 0));
+        let h = hub.clone();
+        let t = std::thread::spawn(move || tx.push(frame("f", 1)));
+        std::thread::sleep(Duration::from_millis(20));
+        h.shutdown();
+        assert_eq!(t.join().unwrap(), Pushed::Closed);
+        assert_eq!(hub.take_batch(4, Duration::ZERO).len(), 1, "queued frames still drain");
+        assert!(hub.take_batch(4, Duration::ZERO).is_empty());
+    }
+}

@@ -1,0 +1,444 @@
+//! GStreamer source (`gstreamer` feature): `uridecodebin → videoconvert → appsink(RGB)`.
+//! For RTSP, uridecodebin's `rtspsrc` is configured through `source-setup` (transport,
+//! jitter-buffer latency, NTP reference timestamps); decodebin picks the best decoder
+//! by rank: hardware decoders (NVDEC, VA-API) are ranked above the software ones when
+//! their plugins are installed and found a device, else avdec_*/jpegdec. The chosen
+//! decoder is reported per camera in `/v1/cameras`.
+//!
+//! Follows gstreamer-rs's examples: an AppSink built with its builder, the bus polled
+//! between pulls, and the pipeline always set back to Null, on every exit path.
+//!
+//! Live sources never take Argus down: an error, an end of stream (how a vanished TCP
+//! server shows itself) or a stall (no frame within `stall_timeout`; a frozen server is
+//! otherwise silent for ~27 s) tears the pipeline down and rebuilds it after an
+//! exponential backoff (0.5 s → 30 s), reset as soon as frames flow again. Files end at
+//! EOS and fail on errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use time::OffsetDateTime;
+
+use super::{FpsGate, LaneSender, Pushed, SourceSpec};
+use crate::config::RtspTransport;
+use crate::model::{Frame, RgbImage};
+use crate::telemetry::health::{Health, SourceState};
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GstError {
+    #[error("GStreamer init: {0}")]
+    Init(String),
+    #[error("building the pipeline: {0}")]
+    Build(String),
+    #[error("stream error from {element}: {message}{}", .debug.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Stream { element: String, message: String, debug: Option<String> },
+    #[error("no frame for {0:?}: stream stalled")]
+    Stalled(Duration),
+}
+
+/// Why one pipeline run ended.
+enum RunEnd {
+    Eos,
+    Stopped,
+    FrameLimit,
+}
+
+/// Sets the pipeline back to Null however the run ends.
+struct NullOnDrop(gst::Pipeline);
+
+impl Drop for NullOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+struct Counters {
+    seq: u64,
+    delivered: u64,
+    gate: FpsGate,
+    /// Capture times never go backwards per camera.
+    last_captured: Option<OffsetDateTime>,
+}
+
+/// Runs the source until it ends, the frame limit is reached, or `stop` is set.
+pub fn run(spec: SourceSpec, lane: LaneSender, stop: Arc<AtomicBool>, metrics: Arc<Metrics>, health: Arc<Health>) {
+    let cam = spec.camera_id.clone();
+    let span = tracing::info_span!("source", camera = %cam);
+    let _g = span.enter();
+    if let Err(e) = gst::init() {
+        fail(&health, &cam, &GstError::Init(e.to_string()));
+        return;
+    }
+    prefer_hardware_decoders();
+    let mut counters = Counters { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None };
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
+            break;
+        }
+        set_state(&health, &cam, SourceState::Connecting, None);
+        let delivered_before = counters.delivered;
+        let result = run_once(&spec, &lane, &stop, &metrics, &health, &mut counters);
+        let reason = match &result {
+            Ok(_) => "eos",
+            Err(GstError::Stalled(_)) => "stall",
+            Err(_) => "error",
+        };
+        match result {
+            Ok(RunEnd::Stopped) => break,
+            Ok(RunEnd::FrameLimit) => {
+                set_state(&health, &cam, SourceState::Ended, Some(format!("frame limit {} reached", counters.delivered)));
+                break;
+            }
+            Ok(RunEnd::Eos) if !spec.live => {
+                tracing::info!(frames = counters.seq, "end of file");
+                set_state(&health, &cam, SourceState::Ended, Some("end of stream".into()));
+                break;
+            }
+            Ok(RunEnd::Eos) => {
+                tracing::warn!("live stream ended (server gone?); reconnecting");
+                note_error(&health, &cam, "end of stream from a live source");
+            }
+            Err(e) if !spec.live => {
+                fail(&health, &cam, &e);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "live stream failed; reconnecting");
+                if matches!(e, GstError::Stalled(_)) {
+                    set_state(&health, &cam, SourceState::Stalled, Some(e.to_string()));
+                }
+                note_error(&health, &cam, &e.to_string());
+            }
+        }
+        // Frames flowed in that run: the camera works, retry quickly.
+        if counters.delivered > delivered_before {
+            backoff = MIN_BACKOFF;
+        }
+        metrics.source_restarts.with_label_values(&[&cam, reason]).inc();
+        health.update_source(&cam, |s| {
+            s.state = SourceState::BackingOff;
+            s.restarts += 1;
+            s.detail = Some(format!("reconnecting in {:.1} s", backoff.as_secs_f64()));
+        });
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) && !lane.is_shutdown() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Hardware video decoders, best first. Their plugins register them only when a
+/// device was found, so a present factory is a usable one.
+const HARDWARE_DECODERS: &[&str] = &[
+    "nvh264dec", "nvh265dec", "nvjpegdec", "vah264dec", "vah265dec", "vajpegdec", "vaapih264dec", "vaapih265dec", "vaapijpegdec",
+];
+
+/// Ranks the installed hardware decoders above every software one, once per process,
+/// so decodebin picks them (GStreamer 1.22 ranks some VA decoders below avdec_*).
+/// Left alone when the user set `GST_PLUGIN_FEATURE_RANK`, GStreamer's own override
+/// (e.g. `GST_PLUGIN_FEATURE_RANK=nvh264dec:NONE` to force software decoding).
+fn prefer_hardware_decoders() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("GST_PLUGIN_FEATURE_RANK").is_some() {
+            return;
+        }
+        let registry = gst::Registry::get();
+        for (i, name) in HARDWARE_DECODERS.iter().enumerate() {
+            if let Some(f) = registry.lookup_feature(name) {
+                f.set_rank(gst::Rank::PRIMARY + 100 - i as i32);
+                tracing::info!(decoder = name, "hardware decoder available; preferred");
+            }
+        }
+    });
+}
+
+/// Whether a factory decodes pictures (by its klass: `Codec/Decoder/Video`, or
+/// `Codec/Decoder/Image` for MJPEG's jpegdec).
+fn is_video_decoder(element: &gst::Element) -> bool {
+    element.factory().is_some_and(|f| {
+        let klass = f.metadata(gst::ELEMENT_METADATA_KLASS).unwrap_or_default();
+        klass.contains("Decoder") && (klass.contains("Video") || klass.contains("Image"))
+    })
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+fn note_error(health: &Health, cam: &str, e: &str) {
+    health.update_source(cam, |s| s.last_error = Some(super::redact_text(e)));
+}
+
+fn set_state(health: &Health, cam: &str, state: SourceState, detail: Option<String>) {
+    health.update_source(cam, |s| {
+        s.state = state;
+        s.detail = detail;
+    });
+}
+
+fn fail(health: &Health, cam: &str, e: &GstError) {
+    tracing::error!(error = %e, "source failed");
+    set_state(health, cam, SourceState::Failed, Some(e.to_string()));
+    note_error(health, cam, &e.to_string());
+}
+
+fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
+    let b = |e: gst::glib::BoolError| GstError::Build(e.to_string());
+    let pipeline = gst::Pipeline::with_name(&format!("argus-{}", spec.camera_id));
+    let src = gst::ElementFactory::make("uridecodebin").property("uri", &spec.uri).build().map_err(b)?;
+    let convert = gst::ElementFactory::make("videoconvert").build().map_err(b)?;
+    let caps = gst_video::VideoCapsBuilder::new().format(gst_video::VideoFormat::Rgb).build();
+    let sink = gst_app::AppSink::builder()
+        .caps(&caps)
+        // A tiny queue, never dropping here: this thread pulls at once and the camera's
+        // hub lane evicts (and counts) old frames for live sources, while files get
+        // backpressure so decoding never runs far ahead of analysis.
+        .max_buffers(if spec.live { 2 } else { 4 })
+        .drop(false)
+        .sync(spec.realtime && !spec.live)
+        .build();
+    if spec.uri.starts_with("rtsp") {
+        let (transport, latency) = (spec.rtsp_transport, spec.rtsp_latency_ms);
+        src.connect("source-setup", false, move |args| {
+            if let Some(source) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
+                configure_rtspsrc(&source, transport, latency);
+            }
+            None
+        });
+    }
+    let (health, cam) = (health.clone(), spec.camera_id.clone());
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        if is_video_decoder(element) {
+            let name = element.factory().map(|f| f.name().to_string()).unwrap_or_default();
+            tracing::info!(decoder = %name, "video decoder");
+            health.update_source(&cam, |s| s.decoder = Some(name));
+        }
+    });
+    pipeline.add_many([&src, &convert, sink.upcast_ref()]).map_err(b)?;
+    convert.link(&sink).map_err(b)?;
+
+    let convert_weak = convert.downgrade();
+    let pipeline_weak = pipeline.downgrade();
+    src.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if is_video {
+            if let Some(convert) = convert_weak.upgrade() {
+                let sinkpad = convert.static_pad("sink").expect("videoconvert has a sink pad");
+                if !sinkpad.is_linked() {
+                    if let Err(e) = pad.link(&sinkpad) {
+                        tracing::error!(error = ?e, "cannot link decoded video");
+                    }
+                }
+            }
+        } else if let Some(pipeline) = pipeline_weak.upgrade() {
+            // Audio and other streams: consume them so they never block or error.
+            if let Ok(fake) = gst::ElementFactory::make("fakesink").property("sync", false).build() {
+                let _ = pipeline.add(&fake);
+                let _ = fake.sync_state_with_parent();
+                if let Some(p) = fake.static_pad("sink") {
+                    let _ = pad.link(&p);
+                }
+            }
+        }
+    });
+    Ok((pipeline, sink))
+}
+
+fn configure_rtspsrc(source: &gst::Element, transport: RtspTransport, latency_ms: u32) {
+    if source.find_property("protocols").is_none() {
+        return; // not an rtspsrc
+    }
+    let protocols = match transport {
+        RtspTransport::Tcp => "tcp",
+        RtspTransport::Udp => "udp",
+        RtspTransport::Auto => "udp+udp-mcast+tcp",
+    };
+    source.set_property_from_str("protocols", protocols);
+    source.set_property("latency", latency_ms);
+    // RTCP sender reports → NTP capture times on each buffer, when the camera sends them.
+    if source.find_property("add-reference-timestamp-meta").is_some() {
+        source.set_property("add-reference-timestamp-meta", true);
+    }
+    // Fail a dead TCP connection well before the 27 s default silence.
+    if source.find_property("tcp-timeout").is_some() {
+        source.set_property("tcp-timeout", 5_000_000u64);
+    }
+}
+
+/// Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
+const NTP_UNIX_OFFSET_S: i64 = 2_208_988_800;
+
+/// The NTP wall-clock capture time rtspsrc attached to a buffer, if any.
+fn ntp_capture_time(buffer: &gst::BufferRef) -> Option<OffsetDateTime> {
+    for meta in buffer.iter_meta::<gst::ReferenceTimestampMeta>() {
+        let is_ntp = meta.reference().structure(0).is_some_and(|s| s.name() == "timestamp/x-ntp");
+        if is_ntp {
+            let ns = meta.timestamp().nseconds() as i128 - NTP_UNIX_OFFSET_S as i128 * 1_000_000_000;
+            return OffsetDateTime::from_unix_timestamp_nanos(ns).ok();
+        }
+    }
+    None
+}
+
+fn run_once(
+    spec: &SourceSpec,
+    lane: &LaneSender,
+    stop: &AtomicBool,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    counters: &mut Counters,
+) -> Result<RunEnd, GstError> {
+    let cam = &spec.camera_id;
+    let (pipeline, sink) = build(spec, health)?;
+    let pipeline = NullOnDrop(pipeline);
+    pipeline.0.set_state(gst::State::Playing).map_err(|e| GstError::Build(format!("cannot start: {e}")))?;
+    let bus = pipeline.0.bus().expect("a pipeline has a bus");
+    let wall_start = OffsetDateTime::now_utc();
+    let mut first_pts: Option<u64> = None;
+    let mut last_frame = Instant::now();
+    let stall = spec.stall_timeout;
+    let received = metrics.frames_received.with_label_values(&[cam]);
+    let dropped_queue = metrics.frames_dropped.with_label_values(&[cam, "queue_full"]);
+    let dropped_cap = metrics.frames_dropped.with_label_values(&[cam, "fps_cap"]);
+    loop {
+        if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
+            return Ok(RunEnd::Stopped);
+        }
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos, gst::MessageType::Warning]) {
+            use gst::MessageView;
+            match msg.view() {
+                MessageView::Error(err) => {
+                    return Err(GstError::Stream {
+                        element: msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
+                        message: super::redact_text(&err.error().to_string()),
+                        debug: err.debug().map(|d| super::redact_text(&d)),
+                    });
+                }
+                MessageView::Warning(w) => tracing::warn!(warning = %super::redact_text(&w.error().to_string()), "GStreamer warning"),
+                MessageView::Eos(_) => {
+                    // Drain what the appsink still holds before reporting the end.
+                    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
+                        if deliver(spec, lane, &sample, wall_start, &mut first_pts, counters, health, &received, &dropped_queue, &dropped_cap)? {
+                            return Ok(RunEnd::FrameLimit);
+                        }
+                    }
+                    return Ok(RunEnd::Eos);
+                }
+                _ => {}
+            }
+        }
+        match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            Some(sample) => {
+                last_frame = Instant::now();
+                if deliver(spec, lane, &sample, wall_start, &mut first_pts, counters, health, &received, &dropped_queue, &dropped_cap)? {
+                    return Ok(RunEnd::FrameLimit);
+                }
+            }
+            None => {
+                if sink.is_eos() {
+                    return Ok(RunEnd::Eos);
+                }
+                if last_frame.elapsed() > stall {
+                    return Err(GstError::Stalled(stall));
+                }
+            }
+        }
+    }
+}
+
+/// Converts one sample into a frame and queues it. Returns true when the frame limit is
+/// reached.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    spec: &SourceSpec,
+    lane: &LaneSender,
+    sample: &gst::Sample,
+    wall_start: OffsetDateTime,
+    first_pts: &mut Option<u64>,
+    counters: &mut Counters,
+    health: &Health,
+    received: &prometheus::IntCounter,
+    dropped_queue: &prometheus::IntCounter,
+    dropped_cap: &prometheus::IntCounter,
+) -> Result<bool, GstError> {
+    let seq = counters.seq;
+    counters.seq += 1;
+    received.inc();
+    let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
+    let pts_ns = buffer.pts().map(|p| p.nseconds());
+    let rel_ns = match (pts_ns, *first_pts) {
+        (Some(p), Some(f)) => p.saturating_sub(f),
+        (Some(p), None) => {
+            *first_pts = Some(p);
+            0
+        }
+        _ => (OffsetDateTime::now_utc() - wall_start).whole_nanoseconds().max(0) as u64,
+    };
+    if !counters.gate.admit(rel_ns) {
+        dropped_cap.inc();
+        return Ok(false);
+    }
+    let caps = sample.caps().ok_or_else(|| GstError::Build("sample without caps".into()))?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| GstError::Build(e.to_string()))?;
+    let (w, h) = (info.width(), info.height());
+    let stride = info.stride()[0] as usize;
+    let map = buffer.map_readable().map_err(|e| GstError::Build(e.to_string()))?;
+    let row = w as usize * 3;
+    let mut pixels = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        let start = y * stride;
+        let Some(src) = map.get(start..start + row) else {
+            return Err(GstError::Build(format!("buffer of {} bytes too small for {w}x{h} RGB", map.len())));
+        };
+        pixels.extend_from_slice(src);
+    }
+    drop(map);
+    let image = RgbImage::new(w, h, pixels).map_err(|e| GstError::Build(e.to_string()))?;
+    // Files: capture time = when we started + stream time, so replays keep real spacing.
+    // Live: the camera's NTP time from RTCP sender reports when it sends them, else the
+    // wall clock at arrival. Never backwards per camera.
+    let (mut captured_at, time_source) = if spec.live {
+        match ntp_capture_time(buffer) {
+            Some(t) => (t, "ntp"),
+            None => (OffsetDateTime::now_utc(), "arrival"),
+        }
+    } else {
+        (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
+    };
+    if let Some(last) = counters.last_captured {
+        if captured_at <= last {
+            captured_at = last + time::Duration::microseconds(1);
+        }
+    }
+    counters.last_captured = Some(captured_at);
+    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, time_source, received: Instant::now(), image: Arc::new(image), ack: None, telemetry: None };
+    match lane.push(frame) {
+        Pushed::Queued => {}
+        Pushed::EvictedOldest => dropped_queue.inc(),
+        Pushed::Closed => return Ok(true),
+    }
+    counters.delivered += 1;
+    health.update_source(&spec.camera_id, |s| {
+        s.state = SourceState::Streaming;
+        s.detail = None;
+        s.time_source = Some(time_source);
+        s.rate_in.tick();
+        s.frames_received = counters.seq;
+        s.frames_dropped = dropped_queue.get() + dropped_cap.get();
+        s.last_frame_at = Some(captured_at);
+        s.width = Some(w);
+        s.height = Some(h);
+    });
+    Ok(spec.max_frames.is_some_and(|m| counters.delivered >= m))
+}

@@ -1,0 +1,156 @@
+//! ClickHouse (`clickhouse` feature): the analysts' copy of every event.
+//!
+//! - `schema`: versioned, idempotent migrations run at start-up (database, `events`,
+//!   `objects`), plus modern-only extras when `SELECT version()` allows them.
+//! - `sink`: batched inserts; while the server is down events go to a bounded on-disk
+//!   spool (`crate::spool`) and are replayed in order when it returns.
+//! - `store`: the `EventStore` the HTTP API queries when ClickHouse is configured.
+//!
+//! One schema runs unchanged on Debian's ClickHouse 18.16 and on current releases:
+//! `DateTime('UTC')` plus a `UInt64` milliseconds column (no DateTime64), no
+//! LowCardinality, TTL, codecs or Map. Tables are `ReplacingMergeTree` keyed by
+//! (camera, time, event id), so a replayed event replaces itself; read with `FINAL`.
+//! The `clickhouse` crate runs with validation off (18.16 lacks
+//! RowBinaryWithNamesAndTypes), so a test round-trips a full row against the server.
+//! Everything a caller supplies is bound with `?`, never spliced into SQL.
+
+pub mod rows;
+pub mod schema;
+mod store;
+
+use std::future::Future;
+
+pub use rows::{EventRow, ObjectRow, event_rows, kind_code};
+pub use schema::{MIGRATIONS, migrate};
+pub use store::ClickHouseStore;
+
+use crate::sinks::clickhouse::ClickHouseSinkConfig;
+use crate::store::StoreError;
+
+/// A client plus the small tokio runtime that drives it. Sinks and stores call it from
+/// their own threads (never from tokio workers), blocking on each request.
+pub struct Conn {
+    /// Always `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
+    /// Bound to the database.
+    client: clickhouse::Client,
+    /// For `CREATE DATABASE` (the database may not exist yet).
+    server: clickhouse::Client,
+    database: String,
+    url: String,
+}
+
+impl Conn {
+    pub fn new(cfg: &ClickHouseSinkConfig) -> Result<Self, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("argus-clickhouse")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::ClickHouse(format!("cannot start the client runtime: {e}")))?;
+        let server = clickhouse::Client::default()
+            .with_url(cfg.url.trim_end_matches('/'))
+            .with_user(cfg.user.clone())
+            .with_password(cfg.password.clone())
+            .with_validation(false);
+        let client = server.clone().with_database(cfg.database.clone());
+        Ok(Self { rt: Some(rt), client, server, database: cfg.database.clone(), url: crate::telemetry::redact::redact_url(&cfg.url) })
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("runtime lives as long as the connection").block_on(f)
+    }
+
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The server URL without credentials.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `SELECT version()`, e.g. `18.16.1`.
+    pub fn server_version(&self) -> Result<String, StoreError> {
+        self.block_on(self.server.query("SELECT version()").fetch_one::<String>()).map_err(ch_err)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The API's store is dropped on a tokio thread, where a blocking shutdown panics.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Inserts events: one insert into `objects`, then one into `events` (an event row is
+/// the sign that its objects are in). Events that cannot be represented (a capture
+/// time outside 1970..2106) are an error, or with `skip_unrepresentable` logged and
+/// left out, since retrying could never store them. Returns (event rows, object rows).
+pub fn insert_events(conn: &Conn, events: &[std::sync::Arc<crate::model::Event>], skip_unrepresentable: bool) -> Result<(usize, usize), StoreError> {
+    let mut rows = Vec::with_capacity(events.len());
+    let mut objects = Vec::new();
+    for ev in events {
+        match event_rows(ev) {
+            Ok((r, o)) => {
+                rows.push(r);
+                objects.extend(o);
+            }
+            Err(e) if skip_unrepresentable => {
+                tracing::error!(event_id = %ev.event_id, error = %e, "event cannot be stored in ClickHouse; left out there (other sinks have it)")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let c = conn.client();
+    conn.block_on(async {
+        if !objects.is_empty() {
+            let mut ins = c.insert::<ObjectRow>("objects").await?;
+            for r in &objects {
+                ins.write(r).await?;
+            }
+            ins.end().await?;
+        }
+        if !rows.is_empty() {
+            let mut ins = c.insert::<EventRow>("events").await?;
+            for r in &rows {
+                ins.write(r).await?;
+            }
+            ins.end().await?;
+        }
+        Ok(())
+    })
+    .map_err(ch_err)?;
+    Ok((rows.len(), objects.len()))
+}
+
+/// ClickHouse errors, keeping the server's `Code: N` (the only stable part across
+/// versions) and never the password.
+pub fn ch_err(e: clickhouse::error::Error) -> StoreError {
+    StoreError::ClickHouse(crate::telemetry::redact::redact_text(&e.to_string()))
+}
+
+/// The server's error code (`Code: N`) in an error message, if any.
+pub fn error_code(message: &str) -> Option<u32> {
+    let at = message.find("Code: ")? + "Code: ".len();
+    let digits: String = message[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_from_old_and_new_servers() {
+        assert_eq!(error_code("Code: 60, e.displayText() = DB::Exception: Table argus.x doesn't exist., e.what() = DB::Exception"), Some(60));
+        assert_eq!(error_code("Code: 60. DB::Exception: Unknown table expression identifier 'x'. (UNKNOWN_TABLE)"), Some(60));
+        assert_eq!(error_code("connection refused"), None);
+    }
+}

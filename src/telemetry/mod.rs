@@ -1,0 +1,7 @@
+//! What Argus tells operators about itself: Prometheus metrics, the health that
+//! `/readyz` and `/v1/cameras` report, and the redaction of credentials in everything
+//! it logs or serves.
+
+pub mod health;
+pub mod metrics;
+pub mod redact;

@@ -20,6 +20,7 @@ pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod caption;
+pub mod clients;
 pub mod config;
 pub mod detect;
 pub mod geo;

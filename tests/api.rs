@@ -28,7 +28,7 @@ async fn start() -> Server {
         .collect();
     store.insert(&events).unwrap();
     let health = Arc::new(Health::default());
-    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: api::build_features() }));
+    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: argus::app::compiled_features() }));
     let metrics = Arc::new(Metrics::new());
     let live = argus::api::live::LiveHub::new(8, metrics.clone());
     let state = AppState::new(store, health.clone(), metrics, info, live.clone());

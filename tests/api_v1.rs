@@ -14,7 +14,7 @@ use argus::api::analyze::AnalysisApi;
 use argus::api::auth::ApiKeys;
 use argus::api::webhook::{WebhookSettings, sign};
 use argus::api::{self, AppState, Info, Limits};
-use argus::config::{IntrusionRule, RuleConfig};
+use argus::risk::config::{IntrusionRule, RuleConfig};
 use argus::model::Detection;
 use argus::detect::{DetectError, Detector, DetectorInfo};
 use argus::model::RgbImage;
@@ -103,7 +103,7 @@ async fn start(o: Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
     let health = Arc::new(Health::default());
     health.register_source("gate", "test", "rtsp://cam.example/stream", true);
-    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: api::build_features() }));
+    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: argus::app::compiled_features() }));
     let metrics = Arc::new(Metrics::new());
     let live = api::live::LiveHub::new(64, metrics.clone());
     let mut state = AppState::new(store, health, metrics, info, live);

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use argus::caption::model::{CaptionError, Tokenizer};
 use argus::caption::model as caption_model;
-use argus::config::{CaptionRegion, CaptionerConfig, DetectorConfig};
+use argus::detect::config::DetectorConfig;
+use argus::caption::model::config::{CaptionRegion, CaptionerConfig};
 use argus::model::{EventKind, sample_event};
 use argus::model::RgbImage;
 use argus::telemetry::metrics::Metrics;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
-use argus::config::ClickHouseSinkConfig;
+use argus::clients::clickhouse::ClickHouseConfig;
 use argus::model::{EventKind, sample_event};
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
@@ -75,8 +75,8 @@ impl Server {
         format!("http://127.0.0.1:{}", self.http)
     }
 
-    fn config(&self, spool: &Path) -> ClickHouseSinkConfig {
-        ClickHouseSinkConfig { enabled: true, url: self.url(), spool_dir: spool.to_path_buf(), ..Default::default() }
+    fn config(&self, spool: &Path) -> ClickHouseConfig {
+        ClickHouseConfig { enabled: true, url: self.url(), spool_dir: spool.to_path_buf(), ..Default::default() }
     }
 
     /// Runs SQL through the HTTP interface, returning the body (TSV).

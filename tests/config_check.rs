@@ -107,7 +107,7 @@ fn environment_overrides_apply_and_are_validated() {
     let read = |_: &Path| Ok(GOOD_PIPELINE.to_string());
     let env = vec![("ARGUS_DETECTOR__BACKEND".to_string(), "tch".to_string()), ("ARGUS_DETECTOR__THREADS".to_string(), "3".to_string())];
     let cfg = config::load_from_str(Path::new("c.toml"), config::EMBEDDED_CONFIG, &env, &read).unwrap();
-    assert_eq!(cfg.argus.detector.backend, config::BackendKind::Tch);
+    assert_eq!(cfg.argus.detector.backend, argus::detect::config::BackendKind::Tch);
     assert_eq!(cfg.argus.detector.threads, 3);
     let env = vec![("ARGUS_DETECTOR__BACKEND".to_string(), "quantum".to_string())];
     let err = config::load_from_str(Path::new("c.toml"), config::EMBEDDED_CONFIG, &env, &read).unwrap_err();

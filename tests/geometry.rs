@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use argus::config::{self, CalibrationConfig, DroneConfig, OriginConfig};
+use argus::geo::config::{CalibrationConfig, DroneConfig, OriginConfig};
+use argus::config;
 use argus::model::{Frame, RgbImage, Telemetry};
 use argus::geo::{self, CalibrationError, CameraGeometry, DroneGeometry, GeoOrigin, Lens};
 
@@ -270,7 +271,7 @@ fn start_up_refusal_names_file_camera_and_key() {
     let pipeline = config::EMBEDDED_DEMO_PIPELINE.replace("max_error_m = 0.25", "max_error_m = 0.0001");
     let read = move |_: &Path| Ok(pipeline.clone());
     let cfg = config::load_from_str(Path::new("config/argus.toml"), config::EMBEDDED_CONFIG, &[], &read).unwrap();
-    let e = argus::pipeline::build_scenes(&cfg, &Default::default()).err().expect("refused");
+    let e = argus::app::build_scenes(&cfg, &Default::default(), &Default::default()).err().expect("refused");
     let msg = e.to_string();
     assert!(msg.starts_with("pipelines/demo.toml: camera `plaza`: cameras.calibration.max_error_m: mean reprojection error"), "{msg}");
     assert!(msg.contains("fix:"), "{msg}");

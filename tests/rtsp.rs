@@ -200,7 +200,7 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
         }
     }
     let (bus, sinks) = argus::sinks::start(vec![Box::new(Latency(latencies.clone()))], 64, metrics.clone(), health.clone());
-    let scenes = argus::pipeline::build_scenes(&cfg, &Default::default()).unwrap();
+    let scenes = argus::app::build_scenes(&cfg, &Default::default(), &Default::default()).unwrap();
     let info = argus::detect::DetectorInfo {
         model: "slow".into(),
         model_id: "slow".into(),
@@ -211,7 +211,7 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
         nms_iou: 0.5,
         max_engine_batch: 1,
     };
-    let running = argus::pipeline::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, metrics.clone(), health, Default::default()).unwrap();
+    let running = argus::app::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, metrics.clone(), health, Default::default()).unwrap();
     std::thread::sleep(Duration::from_secs(8));
     running.stop();
     for h in sinks {

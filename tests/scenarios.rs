@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use argus::config::{PipelineConfig, RiskSettings};
+use argus::risk::config::RiskConfig;
+use argus::config::PipelineConfig;
 use argus::model::Detection;
 use argus::model::{EventKind, Models};
 use argus::model::{Frame, RgbImage};
@@ -104,7 +105,7 @@ struct Scenario {
     switch: Switch,
 }
 
-fn rules(toml_text: &str) -> Vec<argus::config::RuleConfig> {
+fn rules(toml_text: &str) -> Vec<argus::risk::config::RuleConfig> {
     let text = format!("name = \"s\"\n{toml_text}");
     let p: PipelineConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     p.rules
@@ -113,7 +114,7 @@ fn rules(toml_text: &str) -> Vec<argus::config::RuleConfig> {
 fn run_world(s: &Scenario, switch: Option<&Switch>) -> Vec<(f64, IncidentChange, String)> {
     let actors = (s.actors)();
     let zones = zones();
-    let mut engine = RiskEngine::with_settings("cam".into(), &rules(s.rules), RiskSettings::default());
+    let mut engine = RiskEngine::with_settings("cam".into(), &rules(s.rules), RiskConfig::default());
     let mut out = Vec::new();
     let frames = (s.duration_s * FPS).round() as i64;
     let mut last_objects = Vec::new();
@@ -383,7 +384,7 @@ fn a_tracker_id_switch_opens_no_second_incident_and_adds_at_most_one_update() {
 /// straight down on a 20 m × 20 m yard, 1000 × 1000 px.
 fn geometry() -> CameraGeometry {
     // Parsed like a pipeline file's [cameras.calibration], so optional keys keep defaults.
-    let cal: argus::config::CalibrationConfig = toml::from_str(
+    let cal: argus::geo::config::CalibrationConfig = toml::from_str(
         "image_points = [[0, 0], [1000, 0], [0, 1000], [1000, 1000], [500, 500]]\n\
          world_points = [[0, 20], [20, 20], [0, 0], [20, 0], [10, 10]]\n\
          max_error_m = 0.05\n",

@@ -4,7 +4,7 @@
 #![cfg(all(feature = "onnx", feature = "torch"))]
 
 use argus::model::decode_image;
-use argus::config::{BackendKind, DetectorConfig};
+use argus::detect::config::{BackendKind, DetectorConfig};
 use argus::detect::nms::iou;
 use argus::model::Detection;
 use argus::detect::{Detector, build_detector};

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::caption;
-use crate::config::{LoadedConfig, RiskSettings, RuleConfig};
+use crate::risk::config::{RiskConfig, RuleConfig};
 use crate::model::{Event, EventKind};
 use crate::geo::CameraGeometry;
 use crate::model::Risk;
@@ -20,7 +20,7 @@ pub struct CameraContext {
     pub zones: Arc<Vec<Zone>>,
     pub rules: Vec<RuleConfig>,
     /// The pipeline's level thresholds.
-    pub risk: RiskSettings,
+    pub risk: RiskConfig,
     pub classes: Option<HashSet<String>>,
 }
 
@@ -30,29 +30,6 @@ pub struct CameraContexts(HashMap<String, CameraContext>);
 impl CameraContexts {
     /// Every configured camera whose calibration fits (the pipeline refuses the others
     /// at start-up, so none is skipped in a running Argus).
-    pub fn from_config(cfg: &LoadedConfig) -> Self {
-        let mut map = HashMap::new();
-        for (_, p) in &cfg.pipelines {
-            let zones: Arc<Vec<Zone>> = Arc::new(p.zones.iter().map(|z| Zone { id: z.id.clone(), polygon: z.polygon.clone() }).collect());
-            for cam in &p.cameras {
-                let geometry = cam.calibration.as_ref().and_then(|c| CameraGeometry::from_config(c, cam.origin.as_ref()).ok());
-                map.insert(
-                    cam.id.clone(),
-                    CameraContext {
-                        id: cam.id.clone(),
-                        pipeline: p.name.clone(),
-                        geometry,
-                        zones: zones.clone(),
-                        rules: p.rules.clone(),
-                        risk: p.risk.clone(),
-                        classes: (!cam.classes.is_empty()).then(|| cam.classes.iter().cloned().collect()),
-                    },
-                );
-            }
-        }
-        Self(map)
-    }
-
     pub fn insert(&mut self, c: CameraContext) {
         self.0.insert(c.id.clone(), c);
     }
@@ -86,7 +63,7 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::IntrusionRule;
+    use crate::risk::config::IntrusionRule;
     use crate::geo::{GeoOrigin, Homography};
     use crate::model::{Level, SceneObject};
 
@@ -112,7 +89,7 @@ mod tests {
                 clear_after_s: 1.0,
                 update_every_s: 5.0,
             })],
-            risk: RiskSettings::default(),
+            risk: RiskConfig::default(),
             classes: Some(["person".to_string()].into_iter().collect()),
         };
         let mut ev = crate::model::sample_event("upload", 1_700_000_000_000, EventKind::FrameAnalyzed);

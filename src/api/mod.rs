@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod auth;
 pub mod cameras;
+pub mod config;
 pub mod error;
 pub mod events;
 pub mod live;
@@ -53,26 +54,6 @@ pub struct PipelineSummary {
     pub rules: Vec<String>,
 }
 
-pub fn build_features() -> Vec<&'static str> {
-    let mut f = Vec::new();
-    if cfg!(feature = "gstreamer") {
-        f.push("gstreamer");
-    }
-    if cfg!(feature = "opencv") {
-        f.push("opencv");
-    }
-    if cfg!(feature = "onnx") {
-        f.push("onnx");
-    }
-    if cfg!(feature = "onnx-cuda") {
-        f.push("onnx-cuda");
-    }
-    if cfg!(feature = "torch") {
-        f.push("torch");
-    }
-    f
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
@@ -98,7 +79,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        let s = crate::config::ServerConfig::default();
+        let s = crate::api::config::ServerConfig::default();
         Self { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins }
     }
 }

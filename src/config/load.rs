@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::types::{ArgusConfig, PipelineConfig};
+use super::files::{ArgusConfig, PipelineConfig};
 use crate::model::ConfigIssue;
 
 /// The default config and demo pipeline, compiled in so `argus run` works anywhere.

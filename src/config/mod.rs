@@ -1,10 +1,11 @@
-//! Configuration: typed (`types`), loaded with precise errors (`load`), and checked by
-//! a pure `validate` before anything is built.
+//! Configuration: the shapes of the files (`files`; each component's own table lives
+//! beside the component), loaded with precise errors (`load`), and checked by a pure
+//! `validate` whose results (calibration fits) the build reuses.
 
+mod files;
 mod load;
-mod types;
 mod validate;
 
-pub use load::{ConfigError, LoadedConfig, load, load_from_str, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE};
-pub use types::*;
-pub use validate::validate;
+pub use files::*;
+pub use load::{ConfigError, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE, LoadedConfig, load, load_from_str};
+pub use validate::{ValidConfig, Validated, check, validate, validated};

@@ -1,6 +1,7 @@
 //! Object detection: one `Detector` trait, inference engines behind cargo features, and
 //! the pure-Rust parts every engine shares (letterbox, head decode, NMS).
 
+pub mod config;
 pub mod coco;
 pub mod model;
 pub mod nanodet;
@@ -20,7 +21,7 @@ use serde::Serialize;
 
 use crate::model::Detection;
 
-use crate::config::{BackendKind, DetectorConfig};
+use crate::detect::config::{BackendKind, DetectorConfig};
 use crate::model::RgbImage;
 use model::{HeadSpec, ModelSpec};
 use preprocess::InputTransform;

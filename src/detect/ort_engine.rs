@@ -11,7 +11,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use super::{DetectError, InferenceEngine, OutputTensor};
-use crate::config::{DetectorConfig, DevicePreference};
+use crate::detect::config::{DetectorConfig, DevicePreference};
 
 static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use super::{DetectError, InferenceEngine, OutputTensor};
-use crate::config::{DetectorConfig, DevicePreference};
+use crate::detect::config::{DetectorConfig, DevicePreference};
 
 fn engine_err(reason: impl ToString) -> DetectError {
     DetectError::Engine { engine: "tch", reason: reason.to_string() }

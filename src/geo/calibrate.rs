@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{CalibrationError, CalibrationFit};
-use crate::config::{CalibrationConfig, OriginConfig};
+use crate::geo::config::{CalibrationConfig, OriginConfig};
 
 /// A stand-alone points file (`argus calibrate --points pts.toml`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]

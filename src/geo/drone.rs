@@ -6,7 +6,7 @@
 //! of [`Telemetry`]: yaw clockwise from north, pitch up from the horizon (negative looks
 //! down), roll positive with the right side down, applied yaw → pitch → roll.
 
-use crate::config::{DroneConfig, OriginConfig};
+use crate::geo::config::{DroneConfig, OriginConfig};
 use crate::model::{Frame, Telemetry};
 
 use super::{GeoOrigin, Homography, Lens};

@@ -3,6 +3,7 @@
 //! drones get a homography per frame from their telemetry (`drone`). Motion (speed,
 //! heading) is estimated from tracks in world space (`motion`).
 
+pub mod config;
 pub mod calibrate;
 pub mod drone;
 pub mod homography;
@@ -13,7 +14,7 @@ pub mod opencv_fit;
 pub mod wgs84;
 
 
-use crate::config::{CalibrationConfig, OriginConfig};
+use crate::geo::config::{CalibrationConfig, OriginConfig};
 use crate::model::WorldPos;
 pub use drone::{DroneGeometry, DroneView};
 pub use homography::{FitError, Homography, Reprojection};

@@ -35,13 +35,13 @@ pub struct SceneSettings {
     pub pipeline: String,
     pub geometry: Option<CameraGeometry>,
     pub zones: Arc<Vec<Zone>>,
-    pub rules: Vec<crate::config::RuleConfig>,
+    pub rules: Vec<crate::risk::config::RuleConfig>,
     pub classes: Vec<String>,
     pub summary_every_s: f64,
     /// The pipeline's `[tracker]` table.
     pub tracker: TrackerConfig,
     /// The pipeline's `[risk]` table.
-    pub risk: crate::config::RiskSettings,
+    pub risk: crate::risk::config::RiskConfig,
 }
 
 fn secs(t: OffsetDateTime) -> f64 {

@@ -13,6 +13,7 @@
 //! of independent causes is real. A risk with several reasons combines them the same way.
 //! The level follows from the pipeline's `[risk]` thresholds, the priority from the level.
 
+pub mod config;
 pub mod presence;
 pub mod rules;
 pub mod zone;
@@ -21,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 
-use crate::config::{RiskSettings, RuleConfig};
+use crate::risk::config::{RiskConfig, RuleConfig};
 use crate::model::{IncidentChange, IncidentPhase, Level, Risk, SceneObject};
 use rules::Rule;
 pub use zone::Zone;
@@ -49,17 +50,17 @@ struct OpenIncident {
 pub struct RiskEngine {
     camera_id: Arc<str>,
     rules: Vec<Box<dyn Rule>>,
-    settings: RiskSettings,
+    settings: RiskConfig,
     open: HashMap<String, OpenIncident>,
 }
 
 impl RiskEngine {
     /// Rules with the default `[risk]` settings.
     pub fn new(camera_id: Arc<str>, rules: &[RuleConfig]) -> Self {
-        Self::with_settings(camera_id, rules, RiskSettings::default())
+        Self::with_settings(camera_id, rules, RiskConfig::default())
     }
 
-    pub fn with_settings(camera_id: Arc<str>, rules: &[RuleConfig], settings: RiskSettings) -> Self {
+    pub fn with_settings(camera_id: Arc<str>, rules: &[RuleConfig], settings: RiskConfig) -> Self {
         Self { camera_id, rules: rules.iter().map(rules::build).collect(), settings, open: HashMap::new() }
     }
 
@@ -153,7 +154,7 @@ fn members(risk: &Risk) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::IntrusionRule;
+    use crate::risk::config::IntrusionRule;
     use crate::model::Reason;
 
     fn rule(min_dwell_s: f64) -> RuleConfig {
@@ -243,11 +244,11 @@ mod tests {
 
     #[test]
     fn thresholds_come_from_the_risk_table() {
-        let strict = RiskSettings { medium: 0.1, high: 0.2, critical: 0.5, ..Default::default() };
+        let strict = RiskConfig { medium: 0.1, high: 0.2, critical: 0.5, ..Default::default() };
         let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], strict);
         let c = e.evaluate(0.0, &[person(1, true)]);
         assert_eq!((c[0].risk.level, c[0].risk.priority, c[0].risk.score), (Level::Critical, 1, 0.6));
-        let lax = RiskSettings { medium: 0.7, high: 0.8, critical: 0.9, ..Default::default() };
+        let lax = RiskConfig { medium: 0.7, high: 0.8, critical: 0.9, ..Default::default() };
         let mut e = RiskEngine::with_settings("cam".into(), &[rule(0.0)], lax);
         let c = e.evaluate(0.0, &[person(1, true)]);
         assert_eq!((c[0].risk.level, c[0].risk.priority), (Level::Low, 4));

@@ -3,7 +3,7 @@
 //! or nothing. Only tracked objects count: a track id is what lets a rule measure
 //! durations, and what keeps an incident's members stable.
 
-use crate::config::{CrowdingRule, IntrusionRule, LoiteringRule, ProximityRule, RuleConfig, SpeedRule};
+use crate::risk::config::{CrowdingRule, IntrusionRule, LoiteringRule, ProximityRule, RuleConfig, SpeedRule};
 
 use super::presence::{Presence, Seen};
 use crate::model::{Reason, SceneObject, noisy_or, round3};

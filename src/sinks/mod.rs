@@ -2,11 +2,17 @@
 //! (never drops) when a queue is full, so a stuck sink slows the pipeline down instead of
 //! losing events; a failing write is retried with backoff until it succeeds or the
 //! process stops.
+//!
+//! Every sink is a folder here; [`build`] is the registry, and the only place that knows
+//! which sinks this build has. Adding a sink: a folder (its config struct with
+//! `deny_unknown_fields` and `validate`, and the `Sink`), its field in
+//! [`config::SinksConfig`] (and a line in its `validate`), one line in [`build`], and a
+//! cargo feature when it needs a system library.
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod jsonl;
-#[cfg(feature = "kafka")]
+pub mod config;
 pub mod kafka;
 pub mod spool;
 pub mod stdout;
@@ -28,6 +34,42 @@ use crate::telemetry::metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SinkError(pub String);
+
+/// What every sink may need to start: adding a handle here never changes a signature.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// The embedded store (the `store` sink writes into it; the API reads it).
+    pub store: Arc<dyn crate::store::EventStore>,
+}
+
+/// The registry: every sink `[sinks]` enables, in delivery order (stdout, JSONL, the
+/// embedded store, Kafka, ClickHouse). An error names the sink's table.
+pub fn build(cfg: &config::SinksConfig, cx: &SinkContext) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if cfg.stdout.enabled {
+        sinks.push(Box::new(stdout::StdoutSink));
+    }
+    if cfg.jsonl.enabled {
+        sinks.push(Box::new(jsonl::JsonlSink::open(&cfg.jsonl.path).map_err(|e| named("jsonl", e))?));
+    }
+    sinks.push(Box::new(store::StoreSink { store: cx.store.clone() }));
+    #[cfg(feature = "kafka")]
+    if cfg.kafka.enabled {
+        sinks.push(Box::new(kafka::open_sink(&cfg.kafka, cx.metrics.clone(), cx.health.clone()).map_err(|e| named("kafka", e))?));
+    }
+    #[cfg(feature = "clickhouse")]
+    if cfg.clickhouse.enabled {
+        sinks.push(Box::new(clickhouse::open_sink(&cfg.clickhouse, cx.metrics.clone(), cx.health.clone()).map_err(|e| named("clickhouse", e))?));
+    }
+    // Without their features, `argus check` has already refused `enabled = true`.
+    Ok(sinks)
+}
+
+fn named(table: &str, e: SinkError) -> SinkError {
+    SinkError(format!("sinks.{table}: {e}"))
+}
 
 pub trait Sink: Send {
     fn name(&self) -> &str;

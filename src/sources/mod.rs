@@ -1,32 +1,87 @@
-//! Frame sources. GStreamer (`gstreamer` feature) reads files and RTSP cameras; every
-//! source pushes into its camera's lane of the `FrameHub`.
+//! Frame sources: each is a [`Source`] run on its own thread with a [`SourceContext`],
+//! pushing into its cameras' lanes of the `FrameHub`. GStreamer (`gst`, `gstreamer`
+//! feature) reads files and RTSP cameras, one source per camera; Kafka (`kafka`, `kafka`
+//! feature) reads encoded frames for every `source = "kafka"` camera of a pipeline.
+//!
+//! Adding a source: a folder here with its `config.rs` (the table users write, parsed in
+//! every build) and a type implementing [`Source`]; a [`SourceKind`] when cameras name it
+//! in `source`; the app starts it.
 
+pub mod config;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
-#[cfg(feature = "kafka")]
 pub mod kafka;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use crate::config::CameraConfig;
+use crate::pipeline::bus::Durability;
+use crate::pipeline::hub::LaneSender;
+use crate::sources::config::CameraConfig;
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
+
+/// Everything a running source shares with the rest of Argus. Adding a handle here never
+/// changes a source's signature.
+#[derive(Clone)]
+pub struct SourceContext {
+    /// Set when the source must stop (Argus stopping, the camera removed or changed).
+    pub stop: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// How far the sinks got: sources that commit their input (Kafka) commit only what
+    /// is durable.
+    pub durability: Durability,
+}
+
+/// A producer of frames. `run` owns the thread until the source ends or `cx.stop` is set.
+pub trait Source: Send + 'static {
+    /// The source's thread name.
+    fn name(&self) -> String;
+    fn run(self: Box<Self>, cx: SourceContext);
+}
+
+/// Starts a source on its own thread.
+pub fn spawn(source: Box<dyn Source>, cx: SourceContext) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(source.name()).spawn(move || source.run(cx))
+}
+
+/// Where a camera's frames come from, as its `source` key says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A video file (`file://…` or a plain path), read through GStreamer.
+    File,
+    /// A stream URL (`rtsp://`, `rtsps://`, `http(s)://`), read through GStreamer.
+    Stream,
+    /// `source = "kafka"`: frames from the pipeline's `[kafka]` topic.
+    Kafka,
+}
+
+impl SourceKind {
+    pub fn of(source: &str) -> Self {
+        match source.split_once("://") {
+            _ if source == "kafka" => Self::Kafka,
+            None | Some(("file", _)) => Self::File,
+            Some(_) => Self::Stream,
+        }
+    }
+}
 
 /// A camera source turned into what GStreamer needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceSpec {
     pub camera_id: Arc<str>,
     pub pipeline: String,
-    /// A GStreamer URI (`file:///abs/path`, `rtsp://…`).
+    pub kind: SourceKind,
+    /// A GStreamer URI (`file:///abs/path`, `rtsp://…`); `kafka` for Kafka cameras.
     pub uri: String,
     pub live: bool,
     pub realtime: bool,
     pub fps_cap: f64,
     /// Stop after this many frames (tests, benchmarks); `None` = until the end.
     pub max_frames: Option<u64>,
-    pub rtsp_transport: crate::config::RtspTransport,
+    pub rtsp_transport: crate::sources::config::RtspTransport,
     pub rtsp_latency_ms: u32,
     /// No frame for this long → rebuild (live) or fail (files get at least 60 s).
     pub stall_timeout: std::time::Duration,
@@ -35,7 +90,8 @@ pub struct SourceSpec {
 impl SourceSpec {
     pub fn from_camera(cam: &CameraConfig, pipeline: &str, max_frames: Option<u64>) -> Self {
         let (scheme, rest) = cam.source.split_once("://").unwrap_or(("file", cam.source.as_str()));
-        let uri = if cam.source == "kafka" {
+        let kind = SourceKind::of(&cam.source);
+        let uri = if kind == SourceKind::Kafka {
             "kafka".to_string()
         } else if scheme == "file" {
             let p = std::path::Path::new(rest);
@@ -44,12 +100,13 @@ impl SourceSpec {
         } else {
             cam.source.clone()
         };
-        let is_file = scheme == "file" && cam.source != "kafka";
+        let is_file = kind == SourceKind::File;
         // Kafka frames are never dropped: backpressure pauses the consumer instead.
-        let is_kafka = cam.source == "kafka";
+        let is_kafka = kind == SourceKind::Kafka;
         Self {
             camera_id: Arc::from(cam.id.as_str()),
             pipeline: pipeline.to_string(),
+            kind,
             uri,
             live: !is_kafka && cam.live.unwrap_or(!is_file),
             realtime: cam.realtime,
@@ -96,28 +153,30 @@ impl FpsGate {
     }
 }
 
-/// Starts the source thread for one camera.
-pub fn spawn(
-    spec: SourceSpec,
-    lane: crate::pipeline::hub::LaneSender,
-    stop: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-) -> std::io::Result<JoinHandle<()>> {
-    let name = format!("src-{}", spec.camera_id);
-    std::thread::Builder::new().name(name).spawn(move || {
+/// A camera whose frames come from a video file or stream through GStreamer. Without
+/// the `gstreamer` feature it fails at once, visibly (`argus check` refuses it first).
+pub struct CameraSource {
+    pub spec: SourceSpec,
+    pub lane: LaneSender,
+}
+
+impl Source for CameraSource {
+    fn name(&self) -> String {
+        format!("src-{}", self.spec.camera_id)
+    }
+
+    fn run(self: Box<Self>, cx: SourceContext) {
         #[cfg(feature = "gstreamer")]
-        gst::run(spec, lane, stop, metrics, health);
+        gst::run(self.spec, self.lane, cx);
         #[cfg(not(feature = "gstreamer"))]
         {
-            let _ = (lane, stop, metrics);
-            tracing::error!(camera = %spec.camera_id, "video sources need the `gstreamer` feature; this build has none");
-            health.update_source(&spec.camera_id, |s| {
+            tracing::error!(camera = %self.spec.camera_id, "video sources need the `gstreamer` feature; this build has none");
+            cx.health.update_source(&self.spec.camera_id, |s| {
                 s.state = crate::telemetry::health::SourceState::Failed;
                 s.detail = Some("built without the gstreamer feature".into());
             });
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,47 @@
 pub mod clickhouse;
 pub mod sqlite;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::model::{Event, EventKind};
 use crate::model::Level;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Embedded SQLite event store (survives restarts); serves /v1/events.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("var/argus.db") }
+    }
+}
+
+/// `store.*` keys.
+pub fn validate(c: &StoreConfig, iss: &mut crate::model::Issues) {
+    if c.path.as_os_str().is_empty() {
+        iss.add("store.path", "empty path", "set e.g. \"var/argus.db\"");
+    }
+}
+
+/// The store the API queries instead of the embedded one: ClickHouse, when it is enabled
+/// with `serve_api`.
+pub fn api_store(ch: &crate::clients::clickhouse::ClickHouseConfig) -> Result<Option<Arc<dyn EventStore>>, StoreError> {
+    if !(ch.enabled && ch.serve_api) {
+        return Ok(None);
+    }
+    #[cfg(feature = "clickhouse")]
+    return Ok(Some(Arc::new(clickhouse::ClickHouseStore::new(ch)?)));
+    // `argus check` refuses `enabled = true` in a build without ClickHouse.
+    #[cfg(not(feature = "clickhouse"))]
+    Ok(None)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -7,6 +7,7 @@
 //! class-aware, with the IoU floor as the cost limit.
 
 pub mod assign;
+pub mod config;
 pub mod kalman;
 
 use crate::model::Detection;
@@ -14,7 +15,7 @@ use crate::detect::nms::iou;
 use kalman::BoxKalman;
 
 /// Birth/death ages and thresholds: the pipeline file's `[tracker]` table.
-pub use crate::config::TrackerSettings as TrackerConfig;
+pub use crate::track::config::TrackerConfig as TrackerConfig;
 
 #[derive(Debug, Clone)]
 struct Track {

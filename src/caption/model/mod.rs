@@ -6,6 +6,7 @@
 //! The decoding loop, tokenizer and image preparation are pure Rust; the model behind
 //! [`StepModel`] is ONNX Runtime (`onnx` feature).
 
+pub mod config;
 pub mod image;
 #[cfg(feature = "onnx")]
 pub mod ort_model;
@@ -13,7 +14,8 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{CaptionRegion, CaptionerConfig, DetectorConfig};
+use crate::detect::config::DetectorConfig;
+use crate::caption::model::config::{CaptionRegion, CaptionerConfig};
 use crate::model::Event;
 use crate::model::RgbImage;
 use crate::telemetry::metrics::Metrics;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clients::clickhouse::ClickHouseConfig;
 use crate::store::clickhouse::{Conn, insert_events, migrate};
 
 use crate::model::Event;
@@ -22,7 +23,7 @@ pub struct ClickHouseDelivery {
 pub type ClickHouseSink = SpooledSink<ClickHouseDelivery>;
 
 /// Opens the ClickHouse sink (a server that is down now is not an error).
-pub fn open_sink(cfg: &ClickHouseSinkConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<ClickHouseSink, SinkError> {
+pub fn open_sink(cfg: &ClickHouseConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<ClickHouseSink, SinkError> {
     let conn = Conn::new(cfg).map_err(|e| SinkError(e.to_string()))?;
     let delivery = ClickHouseDelivery { conn, retention_days: cfg.retention_days, metrics: metrics.clone() };
     let batching = Batching { max_events: cfg.max_rows, max_wait: Duration::from_millis(cfg.max_wait_ms) };
@@ -64,6 +65,6 @@ impl Delivery for ClickHouseDelivery {
     /// The server answered with an error (`Code: N`): the schema may be gone (a dropped
     /// table, a fresh server), so migrate again before the next insert.
     fn needs_prepare_after(&self, error: &str) -> bool {
-        super::error_code(error).is_some()
+        crate::store::clickhouse::error_code(error).is_some()
     }
 }

@@ -5,8 +5,31 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Sink, SinkError};
 use crate::model::Event;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JsonlSinkConfig {
+    pub enabled: bool,
+    /// Appended to, one event per line; fsync'd per batch.
+    pub path: PathBuf,
+}
+
+impl Default for JsonlSinkConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: PathBuf::from("var/events.jsonl") }
+    }
+}
+
+/// `sinks.jsonl.*` keys.
+pub fn validate(c: &JsonlSinkConfig, iss: &mut crate::model::Issues) {
+    if c.enabled && c.path.as_os_str().is_empty() {
+        iss.add("sinks.jsonl.path", "empty path", "set a file path or enabled = false");
+    }
+}
 
 pub struct JsonlSink {
     path: PathBuf,

@@ -10,7 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::KafkaSinkConfig;
+use super::config::KafkaSinkConfig;
 use crate::model::{Event, SCHEMA};
 use crate::sinks::spool::Delivery;
 
@@ -69,7 +69,7 @@ impl KafkaDelivery {
 
 impl KafkaDelivery {
     fn producer(cfg: &KafkaSinkConfig, reports: &Arc<Reports>) -> Result<BaseProducer<Context>, String> {
-        super::client_config(cfg).create_with_context(Context(reports.clone())).map_err(|e| format!("cannot create the Kafka producer: {e}"))
+        super::sink::client_config(cfg).create_with_context(Context(reports.clone())).map_err(|e| format!("cannot create the Kafka producer: {e}"))
     }
 
     /// After a failed batch the producer may never work again: an idempotent

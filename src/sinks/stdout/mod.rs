@@ -3,8 +3,22 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Sink, SinkError};
 use crate::model::Event;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StdoutSinkConfig {
+    pub enabled: bool,
+}
+
+impl Default for StdoutSinkConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
 
 pub struct StdoutSink;
 

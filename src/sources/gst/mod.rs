@@ -24,8 +24,10 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use time::OffsetDateTime;
 
-use super::{FpsGate, LaneSender, Pushed, SourceSpec};
-use crate::config::RtspTransport;
+use super::{FpsGate, SourceSpec};
+use crate::pipeline::hub::{LaneSender, Pushed};
+use crate::telemetry::redact::redact_text;
+use crate::sources::config::RtspTransport;
 use crate::model::{Frame, RgbImage};
 use crate::telemetry::health::{Health, SourceState};
 use crate::telemetry::metrics::Metrics;
@@ -67,7 +69,8 @@ struct Counters {
 }
 
 /// Runs the source until it ends, the frame limit is reached, or `stop` is set.
-pub fn run(spec: SourceSpec, lane: LaneSender, stop: Arc<AtomicBool>, metrics: Arc<Metrics>, health: Arc<Health>) {
+pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
+    let super::SourceContext { stop, metrics, health, .. } = cx;
     let cam = spec.camera_id.clone();
     let span = tracing::info_span!("source", camera = %cam);
     let _g = span.enter();
@@ -174,7 +177,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 fn note_error(health: &Health, cam: &str, e: &str) {
-    health.update_source(cam, |s| s.last_error = Some(super::redact_text(e)));
+    health.update_source(cam, |s| s.last_error = Some(redact_text(e)));
 }
 
 fn set_state(health: &Health, cam: &str, state: SourceState, detail: Option<String>) {
@@ -321,11 +324,11 @@ fn run_once(
                 MessageView::Error(err) => {
                     return Err(GstError::Stream {
                         element: msg.src().map(|s| s.path_string().to_string()).unwrap_or_default(),
-                        message: super::redact_text(&err.error().to_string()),
-                        debug: err.debug().map(|d| super::redact_text(&d)),
+                        message: redact_text(&err.error().to_string()),
+                        debug: err.debug().map(|d| redact_text(&d)),
                     });
                 }
-                MessageView::Warning(w) => tracing::warn!(warning = %super::redact_text(&w.error().to_string()), "GStreamer warning"),
+                MessageView::Warning(w) => tracing::warn!(warning = %redact_text(&w.error().to_string()), "GStreamer warning"),
                 MessageView::Eos(_) => {
                     // Drain what the appsink still holds before reporting the end.
                     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {

@@ -24,7 +24,7 @@ pub use rows::{EventRow, ObjectRow, event_rows, kind_code};
 pub use schema::{MIGRATIONS, migrate};
 pub use store::ClickHouseStore;
 
-use crate::sinks::clickhouse::ClickHouseSinkConfig;
+use crate::clients::clickhouse::ClickHouseConfig;
 use crate::store::StoreError;
 
 /// A client plus the small tokio runtime that drives it. Sinks and stores call it from
@@ -41,7 +41,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(cfg: &ClickHouseSinkConfig) -> Result<Self, StoreError> {
+    pub fn new(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("argus-clickhouse")

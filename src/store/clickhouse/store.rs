@@ -8,7 +8,7 @@ use clickhouse::Row;
 use serde::Deserialize;
 
 use super::{Conn, ch_err, insert_events, migrate};
-use crate::config::ClickHouseSinkConfig;
+use crate::clients::clickhouse::ClickHouseConfig;
 use crate::model::Event;
 use crate::model::Level;
 use crate::store::{EventPage, EventQuery, EventStore, StatsQuery, StatsRow, StoreError, decode_cursor, encode_cursor, unix_ms};
@@ -41,7 +41,7 @@ enum Arg {
 impl ClickHouseStore {
     /// Connects lazily: queries fail with a `ClickHouse` error (503 in the API) while
     /// the server is down.
-    pub fn new(cfg: &ClickHouseSinkConfig) -> Result<Self, StoreError> {
+    pub fn new(cfg: &ClickHouseConfig) -> Result<Self, StoreError> {
         Ok(Self { conn: Conn::new(cfg)? })
     }
 

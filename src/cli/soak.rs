@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
-use argus::config::{self, CameraConfig, PipelineConfig};
+use argus::sources::config::CameraConfig;
+use argus::config::{self, PipelineConfig};
 use argus::detect;
 use argus::telemetry::health::Health;
 use argus::telemetry::metrics::Metrics;
@@ -75,7 +76,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let detector = detect::build_detector(&cfg.argus.detector)?;
-    let scenes = argus::pipeline::build_scenes(&cfg, &Default::default())?;
+    let scenes = argus::app::build_scenes(&cfg, &Default::default(), &Default::default())?;
     let (bus, sinks) = argus::sinks::start(Vec::new(), 1024, metrics.clone(), health.clone());
     println!(
         "argus soak: {} cameras × {} fps from {url}, detector {} on {}, {} s",
@@ -85,7 +86,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         cfg.argus.detector.backend.as_str(),
         args.seconds
     );
-    let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), Default::default())?;
+    let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), Default::default())?;
     let t0 = Instant::now();
     // Let connections and the allocator settle before the baseline sample.
     std::thread::sleep(Duration::from_secs(10.min(args.seconds)));

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
 use argus::store::clickhouse::{ClickHouseStore, insert_events};
-use argus::config::ClickHouseSinkConfig;
-use crate::bench_util::{cpu_seconds, synthetic_events};
+use argus::clients::clickhouse::ClickHouseConfig;
+use super::util::{cpu_seconds, synthetic_events};
 
 #[derive(Args)]
 pub struct BenchClickHouseArgs {
@@ -63,7 +63,7 @@ fn client_ok(port: u16, db: &str, query: &str) -> Result<String> {
 }
 
 pub fn run(a: BenchClickHouseArgs) -> Result<()> {
-    let cfg = ClickHouseSinkConfig { enabled: true, url: a.url.clone(), database: a.database.clone(), ..Default::default() };
+    let cfg = ClickHouseConfig { enabled: true, url: a.url.clone(), database: a.database.clone(), ..Default::default() };
     client_ok(a.client_port, "default", &format!("DROP DATABASE IF EXISTS {}", a.database))?;
     let store = ClickHouseStore::new(&cfg).map_err(|e| anyhow!("{e}"))?;
     store.migrate(0).map_err(|e| anyhow!("{e}"))?;

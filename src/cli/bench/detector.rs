@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
-use argus::config::{self, BackendKind};
+use argus::detect::config::BackendKind;
+use argus::config;
 use argus::detect;
 use argus::model::Event;
 use argus::telemetry::health::Health;
@@ -139,12 +140,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let detector = detect::build_detector(&cfg.argus.detector)?;
-        let scenes = argus::pipeline::build_scenes(&cfg, &argus::pipeline::RunOptions { max_frames: Some(args.frames) })?;
+        let scenes = argus::app::build_scenes(&cfg, &Default::default(), &argus::app::RunOptions { max_frames: Some(args.frames) })?;
         let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default() };
         let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
         let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
         let t0 = Instant::now();
-        let running = argus::pipeline::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
+        let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
         while !running.wait_done(Duration::from_millis(100)) {}
         running.stop();
         for h in sinks {

@@ -9,8 +9,8 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::bench_util::{cpu_seconds, synthetic_events};
-use argus::config::KafkaSinkConfig;
+use super::util::{cpu_seconds, synthetic_events};
+use argus::sinks::kafka::config::KafkaSinkConfig;
 use argus::sinks::kafka::{KafkaDelivery, client_config};
 use argus::sinks::spool::Delivery;
 

@@ -1,0 +1,110 @@
+//! `[server]`: the HTTP API (listen address, keys, limits, analysis workers, webhooks).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Issues;
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub enabled: bool,
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Bearer API keys accepted on every route except /healthz, /readyz, /metrics and
+    /// the static pages; `ARGUS_API_KEYS` (comma-separated) adds more. Empty: no auth.
+    pub api_keys: Vec<String>,
+    /// Also require a key for /metrics.
+    pub protect_metrics: bool,
+    /// Origins allowed by CORS (`["*"]`: any). Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Largest request body (bytes), uploads included: beyond it 413.
+    pub max_body_bytes: usize,
+    /// Largest image side (pixels) `POST /v1/analyze` accepts: beyond it 422.
+    pub max_image_side: u32,
+    /// Analysis workers (each with its own detector): requests analysed at once.
+    pub analyze_workers: usize,
+    /// Analysis requests waiting for a worker: beyond it 429 with Retry-After.
+    pub analyze_queue: usize,
+    /// A synchronous analysis waiting longer than this answers 503 (seconds).
+    pub analyze_timeout_s: f64,
+    /// Images per `POST /v1/analyze/batch`.
+    pub batch_max_items: usize,
+    /// Finished asynchronous tasks kept for `GET /v1/tasks/{id}` (most recent).
+    pub tasks_kept: usize,
+    /// Secret for webhook signatures (HMAC-SHA256); `ARGUS_WEBHOOK_SECRET` overrides.
+    /// Without one, webhooks are refused (422).
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per webhook (backoff 1 s, 2 s, 4 s, …).
+    pub webhook_attempts: u32,
+    /// Per-attempt timeout (seconds).
+    pub webhook_timeout_s: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            protect_metrics: false,
+            cors_origins: Vec::new(),
+            max_body_bytes: 10 << 20,
+            max_image_side: 4096,
+            analyze_workers: 1,
+            analyze_queue: 8,
+            analyze_timeout_s: 30.0,
+            batch_max_items: 16,
+            tasks_kept: 1000,
+            webhook_secret: None,
+            webhook_attempts: 5,
+            webhook_timeout_s: 10.0,
+        }
+    }
+}
+
+/// `server.*` keys.
+pub fn validate(s: &ServerConfig, iss: &mut Issues) {
+    if s.listen.parse::<SocketAddr>().is_err() {
+        iss.add("server.listen", format!("`{}` is not an address:port", s.listen), "write it like \"127.0.0.1:8080\"");
+    }
+    for (i, k) in s.api_keys.iter().enumerate() {
+        if k.len() < 16 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            iss.add(
+                format!("server.api_keys[{i}]"),
+                "an API key must be at least 16 characters without spaces",
+                "generate one, e.g. `openssl rand -hex 24`",
+            );
+        }
+    }
+    for (i, o) in s.cors_origins.iter().enumerate() {
+        let ok = o == "*" || ((o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/') && axum::http::HeaderValue::from_str(o).is_ok());
+        if !ok {
+            iss.add(format!("server.cors_origins[{i}]"), format!("`{o}` is not an origin"), "write scheme://host[:port] without a path, e.g. \"https://ops.example.com\", or \"*\"");
+        }
+    }
+    if s.max_body_bytes < 1024 {
+        iss.add("server.max_body_bytes", format!("{} bytes is too small for any image", s.max_body_bytes), "use e.g. 10485760 (10 MiB)");
+    }
+    if s.max_image_side < 32 {
+        iss.add("server.max_image_side", format!("{} px is too small", s.max_image_side), "use e.g. 4096");
+    }
+    if s.analyze_workers == 0 || s.analyze_workers > 64 {
+        iss.add("server.analyze_workers", format!("{} is outside 1..=64", s.analyze_workers), "use 1 on a small machine (each worker loads the detector)");
+    }
+    if s.analyze_queue == 0 {
+        iss.add("server.analyze_queue", "0 would refuse every request", "use e.g. 8");
+    }
+    if !(s.analyze_timeout_s > 0.0) || !(s.webhook_timeout_s > 0.0) {
+        iss.add("server.analyze_timeout_s / server.webhook_timeout_s", "timeouts must be positive seconds", "use e.g. 30 and 10");
+    }
+    if s.batch_max_items == 0 || s.tasks_kept == 0 || s.webhook_attempts == 0 {
+        iss.add("server.batch_max_items / tasks_kept / webhook_attempts", "must be at least 1", "use the defaults 16, 1000 and 5");
+    }
+    if let Some(secret) = &s.webhook_secret {
+        if secret.len() < 16 {
+            iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
+        }
+    }
+}

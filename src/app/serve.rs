@@ -1,0 +1,263 @@
+//! `argus run`: builds the store, detector, captioner, sinks, pipelines and the HTTP API
+//! from a validated configuration, then runs until every source ended (or forever with
+//! the API) and a signal says stop. SIGHUP reloads cameras, zones and rules.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::info::{compiled_features, pipeline_summaries};
+use super::running::{Running, start};
+use super::scenes::{build_scenes, camera_contexts};
+use super::{AppError, RunOptions};
+use crate::api;
+use crate::config::ValidConfig;
+use crate::model::SCENE_CAPTIONER;
+use crate::pipeline::snapshot::SnapshotBoard;
+use crate::sinks::SinkContext;
+use crate::store::EventStore;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry::health::{Health, State};
+use crate::telemetry::metrics::Metrics;
+
+/// How `argus run` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The configuration file (None: the default or embedded one); SIGHUP re-reads it.
+    pub config: Option<PathBuf>,
+    /// Exit once every source has ended and all events are written (default: keep
+    /// serving the API until a signal).
+    pub exit_when_done: bool,
+    pub run: RunOptions,
+}
+
+/// Loads and validates; every problem in one error.
+pub fn load_valid(path: Option<&Path>) -> Result<ValidConfig, AppError> {
+    let cfg = crate::config::load(path).map_err(|e| AppError::Config(format!("invalid configuration:\n{e}")))?;
+    crate::config::validated(cfg).map_err(|issues| {
+        let text: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+        AppError::Config(format!("invalid configuration ({} problem(s)):\n{}", issues.len(), text.join("\n")))
+    })
+}
+
+/// SIGHUP: re-reads the configuration the process started with and applies its
+/// cameras. A configuration that does not load or validate is logged and ignored: the
+/// running cameras keep going on the old one.
+fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &RwLock<api::Info>) {
+    tracing::info!(config = %cfg.file.display(), "SIGHUP: reloading the configuration");
+    let new = match load_valid(opts.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(config = %cfg.file.display(), error = %e, "reload rejected; the running configuration stays");
+            return;
+        }
+    };
+    if new.argus != cfg.argus {
+        tracing::warn!("settings in the argus section (detector, sinks, server, limits) changed; they take effect after a restart, only cameras, zones and rules reload");
+    }
+    match running.reload(&new, &new.validated, &opts.run) {
+        Ok(s) => {
+            info.write().unwrap_or_else(|e| e.into_inner()).pipelines = pipeline_summaries(&new);
+            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed"),
+    }
+}
+
+/// What the API is built from besides the configuration.
+struct ApiParts {
+    store: Arc<dyn EventStore>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    info: Arc<RwLock<api::Info>>,
+    live: Arc<api::live::LiveHub>,
+    board: Arc<SnapshotBoard>,
+}
+
+/// The API's state: keys, limits, snapshots and the analysis workers (each loads its own
+/// detector in the background; the analyse routes answer 503 until one is ready).
+fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -> Result<api::AppState, AppError> {
+    let s = &cfg.argus.server;
+    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics);
+    if keys.enabled() {
+        tracing::info!(keys = keys.len(), protect_metrics = s.protect_metrics, "API keys required");
+    } else {
+        let loopback = s.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if loopback {
+            tracing::info!("no API keys configured: the API is open to this machine only ({})", s.listen);
+        } else {
+            tracing::warn!("no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (set server.api_keys or ARGUS_API_KEYS)", s.listen);
+        }
+    }
+    let det_cfg = cfg.argus.detector.clone();
+    let factory: crate::analysis::DetectorFactory = Arc::new(move || crate::detect::build_detector(&det_cfg).map_err(|e| e.to_string()));
+    let cameras = Arc::new(camera_contexts(cfg, &cfg.validated));
+    let pool = crate::analysis::AnalysisPool::start(
+        crate::analysis::PoolSettings { workers: s.analyze_workers, queue: s.analyze_queue, max_side: s.max_image_side },
+        factory,
+        cameras.clone(),
+    )
+    .map_err(AppError::Thread)?;
+    let secret = std::env::var("ARGUS_WEBHOOK_SECRET").ok().filter(|v| !v.is_empty()).or_else(|| s.webhook_secret.clone());
+    let client = {
+        let _guard = rt.enter();
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
+    };
+    let analysis = api::analyze::AnalysisApi {
+        pool,
+        cameras,
+        tasks: Arc::new(crate::analysis::tasks::TaskStore::new(s.tasks_kept)),
+        webhook: Arc::new(api::webhook::WebhookSettings {
+            secret,
+            attempts: s.webhook_attempts,
+            timeout: Duration::from_secs_f64(s.webhook_timeout_s),
+            first_backoff: Duration::from_secs(1),
+        }),
+        client,
+        timeout: Duration::from_secs_f64(s.analyze_timeout_s),
+        batch_max_items: s.batch_max_items,
+    };
+    let mut state = api::AppState::new(parts.store, parts.health, parts.metrics, parts.info, parts.live);
+    state.snapshots = parts.board;
+    state.analysis = Some(Arc::new(analysis));
+    state.keys = Arc::new(keys);
+    state.limits = api::Limits { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins.clone() };
+    Ok(state)
+}
+
+/// Flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
+struct Signals {
+    interrupted: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+fn install_signals(rt: &tokio::runtime::Runtime) -> Signals {
+    let s = Signals { interrupted: Arc::new(AtomicBool::new(false)), reload: Arc::new(AtomicBool::new(false)) };
+    let flag = s.reload.clone();
+    rt.spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler; configuration reload is unavailable");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let flag = s.interrupted.clone();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stop requested; draining");
+        flag.store(true, Ordering::SeqCst);
+    });
+    s
+}
+
+pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
+    tracing::info!(config = %cfg.file.display(), pipelines = cfg.pipelines.len(), "starting argus {}", env!("CARGO_PKG_VERSION"));
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&cfg.argus.store.path).map_err(AppError::Store)?);
+    health.set_detector(State::Starting, None);
+    let detector = match crate::detect::build_detector(&cfg.argus.detector) {
+        Ok(d) => d,
+        Err(e) => {
+            health.set_detector(State::Error, Some(e.to_string()));
+            return Err(AppError::Detector(e));
+        }
+    };
+    let det_info = detector.info().clone();
+    health.set_detector(State::Running, Some(format!("{} on {} ({})", det_info.model_id, det_info.backend, det_info.device)));
+
+    let captioner = crate::caption::model::build(&cfg.argus.captioner, &cfg.argus.detector)
+        .map_err(|source| AppError::Captioner { file: cfg.file.display().to_string(), source })?;
+    let captioner_info = captioner.as_ref().map_or_else(|| SCENE_CAPTIONER.to_string(), |c| c.description().to_string());
+    let scenes = build_scenes(&cfg, &cfg.validated, &opts.run)?.with_captioner(captioner);
+
+    let sinks = crate::sinks::build(&cfg.argus.sinks, &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone() }).map_err(AppError::Sink)?;
+    let api_store = crate::store::api_store(&cfg.argus.sinks.clickhouse).map_err(|e| AppError::Sink(crate::sinks::SinkError(format!("sinks.clickhouse: {e}"))))?.unwrap_or_else(|| store.clone());
+    tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
+    let (mut bus, sink_threads) = crate::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
+    let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());
+    let board = Arc::new(SnapshotBoard::default());
+    {
+        let live = live.clone();
+        bus.add_listener(move |ev| live.publish(ev));
+    }
+
+    let info = Arc::new(RwLock::new(api::Info {
+        name: "argus",
+        version: env!("CARGO_PKG_VERSION"),
+        schema: crate::model::SCHEMA,
+        detector: Some(det_info),
+        captioner: captioner_info,
+        pipelines: pipeline_summaries(&cfg),
+        features: compiled_features(),
+    }));
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = if cfg.argus.server.enabled {
+        let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
+        let parts = ApiParts { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
+        let state = api_state(&cfg, &rt, parts)?;
+        let mut rx = shutdown_rx.clone();
+        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|source| AppError::Listen { addr: addr.to_string(), source })?;
+        tracing::info!(%addr, "HTTP API listening");
+        Some(rt.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }))
+    } else {
+        None
+    };
+
+    let signals = install_signals(&rt);
+    let mut running = start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), board)?;
+    health.set_pipeline(State::Running, None);
+    let mut sink_threads = Some(sink_threads);
+    let mut finished = false;
+    while !signals.interrupted.load(Ordering::SeqCst) {
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            reload(&opts, &cfg, &mut running, &info);
+        }
+        if !finished && running.wait_done(Duration::from_millis(200)) {
+            finished = true;
+            // The bus is gone, so each sink thread ends once its queue is written.
+            for h in sink_threads.take().into_iter().flatten() {
+                let _ = h.join();
+            }
+            health.set_pipeline(State::Ended, Some("every source ended; every event is stored".into()));
+            tracing::info!(events = store.count().unwrap_or(0), "all sources ended; every event written");
+            if opts.exit_when_done || server.is_none() {
+                break;
+            }
+            tracing::info!("the API keeps serving the stored events; Ctrl-C to exit");
+        } else if finished {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    running.stop();
+    for h in sink_threads.into_iter().flatten() {
+        let _ = h.join();
+    }
+    let _ = shutdown_tx.send(true);
+    if let Some(s) = server {
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s).await });
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(stored_events = store.count().unwrap_or(0), "argus stopped");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The benchmark subcommands: each prints its figures next to a baseline measured in
+//! the same run (timings are never asserted in tests).
+
+pub mod detector;
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(any(feature = "clickhouse", feature = "kafka"))]
+mod util;

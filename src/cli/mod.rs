@@ -1,0 +1,76 @@
+//! The subcommands, one file each; the edge where `anyhow` turns the library's errors
+//! into messages.
+
+mod analyze;
+mod bench;
+mod calibrate;
+mod check;
+mod run;
+mod soak;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "argus", version, about = "Event-driven stream processor for camera and drone frames")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the pipelines and the HTTP API (default config: config/argus.toml, or the
+    /// embedded demo when that file is absent).
+    Run(run::RunArgs),
+    /// Detect objects in still images and print one argus.event.v1 JSON per image.
+    Analyze(analyze::AnalyzeArgs),
+    /// Validate the config and pipelines without running anything.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Fit and print each camera's homography, each point's error in metres and a
+    /// [cameras.calibration] snippet to paste (from the config, or from a points file).
+    Calibrate(calibrate::CalibrateArgs),
+    /// Measure detector latency per backend and end-to-end throughput on the demo video.
+    Bench(bench::detector::BenchArgs),
+    /// Run N live RTSP test cameras for a while; print per-camera rates and RSS growth.
+    Soak(soak::SoakArgs),
+    /// Rows/s into ClickHouse through the sink's code path, next to clickhouse-client.
+    #[cfg(feature = "clickhouse")]
+    BenchClickhouse(bench::clickhouse::BenchClickHouseArgs),
+    /// Events/s into Kafka through the sink's code path, next to a raw producer.
+    #[cfg(feature = "kafka")]
+    BenchKafka(bench::kafka::BenchKafkaArgs),
+}
+
+/// Runs one subcommand; `check` chooses its own exit code (2 for an invalid config).
+pub fn dispatch(command: Command) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Run(args) => done(run::run(args)),
+        Command::Analyze(args) => done(analyze::run(args)),
+        Command::Check { config } => Ok(check::run(config)),
+        Command::Calibrate(args) => done(calibrate::run(args)),
+        Command::Bench(args) => done(bench::detector::run(args)),
+        Command::Soak(args) => done(soak::run(args)),
+        #[cfg(feature = "clickhouse")]
+        Command::BenchClickhouse(args) => done(bench::clickhouse::run(args)),
+        #[cfg(feature = "kafka")]
+        Command::BenchKafka(args) => done(bench::kafka::run(args)),
+    }
+}
+
+/// Logging as `[log]` says; `RUST_LOG` wins when set.
+pub fn init_logging(cfg: &argus::config::LoadedConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.argus.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.argus.log.format {
+        argus::config::LogFormat::Json => builder.json().try_init(),
+        argus::config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,29 @@
+//! `argus run`: validate, set up logging, and hand over to the app.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use argus::app::{self, RunOptions, ServeOptions};
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Exit once every source has ended and all events are written (default: keep
+    /// serving the API until Ctrl-C).
+    #[arg(long)]
+    exit_when_done: bool,
+    /// Stop each source after this many frames.
+    #[arg(long)]
+    max_frames: Option<u64>,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let cfg = app::load_valid(args.config.as_deref())?;
+    super::init_logging(&cfg);
+    let opts = ServeOptions { config: args.config, exit_when_done: args.exit_when_done, run: RunOptions { max_frames: args.max_frames } };
+    app::run(cfg, opts)?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! `[sinks.clickhouse]`: the connection the ClickHouse sink writes through and the
+//! ClickHouse store (behind the API, with `serve_api`) reads through.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Issues;
+
+/// Events (and one row per object) into ClickHouse for analysts (`clickhouse` feature).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    pub enabled: bool,
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    /// Prefer `ARGUS_SINKS__CLICKHOUSE__PASSWORD` to writing it here.
+    pub password: String,
+    /// An insert is sent when this many rows are waiting…
+    pub max_rows: usize,
+    /// …or the oldest has waited this long.
+    pub max_wait_ms: u64,
+    /// Events wait here (fsync'd) while ClickHouse is down, replayed in order on return.
+    pub spool_dir: PathBuf,
+    /// A full spool makes the pipeline wait (and raises an alarm); nothing is dropped.
+    pub spool_max_mb: u64,
+    /// The HTTP API answers event queries from ClickHouse instead of the embedded store.
+    pub serve_api: bool,
+    /// Drop partitions older than this many days (TTL; only on servers that support
+    /// it, ClickHouse ≥ 20; 0 = keep forever).
+    pub retention_days: u32,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "http://127.0.0.1:8123".into(),
+            database: "argus".into(),
+            user: "default".into(),
+            password: String::new(),
+            max_rows: 10_000,
+            max_wait_ms: 1000,
+            spool_dir: PathBuf::from("var/spool/clickhouse"),
+            spool_max_mb: 1024,
+            serve_api: true,
+            retention_days: 0,
+        }
+    }
+}
+
+/// `sinks.clickhouse.*` keys.
+pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
+    if ch.enabled {
+        if !cfg!(feature = "clickhouse") {
+            iss.add("sinks.clickhouse.enabled", "this build has no ClickHouse support", "build with `--features clickhouse` (on by default) or set enabled = false");
+        }
+        if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+            iss.add("sinks.clickhouse.url", format!("`{}` is not an http(s) URL", ch.url), "use the HTTP interface, e.g. \"http://127.0.0.1:8123\"");
+        }
+        let ident = |s: &str| !s.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident(&ch.database) {
+            iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
+        }
+        crate::clients::check_batching_and_spool(iss, "clickhouse", ("max_rows", ch.max_rows, 1_000_000, 10_000), ch.max_wait_ms, ch.spool_max_mb);
+    }
+}

@@ -1,0 +1,120 @@
+//! The shapes of the two kinds of file: `argus.toml` (process-wide settings) and a
+//! pipeline file (one site's cameras, zones and rules). Each component's own table is
+//! defined beside the component; every key is documented in config/README.md and
+//! unknown keys are rejected (`deny_unknown_fields`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::config::ServerConfig;
+use crate::caption::model::config::CaptionerConfig;
+use crate::detect::config::DetectorConfig;
+use crate::risk::config::{RiskConfig, RuleConfig, ZoneConfig};
+use crate::sinks::config::SinksConfig;
+use crate::sources::config::CameraConfig;
+use crate::sources::kafka::config::KafkaSourceConfig;
+use crate::store::StoreConfig;
+use crate::track::config::TrackerConfig;
+
+/// `config/argus.toml`: process-wide settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArgusConfig {
+    /// Pipeline files to run, relative to the working directory.
+    pub pipelines: Vec<PathBuf>,
+    pub server: ServerConfig,
+    pub detector: DetectorConfig,
+    pub captioner: CaptionerConfig,
+    pub sinks: SinksConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for ArgusConfig {
+    fn default() -> Self {
+        Self {
+            pipelines: vec![PathBuf::from("pipelines/demo.toml")],
+            server: ServerConfig::default(),
+            detector: DetectorConfig::default(),
+            captioner: CaptionerConfig::default(),
+            sinks: SinksConfig::default(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Frames queued per camera between its source and the detector.
+    pub frame_queue: usize,
+    /// Events queued per sink before the pipeline waits for it.
+    pub sink_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { frame_queue: 4, sink_queue: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `argus=debug`; RUST_LOG wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// `pipelines/*.toml`: cameras, zones and rules of one site.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: String,
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Tracker settings for every camera of this pipeline.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
+    /// Risk levels and incident update pacing.
+    #[serde(default)]
+    pub risk: RiskConfig,
+    /// Frames from a Kafka topic, for the cameras whose `source = "kafka"`.
+    pub kafka: Option<KafkaSourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Emit a `frame.analyzed` summary per camera at most this often (seconds; 0 = never).
+    pub frame_summary_every_s: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self { frame_summary_every_s: 0.0 }
+    }
+}

@@ -1,0 +1,158 @@
+//! `[detector]`: which model, on which backend and device, with which thresholds.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::ModelSpec;
+use super::yolo::YoloLayout;
+use crate::model::Issues;
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// ONNX Runtime (`onnx` feature): fast on CPU.
+    Ort,
+    /// libtorch via tch (`torch` feature): TorchScript, CUDA when present.
+    Tch,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ort" => Ok(Self::Ort),
+            "tch" => Ok(Self::Tch),
+            other => Err(format!("unknown backend `{other}`; expected \"ort\" or \"tch\"")),
+        }
+    }
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ort => "ort",
+            Self::Tch => "tch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePreference {
+    /// CUDA when the backend sees a GPU, else CPU.
+    Auto,
+    Cpu,
+    /// CUDA or refuse to start.
+    Cuda,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Built-in model name (`nanodet`) or `yolo` for your own export (needs `path`).
+    pub model: String,
+    pub backend: BackendKind,
+    pub device: DevicePreference,
+    /// Weights file; default: the built-in model's file under `models/`.
+    pub path: Option<PathBuf>,
+    /// ONNX Runtime shared library; default: ORT_DYLIB_PATH, then `.deps/onnxruntime`.
+    pub ort_library: Option<PathBuf>,
+    /// Minimum score for a detection.
+    pub score_threshold: f32,
+    /// Class-aware NMS IoU threshold; default: the model's own.
+    pub nms_iou: Option<f32>,
+    pub max_detections: usize,
+    /// Intra-op CPU threads for the engine.
+    pub threads: usize,
+    /// Frames from all cameras batched into one detector call, at most.
+    pub max_batch: usize,
+    /// How long the batcher waits to fill a batch once it has one frame.
+    pub max_wait_ms: u64,
+    /// `yolo` only: square input size (default 640).
+    pub input_size: Option<u32>,
+    /// `yolo` only: class names in output order (default COCO-80).
+    pub class_names: Option<Vec<String>>,
+    /// `yolo` only: `v5` or `v8` output layout (default: inferred from the output shape).
+    pub yolo_layout: Option<YoloLayout>,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            model: "nanodet".into(),
+            backend: BackendKind::Ort,
+            device: DevicePreference::Auto,
+            path: None,
+            ort_library: None,
+            score_threshold: 0.35,
+            nms_iou: None,
+            max_detections: 100,
+            threads: 2,
+            max_batch: 4,
+            max_wait_ms: 5,
+            input_size: None,
+            class_names: None,
+            yolo_layout: None,
+        }
+    }
+}
+
+/// `detector.*` keys.
+pub fn validate(d: &DetectorConfig, iss: &mut Issues) {
+    if ModelSpec::builtin(&d.model).is_none() && d.model != "yolo" {
+        iss.add(
+            "detector.model",
+            format!("unknown model `{}`", d.model),
+            format!("use one of {:?}, or \"yolo\" with detector.path for your own export", ModelSpec::BUILTIN_NAMES),
+        );
+    }
+    if d.model == "yolo" && d.path.is_none() {
+        iss.add("detector.path", "model \"yolo\" needs the path of your exported weights", "set detector.path = \"models/your-model.onnx\"");
+    }
+    if let Some(p) = &d.path {
+        if !p.is_file() {
+            iss.add("detector.path", format!("{} does not exist", p.display()), "point it at the .onnx (ort) or .torchscript.pt (tch) file");
+        }
+    }
+    if !(d.score_threshold > 0.0 && d.score_threshold < 1.0) {
+        iss.add("detector.score_threshold", format!("{} is outside (0, 1)", d.score_threshold), "use e.g. 0.35");
+    }
+    if let Some(n) = d.nms_iou {
+        if !(n > 0.0 && n <= 1.0) {
+            iss.add("detector.nms_iou", format!("{n} is outside (0, 1]"), "use e.g. 0.5, or remove it for the model's default");
+        }
+    }
+    if d.max_detections == 0 {
+        iss.add("detector.max_detections", "must be at least 1", "use e.g. 100");
+    }
+    if d.threads == 0 || d.threads > 256 {
+        iss.add("detector.threads", format!("{} threads", d.threads), "use 1..=256 (the number of cores is a good start)");
+    }
+    if d.max_batch == 0 || d.max_batch > 64 {
+        iss.add("detector.max_batch", format!("{} is outside 1..=64", d.max_batch), "use e.g. 4");
+    }
+    if d.max_wait_ms > 1000 {
+        iss.add("detector.max_wait_ms", format!("{} ms adds that much latency to every frame", d.max_wait_ms), "use 0..=1000 (e.g. 5)");
+    }
+    if let Some(s) = d.input_size {
+        if s == 0 || s % 32 != 0 {
+            iss.add("detector.input_size", format!("{s} is not a positive multiple of 32"), "use the size the model was exported with, e.g. 640");
+        }
+    }
+    if d.model != "yolo" && (d.input_size.is_some() || d.class_names.is_some() || d.yolo_layout.is_some()) {
+        iss.add(
+            "detector.input_size / class_names / yolo_layout",
+            format!("only apply to model = \"yolo\"; built-in `{}` defines its own", d.model),
+            "remove them, or set model = \"yolo\"",
+        );
+    }
+}
+
+/// The classes the configured model reports, when known before loading it.
+pub fn known_classes(d: &DetectorConfig) -> Option<Vec<String>> {
+    match ModelSpec::builtin(&d.model) {
+        Some(spec) => Some(spec.class_names),
+        None => d.class_names.clone().or_else(|| (d.model == "yolo").then(super::model::coco_names)),
+    }
+}

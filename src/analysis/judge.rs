@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::caption;
-use crate::risk::config::{RiskConfig, RuleConfig};
-use crate::model::{Event, EventKind};
 use crate::geo::CameraGeometry;
 use crate::model::Risk;
+use crate::model::{Event, EventKind};
+use crate::risk::config::{RiskConfig, RuleConfig};
 use crate::risk::{RiskEngine, Zone};
 
 pub struct CameraContext {
@@ -63,9 +63,9 @@ pub fn judge(event: &mut Event, cam: &CameraContext) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::risk::config::IntrusionRule;
     use crate::geo::{GeoOrigin, Homography};
     use crate::model::{Level, SceneObject};
+    use crate::risk::config::IntrusionRule;
 
     fn person(bbox: [f32; 4]) -> SceneObject {
         SceneObject { track_id: None, class: Arc::from("person"), confidence: 0.9, bbox, world: None, speed_mps: None, heading_deg: None, zones: vec![] }

@@ -14,11 +14,11 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use parking_lot::RwLock;
 
-use crate::model::decode_image_within;
-pub use still::{AnalyzeError, analyze_image};
 use crate::detect::Detector;
 use crate::model::Event;
+use crate::model::decode_image_within;
 pub use judge::{CameraContext, CameraContexts};
+pub use still::{AnalyzeError, analyze_image};
 
 /// What one request asks for.
 #[derive(Debug, Clone)]
@@ -86,7 +86,8 @@ impl AnalysisPool {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let avg_us = Arc::new(AtomicU64::new(200_000));
         for i in 0..workers {
-            let (rx, state, in_flight, avg_us, factory, cameras) = (rx.clone(), state.clone(), in_flight.clone(), avg_us.clone(), factory.clone(), cameras.clone());
+            let (rx, state, in_flight, avg_us, factory, cameras) =
+                (rx.clone(), state.clone(), in_flight.clone(), avg_us.clone(), factory.clone(), cameras.clone());
             let max_side = settings.max_side;
             std::thread::Builder::new().name(format!("argus-analyze-{i}")).spawn(move || {
                 let mut detector = match factory() {
@@ -181,8 +182,8 @@ fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, max_side: u32, ca
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Detection;
     use crate::detect::{DetectError, DetectorInfo};
+    use crate::model::Detection;
     use crate::model::RgbImage;
     use std::time::Duration;
 
@@ -204,7 +205,12 @@ mod tests {
         }
         fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
             std::thread::sleep(self.0);
-            Ok(images.iter().map(|im| vec![Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: [1.0, 1.0, im.width as f32 - 1.0, im.height as f32 - 1.0] }]).collect())
+            Ok(images
+                .iter()
+                .map(|im| {
+                    vec![Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: [1.0, 1.0, im.width as f32 - 1.0, im.height as f32 - 1.0] }]
+                })
+                .collect())
         }
     }
 
@@ -215,7 +221,10 @@ mod tests {
     }
 
     fn pool(delay_ms: u64, queue: usize, factory_fails: bool) -> AnalysisPool {
-        let factory: DetectorFactory = Arc::new(move || if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) });
+        let factory: DetectorFactory =
+            Arc::new(
+                move || if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) },
+            );
         AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64 }, factory, Arc::new(CameraContexts::default())).unwrap()
     }
 

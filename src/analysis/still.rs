@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use crate::caption;
 use crate::detect::Detector;
-use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, derive_id};
 use crate::model::{DecodeError, RgbImage};
+use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, derive_id};
 use crate::model::{Risk, SceneObject};
 
 #[derive(Debug, thiserror::Error)]

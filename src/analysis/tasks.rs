@@ -88,7 +88,9 @@ impl TaskStore {
         order.push_back(task.task_id.clone());
         while order.len() > self.keep {
             // Unfinished tasks are never evicted: they are bounded by the queue.
-            let Some(pos) = order.iter().position(|id| map.get(id).is_none_or(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::Failed))) else { break };
+            let Some(pos) = order.iter().position(|id| map.get(id).is_none_or(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::Failed))) else {
+                break;
+            };
             if let Some(id) = order.remove(pos) {
                 map.remove(&id);
             }

@@ -19,9 +19,9 @@ use tokio::sync::oneshot;
 use super::live::TaskMessage;
 use super::webhook::{self, WebhookSettings};
 use super::{ApiError, AppState};
+use crate::analysis::AnalyzeError;
 use crate::analysis::tasks::{TaskStatus, TaskStore};
 use crate::analysis::{AnalysisPool, AnalysisRequest, CameraContexts, SubmitError};
-use crate::analysis::AnalyzeError;
 use crate::model::DecodeError;
 use crate::model::Event;
 
@@ -80,7 +80,10 @@ fn service(st: &AppState) -> Result<&Arc<AnalysisApi>, ApiError> {
 async fn read_body(req: Request, limit: usize) -> Result<(String, axum::body::Bytes), ApiError> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    let too_large = || ApiError::too_large(format!("the request body is larger than the {limit}-byte limit (server.max_body_bytes)")).with_details(json!({ "limit_bytes": limit }));
+    let too_large = || {
+        ApiError::too_large(format!("the request body is larger than the {limit}-byte limit (server.max_body_bytes)"))
+            .with_details(json!({ "limit_bytes": limit }))
+    };
     if announced.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
@@ -100,11 +103,7 @@ fn decode_base64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 fn json_error(e: serde_json::Error) -> ApiError {
-    if e.is_syntax() || e.is_eof() {
-        ApiError::bad_request(format!("malformed JSON: {e}"))
-    } else {
-        ApiError::unprocessable(format!("invalid request: {e}"))
-    }
+    if e.is_syntax() || e.is_eof() { ApiError::bad_request(format!("malformed JSON: {e}")) } else { ApiError::unprocessable(format!("invalid request: {e}")) }
 }
 
 /// JPEG or PNG by their magic bytes (the declared type is not trusted).
@@ -115,7 +114,8 @@ fn check_image(field: &str, bytes: &[u8]) -> Result<(), ApiError> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         Ok(())
     } else {
-        Err(ApiError::unsupported_media(format!("`{field}` is not a JPEG or PNG image")).with_details(json!({ "field": field, "accepted": ["image/jpeg", "image/png"] })))
+        Err(ApiError::unsupported_media(format!("`{field}` is not a JPEG or PNG image"))
+            .with_details(json!({ "field": field, "accepted": ["image/jpeg", "image/png"] })))
     }
 }
 
@@ -137,14 +137,17 @@ async fn parse_multipart(content_type: &str, bytes: axum::body::Bytes, batch: bo
         let file_name = field.file_name().map(str::to_string);
         let part_type = field.content_type().map(str::to_ascii_lowercase);
         let data = field.bytes().await.map_err(|e| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())))?;
-        let text = || String::from_utf8(data.to_vec()).map(|s| s.trim().to_string()).map_err(|_| ApiError::unprocessable(format!("field `{name}` must be UTF-8 text")));
+        let text = || {
+            String::from_utf8(data.to_vec()).map(|s| s.trim().to_string()).map_err(|_| ApiError::unprocessable(format!("field `{name}` must be UTF-8 text")))
+        };
         match name.as_str() {
             "camera_id" => camera_id = Some(text()?),
             "webhook_url" => webhook_url = Some(text()?),
             "image" | "images" | "file" => {
                 if let Some(t) = &part_type {
                     if !IMAGE_TYPES.iter().any(|a| t.starts_with(a)) {
-                        return Err(ApiError::unsupported_media(format!("part `{name}` has type {t}; send image/jpeg or image/png")).with_details(json!({ "field": name, "accepted": ["image/jpeg", "image/png"] })));
+                        return Err(ApiError::unsupported_media(format!("part `{name}` has type {t}; send image/jpeg or image/png"))
+                            .with_details(json!({ "field": name, "accepted": ["image/jpeg", "image/png"] })));
                     }
                 }
                 if !batch && !images.is_empty() {
@@ -153,7 +156,8 @@ async fn parse_multipart(content_type: &str, bytes: axum::body::Bytes, batch: bo
                 images.push(Upload { id: file_name, bytes: data.to_vec(), ..Default::default() });
             }
             other => {
-                return Err(ApiError::unprocessable(format!("unknown form field `{other}`")).with_details(json!({ "field": other, "allowed": ["image", "camera_id", "webhook_url"] })));
+                return Err(ApiError::unprocessable(format!("unknown form field `{other}`"))
+                    .with_details(json!({ "field": other, "allowed": ["image", "camera_id", "webhook_url"] })));
             }
         }
     }
@@ -177,7 +181,8 @@ async fn parse_single(content_type: &str, bytes: axum::body::Bytes) -> Result<Up
         "image/jpeg" | "image/png" => Upload { bytes: bytes.to_vec(), ..Default::default() },
         "" => return Err(ApiError::unsupported_media("no Content-Type: send multipart/form-data, application/json, image/jpeg or image/png")),
         other => {
-            return Err(ApiError::unsupported_media(format!("Content-Type {other} is not accepted")).with_details(json!({ "accepted": ["multipart/form-data", "application/json", "image/jpeg", "image/png"] })));
+            return Err(ApiError::unsupported_media(format!("Content-Type {other} is not accepted"))
+                .with_details(json!({ "accepted": ["multipart/form-data", "application/json", "image/jpeg", "image/png"] })));
         }
     };
     check_image("image", &up.bytes)?;
@@ -200,12 +205,17 @@ fn parse_params(raw: Option<&str>) -> Result<AnalyzeParams, ApiError> {
                 p.run_async = match v.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => return Err(ApiError::bad_request("parameter `async`: expected true or false").with_details(json!({ "parameter": "async", "value": v }))),
+                    _ => {
+                        return Err(ApiError::bad_request("parameter `async`: expected true or false").with_details(json!({ "parameter": "async", "value": v })));
+                    }
                 }
             }
             "camera_id" => p.camera_id = Some(v),
             "webhook_url" => p.webhook_url = Some(v),
-            _ => return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_details(json!({ "parameter": k, "allowed": ["async", "camera_id", "webhook_url"] }))),
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown parameter `{k}`"))
+                    .with_details(json!({ "parameter": k, "allowed": ["async", "camera_id", "webhook_url"] })));
+            }
         }
     }
     Ok(p)
@@ -228,7 +238,9 @@ fn submit_error(e: SubmitError, st: &AppState) -> ApiError {
 fn analyze_error(e: &AnalyzeError) -> ApiError {
     match e {
         AnalyzeError::Image(DecodeError::Decode(_)) => ApiError::unprocessable(e.to_string()),
-        AnalyzeError::Image(DecodeError::TooLarge { width, height, max }) => ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_side": max })),
+        AnalyzeError::Image(DecodeError::TooLarge { width, height, max }) => {
+            ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_side": max }))
+        }
         AnalyzeError::UnknownCamera(id) => ApiError::unprocessable(e.to_string()).with_details(json!({ "field": "camera_id", "value": id })),
         AnalyzeError::Detect(_) => ApiError::internal(format!("the detector failed: {e}")),
     }
@@ -263,7 +275,10 @@ async fn await_result(svc: &AnalysisApi, rx: oneshot::Receiver<Result<Event, Ana
         Ok(Ok(Ok(ev))) => Ok(ev),
         Ok(Ok(Err(e))) => Err(analyze_error(&e)),
         Ok(Err(_)) => Err(ApiError::internal("the analysis worker stopped")),
-        Err(_) => Err(ApiError::unavailable(format!("the analysis took longer than {:.0} s (server.analyze_timeout_s); retry later", svc.timeout.as_secs_f64())).retry_after(5)),
+        Err(_) => {
+            Err(ApiError::unavailable(format!("the analysis took longer than {:.0} s (server.analyze_timeout_s); retry later", svc.timeout.as_secs_f64()))
+                .retry_after(5))
+        }
     }
 }
 
@@ -327,7 +342,15 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
             t.status = TaskStatus::Processing;
             t.progress = 0.5;
         });
-        live1.publish_task(TaskMessage { kind: "task.update", task_id: id1, status: "processing", progress: 0.5, message: "analysing the image".into(), result: None, error: None });
+        live1.publish_task(TaskMessage {
+            kind: "task.update",
+            task_id: id1,
+            status: "processing",
+            progress: 0.5,
+            message: "analysing the image".into(),
+            result: None,
+            error: None,
+        });
     });
     let id2 = id.clone();
     let on_done = Box::new(move |r: Result<Event, AnalyzeError>| {
@@ -340,7 +363,15 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
                     t.progress = 1.0;
                     t.result = Some(ev.clone());
                 });
-                let msg = TaskMessage { kind: "task.completed", task_id: id2.clone(), status: "completed", progress: 1.0, message: "analysis completed".into(), result: Some(ev.clone()), error: None };
+                let msg = TaskMessage {
+                    kind: "task.completed",
+                    task_id: id2.clone(),
+                    status: "completed",
+                    progress: 1.0,
+                    message: "analysis completed".into(),
+                    result: Some(ev.clone()),
+                    error: None,
+                };
                 (msg, json!({ "task_id": id2, "status": "completed", "result": &*ev }))
             }
             Err(e) => {
@@ -350,7 +381,15 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
                     t.progress = 1.0;
                     t.error = Some(err.clone());
                 });
-                let msg = TaskMessage { kind: "task.failed", task_id: id2.clone(), status: "failed", progress: 1.0, message: e.to_string(), result: None, error: Some(err.clone()) };
+                let msg = TaskMessage {
+                    kind: "task.failed",
+                    task_id: id2.clone(),
+                    status: "failed",
+                    progress: 1.0,
+                    message: e.to_string(),
+                    result: None,
+                    error: Some(err.clone()),
+                };
                 (msg, json!({ "task_id": id2, "status": "failed", "error": err }))
             }
         };
@@ -367,7 +406,15 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
         });
         submit_error(e, &st)
     })?;
-    st.live.publish_task(TaskMessage { kind: "task.update", task_id: id.clone(), status: "queued", progress: 0.0, message: "queued".into(), result: None, error: None });
+    st.live.publish_task(TaskMessage {
+        kind: "task.update",
+        task_id: id.clone(),
+        status: "queued",
+        progress: 0.0,
+        message: "queued".into(),
+        result: None,
+        error: None,
+    });
     let location = format!("/v1/tasks/{id}");
     let body = json!({ "task_id": id, "status": "queued", "status_url": location });
     Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], axum::Json(body)).into_response())
@@ -411,30 +458,47 @@ pub async fn batch(State(st): State<AppState>, RawQuery(raw): RawQuery, req: Req
             if webhook.is_some() {
                 return Err(ApiError::unprocessable("`webhook_url` is for asynchronous single analyses"));
             }
-            images.into_iter().enumerate().map(|(i, mut u)| {
-                u.id = Some(u.id.unwrap_or_else(|| format!("image-{}", i + 1)));
-                u.camera_id = camera_id.clone();
-                u
-            }).collect()
+            images
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut u)| {
+                    u.id = Some(u.id.unwrap_or_else(|| format!("image-{}", i + 1)));
+                    u.camera_id = camera_id.clone();
+                    u
+                })
+                .collect()
         }
         "application/json" => {
             let b: JsonBatch = serde_json::from_slice(&bytes).map_err(json_error)?;
             b.items
                 .into_iter()
-                .map(|it| Ok(Upload { bytes: decode_base64(&format!("items[{}].image_base64", it.id), &it.image_base64)?, id: Some(it.id), camera_id: it.camera_id, webhook_url: None }))
+                .map(|it| {
+                    Ok(Upload {
+                        bytes: decode_base64(&format!("items[{}].image_base64", it.id), &it.image_base64)?,
+                        id: Some(it.id),
+                        camera_id: it.camera_id,
+                        webhook_url: None,
+                    })
+                })
                 .collect::<Result<_, ApiError>>()?
         }
         "" => return Err(ApiError::unsupported_media("no Content-Type: send multipart/form-data or application/json")),
-        other => return Err(ApiError::unsupported_media(format!("Content-Type {other} is not accepted")).with_details(json!({ "accepted": ["multipart/form-data", "application/json"] }))),
+        other => {
+            return Err(ApiError::unsupported_media(format!("Content-Type {other} is not accepted"))
+                .with_details(json!({ "accepted": ["multipart/form-data", "application/json"] })));
+        }
     };
     if items.is_empty() || items.len() > svc.batch_max_items {
-        return Err(ApiError::unprocessable(format!("a batch holds 1..={} images, this one {}", svc.batch_max_items, items.len())).with_details(json!({ "max_items": svc.batch_max_items })));
+        return Err(ApiError::unprocessable(format!("a batch holds 1..={} images, this one {}", svc.batch_max_items, items.len()))
+            .with_details(json!({ "max_items": svc.batch_max_items })));
     }
     let mut seen = HashSet::new();
     for it in &items {
         let id = it.id.as_deref().unwrap_or("");
         if id.is_empty() || !seen.insert(id.to_string()) {
-            return Err(ApiError::unprocessable(format!("every item needs a unique, non-empty id (`{id}`)")).with_details(json!({ "field": "id", "value": id })));
+            return Err(
+                ApiError::unprocessable(format!("every item needs a unique, non-empty id (`{id}`)")).with_details(json!({ "field": "id", "value": id }))
+            );
         }
         check_image(&format!("image `{id}`"), &it.bytes)?;
         check_camera(&svc, &it.camera_id)?;

@@ -41,7 +41,8 @@ pub async fn snapshot(State(st): State<AppState>, Path(id): Path<String>) -> Res
     if !st.health.sources().iter().any(|(c, _)| *c == id) {
         return Err(unknown(&id));
     }
-    let snap = st.snapshots.get(&id).ok_or_else(|| ApiError::not_found(format!("camera `{id}` has no analysed frame yet")).with_details(json!({ "camera": id })))?;
+    let snap =
+        st.snapshots.get(&id).ok_or_else(|| ApiError::not_found(format!("camera `{id}` has no analysed frame yet")).with_details(json!({ "camera": id })))?;
     let cam = id.clone();
     let jpeg = tokio::task::spawn_blocking(move || crate::pipeline::snapshot::render_jpeg(&snap, &cam, 80))
         .await

@@ -71,17 +71,17 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     }
     for (i, k) in s.api_keys.iter().enumerate() {
         if k.len() < 16 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            iss.add(
-                format!("server.api_keys[{i}]"),
-                "an API key must be at least 16 characters without spaces",
-                "generate one, e.g. `openssl rand -hex 24`",
-            );
+            iss.add(format!("server.api_keys[{i}]"), "an API key must be at least 16 characters without spaces", "generate one, e.g. `openssl rand -hex 24`");
         }
     }
     for (i, o) in s.cors_origins.iter().enumerate() {
         let ok = o == "*" || ((o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/') && axum::http::HeaderValue::from_str(o).is_ok());
         if !ok {
-            iss.add(format!("server.cors_origins[{i}]"), format!("`{o}` is not an origin"), "write scheme://host[:port] without a path, e.g. \"https://ops.example.com\", or \"*\"");
+            iss.add(
+                format!("server.cors_origins[{i}]"),
+                format!("`{o}` is not an origin"),
+                "write scheme://host[:port] without a path, e.g. \"https://ops.example.com\", or \"*\"",
+            );
         }
     }
     if s.max_body_bytes < 1024 {

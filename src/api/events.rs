@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::model::{EventKind, parse_time};
 use crate::model::Level;
+use crate::model::{EventKind, parse_time};
 use crate::store::{EventQuery, StatsQuery, StoreError};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -122,13 +122,13 @@ pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     let q = parse_stats_query(raw.as_deref())?;
     let bucket_s = q.bucket_s;
     let store = st.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.stats(&q))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(store_error)?;
+    let rows = tokio::task::spawn_blocking(move || store.stats(&q)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     if rows.len() > MAX_STATS_ROWS {
-        return Err(ApiError::unprocessable(format!("{} buckets is more than {MAX_STATS_ROWS}: use a wider `bucket` or a narrower `since`/`until`", rows.len()))
-            .with_details(json!({ "parameter": "bucket", "rows": rows.len() })));
+        return Err(ApiError::unprocessable(format!(
+            "{} buckets is more than {MAX_STATS_ROWS}: use a wider `bucket` or a narrower `since`/`until`",
+            rows.len()
+        ))
+        .with_details(json!({ "parameter": "bucket", "rows": rows.len() })));
     }
     Ok(axum::Json(json!({ "bucket_s": bucket_s, "rows": rows })).into_response())
 }
@@ -163,10 +163,7 @@ fn store_error(e: StoreError) -> ApiError {
 pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let q = parse_query(raw.as_deref())?;
     let store = st.store.clone();
-    let page = tokio::task::spawn_blocking(move || store.query(&q))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(store_error)?;
+    let page = tokio::task::spawn_blocking(move || store.query(&q)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     Ok(axum::Json(page).into_response())
 }
 
@@ -177,10 +174,7 @@ pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<R
     }
     let store = st.store.clone();
     let key = id.clone();
-    let ev = tokio::task::spawn_blocking(move || store.get(&key))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(store_error)?;
+    let ev = tokio::task::spawn_blocking(move || store.get(&key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     match ev {
         Some(ev) => Ok(axum::Json(ev).into_response()),
         None => Err(ApiError::not_found(format!("no event {id}"))),
@@ -210,7 +204,14 @@ mod tests {
         assert_eq!(parse_stats_query(None).unwrap().bucket_s, 3600);
         assert_eq!(parse_stats_query(Some("bucket=90")).unwrap().bucket_s, 90);
         assert_eq!(parse_stats_query(Some("bucket=1d")).unwrap().bucket_s, 86_400);
-        for (qs, needle) in [("bucket=0s", "bucket"), ("bucket=2w", "bucket"), ("bucket=32d", "bucket"), ("limit=3", "does not apply"), ("colour=red", "unknown parameter"), ("bucket=1h&bucket=1d", "twice")] {
+        for (qs, needle) in [
+            ("bucket=0s", "bucket"),
+            ("bucket=2w", "bucket"),
+            ("bucket=32d", "bucket"),
+            ("limit=3", "does not apply"),
+            ("colour=red", "unknown parameter"),
+            ("bucket=1h&bucket=1d", "twice"),
+        ] {
             let e = parse_stats_query(Some(qs)).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
             assert!(e.message.contains(needle), "{qs}: {}", e.message);

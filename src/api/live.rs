@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 
 use super::{ApiError, AppState};
 use crate::model::Event;
-use crate::telemetry::metrics::Metrics;
 use crate::model::Level;
+use crate::telemetry::metrics::Metrics;
 
 /// Events a client may have waiting before it is dropped.
 pub const CLIENT_BUFFER: usize = 256;
@@ -152,10 +152,14 @@ pub fn parse_filter(raw: Option<&str>) -> Result<LiveFilter, ApiError> {
             "task" => f.task = Some(v),
             "min_level" => {
                 f.min_level = Some(Level::parse(&v).ok_or_else(|| {
-                    ApiError::bad_request("parameter `min_level`: expected low, medium, high or critical").with_details(json!({ "parameter": "min_level", "value": v }))
+                    ApiError::bad_request("parameter `min_level`: expected low, medium, high or critical")
+                        .with_details(json!({ "parameter": "min_level", "value": v }))
                 })?)
             }
-            _ => return Err(ApiError::bad_request(format!("unknown parameter `{k}`")).with_details(json!({ "parameter": k, "allowed": ["camera", "min_level", "task"] }))),
+            _ => {
+                return Err(ApiError::bad_request(format!("unknown parameter `{k}`"))
+                    .with_details(json!({ "parameter": k, "allowed": ["camera", "min_level", "task"] })));
+            }
         }
     }
     Ok(f)
@@ -193,7 +197,11 @@ pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resu
         ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
     ), responses((status = 101, description = "Switching protocols"), (status = 400, description = "Bad parameter, or not a WebSocket request", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
-pub async fn websocket(State(st): State<AppState>, RawQuery(raw): RawQuery, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<Response, ApiError> {
+pub async fn websocket(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
     let filter = parse_filter(raw.as_deref())?;
     let Ok(ws) = ws else {
         return Err(ApiError::bad_request("this route speaks WebSocket: send an Upgrade: websocket request (or use /v1/events/stream for SSE)"));

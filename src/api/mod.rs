@@ -19,18 +19,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use serde::Serialize;
 
-use crate::telemetry::health::Health;
-use crate::telemetry::metrics::Metrics;
 use crate::pipeline::snapshot::SnapshotBoard;
 use crate::store::EventStore;
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
 pub use error::ApiError;
 
 /// What /v1/info reports.
@@ -132,11 +132,7 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
-    };
+    let allow = if origins.iter().any(|o| o == "*") { AllowOrigin::any() } else { AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok())) };
     Some(
         CorsLayer::new()
             .allow_origin(allow)

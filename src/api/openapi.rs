@@ -98,7 +98,12 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let comps = doc.components.get_or_insert_with(Default::default);
-        comps.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key from server.api_keys or ARGUS_API_KEYS")).build()));
+        comps.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key from server.api_keys or ARGUS_API_KEYS")).build(),
+            ),
+        );
     }
 }
 
@@ -179,8 +184,21 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         let paths = doc["paths"].as_object().unwrap();
         for p in [
-            "/healthz", "/readyz", "/metrics", "/v1/info", "/v1/cameras", "/v1/cameras/{id}", "/v1/cameras/{id}/snapshot.jpg", "/v1/events",
-            "/v1/events/{id}", "/v1/stats", "/v1/events/stream", "/v1/ws", "/v1/analyze", "/v1/analyze/batch", "/v1/tasks/{id}",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/v1/info",
+            "/v1/cameras",
+            "/v1/cameras/{id}",
+            "/v1/cameras/{id}/snapshot.jpg",
+            "/v1/events",
+            "/v1/events/{id}",
+            "/v1/stats",
+            "/v1/events/stream",
+            "/v1/ws",
+            "/v1/analyze",
+            "/v1/analyze/batch",
+            "/v1/tasks/{id}",
         ] {
             assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
         }

@@ -45,7 +45,15 @@ pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
 }
 
 /// Delivers `body` for `task_id`, recording attempts on the task.
-pub async fn deliver(client: reqwest::Client, settings: Arc<WebhookSettings>, tasks: Arc<TaskStore>, metrics: Arc<Metrics>, task_id: String, url: reqwest::Url, body: Vec<u8>) {
+pub async fn deliver(
+    client: reqwest::Client,
+    settings: Arc<WebhookSettings>,
+    tasks: Arc<TaskStore>,
+    metrics: Arc<Metrics>,
+    task_id: String,
+    url: reqwest::Url,
+    body: Vec<u8>,
+) {
     let Some(secret) = settings.secret.clone() else { return };
     let mut backoff = settings.first_backoff;
     for attempt in 1..=settings.attempts {
@@ -64,7 +72,13 @@ pub async fn deliver(client: reqwest::Client, settings: Arc<WebhookSettings>, ta
         let error = match result {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Some(if e.is_timeout() { "timed out".to_string() } else if e.is_connect() { "connection failed".to_string() } else { "request failed".to_string() }),
+            Err(e) => Some(if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "connection failed".to_string()
+            } else {
+                "request failed".to_string()
+            }),
         };
         let delivered = error.is_none();
         tasks.update(&task_id, |t| {

@@ -93,7 +93,12 @@ pub fn start(
 
 impl Running {
     fn context(&self) -> SourceContext {
-        SourceContext { stop: Arc::new(AtomicBool::new(false)), metrics: self.metrics.clone(), health: self.health.clone(), durability: self.durability.clone() }
+        SourceContext {
+            stop: Arc::new(AtomicBool::new(false)),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            durability: self.durability.clone(),
+        }
     }
 
     fn spawn_camera(&mut self, spec: SourceSpec, lane: LaneSender, fingerprint: String) -> Result<(), AppError> {
@@ -108,7 +113,12 @@ impl Running {
 
     #[cfg(feature = "kafka")]
     fn spawn_kafka(&mut self, cfg: &LoadedConfig, pipeline: String, lanes: HashMap<Arc<str>, LaneSender>) -> Result<(), AppError> {
-        let kcfg = cfg.pipelines.iter().find(|(_, p)| p.name == pipeline).and_then(|(_, p)| p.kafka.clone()).expect("validated: a kafka camera's pipeline has [kafka]");
+        let kcfg = cfg
+            .pipelines
+            .iter()
+            .find(|(_, p)| p.name == pipeline)
+            .and_then(|(_, p)| p.kafka.clone())
+            .expect("validated: a kafka camera's pipeline has [kafka]");
         let cx = self.context();
         let stop = cx.stop.clone();
         let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, lanes }), cx).map_err(AppError::Thread)?;

@@ -54,7 +54,9 @@ fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &
         }
     };
     if new.argus != cfg.argus {
-        tracing::warn!("settings in the argus section (detector, sinks, server, limits) changed; they take effect after a restart, only cameras, zones and rules reload");
+        tracing::warn!(
+            "settings in the argus section (detector, sinks, server, limits) changed; they take effect after a restart, only cameras, zones and rules reload"
+        );
     }
     match running.reload(&new, &new.validated, &opts.run) {
         Ok(s) => {
@@ -87,7 +89,10 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
         if loopback {
             tracing::info!("no API keys configured: the API is open to this machine only ({})", s.listen);
         } else {
-            tracing::warn!("no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (set server.api_keys or ARGUS_API_KEYS)", s.listen);
+            tracing::warn!(
+                "no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (set server.api_keys or ARGUS_API_KEYS)",
+                s.listen
+            );
         }
     }
     let det_cfg = cfg.argus.detector.clone();
@@ -102,7 +107,10 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     let secret = std::env::var("ARGUS_WEBHOOK_SECRET").ok().filter(|v| !v.is_empty()).or_else(|| s.webhook_secret.clone());
     let client = {
         let _guard = rt.enter();
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
     };
     let analysis = api::analyze::AnalysisApi {
         pool,
@@ -182,8 +190,11 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let captioner_info = captioner.as_ref().map_or_else(|| SCENE_CAPTIONER.to_string(), |c| c.description().to_string());
     let scenes = build_scenes(&cfg, &cfg.validated, &opts.run)?.with_captioner(captioner);
 
-    let sinks = crate::sinks::build(&cfg.argus.sinks, &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone() }).map_err(AppError::Sink)?;
-    let api_store = crate::store::api_store(&cfg.argus.sinks.clickhouse).map_err(|e| AppError::Sink(crate::sinks::SinkError(format!("sinks.clickhouse: {e}"))))?.unwrap_or_else(|| store.clone());
+    let sinks = crate::sinks::build(&cfg.argus.sinks, &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone() })
+        .map_err(AppError::Sink)?;
+    let api_store = crate::store::api_store(&cfg.argus.sinks.clickhouse)
+        .map_err(|e| AppError::Sink(crate::sinks::SinkError(format!("sinks.clickhouse: {e}"))))?
+        .unwrap_or_else(|| store.clone());
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (mut bus, sink_threads) = crate::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
     let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use crate::model::EventKind;
 use crate::model::{IncidentChange, IncidentPhase, Reason, Risk, SceneObject};
 
-
 /// Objects of another class closer than this to a member are mentioned ("3 m from a
 /// moving truck").
 pub const CONTEXT_RADIUS_M: f64 = 10.0;
@@ -229,12 +228,21 @@ fn context(r: &Reason, objects: &[SceneObject]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WorldPos;
     use crate::model::Level;
+    use crate::model::WorldPos;
     use std::sync::Arc;
 
     fn obj(class: &str, track: Option<u64>) -> SceneObject {
-        SceneObject { track_id: track, class: Arc::from(class), confidence: 0.9, bbox: [0.0; 4], world: None, speed_mps: None, heading_deg: None, zones: vec![] }
+        SceneObject {
+            track_id: track,
+            class: Arc::from(class),
+            confidence: 0.9,
+            bbox: [0.0; 4],
+            world: None,
+            speed_mps: None,
+            heading_deg: None,
+            zones: vec![],
+        }
     }
 
     fn at(mut o: SceneObject, x: f64, y: f64, speed: f64) -> SceneObject {
@@ -244,11 +252,26 @@ mod tests {
     }
 
     fn change(phase: IncidentPhase, reason: Reason, duration_s: f64, why: Option<&str>) -> IncidentChange {
-        IncidentChange { phase, incident_id: "i".into(), rule_id: reason.rule.clone(), risk: Risk::from_reasons(vec![reason]), duration_s, why: why.map(String::from) }
+        IncidentChange {
+            phase,
+            incident_id: "i".into(),
+            rule_id: reason.rule.clone(),
+            risk: Risk::from_reasons(vec![reason]),
+            duration_s,
+            why: why.map(String::from),
+        }
     }
 
     fn reason(kind: &str, zone: Option<&str>, tracks: &[u64], class: &str) -> Reason {
-        Reason { rule: "r".into(), kind: kind.into(), zone: zone.map(String::from), track_ids: tracks.to_vec(), score: 0.6, class: Some(class.into()), ..Default::default() }
+        Reason {
+            rule: "r".into(),
+            kind: kind.into(),
+            zone: zone.map(String::from),
+            track_ids: tracks.to_vec(),
+            score: 0.6,
+            class: Some(class.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -265,7 +288,12 @@ mod tests {
     #[test]
     fn the_issue_example_word_for_word() {
         let r = Reason { dwell_s: Some(14.2), ..reason("intrusion", Some("gate-a"), &[4, 7], "person") };
-        let objs = [at(obj("person", Some(4)), 0.0, 0.0, 0.1), at(obj("person", Some(7)), 1.0, 0.0, 0.0), at(obj("truck", Some(9)), 4.0, 0.0, 2.0), at(obj("car", None), 30.0, 0.0, 0.0)];
+        let objs = [
+            at(obj("person", Some(4)), 0.0, 0.0, 0.1),
+            at(obj("person", Some(7)), 1.0, 0.0, 0.0),
+            at(obj("truck", Some(9)), 4.0, 0.0, 2.0),
+            at(obj("car", None), 30.0, 0.0, 0.0),
+        ];
         let c = describe_change(&objs, &change(IncidentPhase::Updated, r.clone(), 14.0, None));
         assert_eq!(c, "Two people have been inside restricted zone gate-a for 14 s, 3 m from a moving truck.");
         let c = describe_change(&objs, &change(IncidentPhase::Closed, r.clone(), 20.4, Some("clear")));
@@ -279,36 +307,99 @@ mod tests {
         let person = |id, x| at(obj("person", Some(id)), x, 0.0, 1.2);
         let objs = [person(1, 0.0), person(2, 0.5), person(3, 1.0), at(obj("forklift", Some(8)), 2.5, 0.0, 0.0)];
         let cases: Vec<(Reason, IncidentPhase, &str)> = vec![
-            (Reason { dwell_s: Some(0.4), ..reason("intrusion", Some("dock"), &[1], "person") }, IncidentPhase::Opened,
-                "A person has entered restricted zone dock, 3 m from a forklift."),
-            (Reason { dwell_s: Some(42.0), limit: Some(30.0), ..reason("loitering", Some("atm"), &[1], "person") }, IncidentPhase::Opened,
-                "A person has been loitering in zone atm for 42 s, 3 m from a forklift."),
-            (Reason { dwell_s: Some(42.0), limit: Some(30.0), ..reason("loitering", Some("atm"), &[1], "person") }, IncidentPhase::Closed,
-                "Nobody is loitering in zone atm any more; the incident lasted 15 s."),
-            (Reason { distance_m: Some(1.54), limit: Some(3.0), near_track_ids: vec![8], near_class: Some("forklift".into()), ..reason("proximity", None, &[3], "person") }, IncidentPhase::Opened,
-                "A person is 1.5 m from a forklift."),
-            (Reason { distance_m: Some(1.5), limit: Some(3.0), near_track_ids: vec![8], near_class: Some("forklift".into()), ..reason("proximity", Some("yard"), &[2, 3], "person") }, IncidentPhase::Updated,
-                "Two people are within 3 m of a forklift in zone yard."),
-            (Reason { distance_m: Some(1.5), limit: Some(3.0), near_track_ids: vec![8], near_class: Some("forklift".into()), ..reason("proximity", None, &[3], "person") }, IncidentPhase::Closed,
-                "No person is within 3 m of a forklift any more; the incident lasted 15 s."),
-            (Reason { distance_m: Some(0.5), limit: Some(1.0), near_class: Some("person".into()), ..reason("proximity", None, &[1, 2, 3], "person") }, IncidentPhase::Opened,
-                "Three people are within 1 m of each other, the closest 0.5 m apart."),
-            (Reason { distance_m: Some(0.5), limit: Some(1.0), near_class: Some("person".into()), ..reason("proximity", None, &[1, 2, 3], "person") }, IncidentPhase::Closed,
-                "People are no longer within 1 m of each other; the incident lasted 15 s."),
-            (Reason { dwell_s: Some(6.0), limit: Some(2.0), ..reason("crowding", None, &[1, 2, 3], "person") }, IncidentPhase::Updated,
-                "Three people have been gathered within 2 m of each other for 6 s."),
-            (Reason { dwell_s: Some(0.0), ..reason("crowding", Some("stairs"), &[1, 2, 3], "person") }, IncidentPhase::Opened,
-                "Three people have gathered in zone stairs."),
-            (Reason { dwell_s: Some(0.0), ..reason("crowding", Some("stairs"), &[1, 2, 3], "person") }, IncidentPhase::Closed,
-                "The crowd in zone stairs has dispersed; the incident lasted 15 s."),
-            (Reason { speed_mps: Some(3.44), limit: Some(2.5), ..reason("speed", None, &[1], "person") }, IncidentPhase::Opened,
-                "A person is moving at 3.4 m/s, above the 2.5 m/s limit, 3 m from a forklift."),
-            (Reason { speed_mps: Some(2.54), limit: Some(2.5), ..reason("speed", None, &[1], "person") }, IncidentPhase::Updated,
-                "A person is moving at 2.54 m/s, above the 2.5 m/s limit, 3 m from a forklift."),
-            (Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") }, IncidentPhase::Updated,
-                "Two people are moving at up to 4.0 m/s in zone ramp, above the 2.5 m/s limit, 2 m from a forklift."),
-            (Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") }, IncidentPhase::Closed,
-                "No person is moving faster than 2.5 m/s in zone ramp any more; the incident lasted 15 s."),
+            (
+                Reason { dwell_s: Some(0.4), ..reason("intrusion", Some("dock"), &[1], "person") },
+                IncidentPhase::Opened,
+                "A person has entered restricted zone dock, 3 m from a forklift.",
+            ),
+            (
+                Reason { dwell_s: Some(42.0), limit: Some(30.0), ..reason("loitering", Some("atm"), &[1], "person") },
+                IncidentPhase::Opened,
+                "A person has been loitering in zone atm for 42 s, 3 m from a forklift.",
+            ),
+            (
+                Reason { dwell_s: Some(42.0), limit: Some(30.0), ..reason("loitering", Some("atm"), &[1], "person") },
+                IncidentPhase::Closed,
+                "Nobody is loitering in zone atm any more; the incident lasted 15 s.",
+            ),
+            (
+                Reason {
+                    distance_m: Some(1.54),
+                    limit: Some(3.0),
+                    near_track_ids: vec![8],
+                    near_class: Some("forklift".into()),
+                    ..reason("proximity", None, &[3], "person")
+                },
+                IncidentPhase::Opened,
+                "A person is 1.5 m from a forklift.",
+            ),
+            (
+                Reason {
+                    distance_m: Some(1.5),
+                    limit: Some(3.0),
+                    near_track_ids: vec![8],
+                    near_class: Some("forklift".into()),
+                    ..reason("proximity", Some("yard"), &[2, 3], "person")
+                },
+                IncidentPhase::Updated,
+                "Two people are within 3 m of a forklift in zone yard.",
+            ),
+            (
+                Reason {
+                    distance_m: Some(1.5),
+                    limit: Some(3.0),
+                    near_track_ids: vec![8],
+                    near_class: Some("forklift".into()),
+                    ..reason("proximity", None, &[3], "person")
+                },
+                IncidentPhase::Closed,
+                "No person is within 3 m of a forklift any more; the incident lasted 15 s.",
+            ),
+            (
+                Reason { distance_m: Some(0.5), limit: Some(1.0), near_class: Some("person".into()), ..reason("proximity", None, &[1, 2, 3], "person") },
+                IncidentPhase::Opened,
+                "Three people are within 1 m of each other, the closest 0.5 m apart.",
+            ),
+            (
+                Reason { distance_m: Some(0.5), limit: Some(1.0), near_class: Some("person".into()), ..reason("proximity", None, &[1, 2, 3], "person") },
+                IncidentPhase::Closed,
+                "People are no longer within 1 m of each other; the incident lasted 15 s.",
+            ),
+            (
+                Reason { dwell_s: Some(6.0), limit: Some(2.0), ..reason("crowding", None, &[1, 2, 3], "person") },
+                IncidentPhase::Updated,
+                "Three people have been gathered within 2 m of each other for 6 s.",
+            ),
+            (
+                Reason { dwell_s: Some(0.0), ..reason("crowding", Some("stairs"), &[1, 2, 3], "person") },
+                IncidentPhase::Opened,
+                "Three people have gathered in zone stairs.",
+            ),
+            (
+                Reason { dwell_s: Some(0.0), ..reason("crowding", Some("stairs"), &[1, 2, 3], "person") },
+                IncidentPhase::Closed,
+                "The crowd in zone stairs has dispersed; the incident lasted 15 s.",
+            ),
+            (
+                Reason { speed_mps: Some(3.44), limit: Some(2.5), ..reason("speed", None, &[1], "person") },
+                IncidentPhase::Opened,
+                "A person is moving at 3.4 m/s, above the 2.5 m/s limit, 3 m from a forklift.",
+            ),
+            (
+                Reason { speed_mps: Some(2.54), limit: Some(2.5), ..reason("speed", None, &[1], "person") },
+                IncidentPhase::Updated,
+                "A person is moving at 2.54 m/s, above the 2.5 m/s limit, 3 m from a forklift.",
+            ),
+            (
+                Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") },
+                IncidentPhase::Updated,
+                "Two people are moving at up to 4.0 m/s in zone ramp, above the 2.5 m/s limit, 2 m from a forklift.",
+            ),
+            (
+                Reason { speed_mps: Some(4.0), limit: Some(2.5), ..reason("speed", Some("ramp"), &[1, 2], "person") },
+                IncidentPhase::Closed,
+                "No person is moving faster than 2.5 m/s in zone ramp any more; the incident lasted 15 s.",
+            ),
         ];
         for (r, phase, want) in cases {
             let why = (phase == IncidentPhase::Closed).then_some("clear");
@@ -320,7 +411,12 @@ mod tests {
     fn frame_summaries_list_what_is_in_view() {
         let objs = [obj("person", Some(4)), obj("person", Some(7)), obj("car", None)];
         assert_eq!(describe(EventKind::FrameAnalyzed, &objs, &Risk::none(), None), "2 people and 1 car in view.");
-        let risk = Risk { score: 0.84, level: Level::High, priority: 2, reasons: vec![Reason { dwell_s: Some(12.4), ..reason("intrusion", Some("gate-a"), &[4, 7], "person") }] };
+        let risk = Risk {
+            score: 0.84,
+            level: Level::High,
+            priority: 2,
+            reasons: vec![Reason { dwell_s: Some(12.4), ..reason("intrusion", Some("gate-a"), &[4, 7], "person") }],
+        };
         assert_eq!(describe(EventKind::IncidentUpdated, &objs, &risk, Some(12.4)), "Two people have been inside restricted zone gate-a for 12 s.");
     }
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
-use argus::sources::config::CameraConfig;
 use argus::config::{self, PipelineConfig};
 use argus::detect;
+use argus::sources::config::CameraConfig;
 use argus::telemetry::health::Health;
 use argus::telemetry::metrics::Metrics;
 
@@ -67,11 +67,19 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let mut cfg = config::load(args.config.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     // One shared server: every camera is its own RTSP client and pipeline.
     let (_server, url) = start_server(args.fps)?;
-    let cameras: Vec<CameraConfig> = (0..args.cameras)
-        .map(|i| toml::from_str(&format!("id = \"soak-{i}\"\nsource = \"{url}\"")).expect("valid camera"))
-        .collect();
+    let cameras: Vec<CameraConfig> =
+        (0..args.cameras).map(|i| toml::from_str(&format!("id = \"soak-{i}\"\nsource = \"{url}\"")).expect("valid camera")).collect();
     let ids: Vec<String> = cameras.iter().map(|c| c.id.clone()).collect();
-    let pipeline = PipelineConfig { name: "soak".into(), cameras, zones: vec![], rules: vec![], events: Default::default(), tracker: Default::default(), risk: Default::default(), kafka: None };
+    let pipeline = PipelineConfig {
+        name: "soak".into(),
+        cameras,
+        zones: vec![],
+        rules: vec![],
+        events: Default::default(),
+        tracker: Default::default(),
+        risk: Default::default(),
+        kafka: None,
+    };
     cfg.pipelines = vec![("soak".into(), pipeline)];
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());

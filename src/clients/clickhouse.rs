@@ -55,12 +55,18 @@ impl Default for ClickHouseConfig {
 pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
     if ch.enabled {
         if !cfg!(feature = "clickhouse") {
-            iss.add("sinks.clickhouse.enabled", "this build has no ClickHouse support", "build with `--features clickhouse` (on by default) or set enabled = false");
+            iss.add(
+                "sinks.clickhouse.enabled",
+                "this build has no ClickHouse support",
+                "build with `--features clickhouse` (on by default) or set enabled = false",
+            );
         }
         if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
             iss.add("sinks.clickhouse.url", format!("`{}` is not an http(s) URL", ch.url), "use the HTTP interface, e.g. \"http://127.0.0.1:8123\"");
         }
-        let ident = |s: &str| !s.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let ident = |s: &str| {
+            !s.is_empty() && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
         if !ident(&ch.database) {
             iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
         }

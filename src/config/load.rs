@@ -75,7 +75,8 @@ pub fn load_from_str(
     apply_env_overrides(&mut value, env).map_err(|issue| ConfigError::Invalid(vec![issue]))?;
     // Re-serialise so that type errors still point at a line of the original when no
     // override touched it.
-    let merged = if env.iter().any(|(k, _)| k.contains("__") || k == "ARGUS_PIPELINES") { toml::to_string(&value).unwrap_or_default() } else { text.to_string() };
+    let merged =
+        if env.iter().any(|(k, _)| k.contains("__") || k == "ARGUS_PIPELINES") { toml::to_string(&value).unwrap_or_default() } else { text.to_string() };
     let argus: ArgusConfig = parse(file, &merged)?;
     let mut pipelines = Vec::new();
     let mut issues = Vec::new();

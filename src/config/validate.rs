@@ -106,7 +106,11 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         if let Some(known) = classes {
             for c in list {
                 if !known.iter().any(|k| k == c) {
-                    iss.add(key.clone(), format!("unknown class `{c}` for this model"), "use a class name the detector reports, e.g. \"person\", \"car\", \"truck\"");
+                    iss.add(
+                        key.clone(),
+                        format!("unknown class `{c}` for this model"),
+                        "use a class name the detector reports, e.g. \"person\", \"car\", \"truck\"",
+                    );
                 }
             }
         }
@@ -157,7 +161,11 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         if let Some(o) = &cam.origin {
             crate::geo::config::validate_origin(o, &key, iss);
             if cam.calibration.is_none() && cam.drone.is_none() {
-                iss.add(format!("{key}.origin"), "an origin without a calibration places nothing", "add [cameras.calibration] (or [cameras.drone]) or remove origin");
+                iss.add(
+                    format!("{key}.origin"),
+                    "an origin without a calibration places nothing",
+                    "add [cameras.calibration] (or [cameras.drone]) or remove origin",
+                );
             }
         }
     }

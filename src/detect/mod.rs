@@ -1,8 +1,8 @@
 //! Object detection: one `Detector` trait, inference engines behind cargo features, and
 //! the pure-Rust parts every engine shares (letterbox, head decode, NMS).
 
-pub mod config;
 pub mod coco;
+pub mod config;
 pub mod model;
 pub mod nanodet;
 pub mod nms;
@@ -89,8 +89,7 @@ pub trait InferenceEngine: Send {
     }
     /// Runs `n` images packed as `[n, 3, h, w]`; returns each image's outputs in the
     /// model's output order.
-    fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize)
-        -> Result<Vec<Vec<OutputTensor>>, DetectError>;
+    fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<Vec<OutputTensor>>, DetectError>;
 }
 
 /// The detector: shared preprocessing and decoding around one inference engine.
@@ -104,14 +103,7 @@ pub struct EngineDetector {
 }
 
 impl EngineDetector {
-    pub fn new(
-        spec: ModelSpec,
-        engine: Box<dyn InferenceEngine>,
-        model_id: String,
-        score_threshold: f32,
-        nms_iou: Option<f32>,
-        max_detections: usize,
-    ) -> Self {
+    pub fn new(spec: ModelSpec, engine: Box<dyn InferenceEngine>, model_id: String, score_threshold: f32, nms_iou: Option<f32>, max_detections: usize) -> Self {
         let info = DetectorInfo {
             model: spec.name.clone(),
             model_id,
@@ -164,18 +156,11 @@ impl Detector for EngineDetector {
         let mut results = Vec::with_capacity(images.len());
         for chunk in images.chunks(self.engine.max_batch().max(1)) {
             self.input.resize(per * chunk.len(), 0.0);
-            let transforms: Vec<InputTransform> = chunk
-                .iter()
-                .zip(self.input.chunks_mut(per))
-                .map(|(img, dst)| preprocess::preprocess_into(img, &self.spec.input, dst))
-                .collect();
+            let transforms: Vec<InputTransform> =
+                chunk.iter().zip(self.input.chunks_mut(per)).map(|(img, dst)| preprocess::preprocess_into(img, &self.spec.input, dst)).collect();
             let outputs = self.engine.infer(&self.input, chunk.len(), h, w)?;
             if outputs.len() != chunk.len() {
-                return Err(DetectError::OutputShape(format!(
-                    "engine returned {} results for {} images",
-                    outputs.len(),
-                    chunk.len()
-                )));
+                return Err(DetectError::OutputShape(format!("engine returned {} results for {} images", outputs.len(), chunk.len())));
             }
             for (out, t) in outputs.iter().zip(&transforms) {
                 results.push(self.decode(out, t)?);
@@ -191,13 +176,7 @@ impl Detector for EngineDetector {
 
 /// Splits a `[n, ...]` output into `n` single-image tensors shaped `[1, ...]`.
 #[cfg(any(feature = "onnx", feature = "torch"))]
-pub(crate) fn split_batch(
-    shape: &[usize],
-    data: &[f32],
-    n: usize,
-    name: &str,
-    per_image: &mut [Vec<OutputTensor>],
-) -> Result<(), DetectError> {
+pub(crate) fn split_batch(shape: &[usize], data: &[f32], n: usize, name: &str, per_image: &mut [Vec<OutputTensor>]) -> Result<(), DetectError> {
     if shape.first() != Some(&n) || data.len() % n != 0 {
         return Err(DetectError::OutputShape(format!("output {name} has shape {shape:?} for a batch of {n}")));
     }
@@ -281,9 +260,15 @@ mod tests {
     /// An engine that returns a fixed YOLOv5-layout output: one box per image.
     struct FixedYolo;
     impl InferenceEngine for FixedYolo {
-        fn name(&self) -> &'static str { "fixed" }
-        fn device(&self) -> String { "cpu".into() }
-        fn max_batch(&self) -> usize { 2 }
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn device(&self) -> String {
+            "cpu".into()
+        }
+        fn max_batch(&self) -> usize {
+            2
+        }
         fn infer(&mut self, _input: &[f32], n: usize, _h: usize, _w: usize) -> Result<Vec<Vec<OutputTensor>>, DetectError> {
             // 2 classes: box centred at (32, 32) of the 64x64 input, 16x16, class 1.
             let out = OutputTensor { shape: vec![1, 1, 7], data: vec![32.0, 32.0, 16.0, 16.0, 0.9, 0.1, 0.9] };

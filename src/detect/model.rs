@@ -46,12 +46,7 @@ impl ModelSpec {
                 mean: [103.53, 116.28, 123.675],
                 std: [57.375, 57.12, 58.395],
             },
-            head: HeadSpec::Gfl(GflHead {
-                strides: vec![8, 16, 32],
-                reg_max: 10,
-                num_classes: 80,
-                center_offset: 0.5,
-            }),
+            head: HeadSpec::Gfl(GflHead { strides: vec![8, 16, 32], reg_max: 10, num_classes: 80, center_offset: 0.5 }),
             class_names: coco_names(),
             default_nms_iou: 0.6,
             file_stem: "nanodet".into(),
@@ -64,14 +59,7 @@ impl ModelSpec {
     pub fn yolov3_tiny() -> Self {
         Self {
             name: "yolov3-tiny".into(),
-            input: InputSpec {
-                width: 416,
-                height: 416,
-                resize: Resize::Stretch,
-                order: ChannelOrder::Rgb,
-                mean: [0.0; 3],
-                std: [255.0; 3],
-            },
+            input: InputSpec { width: 416, height: 416, resize: Resize::Stretch, order: ChannelOrder::Rgb, mean: [0.0; 3], std: [255.0; 3] },
             head: HeadSpec::Yolo { layout: Some(YoloLayout::V5) },
             class_names: coco_names(),
             default_nms_iou: 0.45,
@@ -137,8 +125,8 @@ pub fn apply_metadata(
     }
     if !names_configured {
         if let Some(raw) = meta.get("names") {
-            spec.class_names = parse_ultralytics_names(raw)
-                .ok_or_else(|| DetectError::Config(format!("model metadata `names` is not a {{id: 'name'}} map: {raw:.80}")))?;
+            spec.class_names =
+                parse_ultralytics_names(raw).ok_or_else(|| DetectError::Config(format!("model metadata `names` is not a {{id: 'name'}} map: {raw:.80}")))?;
         }
     }
     if !size_configured {
@@ -194,25 +182,19 @@ pub fn models_dirs() -> Vec<PathBuf> {
 /// Finds `file` in the models directories.
 pub fn find_model_file(file: &str) -> Result<PathBuf, DetectError> {
     let dirs = models_dirs();
-    dirs.iter()
-        .map(|d| d.join(file))
-        .find(|p| p.is_file())
-        .ok_or_else(|| DetectError::ModelFile {
-            path: PathBuf::from(file),
-            reason: format!(
-                "not found in {}; run scripts/setup, or set detector.path",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
-        })
+    dirs.iter().map(|d| d.join(file)).find(|p| p.is_file()).ok_or_else(|| DetectError::ModelFile {
+        path: PathBuf::from(file),
+        reason: format!(
+            "not found in {}; run scripts/setup, or set detector.path",
+            dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    })
 }
 
 /// `name@sha256:<first 12 hex>` for events and /v1/info.
 pub fn file_fingerprint(path: &Path) -> Result<String, DetectError> {
     use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(|e| DetectError::ModelFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| DetectError::ModelFile { path: path.to_path_buf(), reason: e.to_string() })?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(format!("{name}@sha256:{}", &digest[..12]))

@@ -15,13 +15,7 @@ pub struct GflHead {
 impl GflHead {
     /// Decodes one image's outputs, ordered `cls_s*` for every stride, then `reg_s*`.
     /// Boxes are in model-input pixels, clipped to the input.
-    pub fn decode(
-        &self,
-        outputs: &[OutputTensor],
-        input_w: u32,
-        input_h: u32,
-        threshold: f32,
-    ) -> Result<Vec<Candidate>, DetectError> {
+    pub fn decode(&self, outputs: &[OutputTensor], input_w: u32, input_h: u32, threshold: f32) -> Result<Vec<Candidate>, DetectError> {
         let levels = self.strides.len();
         if outputs.len() != 2 * levels {
             return Err(DetectError::OutputShape(format!(
@@ -73,10 +67,7 @@ impl GflHead {
 
 fn check_shape(t: &OutputTensor, cells: usize, width: usize, what: &str, stride: u32) -> Result<(), DetectError> {
     if t.data.len() != cells * width {
-        return Err(DetectError::OutputShape(format!(
-            "GFL {what} output for stride {stride} has shape {:?}; expected [1, {cells}, {width}]",
-            t.shape
-        )));
+        return Err(DetectError::OutputShape(format!("GFL {what} output for stride {stride} has shape {:?}; expected [1, {cells}, {width}]", t.shape)));
     }
     Ok(())
 }

@@ -18,20 +18,14 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 pub fn nms_per_class(mut cands: Vec<Candidate>, iou_threshold: f32, max_det: usize) -> Vec<Candidate> {
     // Score descending; ties broken by class then position so results are deterministic.
     cands.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.class_id.cmp(&b.class_id))
-            .then(a.bbox[0].total_cmp(&b.bbox[0]))
-            .then(a.bbox[1].total_cmp(&b.bbox[1]))
+        b.score.total_cmp(&a.score).then(a.class_id.cmp(&b.class_id)).then(a.bbox[0].total_cmp(&b.bbox[0])).then(a.bbox[1].total_cmp(&b.bbox[1]))
     });
     let mut kept: Vec<Candidate> = Vec::new();
     for c in cands {
         if kept.len() >= max_det {
             break;
         }
-        let suppressed = kept
-            .iter()
-            .any(|k| k.class_id == c.class_id && iou(&k.bbox, &c.bbox) > iou_threshold);
+        let suppressed = kept.iter().any(|k| k.class_id == c.class_id && iou(&k.bbox, &c.bbox) > iou_threshold);
         if !suppressed {
             kept.push(c);
         }

@@ -33,9 +33,8 @@ pub fn library_path(cfg: &DetectorConfig) -> PathBuf {
 
 pub(crate) fn environment(lib: &Path) -> Result<&'static Environment, DetectError> {
     let env = ENV.get_or_init(|| {
-        let builder = ort::init_from(lib).map_err(|e| {
-            format!("cannot load ONNX Runtime from {}: {e}; run scripts/setup or set detector.ort_library / ORT_DYLIB_PATH", lib.display())
-        })?;
+        let builder = ort::init_from(lib)
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run scripts/setup or set detector.ort_library / ORT_DYLIB_PATH", lib.display()))?;
         builder.with_name("argus").build().map_err(|e| e.to_string())
     });
     env.as_ref().map_err(engine_err)
@@ -78,10 +77,9 @@ impl OrtEngine {
                 return Err(DetectError::NotBuilt("ort with CUDA", "onnx-cuda"));
             }
         }
-        let session = builder.commit_from_file(path).map_err(|e| DetectError::ModelFile {
-            path: path.to_path_buf(),
-            reason: format!("ONNX Runtime cannot load it: {e}"),
-        })?;
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| DetectError::ModelFile { path: path.to_path_buf(), reason: format!("ONNX Runtime cannot load it: {e}") })?;
         let input = session.inputs().first().ok_or_else(|| engine_err("model has no inputs"))?;
         let input_name = input.name().to_string();
         // A fixed leading dimension of 1 means one image per run; dynamic (-1) batches.
@@ -114,10 +112,7 @@ impl InferenceEngine for OrtEngine {
 
     fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<Vec<OutputTensor>>, DetectError> {
         let tensor = TensorRef::from_array_view(([n, 3, h, w], input)).map_err(engine_err)?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(engine_err)?;
+        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(engine_err)?;
         let mut per_image: Vec<Vec<OutputTensor>> = vec![Vec::with_capacity(self.output_names.len()); n];
         for name in &self.output_names {
             let (shape, data) = outputs[name.as_str()].try_extract_tensor::<f32>().map_err(engine_err)?;

@@ -118,14 +118,7 @@ pub fn preprocess_into(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) -> Inp
             }
         }
     }
-    InputTransform {
-        sx,
-        sy,
-        ox: ox as f32,
-        oy: oy as f32,
-        orig_width: img.width,
-        orig_height: img.height,
-    }
+    InputTransform { sx, sy, ox: ox as f32, oy: oy as f32, orig_width: img.width, orig_height: img.height }
 }
 
 /// For each destination index: (left source index, right source index, weight of right).
@@ -146,19 +139,11 @@ mod tests {
     use super::*;
 
     fn spec(resize: Resize, order: ChannelOrder) -> InputSpec {
-        InputSpec {
-            width: 8,
-            height: 8,
-            resize,
-            order,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        }
+        InputSpec { width: 8, height: 8, resize, order, mean: [0.0; 3], std: [1.0; 3] }
     }
 
     fn solid(w: u32, h: u32, rgb: [u8; 3]) -> RgbImage {
-        RgbImage::new(w, h, rgb.iter().copied().cycle().take((w * h * 3) as usize).collect())
-            .unwrap()
+        RgbImage::new(w, h, rgb.iter().copied().cycle().take((w * h * 3) as usize).collect()).unwrap()
     }
 
     #[test]

@@ -32,10 +32,8 @@ impl TchEngine {
         if device == Device::Cpu {
             tch::set_num_threads(cfg.threads as i32);
         }
-        let mut module = CModule::load_on_device(path, device).map_err(|e| DetectError::ModelFile {
-            path: path.to_path_buf(),
-            reason: format!("libtorch cannot load it as TorchScript: {e}"),
-        })?;
+        let mut module = CModule::load_on_device(path, device)
+            .map_err(|e| DetectError::ModelFile { path: path.to_path_buf(), reason: format!("libtorch cannot load it as TorchScript: {e}") })?;
         module.set_eval();
         Ok(Self { module, device })
     }

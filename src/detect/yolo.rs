@@ -36,9 +36,7 @@ impl YoloLayout {
         match (v5, v8) {
             (true, false) => Ok(Self::V5),
             (false, true) => Ok(Self::V8),
-            (true, true) => Err(DetectError::OutputShape(format!(
-                "YOLO output shape {shape:?} fits both the v5 and v8 layouts; set detector.head explicitly"
-            ))),
+            (true, true) => Err(DetectError::OutputShape(format!("YOLO output shape {shape:?} fits both the v5 and v8 layouts; set detector.head explicitly"))),
             (false, false) => Err(DetectError::OutputShape(format!(
                 "YOLO output has shape {shape:?}, which fits no known head for {num_classes} classes: expected [1, N, {}] (YOLOv5 layout) or [1, {}, N] (YOLOv8/v11 layout); check detector.num_classes or the model export",
                 num_classes + 5,
@@ -49,24 +47,16 @@ impl YoloLayout {
 }
 
 /// Decodes one image's single YOLO output into candidates above `threshold`.
-pub fn decode(
-    out: &OutputTensor,
-    layout: YoloLayout,
-    num_classes: usize,
-    threshold: f32,
-) -> Result<Vec<Candidate>, DetectError> {
+pub fn decode(out: &OutputTensor, layout: YoloLayout, num_classes: usize, threshold: f32) -> Result<Vec<Candidate>, DetectError> {
     let inferred_ok = YoloLayout::infer(&out.shape, num_classes);
     // An explicit layout must at least match the tensor's dimensions.
     let n = match (layout, out.shape.as_slice()) {
         (YoloLayout::V5, [1, n, w] | [n, w]) if *w == num_classes + 5 => *n,
         (YoloLayout::V8, [1, h, n] | [h, n]) if *h == num_classes + 4 => *n,
         _ => {
-            return Err(inferred_ok.err().unwrap_or_else(|| {
-                DetectError::OutputShape(format!(
-                    "YOLO output shape {:?} does not match the configured {layout:?} layout",
-                    out.shape
-                ))
-            }));
+            return Err(inferred_ok
+                .err()
+                .unwrap_or_else(|| DetectError::OutputShape(format!("YOLO output shape {:?} does not match the configured {layout:?} layout", out.shape))));
         }
     };
     let d = &out.data;

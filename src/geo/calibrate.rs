@@ -93,7 +93,11 @@ pub fn report(label: &str, cal: &CalibrationConfig, fit: &CalibrationFit, verdic
         Ok(()) => "accepted".to_string(),
         Err(e) => format!("REFUSED: {e}"),
     };
-    let _ = writeln!(s, "  reprojection error over kept pairs: mean {:.4} m, max {:.4} m; limit max_error_m = {} m: {status}", fit.fit.mean, fit.fit.max, cal.max_error_m);
+    let _ = writeln!(
+        s,
+        "  reprojection error over kept pairs: mean {:.4} m, max {:.4} m; limit max_error_m = {} m: {status}",
+        fit.fit.mean, fit.fit.max, cal.max_error_m
+    );
     if fit.inlier.len() == 4 {
         let _ = writeln!(s, "  note: 4 pairs always fit exactly, so the error says nothing; measure 6 or more");
     }

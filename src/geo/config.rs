@@ -87,7 +87,11 @@ pub fn validate_calibration(cal: &CalibrationConfig, ck: &str, iss: &mut Issues)
         return None;
     }
     if cal.image_points.len() < 4 {
-        iss.add(format!("{ck}.image_points"), format!("{} point pairs; a homography needs at least 4", cal.image_points.len()), "measure at least 4 ground points (6+ is better)");
+        iss.add(
+            format!("{ck}.image_points"),
+            format!("{} point pairs; a homography needs at least 4", cal.image_points.len()),
+            "measure at least 4 ground points (6+ is better)",
+        );
         return None;
     }
     match super::fit_calibration(cal) {
@@ -102,7 +106,11 @@ pub fn validate_calibration(cal: &CalibrationConfig, ck: &str, iss: &mut Issues)
 /// `[cameras.drone]` keys (`dk` = `cameras[i].drone`).
 pub fn validate_drone(d: &DroneConfig, dk: &str, iss: &mut Issues) {
     if !d.ground_alt_m.is_finite() {
-        iss.add(format!("{dk}.ground_alt_m"), format!("{} is not a number", d.ground_alt_m), "use 0 when telemetry alt_m is height above ground, else the ground's altitude in metres");
+        iss.add(
+            format!("{dk}.ground_alt_m"),
+            format!("{} is not a number", d.ground_alt_m),
+            "use 0 when telemetry alt_m is height above ground, else the ground's altitude in metres",
+        );
     }
     if let Some(coeffs) = &d.distortion {
         // Shape and values as for a fixed camera (the intrinsics come from hfov per frame).

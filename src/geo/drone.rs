@@ -9,9 +9,9 @@
 use crate::geo::config::{DroneConfig, OriginConfig};
 use crate::model::{Frame, Telemetry};
 
+use super::lens::Intrinsics;
 use super::{GeoOrigin, Homography, Lens};
 use crate::model::WorldPos;
-use super::lens::Intrinsics;
 
 /// The camera's axes in ENU: image x runs along `right`, image y along `down`, and the
 /// optical axis is `forward`.

@@ -43,8 +43,7 @@ impl Homography {
     /// The inverse mapping (world → image), if the matrix is invertible.
     pub fn inverse(&self) -> Option<Self> {
         let m = &self.0;
-        let det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6])
-            + m[2] * (m[3] * m[7] - m[4] * m[6]);
+        let det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
         if det.abs() < 1e-15 {
             return None;
         }

@@ -57,7 +57,9 @@ impl LensError {
     pub fn fix(&self) -> &'static str {
         match self {
             Self::DistortionWithoutMatrix => "add camera_matrix = [fx, fy, cx, cy] from the same camera calibration, or remove distortion",
-            Self::DistortionShape(_) | Self::DistortionValue { .. } => "paste the coefficients as cv::calibrateCamera prints them, e.g. distortion = [-0.28, 0.07, 0.0, 0.0, 0.0]",
+            Self::DistortionShape(_) | Self::DistortionValue { .. } => {
+                "paste the coefficients as cv::calibrateCamera prints them, e.g. distortion = [-0.28, 0.07, 0.0, 0.0, 0.0]"
+            }
             _ => "write camera_matrix = [fx, fy, cx, cy] in pixels, e.g. [800.0, 800.0, 640.0, 360.0]",
         }
     }
@@ -117,10 +119,7 @@ impl Lens {
         let [k1, k2, p1, p2, k3, k4, k5, k6] = self.dist;
         let r2 = x * x + y * y;
         let radial = (1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)));
-        [
-            x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
-            y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y,
-        ]
+        [x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x), y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y]
     }
 
     /// Where the lens images an ideal (undistorted) pixel: used by tests to synthesise
@@ -255,7 +254,9 @@ mod tests {
 
     #[test]
     fn rational_model_round_trips() {
-        let lens = Lens::from_config(Some(&[900.0, 0.0, 600.0, 0.0, 900.0, 400.0, 0.0, 0.0, 1.0]), Some(&[0.1, -0.02, 0.0, 0.0, 0.001, 0.05, 0.0, 0.0])).unwrap().unwrap();
+        let lens = Lens::from_config(Some(&[900.0, 0.0, 600.0, 0.0, 900.0, 400.0, 0.0, 0.0, 1.0]), Some(&[0.1, -0.02, 0.0, 0.0, 0.001, 0.05, 0.0, 0.0]))
+            .unwrap()
+            .unwrap();
         let ideal = [1100.0, 50.0];
         let back = lens.undistort_point_pure(lens.distort(ideal)).unwrap();
         assert!((back[0] - ideal[0]).abs() < 1e-6 && (back[1] - ideal[1]).abs() < 1e-6, "{back:?}");
@@ -271,7 +272,10 @@ mod tests {
         let e = Lens::from_config(Some(&[800.0, 800.0, 640.0, 360.0]), Some(&[0.1, 0.2, 0.0])).unwrap_err();
         assert_eq!(e, LensError::DistortionShape(3));
         assert_eq!(e.key(), "distortion");
-        assert!(matches!(Lens::from_config(Some(&[800.0, 800.0, 640.0, 360.0]), Some(&[0.1, f64::NAN, 0.0, 0.0])), Err(LensError::DistortionValue { index: 1, .. })));
+        assert!(matches!(
+            Lens::from_config(Some(&[800.0, 800.0, 640.0, 360.0]), Some(&[0.1, f64::NAN, 0.0, 0.0])),
+            Err(LensError::DistortionValue { index: 1, .. })
+        ));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! drones get a homography per frame from their telemetry (`drone`). Motion (speed,
 //! heading) is estimated from tracks in world space (`motion`).
 
-pub mod config;
 pub mod calibrate;
+pub mod config;
 pub mod drone;
 pub mod homography;
 pub mod lens;
@@ -12,7 +12,6 @@ pub mod motion;
 #[cfg(feature = "opencv")]
 pub mod opencv_fit;
 pub mod wgs84;
-
 
 use crate::geo::config::{CalibrationConfig, OriginConfig};
 use crate::model::WorldPos;
@@ -55,7 +54,9 @@ pub enum CalibrationError {
     NotUndistortable { index: usize, px: [f64; 2] },
     #[error("mean reprojection error {mean:.3} m exceeds max_error_m = {limit} m (worst point {max:.3} m)")]
     TooInaccurate { mean: f64, max: f64, limit: f64 },
-    #[error("only {kept} of {total} point pairs agree with one homography within {threshold:.2} m (2 × max_error_m): the pairs are too noisy or too many are mistyped")]
+    #[error(
+        "only {kept} of {total} point pairs agree with one homography within {threshold:.2} m (2 × max_error_m): the pairs are too noisy or too many are mistyped"
+    )]
     NoConsensus { kept: usize, total: usize, threshold: f64 },
     #[error("{} of {total} point pairs do not fit the homography of the others (max_outliers = {allowed}): {}", outliers.len(), describe_outliers(outliers))]
     TooManyOutliers { total: usize, allowed: usize, outliers: Vec<(usize, f64)> },
@@ -87,9 +88,15 @@ impl CalibrationError {
             Self::Fit(FitError::Degenerate) | Self::OpenCv(_) => "use points spread over the ground, no three on one line",
             Self::Lens(e) => e.fix(),
             Self::NotUndistortable { .. } => "check that camera_matrix and distortion belong to this camera at this resolution",
-            Self::TooInaccurate { .. } => "run `argus calibrate` to see each point's error: re-measure the worst (a pair is probably swapped or mistyped), or raise max_error_m",
-            Self::NoConsensus { .. } => "run `argus calibrate` to see each pair's error; re-measure the points (same order in both lists, east then north), or raise max_error_m if the ground truth is coarse",
-            Self::TooManyOutliers { .. } => "re-measure those pairs (counted from 0; a swapped or mistyped coordinate?) or remove them; `argus calibrate` shows every pair's error",
+            Self::TooInaccurate { .. } => {
+                "run `argus calibrate` to see each point's error: re-measure the worst (a pair is probably swapped or mistyped), or raise max_error_m"
+            }
+            Self::NoConsensus { .. } => {
+                "run `argus calibrate` to see each pair's error; re-measure the points (same order in both lists, east then north), or raise max_error_m if the ground truth is coarse"
+            }
+            Self::TooManyOutliers { .. } => {
+                "re-measure those pairs (counted from 0; a swapped or mistyped coordinate?) or remove them; `argus calibrate` shows every pair's error"
+            }
         }
     }
 }
@@ -177,11 +184,8 @@ pub fn fit_points(cal: &CalibrationConfig) -> Result<CalibrationFit, Calibration
         let (h, keep) = homography::fit_ransac(&undistorted, world, ransac_threshold(cal.max_error_m))?;
         (h, "ransac", keep)
     };
-    let errors: Vec<f64> = undistorted
-        .iter()
-        .zip(world)
-        .map(|(i, w)| homography.apply(*i).map_or(f64::INFINITY, |p| (p[0] - w[0]).hypot(p[1] - w[1])))
-        .collect();
+    let errors: Vec<f64> =
+        undistorted.iter().zip(world).map(|(i, w)| homography.apply(*i).map_or(f64::INFINITY, |p| (p[0] - w[0]).hypot(p[1] - w[1]))).collect();
     let kept: Vec<f64> = errors.iter().zip(&inlier).filter(|(_, k)| **k).map(|(e, _)| *e).collect();
     let fit = Reprojection { mean: kept.iter().sum::<f64>() / kept.len().max(1) as f64, max: kept.iter().fold(0.0, |m, e| m.max(*e)) };
     Ok(CalibrationFit { homography, lens, method, undistorted, inlier, errors, fit })

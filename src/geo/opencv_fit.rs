@@ -20,8 +20,6 @@ pub fn find_homography_ransac(image: &[[f64; 2]], world: &[[f64; 2]], threshold:
     for (k, v) in m.iter_mut().enumerate() {
         *v = *h.at_2d::<f64>((k / 3) as i32, (k % 3) as i32).map_err(|e| e.to_string())?;
     }
-    let inliers = (0..image.len())
-        .map(|i| mask.at::<u8>(i as i32).map(|v| *v != 0).unwrap_or(false))
-        .collect();
+    let inliers = (0..image.len()).map(|i| mask.at::<u8>(i as i32).map(|v| *v != 0).unwrap_or(false)).collect();
     Ok((Homography(m).normalized(), inliers))
 }

@@ -20,12 +20,7 @@ impl GeoOrigin {
         let s = 1.0 - E2 * phi.sin().powi(2);
         let meridional = A * (1.0 - E2) / s.powf(1.5);
         let prime_vertical = A / s.sqrt();
-        Self {
-            lat,
-            lon,
-            m_per_deg_lat: meridional.to_radians(),
-            m_per_deg_lon: (prime_vertical * phi.cos()).to_radians(),
-        }
+        Self { lat, lon, m_per_deg_lat: meridional.to_radians(), m_per_deg_lon: (prime_vertical * phi.cos()).to_radians() }
     }
 
     /// `(east_m, north_m)` → `(lat, lon)` in degrees.

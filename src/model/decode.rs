@@ -22,9 +22,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 /// header, before any pixel is decoded.
 pub fn decode_image_within(bytes: &[u8], max_side: u32) -> Result<RgbImage, DecodeError> {
     let max_side = max_side.min(MAX_SIDE);
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Decode(e.to_string()))?;
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| DecodeError::Decode(e.to_string()))?;
     let (w, h) = reader.into_dimensions().map_err(|e| DecodeError::Decode(e.to_string()))?;
     if w > max_side || h > max_side {
         return Err(DecodeError::TooLarge { width: w, height: h, max: max_side });

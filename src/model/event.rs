@@ -108,12 +108,7 @@ impl Event {
 
 /// The id of the event of `kind` for `camera` at `captured_at` (and incident, if any).
 pub fn event_id(camera_id: &str, captured_at: OffsetDateTime, kind: EventKind, incident_id: Option<&str>) -> String {
-    derive_id(&[
-        camera_id.as_bytes(),
-        &captured_at.unix_timestamp_nanos().to_le_bytes(),
-        kind.as_str().as_bytes(),
-        incident_id.unwrap_or("").as_bytes(),
-    ])
+    derive_id(&[camera_id.as_bytes(), &captured_at.unix_timestamp_nanos().to_le_bytes(), kind.as_str().as_bytes(), incident_id.unwrap_or("").as_bytes()])
 }
 
 /// A small valid event for tests and examples: `captured_ms` after the epoch, one person.
@@ -165,8 +160,8 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::timestamp::{format_time, parse_time};
+    use super::*;
     use time::macros::datetime;
 
     #[test]

@@ -9,8 +9,8 @@ use crossbeam_channel::Sender;
 use crate::detect::Detector;
 use crate::model::Detection;
 use crate::model::{Frame, RgbImage};
-use crate::telemetry::metrics::Metrics;
 use crate::pipeline::hub::FrameHub;
+use crate::telemetry::metrics::Metrics;
 
 /// A frame with its detections, on its way to the scene stage.
 #[derive(Debug)]

@@ -62,24 +62,13 @@ pub enum Pushed {
 
 impl FrameHub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            state: Mutex::new(State { lanes: Vec::new(), next: 0, shutdown: false }),
-            not_empty: Condvar::new(),
-            not_full: Condvar::new(),
-        })
+        Arc::new(Self { state: Mutex::new(State { lanes: Vec::new(), next: 0, shutdown: false }), not_empty: Condvar::new(), not_full: Condvar::new() })
     }
 
     /// Opens a lane for one camera.
     pub fn lane(self: &Arc<Self>, camera_id: Arc<str>, capacity: usize, overflow: Overflow) -> LaneSender {
         let mut st = self.state.lock();
-        st.lanes.push(Lane {
-            camera_id,
-            queue: VecDeque::with_capacity(capacity),
-            capacity: capacity.max(1),
-            overflow,
-            open: true,
-            dropped: 0,
-        });
+        st.lanes.push(Lane { camera_id, queue: VecDeque::with_capacity(capacity), capacity: capacity.max(1), overflow, open: true, dropped: 0 });
         LaneSender { hub: self.clone(), lane: st.lanes.len() - 1 }
     }
 

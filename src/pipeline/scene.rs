@@ -6,11 +6,11 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::caption;
+use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
 use crate::model::Detection;
-use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
 use crate::model::Frame;
 use crate::model::WorldPos;
-use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
+use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
 use crate::model::{IncidentPhase, Risk, SceneObject};
 use crate::risk::{RiskEngine, Zone};
 use crate::track::{Tracker, TrackerConfig};

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use time::OffsetDateTime;
 
-use crate::model::RgbImage;
 use crate::geo::Homography;
+use crate::model::RgbImage;
 use crate::model::{Level, SceneObject};
 use crate::risk::Zone;
 

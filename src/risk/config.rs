@@ -292,14 +292,22 @@ pub fn validate_rule(r: &RuleConfig, key: &str, zone_ids: &HashSet<&str>, iss: &
                 positive(iss, "radius_m", radius, "2.0");
             }
             if r.radius_m.is_none() && r.zone.is_none() {
-                iss.add(key.to_string(), "a crowding rule needs `radius_m` (objects close together), `zone` (objects in it), or both", "add radius_m = 2.0 or zone = \"…\"");
+                iss.add(
+                    key.to_string(),
+                    "a crowding rule needs `radius_m` (objects close together), `zone` (objects in it), or both",
+                    "add radius_m = 2.0 or zone = \"…\"",
+                );
             }
             duration(iss, "min_duration_s", r.min_duration_s);
         }
         RuleConfig::Loitering(r) => {
             duration(iss, "min_dwell_s", r.min_dwell_s);
             if r.min_dwell_s == 0.0 {
-                iss.add(format!("{key}.min_dwell_s"), "0 s makes every visit loitering", "use the dwell that is suspicious, e.g. 30; for \"no entry at all\" use kind = \"intrusion\"");
+                iss.add(
+                    format!("{key}.min_dwell_s"),
+                    "0 s makes every visit loitering",
+                    "use the dwell that is suspicious, e.g. 30; for \"no entry at all\" use kind = \"intrusion\"",
+                );
             }
             duration(iss, "max_gap_s", r.max_gap_s);
         }

@@ -21,9 +21,8 @@ pub mod zone;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-
-use crate::risk::config::{RiskConfig, RuleConfig};
 use crate::model::{IncidentChange, IncidentPhase, Level, Risk, SceneObject};
+use crate::risk::config::{RiskConfig, RuleConfig};
 use rules::Rule;
 pub use zone::Zone;
 
@@ -90,16 +89,23 @@ impl RiskEngine {
                     let risk = Risk::from_reasons_with(vec![reason], &s.thresholds());
                     let id = crate::model::derive_id(&[self.camera_id.as_bytes(), rule_id.as_bytes(), &t.to_bits().to_le_bytes()]);
                     let reported = Reported { level: risk.level, score: risk.score, members: members(&risk) };
-                    changes.push(IncidentChange { phase: IncidentPhase::Opened, incident_id: id.clone(), rule_id: rule_id.clone(), risk: risk.clone(), duration_s: 0.0, why: None });
-                    self.open.insert(rule_id, OpenIncident { id, opened_t: t, last_active_t: t, last_emit_t: t, reported, differs_since: None, last_risk: risk });
+                    changes.push(IncidentChange {
+                        phase: IncidentPhase::Opened,
+                        incident_id: id.clone(),
+                        rule_id: rule_id.clone(),
+                        risk: risk.clone(),
+                        duration_s: 0.0,
+                        why: None,
+                    });
+                    self.open
+                        .insert(rule_id, OpenIncident { id, opened_t: t, last_active_t: t, last_emit_t: t, reported, differs_since: None, last_risk: risk });
                 }
                 (Some(reason), Some(inc)) => {
                     inc.last_active_t = t;
                     let risk = Risk::from_reasons_with(vec![reason], &s.thresholds());
                     let now = Reported { level: risk.level, score: risk.score, members: members(&risk) };
-                    let material = now.level != inc.reported.level
-                        || now.members != inc.reported.members
-                        || (now.score - inc.reported.score).abs() >= s.score_step - 1e-9;
+                    let material =
+                        now.level != inc.reported.level || now.members != inc.reported.members || (now.score - inc.reported.score).abs() >= s.score_step - 1e-9;
                     inc.differs_since = if material { Some(inc.differs_since.unwrap_or(t)) } else { None };
                     let since = t - inc.last_emit_t;
                     let settled = inc.differs_since.is_some_and(|d| t - d >= s.settle_s - 1e-9);
@@ -110,7 +116,14 @@ impl RiskEngine {
                         inc.reported = now;
                         inc.differs_since = None;
                         inc.last_emit_t = t;
-                        changes.push(IncidentChange { phase: IncidentPhase::Updated, incident_id: inc.id.clone(), rule_id, risk, duration_s: t - inc.opened_t, why: None });
+                        changes.push(IncidentChange {
+                            phase: IncidentPhase::Updated,
+                            incident_id: inc.id.clone(),
+                            rule_id,
+                            risk,
+                            duration_s: t - inc.opened_t,
+                            why: None,
+                        });
                     }
                 }
                 (None, Some(inc)) => {
@@ -154,8 +167,8 @@ fn members(risk: &Risk) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::risk::config::IntrusionRule;
     use crate::model::Reason;
+    use crate::risk::config::IntrusionRule;
 
     fn rule(min_dwell_s: f64) -> RuleConfig {
         RuleConfig::Intrusion(IntrusionRule {

@@ -97,7 +97,15 @@ struct ZoneDwell<'p> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn zone_dwell<'p>(presence: &'p mut Presence, t: f64, objects: &[SceneObject], classes: &[String], zone: &str, hold_s: f64, min_s: f64) -> Option<ZoneDwell<'p>> {
+fn zone_dwell<'p>(
+    presence: &'p mut Presence,
+    t: f64,
+    objects: &[SceneObject],
+    classes: &[String],
+    zone: &str,
+    hold_s: f64,
+    min_s: f64,
+) -> Option<ZoneDwell<'p>> {
     let seen: Vec<Seen> = objects
         .iter()
         .filter(|o| has_class(classes, &o.class) && in_zone(o, Some(zone)))
@@ -124,7 +132,8 @@ impl Rule for Intrusion {
     rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
-        let ZoneDwell { active, longest, class, what } = zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, 0.0, self.cfg.min_dwell_s)?;
+        let ZoneDwell { active, longest, class, what } =
+            zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, 0.0, self.cfg.min_dwell_s)?;
         let n = active.len();
         Some(Reason {
             rule: self.cfg.id.clone(),
@@ -152,7 +161,8 @@ impl Rule for Loitering {
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         // Members out of sight for less than max_gap_s still loiter (occlusion, a step
         // outside the zone): the gap tolerance is the point of this rule.
-        let ZoneDwell { active, longest, class, what } = zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, self.cfg.max_gap_s, self.cfg.min_dwell_s)?;
+        let ZoneDwell { active, longest, class, what } =
+            zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, self.cfg.max_gap_s, self.cfg.min_dwell_s)?;
         let limit = self.cfg.min_dwell_s.max(1e-3);
         Some(Reason {
             rule: self.cfg.id.clone(),
@@ -207,10 +217,8 @@ impl Rule for Proximity {
                 near.push((i, j, d));
             }
         }
-        let seen: Vec<Seen> = near
-            .iter()
-            .map(|&(i, _, _)| Seen { track_id: objects[i].track_id.expect("tracked"), pos: pos(&objects[i]), class: &objects[i].class })
-            .collect();
+        let seen: Vec<Seen> =
+            near.iter().map(|&(i, _, _)| Seen { track_id: objects[i].track_id.expect("tracked"), pos: pos(&objects[i]), class: &objects[i].class }).collect();
         self.presence.observe(t, &seen);
         let active = self.presence.active(t, 0.0, self.cfg.min_duration_s);
         if active.is_empty() {
@@ -267,7 +275,13 @@ impl Crowding {
             .collect();
         let n = self.cfg.min_count.max(1);
         match self.cfg.radius_m {
-            None => if cand.len() >= n { cand } else { Vec::new() },
+            None => {
+                if cand.len() >= n {
+                    cand
+                } else {
+                    Vec::new()
+                }
+            }
             Some(r) => {
                 let mut inc = vec![false; objects.len()];
                 for &i in &cand {
@@ -290,7 +304,8 @@ impl Rule for Crowding {
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let members = self.members(objects);
-        let seen: Vec<Seen> = members.iter().map(|&i| Seen { track_id: objects[i].track_id.expect("tracked"), pos: pos(&objects[i]), class: &objects[i].class }).collect();
+        let seen: Vec<Seen> =
+            members.iter().map(|&i| Seen { track_id: objects[i].track_id.expect("tracked"), pos: pos(&objects[i]), class: &objects[i].class }).collect();
         self.presence.observe(t, &seen);
         if members.is_empty() {
             if t - self.last_true > HOLD_S {
@@ -353,10 +368,7 @@ impl Rule for Speed {
         if active.is_empty() {
             return None;
         }
-        let speeds: Vec<f64> = active
-            .iter()
-            .filter_map(|a| fast.iter().find(|o| o.track_id == Some(a.0)).and_then(|o| o.speed_mps))
-            .collect();
+        let speeds: Vec<f64> = active.iter().filter_map(|a| fast.iter().find(|o| o.track_id == Some(a.0)).and_then(|o| o.speed_mps)).collect();
         let top = speeds.iter().copied().fold(0.0, f64::max);
         let n = active.len();
         let class = common_class(active.iter().map(|a| a.2));

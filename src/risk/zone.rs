@@ -26,10 +26,13 @@ impl Zone {
 /// Signed area (shoelace); positive for counter-clockwise corners.
 pub fn polygon_area(poly: &[[f64; 2]]) -> f64 {
     let n = poly.len();
-    (0..n).map(|i| {
-        let (a, b) = (poly[i], poly[(i + 1) % n]);
-        a[0] * b[1] - b[0] * a[1]
-    }).sum::<f64>() / 2.0
+    (0..n)
+        .map(|i| {
+            let (a, b) = (poly[i], poly[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f64>()
+        / 2.0
 }
 
 #[cfg(test)]

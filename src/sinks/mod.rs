@@ -11,8 +11,8 @@
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
-pub mod jsonl;
 pub mod config;
+pub mod jsonl;
 pub mod kafka;
 pub mod spool;
 pub mod stdout;

@@ -45,9 +45,7 @@ impl SqliteStore {
         let p = path.display().to_string();
         let err = |source| StoreError::Sqlite { path: p.clone(), source };
         let writer = Connection::open(path).map_err(err)?;
-        writer
-            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;")
-            .map_err(err)?;
+        writer.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;").map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(err)?;
@@ -114,9 +112,8 @@ impl EventStore for SqliteStore {
 
         let conn = self.reader.lock();
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
-            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map(params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))).map_err(|e| self.err(e))?;
         let mut events = Vec::new();
         let mut last = None;
         let mut more = false;

@@ -1,8 +1,6 @@
 //! Prometheus metrics, named `argus_<noun>_<verb>_total` for counters.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -63,10 +61,9 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(frame_latency_seconds.clone())).expect("unique metric");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("argus_detector_batch_size", "Frames per detector call").buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
-        )
-        .expect("valid metric");
+        let batch_size =
+            Histogram::with_opts(HistogramOpts::new("argus_detector_batch_size", "Frames per detector call").buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]))
+                .expect("valid metric");
         r.register(Box::new(batch_size.clone())).expect("unique metric");
         let sink_queue_depth = IntGaugeVec::new(Opts::new("argus_sink_queue_depth", "Events waiting in each sink's queue"), &["sink"]).expect("valid metric");
         r.register(Box::new(sink_queue_depth.clone())).expect("unique metric");
@@ -81,7 +78,8 @@ impl Metrics {
         let spool_bytes = gauge("argus_spool_bytes", "Bytes in a sink's on-disk spool");
         let live_clients = IntGauge::new("argus_live_clients", "Clients on /v1/events/stream").expect("valid metric");
         r.register(Box::new(live_clients.clone())).expect("unique metric");
-        let live_clients_dropped = prometheus::IntCounter::new("argus_live_clients_dropped_total", "Live clients dropped for falling behind").expect("valid metric");
+        let live_clients_dropped =
+            prometheus::IntCounter::new("argus_live_clients_dropped_total", "Live clients dropped for falling behind").expect("valid metric");
         r.register(Box::new(live_clients_dropped.clone())).expect("unique metric");
         Self {
             live_clients,
@@ -92,11 +90,26 @@ impl Metrics {
             spool_events_replayed: counter(r, "argus_spool_events_replayed_total", "Spooled events replayed to the server", &["sink"]),
             spool_full: counter(r, "argus_spool_full_total", "Times a spool was full and the pipeline had to wait (an alarm)", &["sink"]),
             clickhouse_rows_written: counter(r, "argus_clickhouse_rows_written_total", "Rows inserted into ClickHouse", &["table"]),
-            clickhouse_batches_written: counter(r, "argus_clickhouse_batches_written_total", "Successful ClickHouse inserts (one per batch and table)", &["table"]),
-            clickhouse_inserts_failed: counter(r, "argus_clickhouse_inserts_failed_total", "ClickHouse inserts that failed (the events went to the spool)", &["table"]),
+            clickhouse_batches_written: counter(
+                r,
+                "argus_clickhouse_batches_written_total",
+                "Successful ClickHouse inserts (one per batch and table)",
+                &["table"],
+            ),
+            clickhouse_inserts_failed: counter(
+                r,
+                "argus_clickhouse_inserts_failed_total",
+                "ClickHouse inserts that failed (the events went to the spool)",
+                &["table"],
+            ),
             kafka_messages_consumed: counter(r, "argus_kafka_messages_consumed_total", "Frame messages read from Kafka", &["topic"]),
             kafka_messages_rejected: counter(r, "argus_kafka_messages_rejected_total", "Bad frame messages, dead-lettered and skipped", &["reason"]),
-            kafka_offsets_committed: counter(r, "argus_kafka_offsets_committed_total", "Partition offsets committed after their events were durable", &["topic"]),
+            kafka_offsets_committed: counter(
+                r,
+                "argus_kafka_offsets_committed_total",
+                "Partition offsets committed after their events were durable",
+                &["topic"],
+            ),
             webhooks: counter(r, "argus_webhook_attempts_total", "Webhook deliveries: delivered, failed_attempt, gave_up", &["outcome"]),
             images_analyzed: counter(r, "argus_images_analyzed_total", "Images analysed through the API (ok or failed)", &["outcome"]),
             analyses_rejected: counter(r, "argus_analyses_rejected_total", "Analysis requests refused before queueing (busy, not_ready)", &["reason"]),

@@ -32,16 +32,30 @@ pub fn assign(cost: &[Vec<f64>], limit: f64) -> Vec<(usize, usize)> {
                 let v = cost[i][j];
                 if v.is_finite() && v < limit { v } else { big }
             }
-            (true, false) => if j - m == i { half } else { big },
-            (false, true) => if i - n == j { half } else { big },
+            (true, false) => {
+                if j - m == i {
+                    half
+                } else {
+                    big
+                }
+            }
+            (false, true) => {
+                if i - n == j {
+                    half
+                } else {
+                    big
+                }
+            }
             (false, false) => 0.0,
         }
     };
     let cols = hungarian(size, c);
-    let mut out: Vec<(usize, usize)> = (0..n).filter_map(|i| {
-        let j = cols[i];
-        (j < m && cost[i][j].is_finite() && cost[i][j] < limit).then_some((i, j))
-    }).collect();
+    let mut out: Vec<(usize, usize)> = (0..n)
+        .filter_map(|i| {
+            let j = cols[i];
+            (j < m && cost[i][j].is_finite() && cost[i][j] < limit).then_some((i, j))
+        })
+        .collect();
     out.sort_unstable();
     out
 }

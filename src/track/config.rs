@@ -29,7 +29,11 @@ impl Default for TrackerConfig {
 
 pub fn validate(t: &TrackerConfig, iss: &mut Issues) {
     if !(t.high_score > 0.0 && t.high_score < 1.0) {
-        iss.add("tracker.high_score", format!("{} is outside (0, 1)", t.high_score), "use e.g. 0.4 (above detector.score_threshold, or the second pass never runs)");
+        iss.add(
+            "tracker.high_score",
+            format!("{} is outside (0, 1)", t.high_score),
+            "use e.g. 0.4 (above detector.score_threshold, or the second pass never runs)",
+        );
     }
     for (name, v) in [("match_iou", t.match_iou), ("low_match_iou", t.low_match_iou)] {
         if !(v > 0.0 && v < 1.0) {

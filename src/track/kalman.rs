@@ -31,10 +31,7 @@ impl BoxKalman {
     pub fn new(bbox: &[f32; 4]) -> Self {
         let z = to_xyah(bbox);
         let h = z[3];
-        let std = [
-            2.0 * STD_POS * h, 2.0 * STD_POS * h, 1e-2, 2.0 * STD_POS * h,
-            10.0 * STD_VEL * h, 10.0 * STD_VEL * h, 1e-5, 10.0 * STD_VEL * h,
-        ];
+        let std = [2.0 * STD_POS * h, 2.0 * STD_POS * h, 1e-2, 2.0 * STD_POS * h, 10.0 * STD_VEL * h, 10.0 * STD_VEL * h, 1e-5, 10.0 * STD_VEL * h];
         let mut p = [[0.0; 8]; 8];
         for i in 0..8 {
             p[i][i] = std[i] * std[i];

@@ -10,12 +10,12 @@ pub mod assign;
 pub mod config;
 pub mod kalman;
 
-use crate::model::Detection;
 use crate::detect::nms::iou;
+use crate::model::Detection;
 use kalman::BoxKalman;
 
 /// Birth/death ages and thresholds: the pipeline file's `[tracker]` table.
-pub use crate::track::config::TrackerConfig as TrackerConfig;
+pub use crate::track::config::TrackerConfig;
 
 #[derive(Debug, Clone)]
 struct Track {
@@ -92,20 +92,14 @@ impl Tracker {
         let mut new_tracks = Vec::new();
         for &d in &high {
             if det_track[d].is_none() {
-                new_tracks.push((d, Track {
-                    id: 0,
-                    class_id: dets[d].class_id,
-                    kf: BoxKalman::new(&dets[d].bbox),
-                    hits: 1,
-                    lost: 0,
-                    confirmed: self.cfg.min_hits <= 1,
-                }));
+                new_tracks.push((
+                    d,
+                    Track { id: 0, class_id: dets[d].class_id, kf: BoxKalman::new(&dets[d].bbox), hits: 1, lost: 0, confirmed: self.cfg.min_hits <= 1 },
+                ));
             }
         }
-        let mut out: Vec<Assignment> = det_track
-            .iter()
-            .map(|slot| Assignment { track_id: slot.and_then(|t| self.tracks[t].confirmed.then_some(self.tracks[t].id)) })
-            .collect();
+        let mut out: Vec<Assignment> =
+            det_track.iter().map(|slot| Assignment { track_id: slot.and_then(|t| self.tracks[t].confirmed.then_some(self.tracks[t].id)) }).collect();
         // Ids are handed out only on confirmation, so ids stay dense and meaningful.
         for t in &mut self.tracks {
             if t.confirmed && t.id == 0 {
@@ -137,15 +131,7 @@ impl Tracker {
     /// Optimal one-to-one matching of the free detections `det_idx` to the free
     /// tracks `track_idx` on `1 − IoU`; pairs below `min_iou` or of different classes
     /// never match.
-    fn associate(
-        &self,
-        det_idx: &[usize],
-        track_idx: &[usize],
-        min_iou: f32,
-        dets: &[Detection],
-        det_track: &mut [Option<usize>],
-        track_used: &mut [bool],
-    ) {
+    fn associate(&self, det_idx: &[usize], track_idx: &[usize], min_iou: f32, dets: &[Detection], det_track: &mut [Option<usize>], track_used: &mut [bool]) {
         let rows: Vec<usize> = det_idx.iter().copied().filter(|&d| det_track[d].is_none()).collect();
         let cols: Vec<usize> = track_idx.iter().copied().filter(|&t| !track_used[t]).collect();
         if rows.is_empty() || cols.is_empty() {

@@ -61,17 +61,29 @@ pub fn validate(c: &CaptionerConfig, iss: &mut Issues) {
         return;
     }
     if !cfg!(feature = "onnx") {
-        iss.add("captioner.enabled", "this build has no ONNX Runtime (the captioning model needs it)", "build with `--features onnx` (on by default) or set enabled = false");
+        iss.add(
+            "captioner.enabled",
+            "this build has no ONNX Runtime (the captioning model needs it)",
+            "build with `--features onnx` (on by default) or set enabled = false",
+        );
     }
     match &c.model {
-        None => iss.add("captioner.model", "not set (the captioner is enabled)", "set model = \"models/your-captioner.onnx\" (docs/captioner.md) or enabled = false"),
-        Some(p) if !p.is_file() => iss.add("captioner.model", format!("{} does not exist", p.display()), "point it at an .onnx captioning model (docs/captioner.md)"),
+        None => iss.add(
+            "captioner.model",
+            "not set (the captioner is enabled)",
+            "set model = \"models/your-captioner.onnx\" (docs/captioner.md) or enabled = false",
+        ),
+        Some(p) if !p.is_file() => {
+            iss.add("captioner.model", format!("{} does not exist", p.display()), "point it at an .onnx captioning model (docs/captioner.md)")
+        }
         Some(_) => {}
     }
     if let Some(p) = &c.tokenizer {
         match super::Tokenizer::from_file(p) {
             Ok(_) => {}
-            Err(super::TokenizerError::Read(e)) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "point it at the model's argus.tokenizer.v1 JSON file (docs/captioner.md)"),
+            Err(super::TokenizerError::Read(e)) => {
+                iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "point it at the model's argus.tokenizer.v1 JSON file (docs/captioner.md)")
+            }
             Err(e) => iss.add("captioner.tokenizer", format!("{}: {e}", p.display()), "fix the file; its format is in docs/captioner.md"),
         }
     } else {

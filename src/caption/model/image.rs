@@ -61,11 +61,8 @@ fn clamp_rect(r: Rect, width: u32, height: u32) -> Rect {
 /// smaller than `min_side` pixels, inside the image. `None` when there is nothing to
 /// frame (the whole frame is used).
 pub fn objects_rect(objects: &[SceneObject], track_ids: &[u64], width: u32, height: u32, margin: f32, min_side: u32) -> Option<Rect> {
-    let chosen: Vec<&SceneObject> = if track_ids.is_empty() {
-        objects.iter().collect()
-    } else {
-        objects.iter().filter(|o| o.track_id.is_some_and(|t| track_ids.contains(&t))).collect()
-    };
+    let chosen: Vec<&SceneObject> =
+        if track_ids.is_empty() { objects.iter().collect() } else { objects.iter().filter(|o| o.track_id.is_some_and(|t| track_ids.contains(&t))).collect() };
     let first = chosen.first()?;
     let mut b = first.bbox;
     for o in &chosen[1..] {
@@ -103,7 +100,15 @@ mod tests {
     #[test]
     fn area_average_downscales_and_keeps_channels_apart() {
         // 4x2 → 2x2... square output: 4x4 image of 2x2 blocks → 2x2.
-        let img = image(4, 4, |x, y| if x < 2 && y < 2 { [255, 0, 0] } else if x >= 2 && y < 2 { [0, 255, 0] } else { [0, 0, (x * 10 + y) as u8] });
+        let img = image(4, 4, |x, y| {
+            if x < 2 && y < 2 {
+                [255, 0, 0]
+            } else if x >= 2 && y < 2 {
+                [0, 255, 0]
+            } else {
+                [0, 0, (x * 10 + y) as u8]
+            }
+        });
         let t = prepare(&img, None, 2);
         assert_eq!(&t[0..4], &[1.0, 0.0, 0.0, 0.0]); // R plane
         assert_eq!(&t[4..8], &[0.0, 1.0, 0.0, 0.0]); // G plane

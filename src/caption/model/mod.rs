@@ -14,12 +14,12 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-use crate::detect::config::DetectorConfig;
 use crate::caption::model::config::{CaptionRegion, CaptionerConfig};
+use crate::detect::config::DetectorConfig;
 use crate::model::Event;
 use crate::model::RgbImage;
-use crate::telemetry::metrics::Metrics;
 use crate::model::{Level, SceneObject};
+use crate::telemetry::metrics::Metrics;
 pub use tokenizer::{Tokenizer, TokenizerError};
 
 /// Margin around an event's objects when `region = "objects"`, as a share of their size.
@@ -50,13 +50,24 @@ pub trait StepModel: Send {
 
 /// Greedy decoding: feed the prompt, take the highest logit (the lowest id on a tie),
 /// stop at EOS or after `max_tokens`. Returns the generated ids (EOS not included).
-pub fn greedy_decode(model: &mut dyn StepModel, image: &[f32], size: u32, prompt: &[i64], eos: i64, vocab_size: usize, max_tokens: usize) -> Result<Vec<i64>, CaptionError> {
+pub fn greedy_decode(
+    model: &mut dyn StepModel,
+    image: &[f32],
+    size: u32,
+    prompt: &[i64],
+    eos: i64,
+    vocab_size: usize,
+    max_tokens: usize,
+) -> Result<Vec<i64>, CaptionError> {
     let mut tokens = prompt.to_vec();
     let mut out = Vec::new();
     for _ in 0..max_tokens {
         let logits = model.next_logits(image, size, &tokens)?;
         if logits.len() != vocab_size {
-            return Err(CaptionError::Model(format!("the model scores {} tokens but the tokenizer has {vocab_size}; use the tokenizer file the model was trained with", logits.len())));
+            return Err(CaptionError::Model(format!(
+                "the model scores {} tokens but the tokenizer has {vocab_size}; use the tokenizer file the model was trained with",
+                logits.len()
+            )));
         }
         let next = argmax(&logits).ok_or_else(|| CaptionError::Model("the model produced NaN logits".into()))? as i64;
         if next == eos {
@@ -100,9 +111,19 @@ pub struct Captioner {
 impl Captioner {
     /// Wraps a model; checks it answers the prompt with one logit per vocabulary id
     /// (so a mismatched tokenizer fails at start-up, not on the first incident).
-    pub fn new(mut model: Box<dyn StepModel>, tokenizer: Tokenizer, cfg: &CaptionerConfig, model_id: String, description: String) -> Result<Self, CaptionError> {
+    pub fn new(
+        mut model: Box<dyn StepModel>,
+        tokenizer: Tokenizer,
+        cfg: &CaptionerConfig,
+        model_id: String,
+        description: String,
+    ) -> Result<Self, CaptionError> {
         if cfg.max_tokens == 0 || cfg.input_size == 0 {
-            return Err(CaptionError::Config { key: "max_tokens / input_size", reason: "must be at least 1".into(), fix: "use e.g. max_tokens = 24, input_size = 64".into() });
+            return Err(CaptionError::Config {
+                key: "max_tokens / input_size",
+                reason: "must be at least 1".into(),
+                fix: "use e.g. max_tokens = 24, input_size = 64".into(),
+            });
         }
         let unknown = tokenizer.unknown_words(&cfg.prompt);
         if !unknown.is_empty() {
@@ -235,7 +256,12 @@ pub fn load_tokenizer(cfg: &CaptionerConfig) -> Result<Tokenizer, CaptionError> 
 /// `(model_id, sha256)` of the model file.
 fn fingerprint(path: &Path) -> Result<(String, String), CaptionError> {
     use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(|e| CaptionError::File { key: "model", path: path.to_path_buf(), reason: e.to_string(), fix: "check the path and its permissions".into() })?;
+    let bytes = std::fs::read(path).map_err(|e| CaptionError::File {
+        key: "model",
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+        fix: "check the path and its permissions".into(),
+    })?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok((format!("{name}@sha256:{}", &digest[..12]), digest))

@@ -19,7 +19,12 @@ fn model_err(reason: impl std::fmt::Display) -> CaptionError {
 }
 
 fn contract(path: &Path, reason: String) -> CaptionError {
-    CaptionError::File { key: "model", path: path.to_path_buf(), reason, fix: "export it with inputs `image` [1,3,S,S] float32 and `tokens` [1,T] int64 and output `logits` [1,T,V] float32 (docs/captioner.md)".into() }
+    CaptionError::File {
+        key: "model",
+        path: path.to_path_buf(),
+        reason,
+        fix: "export it with inputs `image` [1,3,S,S] float32 and `tokens` [1,T] int64 and output `logits` [1,T,V] float32 (docs/captioner.md)".into(),
+    }
 }
 
 impl OrtStepModel {

@@ -80,7 +80,8 @@ impl Tokenizer {
                 return Err(TokenizerError::Duplicate { token: t.clone(), first: first as usize, second: i });
             }
         }
-        let special = |role: &'static str, token: &str| ids.get(token).copied().ok_or_else(|| TokenizerError::MissingSpecial { role, token: token.to_string() });
+        let special =
+            |role: &'static str, token: &str| ids.get(token).copied().ok_or_else(|| TokenizerError::MissingSpecial { role, token: token.to_string() });
         Ok(Self {
             bos: special("bos", &f.bos)?,
             eos: special("eos", &f.eos)?,
@@ -244,11 +245,16 @@ mod tests {
 
     #[test]
     fn bad_files_are_clear_errors() {
-        let base = |vocab: &str, extra: &str| format!(r#"{{"format": "argus.tokenizer.v1", "vocab": {vocab}, "bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"{extra}}}"#);
+        let base = |vocab: &str, extra: &str| {
+            format!(r#"{{"format": "argus.tokenizer.v1", "vocab": {vocab}, "bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"{extra}}}"#)
+        };
         let specials = r#"["<pad>", "<s>", "</s>", "<unk>"]"#;
         assert!(Tokenizer::from_json(&base(specials, "")).is_ok());
         assert_eq!(Tokenizer::from_json(&base("[]", "")).unwrap_err(), TokenizerError::Empty);
-        assert!(matches!(Tokenizer::from_json(&base(r#"["<pad>", "<s>", "</s>", "<unk>", "<s>"]"#, "")), Err(TokenizerError::Duplicate { first: 1, second: 4, .. })));
+        assert!(matches!(
+            Tokenizer::from_json(&base(r#"["<pad>", "<s>", "</s>", "<unk>", "<s>"]"#, "")),
+            Err(TokenizerError::Duplicate { first: 1, second: 4, .. })
+        ));
         assert!(matches!(Tokenizer::from_json(&base(r#"["<pad>", "<s>", "<unk>"]"#, "")), Err(TokenizerError::MissingSpecial { role: "eos", .. })));
         assert!(matches!(Tokenizer::from_json(&base(r#"["<pad>", "<s>", "</s>", "<unk>", ""]"#, "")), Err(TokenizerError::EmptyToken(4))));
         assert!(matches!(Tokenizer::from_json(&base(specials, r#", "merges": []"#)), Err(TokenizerError::Json(_))));

@@ -10,9 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 
-use argus::store::clickhouse::{ClickHouseStore, insert_events};
-use argus::clients::clickhouse::ClickHouseConfig;
 use super::util::{cpu_seconds, synthetic_events};
+use argus::clients::clickhouse::ClickHouseConfig;
+use argus::store::clickhouse::{ClickHouseStore, insert_events};
 
 #[derive(Args)]
 pub struct BenchClickHouseArgs {

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 
-use argus::detect::config::BackendKind;
 use argus::config;
 use argus::detect;
+use argus::detect::config::BackendKind;
 use argus::model::Event;
+use argus::sinks::{Sink, SinkError};
 use argus::telemetry::health::Health;
 use argus::telemetry::metrics::Metrics;
-use argus::sinks::{Sink, SinkError};
 
 #[derive(Args)]
 pub struct BenchArgs {

@@ -1,9 +1,9 @@
 //! The benchmark subcommands: each prints its figures next to a baseline measured in
 //! the same run (timings are never asserted in tests).
 
-pub mod detector;
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+pub mod detector;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(any(feature = "clickhouse", feature = "kafka"))]

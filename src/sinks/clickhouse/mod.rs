@@ -8,10 +8,10 @@ use crate::clients::clickhouse::ClickHouseConfig;
 use crate::store::clickhouse::{Conn, insert_events, migrate};
 
 use crate::model::Event;
-use crate::telemetry::health::Health;
-use crate::telemetry::metrics::Metrics;
 use crate::sinks::spool::{Delivery, SpooledSink};
 use crate::sinks::{Batching, SinkError};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
 
 pub struct ClickHouseDelivery {
     conn: Conn,

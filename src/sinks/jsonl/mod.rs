@@ -48,11 +48,7 @@ impl JsonlSink {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SinkError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| SinkError(format!("cannot open {}: {e}", self.path.display())))?;
+        let f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| SinkError(format!("cannot open {}: {e}", self.path.display())))?;
         self.file = Some(f);
         Ok(())
     }

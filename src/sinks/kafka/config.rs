@@ -60,7 +60,11 @@ pub fn validate(k: &KafkaSinkConfig, iss: &mut Issues) {
         crate::clients::check_batching_and_spool(iss, "kafka", ("max_events", k.max_events, 100_000, 1000), k.max_wait_ms, k.spool_max_mb);
         for key in ["bootstrap.servers", "enable.idempotence", "acks", "message.timeout.ms"] {
             if k.options.contains_key(key) {
-                iss.add(format!("sinks.kafka.options.\"{key}\""), "is set by Argus (delivery safety) or by its own key", "remove it (use `brokers` / `message_timeout_ms`)");
+                iss.add(
+                    format!("sinks.kafka.options.\"{key}\""),
+                    "is set by Argus (delivery safety) or by its own key",
+                    "remove it (use `brokers` / `message_timeout_ms`)",
+                );
             }
         }
     }

@@ -108,7 +108,12 @@ impl Delivery for KafkaDelivery {
         let md = self.producer.client().fetch_metadata(Some(&self.topic), Duration::from_secs(5)).map_err(|e| format!("cannot reach {}: {e}", self.brokers))?;
         let t = md.topics().iter().find(|t| t.name() == self.topic).ok_or_else(|| format!("topic {} not in the metadata", self.topic))?;
         if let Some(e) = t.error() {
-            return Err(format!("topic {}: {:?} (create it, e.g. `tansu topic create {}` or kafka-topics.sh --create)", self.topic, RDKafkaErrorCode::from(e), self.topic));
+            return Err(format!(
+                "topic {}: {:?} (create it, e.g. `tansu topic create {}` or kafka-topics.sh --create)",
+                self.topic,
+                RDKafkaErrorCode::from(e),
+                self.topic
+            ));
         }
         if t.partitions().is_empty() {
             return Err(format!("topic {} has no partitions", self.topic));

@@ -7,17 +7,16 @@
 //!   events go to the bounded on-disk spool and are replayed in order (see
 //!   `crate::sinks::spooled`).
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::KafkaDelivery;
 use super::config::KafkaSinkConfig;
 
-use crate::telemetry::health::Health;
-use crate::telemetry::metrics::Metrics;
 use crate::sinks::spool::SpooledSink;
 use crate::sinks::{Batching, SinkError};
+use crate::telemetry::health::Health;
+use crate::telemetry::metrics::Metrics;
 
 /// The sink the pipeline runs: Kafka behind a spool.
 pub type KafkaSink = SpooledSink<KafkaDelivery>;
@@ -28,7 +27,6 @@ pub fn open_sink(cfg: &KafkaSinkConfig, metrics: Arc<Metrics>, health: Arc<Healt
     let batching = Batching { max_events: cfg.max_events, max_wait: Duration::from_millis(cfg.max_wait_ms) };
     SpooledSink::open(delivery, &cfg.spool_dir, cfg.spool_max_mb.saturating_mul(1 << 20), batching, metrics, health)
 }
-
 
 /// librdkafka settings from the sink's configuration: the fixed ones that make
 /// delivery safe, then the user's `options` (security, tuning) on top.

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::sinks::{Batching, Sink, SinkError};
 use crate::model::Event;
+use crate::sinks::{Batching, Sink, SinkError};
 use crate::telemetry::health::{Health, State};
 use crate::telemetry::metrics::Metrics;
 pub mod segments;
@@ -62,7 +62,14 @@ pub struct SpooledSink<D: Delivery> {
 impl<D: Delivery> SpooledSink<D> {
     /// Opens the spool and tries to prepare the server once; a server that is down now
     /// is not an error (events spool until it is up).
-    pub fn open(mut delivery: D, spool_dir: &Path, spool_max_bytes: u64, batching: Batching, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<Self, SinkError> {
+    pub fn open(
+        mut delivery: D,
+        spool_dir: &Path,
+        spool_max_bytes: u64,
+        batching: Batching,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<Self, SinkError> {
         let name = delivery.name();
         let spool = Spool::open(spool_dir, spool_max_bytes).map_err(|e| SinkError(format!("sinks.{name}.spool_dir: {e}")))?;
         if !spool.is_empty() {
@@ -161,7 +168,11 @@ impl<D: Delivery> SpooledSink<D> {
             Err(e @ SpoolError::Full { .. }) => {
                 self.metrics.spool_full.with_label_values(&[name]).inc();
                 tracing::error!(sink = name, error = %e, "ALARM: the spool is full; the pipeline waits until the server is back");
-                self.health.set_sink(name, State::Error, Some(format!("{} unreachable and the spool is full ({} events)", self.delivery.target(), self.spool.len())));
+                self.health.set_sink(
+                    name,
+                    State::Error,
+                    Some(format!("{} unreachable and the spool is full ({} events)", self.delivery.target(), self.spool.len())),
+                );
                 // Let replay try again soon even if the backoff is long.
                 self.next_try = self.next_try.min(Instant::now() + Duration::from_secs(1));
                 Err(SinkError(e.to_string()))
@@ -271,7 +282,8 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let batching = Batching { max_events: 100, max_wait: Duration::ZERO };
-        let mut sink = SpooledSink::open(Fake { down: down.clone(), got: got.clone() }, dir.path(), 1 << 20, batching, metrics.clone(), health.clone()).unwrap();
+        let mut sink =
+            SpooledSink::open(Fake { down: down.clone(), got: got.clone() }, dir.path(), 1 << 20, batching, metrics.clone(), health.clone()).unwrap();
         let all: Vec<_> = (0..9).map(ev).collect();
         sink.write_batch(&all[0..3]).unwrap();
         *down.lock() = true;

@@ -25,12 +25,12 @@ use gstreamer_video as gst_video;
 use time::OffsetDateTime;
 
 use super::{FpsGate, SourceSpec};
-use crate::pipeline::hub::{LaneSender, Pushed};
-use crate::telemetry::redact::redact_text;
-use crate::sources::config::RtspTransport;
 use crate::model::{Frame, RgbImage};
+use crate::pipeline::hub::{LaneSender, Pushed};
+use crate::sources::config::RtspTransport;
 use crate::telemetry::health::{Health, SourceState};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::redact::redact_text;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GstError {
@@ -140,9 +140,8 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
 
 /// Hardware video decoders, best first. Their plugins register them only when a
 /// device was found, so a present factory is a usable one.
-const HARDWARE_DECODERS: &[&str] = &[
-    "nvh264dec", "nvh265dec", "nvjpegdec", "vah264dec", "vah265dec", "vajpegdec", "vaapih264dec", "vaapih265dec", "vaapijpegdec",
-];
+const HARDWARE_DECODERS: &[&str] =
+    &["nvh264dec", "nvh265dec", "nvjpegdec", "vah264dec", "vah265dec", "vajpegdec", "vaapih264dec", "vaapih265dec", "vaapijpegdec"];
 
 /// Ranks the installed hardware decoders above every software one, once per process,
 /// so decodebin picks them (GStreamer 1.22 ranks some VA decoders below avdec_*).
@@ -231,10 +230,7 @@ fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_
     let convert_weak = convert.downgrade();
     let pipeline_weak = pipeline.downgrade();
     src.connect_pad_added(move |_, pad| {
-        let is_video = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-            .unwrap_or(false);
+        let is_video = pad.current_caps().and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/"))).unwrap_or(false);
         if is_video {
             if let Some(convert) = convert_weak.upgrade() {
                 let sinkpad = convert.static_pad("sink").expect("videoconvert has a sink pad");
@@ -425,7 +421,17 @@ fn deliver(
         }
     }
     counters.last_captured = Some(captured_at);
-    let frame = Frame { camera_id: spec.camera_id.clone(), seq, pts_ns, captured_at, time_source, received: Instant::now(), image: Arc::new(image), ack: None, telemetry: None };
+    let frame = Frame {
+        camera_id: spec.camera_id.clone(),
+        seq,
+        pts_ns,
+        captured_at,
+        time_source,
+        received: Instant::now(),
+        image: Arc::new(image),
+        ack: None,
+        telemetry: None,
+    };
     match lane.push(frame) {
         Pushed::Queued => {}
         Pushed::EvictedOldest => dropped_queue.inc(),

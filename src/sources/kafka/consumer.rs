@@ -21,12 +21,12 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
-use crate::sources::kafka::config::KafkaSourceConfig;
 use crate::model::{Frame, FrameAck, Telemetry};
-use crate::telemetry::health::{Health, SourceState};
-use crate::telemetry::metrics::Metrics;
 use crate::pipeline::bus::Durability;
 use crate::pipeline::hub::{LaneSender, Pushed};
+use crate::sources::kafka::config::KafkaSourceConfig;
+use crate::telemetry::health::{Health, SourceState};
+use crate::telemetry::metrics::Metrics;
 
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
 

@@ -76,7 +76,8 @@ pub struct ObjectRow {
 
 /// The rows of one event.
 pub fn event_rows(ev: &Event) -> Result<(EventRow, Vec<ObjectRow>), StoreError> {
-    let event_id = Uuid::parse_str(&ev.event_id).map_err(|e| StoreError::Corrupt { id: ev.event_id.clone(), reason: format!("event id is not a UUID: {e}") })?;
+    let event_id =
+        Uuid::parse_str(&ev.event_id).map_err(|e| StoreError::Corrupt { id: ev.event_id.clone(), reason: format!("event id is not a UUID: {e}") })?;
     // DateTime is seconds in UInt32: 1970..2106.
     let ts = ev.captured_at.replace_nanosecond(0).unwrap_or(ev.captured_at);
     if ts.unix_timestamp() < 0 || ts.unix_timestamp() > u32::MAX as i64 {

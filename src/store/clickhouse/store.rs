@@ -145,7 +145,8 @@ impl EventStore for ClickHouseStore {
         let Ok(id) = uuid::Uuid::parse_str(event_id) else {
             return Ok(None);
         };
-        let q = self.bind("SELECT toString(event_id) AS id, ts_ms, payload FROM events FINAL WHERE event_id = toUUID(?) LIMIT 1", vec![Arg::Str(id.to_string())]);
+        let q =
+            self.bind("SELECT toString(event_id) AS id, ts_ms, payload FROM events FINAL WHERE event_id = toUUID(?) LIMIT 1", vec![Arg::Str(id.to_string())]);
         let row: Option<PayloadRow> = self.conn.block_on(q.fetch_optional()).map_err(ch_err)?;
         row.map(|r| parse_payload(&r.id, &r.payload)).transpose()
     }

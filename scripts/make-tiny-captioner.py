@@ -44,7 +44,7 @@ GLUE = set(".,!?;:")
 
 
 # ---------------------------------------------------------------- tokenizer (mirror of
-# src/caption_model/tokenizer.rs: ASCII lowercasing, whitespace split, ASCII punctuation
+# src/caption/model/tokenizer.rs: ASCII lowercasing, whitespace split, ASCII punctuation
 # as separate pieces, greedy longest-match word pieces with "##" continuations)
 
 def ascii_lower(s):
@@ -108,7 +108,7 @@ def decode(token_ids):
 
 
 # ---------------------------------------------------------------- image preparation
-# (mirror of src/caption_model/image.rs: crop, then area-average resize, RGB / 255)
+# (mirror of src/caption/model/image.rs: crop, then area-average resize, RGB / 255)
 
 def prepare(pixels, width, height, crop, size):
     img = np.asarray(pixels, dtype=np.uint8).reshape(height, width, 3)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use argus::analysis::{AnalysisPool, CameraContext, CameraContexts, DetectorFactory, PoolSettings};
-use argus::api::analyze::AnalysisApi;
+use argus::api::analysis::AnalysisApi;
 use argus::api::auth::ApiKeys;
 use argus::api::webhook::{WebhookSettings, sign};
 use argus::api::{self, AppState, Info, Limits};

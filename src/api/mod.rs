@@ -4,7 +4,7 @@
 //!
 //! Layers, outermost first: CORS → JSON errors → API keys → request metrics.
 
-pub mod analyze;
+pub mod analysis;
 pub mod auth;
 pub mod cameras;
 pub mod config;
@@ -66,7 +66,7 @@ pub struct AppState {
     /// Latest frame per camera, for snapshots.
     pub snapshots: Arc<SnapshotBoard>,
     /// Image analysis (`None`: the routes answer 503).
-    pub analysis: Option<Arc<analyze::AnalysisApi>>,
+    pub analysis: Option<Arc<analysis::AnalysisApi>>,
     pub keys: Arc<auth::ApiKeys>,
     pub limits: Limits,
 }
@@ -111,9 +111,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(events::one))
         .route("/v1/stats", get(events::stats))
         .route("/v1/ws", get(live::websocket))
-        .route("/v1/analyze", post(analyze::analyze))
-        .route("/v1/analyze/batch", post(analyze::batch))
-        .route("/v1/tasks/{id}", get(analyze::task))
+        .route("/v1/analyze", post(analysis::analyze))
+        .route("/v1/analyze/batch", post(analysis::batch))
+        .route("/v1/tasks/{id}", get(analysis::task))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .layer(middleware::from_fn_with_state(keys, auth::require_key))

@@ -112,7 +112,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
             .build()
             .map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
     };
-    let analysis = api::analyze::AnalysisApi {
+    let analysis = api::analysis::AnalysisApi {
         pool,
         cameras,
         tasks: Arc::new(crate::analysis::tasks::TaskStore::new(s.tasks_kept)),

@@ -13,7 +13,8 @@ use crate::model::WorldPos;
 use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
 use crate::model::{IncidentPhase, Risk, SceneObject};
 use crate::risk::{RiskEngine, Zone};
-use crate::track::{Tracker, TrackerConfig};
+use crate::track::Tracker;
+use crate::track::config::TrackerConfig;
 
 pub struct CameraScene {
     camera_id: Arc<str>,

@@ -15,7 +15,7 @@ use crate::model::Detection;
 use kalman::BoxKalman;
 
 /// Birth/death ages and thresholds: the pipeline file's `[tracker]` table.
-pub use crate::track::config::TrackerConfig;
+use config::TrackerConfig;
 
 #[derive(Debug, Clone)]
 struct Track {

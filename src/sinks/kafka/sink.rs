@@ -1,11 +1,9 @@
-//! Kafka (`kafka` feature, rdkafka with its bundled librdkafka): `argus.event.v1` events
-//! to a topic for control rooms.
-//!
-//! - `sink`: keyed by camera id (per-camera order), headers `schema`, `kind`,
-//!   `event_id`, `camera_id`; idempotent producer with `acks=all`; an event counts as
-//!   published only once the broker confirmed it. While the broker is down or slow,
-//!   events go to the bounded on-disk spool and are replayed in order (see
-//!   `crate::sinks::spooled`).
+//! The Kafka sink (`kafka` feature, rdkafka with its bundled librdkafka):
+//! `argus.event.v1` events to a topic for control rooms, keyed by camera id (per-camera
+//! order), headers `schema`, `kind`, `event_id`, `camera_id`; idempotent producer with
+//! `acks=all`; an event counts as published only once the broker confirmed it. While the
+//! broker is down or slow, events go to the bounded on-disk spool and are replayed in
+//! order (`crate::sinks::spool`).
 
 use std::sync::Arc;
 use std::time::Duration;

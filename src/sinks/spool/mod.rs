@@ -1,6 +1,6 @@
 //! A sink for a remote server (ClickHouse, Kafka) that must lose nothing while the
 //! server is down: batches go to the server through a `Delivery`; when that fails they
-//! are fsync'd into a bounded on-disk spool (`crate::spool`) and replayed oldest first
+//! are fsync'd into a bounded on-disk spool (`segments`) and replayed oldest first
 //! once the server answers again.
 //!
 //! A batch counts as written once the server confirmed it or it is in the spool. While

@@ -1,9 +1,10 @@
-//! ClickHouse (`clickhouse` feature): the analysts' copy of every event.
+//! ClickHouse (`clickhouse` feature): the analysts' copy of every event. This module
+//! owns the data layout; the sink (`crate::sinks::clickhouse`) writes through it.
 //!
 //! - `schema`: versioned, idempotent migrations run at start-up (database, `events`,
 //!   `objects`), plus modern-only extras when `SELECT version()` allows them.
-//! - `sink`: batched inserts; while the server is down events go to a bounded on-disk
-//!   spool (`crate::spool`) and are replayed in order when it returns.
+//! - `rows` and [`insert_events`]: an event and its objects as rows; the sink inserts
+//!   in batches and spools (`crate::sinks::spool`) while the server is down.
 //! - `store`: the `EventStore` the HTTP API queries when ClickHouse is configured.
 //!
 //! One schema runs unchanged on Debian's ClickHouse 18.16 and on current releases:

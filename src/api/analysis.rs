@@ -206,7 +206,9 @@ fn parse_params(raw: Option<&str>) -> Result<AnalyzeParams, ApiError> {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => {
-                        return Err(ApiError::bad_request("parameter `async`: expected true or false").with_details(json!({ "parameter": "async", "value": v })));
+                        return Err(
+                            ApiError::bad_request("parameter `async`: expected true or false").with_details(json!({ "parameter": "async", "value": v }))
+                        );
                     }
                 }
             }

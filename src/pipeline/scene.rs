@@ -45,6 +45,15 @@ pub struct SceneSettings {
     pub risk: crate::risk::config::RiskConfig,
 }
 
+/// What an event says, besides when and where.
+struct EventBody {
+    kind: EventKind,
+    incident_id: Option<String>,
+    objects: Vec<SceneObject>,
+    risk: Risk,
+    caption: String,
+}
+
 fn secs(t: OffsetDateTime) -> f64 {
     t.unix_timestamp_nanos() as f64 / 1e9
 }
@@ -127,7 +136,8 @@ impl CameraScene {
             self.last_summary_t = Some(t);
             let risk = Risk::none();
             let caption = caption::describe(EventKind::FrameAnalyzed, &objects, &risk, None);
-            events.push(self.event(EventKind::FrameAnalyzed, None, frame.captured_at, &info, objects.clone(), risk, caption, models));
+            let body = EventBody { kind: EventKind::FrameAnalyzed, incident_id: None, objects: objects.clone(), risk, caption };
+            events.push(self.event(frame.captured_at, &info, body, models));
         }
         let latency = frame.received.elapsed().as_secs_f64() * 1000.0;
         for e in &mut events {
@@ -169,21 +179,12 @@ impl CameraScene {
             IncidentPhase::Closed => EventKind::IncidentClosed,
         };
         let caption = caption::describe_change(objects, &change);
-        self.event(kind, Some(change.incident_id), at, info, objects.to_vec(), change.risk, caption, models)
+        self.event(at, info, EventBody { kind, incident_id: Some(change.incident_id), objects: objects.to_vec(), risk: change.risk, caption }, models)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn event(
-        &self,
-        kind: EventKind,
-        incident_id: Option<String>,
-        at: OffsetDateTime,
-        info: &FrameInfo,
-        objects: Vec<SceneObject>,
-        risk: Risk,
-        caption: String,
-        models: &Models,
-    ) -> Event {
+    /// An event of this camera at one moment: `at` with the frame's `info`.
+    fn event(&self, at: OffsetDateTime, info: &FrameInfo, body: EventBody, models: &Models) -> Event {
+        let EventBody { kind, incident_id, objects, risk, caption } = body;
         Event {
             schema: SCHEMA.into(),
             event_id: event_id(&self.camera_id, at, kind, incident_id.as_deref()),

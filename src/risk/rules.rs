@@ -96,16 +96,17 @@ struct ZoneDwell<'p> {
     what: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn zone_dwell<'p>(
-    presence: &'p mut Presence,
-    t: f64,
-    objects: &[SceneObject],
-    classes: &[String],
-    zone: &str,
+/// What a zone-dwell rule watches: objects of `classes` in `zone`, counted once inside
+/// for `min_s`, absences shorter than `hold_s` forgiven.
+struct DwellWatch<'a> {
+    classes: &'a [String],
+    zone: &'a str,
     hold_s: f64,
     min_s: f64,
-) -> Option<ZoneDwell<'p>> {
+}
+
+fn zone_dwell<'p>(presence: &'p mut Presence, t: f64, objects: &[SceneObject], w: DwellWatch<'_>) -> Option<ZoneDwell<'p>> {
+    let DwellWatch { classes, zone, hold_s, min_s } = w;
     let seen: Vec<Seen> = objects
         .iter()
         .filter(|o| has_class(classes, &o.class) && in_zone(o, Some(zone)))
@@ -132,8 +133,12 @@ impl Rule for Intrusion {
     rule_settings!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
-        let ZoneDwell { active, longest, class, what } =
-            zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, 0.0, self.cfg.min_dwell_s)?;
+        let ZoneDwell { active, longest, class, what } = zone_dwell(
+            &mut self.presence,
+            t,
+            objects,
+            DwellWatch { classes: &self.cfg.classes, zone: &self.cfg.zone, hold_s: 0.0, min_s: self.cfg.min_dwell_s },
+        )?;
         let n = active.len();
         Some(Reason {
             rule: self.cfg.id.clone(),
@@ -161,8 +166,12 @@ impl Rule for Loitering {
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         // Members out of sight for less than max_gap_s still loiter (occlusion, a step
         // outside the zone): the gap tolerance is the point of this rule.
-        let ZoneDwell { active, longest, class, what } =
-            zone_dwell(&mut self.presence, t, objects, &self.cfg.classes, &self.cfg.zone, self.cfg.max_gap_s, self.cfg.min_dwell_s)?;
+        let ZoneDwell { active, longest, class, what } = zone_dwell(
+            &mut self.presence,
+            t,
+            objects,
+            DwellWatch { classes: &self.cfg.classes, zone: &self.cfg.zone, hold_s: self.cfg.max_gap_s, min_s: self.cfg.min_dwell_s },
+        )?;
         let limit = self.cfg.min_dwell_s.max(1e-3);
         Some(Reason {
             rule: self.cfg.id.clone(),

@@ -303,13 +303,18 @@ fn run_once(
     let pipeline = NullOnDrop(pipeline);
     pipeline.0.set_state(gst::State::Playing).map_err(|e| GstError::Build(format!("cannot start: {e}")))?;
     let bus = pipeline.0.bus().expect("a pipeline has a bus");
-    let wall_start = OffsetDateTime::now_utc();
-    let mut first_pts: Option<u64> = None;
+    let mut run = OneRun {
+        spec,
+        lane,
+        health,
+        wall_start: OffsetDateTime::now_utc(),
+        first_pts: None,
+        received: metrics.frames_received.with_label_values(&[cam]),
+        dropped_queue: metrics.frames_dropped.with_label_values(&[cam, "queue_full"]),
+        dropped_cap: metrics.frames_dropped.with_label_values(&[cam, "fps_cap"]),
+    };
     let mut last_frame = Instant::now();
     let stall = spec.stall_timeout;
-    let received = metrics.frames_received.with_label_values(&[cam]);
-    let dropped_queue = metrics.frames_dropped.with_label_values(&[cam, "queue_full"]);
-    let dropped_cap = metrics.frames_dropped.with_label_values(&[cam, "fps_cap"]);
     loop {
         if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
             return Ok(RunEnd::Stopped);
@@ -328,7 +333,7 @@ fn run_once(
                 MessageView::Eos(_) => {
                     // Drain what the appsink still holds before reporting the end.
                     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
-                        if deliver(spec, lane, &sample, wall_start, &mut first_pts, counters, health, &received, &dropped_queue, &dropped_cap)? {
+                        if run.deliver(&sample, counters)? {
                             return Ok(RunEnd::FrameLimit);
                         }
                     }
@@ -340,7 +345,7 @@ fn run_once(
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
             Some(sample) => {
                 last_frame = Instant::now();
-                if deliver(spec, lane, &sample, wall_start, &mut first_pts, counters, health, &received, &dropped_queue, &dropped_cap)? {
+                if run.deliver(&sample, counters)? {
                     return Ok(RunEnd::FrameLimit);
                 }
             }
@@ -358,96 +363,103 @@ fn run_once(
 
 /// Converts one sample into a frame and queues it. Returns true when the frame limit is
 /// reached.
-#[allow(clippy::too_many_arguments)]
-fn deliver(
-    spec: &SourceSpec,
-    lane: &LaneSender,
-    sample: &gst::Sample,
+/// One pipeline's run of a source: where its frames go and how they are counted.
+struct OneRun<'a> {
+    spec: &'a SourceSpec,
+    lane: &'a LaneSender,
+    health: &'a Health,
+    /// Files: capture times are this plus stream time.
     wall_start: OffsetDateTime,
-    first_pts: &mut Option<u64>,
-    counters: &mut Counters,
-    health: &Health,
-    received: &prometheus::IntCounter,
-    dropped_queue: &prometheus::IntCounter,
-    dropped_cap: &prometheus::IntCounter,
-) -> Result<bool, GstError> {
-    let seq = counters.seq;
-    counters.seq += 1;
-    received.inc();
-    let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
-    let pts_ns = buffer.pts().map(|p| p.nseconds());
-    let rel_ns = match (pts_ns, *first_pts) {
-        (Some(p), Some(f)) => p.saturating_sub(f),
-        (Some(p), None) => {
-            *first_pts = Some(p);
-            0
-        }
-        _ => (OffsetDateTime::now_utc() - wall_start).whole_nanoseconds().max(0) as u64,
-    };
-    if !counters.gate.admit(rel_ns) {
-        dropped_cap.inc();
-        return Ok(false);
-    }
-    let caps = sample.caps().ok_or_else(|| GstError::Build("sample without caps".into()))?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| GstError::Build(e.to_string()))?;
-    let (w, h) = (info.width(), info.height());
-    let stride = info.stride()[0] as usize;
-    let map = buffer.map_readable().map_err(|e| GstError::Build(e.to_string()))?;
-    let row = w as usize * 3;
-    let mut pixels = Vec::with_capacity(row * h as usize);
-    for y in 0..h as usize {
-        let start = y * stride;
-        let Some(src) = map.get(start..start + row) else {
-            return Err(GstError::Build(format!("buffer of {} bytes too small for {w}x{h} RGB", map.len())));
+    first_pts: Option<u64>,
+    received: prometheus::IntCounter,
+    dropped_queue: prometheus::IntCounter,
+    dropped_cap: prometheus::IntCounter,
+}
+
+impl OneRun<'_> {
+    /// Turns one sample into a frame in the camera's lane; true once the frame limit is
+    /// reached or the lane closed.
+    fn deliver(&mut self, sample: &gst::Sample, counters: &mut Counters) -> Result<bool, GstError> {
+        let OneRun { spec, lane, health, wall_start, first_pts, received, dropped_queue, dropped_cap } = self;
+        let (spec, lane, health, wall_start) = (*spec, *lane, *health, *wall_start);
+        let seq = counters.seq;
+        counters.seq += 1;
+        received.inc();
+        let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
+        let pts_ns = buffer.pts().map(|p| p.nseconds());
+        let rel_ns = match (pts_ns, *first_pts) {
+            (Some(p), Some(f)) => p.saturating_sub(f),
+            (Some(p), None) => {
+                *first_pts = Some(p);
+                0
+            }
+            _ => (OffsetDateTime::now_utc() - wall_start).whole_nanoseconds().max(0) as u64,
         };
-        pixels.extend_from_slice(src);
-    }
-    drop(map);
-    let image = RgbImage::new(w, h, pixels).map_err(|e| GstError::Build(e.to_string()))?;
-    // Files: capture time = when we started + stream time, so replays keep real spacing.
-    // Live: the camera's NTP time from RTCP sender reports when it sends them, else the
-    // wall clock at arrival. Never backwards per camera.
-    let (mut captured_at, time_source) = if spec.live {
-        match ntp_capture_time(buffer) {
-            Some(t) => (t, "ntp"),
-            None => (OffsetDateTime::now_utc(), "arrival"),
+        if !counters.gate.admit(rel_ns) {
+            dropped_cap.inc();
+            return Ok(false);
         }
-    } else {
-        (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
-    };
-    if let Some(last) = counters.last_captured {
-        if captured_at <= last {
-            captured_at = last + time::Duration::microseconds(1);
+        let caps = sample.caps().ok_or_else(|| GstError::Build("sample without caps".into()))?;
+        let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| GstError::Build(e.to_string()))?;
+        let (w, h) = (info.width(), info.height());
+        let stride = info.stride()[0] as usize;
+        let map = buffer.map_readable().map_err(|e| GstError::Build(e.to_string()))?;
+        let row = w as usize * 3;
+        let mut pixels = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            let start = y * stride;
+            let Some(src) = map.get(start..start + row) else {
+                return Err(GstError::Build(format!("buffer of {} bytes too small for {w}x{h} RGB", map.len())));
+            };
+            pixels.extend_from_slice(src);
         }
+        drop(map);
+        let image = RgbImage::new(w, h, pixels).map_err(|e| GstError::Build(e.to_string()))?;
+        // Files: capture time = when we started + stream time, so replays keep real spacing.
+        // Live: the camera's NTP time from RTCP sender reports when it sends them, else the
+        // wall clock at arrival. Never backwards per camera.
+        let (mut captured_at, time_source) = if spec.live {
+            match ntp_capture_time(buffer) {
+                Some(t) => (t, "ntp"),
+                None => (OffsetDateTime::now_utc(), "arrival"),
+            }
+        } else {
+            (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
+        };
+        if let Some(last) = counters.last_captured {
+            if captured_at <= last {
+                captured_at = last + time::Duration::microseconds(1);
+            }
+        }
+        counters.last_captured = Some(captured_at);
+        let frame = Frame {
+            camera_id: spec.camera_id.clone(),
+            seq,
+            pts_ns,
+            captured_at,
+            time_source,
+            received: Instant::now(),
+            image: Arc::new(image),
+            ack: None,
+            telemetry: None,
+        };
+        match lane.push(frame) {
+            Pushed::Queued => {}
+            Pushed::EvictedOldest => dropped_queue.inc(),
+            Pushed::Closed => return Ok(true),
+        }
+        counters.delivered += 1;
+        health.update_source(&spec.camera_id, |s| {
+            s.state = SourceState::Streaming;
+            s.detail = None;
+            s.time_source = Some(time_source);
+            s.rate_in.tick();
+            s.frames_received = counters.seq;
+            s.frames_dropped = dropped_queue.get() + dropped_cap.get();
+            s.last_frame_at = Some(captured_at);
+            s.width = Some(w);
+            s.height = Some(h);
+        });
+        Ok(spec.max_frames.is_some_and(|m| counters.delivered >= m))
     }
-    counters.last_captured = Some(captured_at);
-    let frame = Frame {
-        camera_id: spec.camera_id.clone(),
-        seq,
-        pts_ns,
-        captured_at,
-        time_source,
-        received: Instant::now(),
-        image: Arc::new(image),
-        ack: None,
-        telemetry: None,
-    };
-    match lane.push(frame) {
-        Pushed::Queued => {}
-        Pushed::EvictedOldest => dropped_queue.inc(),
-        Pushed::Closed => return Ok(true),
-    }
-    counters.delivered += 1;
-    health.update_source(&spec.camera_id, |s| {
-        s.state = SourceState::Streaming;
-        s.detail = None;
-        s.time_source = Some(time_source);
-        s.rate_in.tick();
-        s.frames_received = counters.seq;
-        s.frames_dropped = dropped_queue.get() + dropped_cap.get();
-        s.last_frame_at = Some(captured_at);
-        s.width = Some(w);
-        s.height = Some(h);
-    });
-    Ok(spec.max_frames.is_some_and(|m| counters.delivered >= m))
 }

@@ -144,11 +144,11 @@ async fn parse_multipart(content_type: &str, bytes: axum::body::Bytes, batch: bo
             "camera_id" => camera_id = Some(text()?),
             "webhook_url" => webhook_url = Some(text()?),
             "image" | "images" | "file" => {
-                if let Some(t) = &part_type {
-                    if !IMAGE_TYPES.iter().any(|a| t.starts_with(a)) {
-                        return Err(ApiError::unsupported_media(format!("part `{name}` has type {t}; send image/jpeg or image/png"))
-                            .with_details(json!({ "field": name, "accepted": ["image/jpeg", "image/png"] })));
-                    }
+                if let Some(t) = &part_type
+                    && !IMAGE_TYPES.iter().any(|a| t.starts_with(a))
+                {
+                    return Err(ApiError::unsupported_media(format!("part `{name}` has type {t}; send image/jpeg or image/png"))
+                        .with_details(json!({ "field": name, "accepted": ["image/jpeg", "image/png"] })));
                 }
                 if !batch && !images.is_empty() {
                     return Err(ApiError::unprocessable("one image per request: use /v1/analyze/batch for several"));

@@ -109,13 +109,13 @@ fn without_token(uri: &Uri, rest: &str) -> Uri {
 
 pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, next: Next) -> Response {
     let mut token = None;
-    if let Some(q) = req.uri().query() {
-        if q.contains("access_token") {
-            let (t, rest) = take_access_token(q);
-            token = t;
-            let uri = without_token(req.uri(), &rest);
-            *req.uri_mut() = uri;
-        }
+    if let Some(q) = req.uri().query()
+        && q.contains("access_token")
+    {
+        let (t, rest) = take_access_token(q);
+        token = t;
+        let uri = without_token(req.uri(), &rest);
+        *req.uri_mut() = uri;
     }
     if !keys.enabled() || keys.is_public(req.method(), req.uri().path()) {
         return next.run(req).await;

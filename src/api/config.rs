@@ -102,9 +102,9 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     if s.batch_max_items == 0 || s.tasks_kept == 0 || s.webhook_attempts == 0 {
         iss.add("server.batch_max_items / tasks_kept / webhook_attempts", "must be at least 1", "use the defaults 16, 1000 and 5");
     }
-    if let Some(secret) = &s.webhook_secret {
-        if secret.len() < 16 {
-            iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
-        }
+    if let Some(secret) = &s.webhook_secret
+        && secret.len() < 16
+    {
+        iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
     }
 }

@@ -50,10 +50,10 @@ pub fn parse_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
             _ => unreachable!("checked against PARAMS"),
         }
     }
-    if let (Some(a), Some(b)) = (q.since, q.until) {
-        if a >= b {
-            return Err(ApiError::bad_request("`since` must be before `until`"));
-        }
+    if let (Some(a), Some(b)) = (q.since, q.until)
+        && a >= b
+    {
+        return Err(ApiError::bad_request("`since` must be before `until`"));
     }
     Ok(q)
 }

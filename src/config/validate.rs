@@ -132,10 +132,10 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         }
         cam.validate_source_keys(&key, iss);
         check_classes(iss, format!("{key}.classes"), &cam.classes);
-        if let Some(cal) = &cam.calibration {
-            if let Some(fit) = crate::geo::config::validate_calibration(cal, &format!("{key}.calibration"), iss) {
-                out.fits.insert(cam.id.clone(), fit);
-            }
+        if let Some(cal) = &cam.calibration
+            && let Some(fit) = crate::geo::config::validate_calibration(cal, &format!("{key}.calibration"), iss)
+        {
+            out.fits.insert(cam.id.clone(), fit);
         }
         if let Some(d) = &cam.drone {
             let dk = format!("{key}.drone");

@@ -110,18 +110,18 @@ pub fn validate(d: &DetectorConfig, iss: &mut Issues) {
     if d.model == "yolo" && d.path.is_none() {
         iss.add("detector.path", "model \"yolo\" needs the path of your exported weights", "set detector.path = \"models/your-model.onnx\"");
     }
-    if let Some(p) = &d.path {
-        if !p.is_file() {
-            iss.add("detector.path", format!("{} does not exist", p.display()), "point it at the .onnx (ort) or .torchscript.pt (tch) file");
-        }
+    if let Some(p) = &d.path
+        && !p.is_file()
+    {
+        iss.add("detector.path", format!("{} does not exist", p.display()), "point it at the .onnx (ort) or .torchscript.pt (tch) file");
     }
     if !(d.score_threshold > 0.0 && d.score_threshold < 1.0) {
         iss.add("detector.score_threshold", format!("{} is outside (0, 1)", d.score_threshold), "use e.g. 0.35");
     }
-    if let Some(n) = d.nms_iou {
-        if !(n > 0.0 && n <= 1.0) {
-            iss.add("detector.nms_iou", format!("{n} is outside (0, 1]"), "use e.g. 0.5, or remove it for the model's default");
-        }
+    if let Some(n) = d.nms_iou
+        && !(n > 0.0 && n <= 1.0)
+    {
+        iss.add("detector.nms_iou", format!("{n} is outside (0, 1]"), "use e.g. 0.5, or remove it for the model's default");
     }
     if d.max_detections == 0 {
         iss.add("detector.max_detections", "must be at least 1", "use e.g. 100");
@@ -135,10 +135,10 @@ pub fn validate(d: &DetectorConfig, iss: &mut Issues) {
     if d.max_wait_ms > 1000 {
         iss.add("detector.max_wait_ms", format!("{} ms adds that much latency to every frame", d.max_wait_ms), "use 0..=1000 (e.g. 5)");
     }
-    if let Some(s) = d.input_size {
-        if s == 0 || s % 32 != 0 {
-            iss.add("detector.input_size", format!("{s} is not a positive multiple of 32"), "use the size the model was exported with, e.g. 640");
-        }
+    if let Some(s) = d.input_size
+        && (s == 0 || s % 32 != 0)
+    {
+        iss.add("detector.input_size", format!("{s} is not a positive multiple of 32"), "use the size the model was exported with, e.g. 640");
     }
     if d.model != "yolo" && (d.input_size.is_some() || d.class_names.is_some() || d.yolo_layout.is_some()) {
         iss.add(

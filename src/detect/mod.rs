@@ -177,7 +177,7 @@ impl Detector for EngineDetector {
 /// Splits a `[n, ...]` output into `n` single-image tensors shaped `[1, ...]`.
 #[cfg(any(feature = "onnx", feature = "torch"))]
 pub(crate) fn split_batch(shape: &[usize], data: &[f32], n: usize, name: &str, per_image: &mut [Vec<OutputTensor>]) -> Result<(), DetectError> {
-    if shape.first() != Some(&n) || data.len() % n != 0 {
+    if shape.first() != Some(&n) || !data.len().is_multiple_of(n) {
         return Err(DetectError::OutputShape(format!("output {name} has shape {shape:?} for a batch of {n}")));
     }
     let per = data.len() / n;

@@ -113,32 +113,28 @@ pub fn apply_metadata(
     names_configured: bool,
     size_configured: bool,
 ) -> Result<(), DetectError> {
-    if let HeadSpec::Yolo { layout } = &mut spec.head {
-        if !layout_configured {
-            match meta.get("argus.head").map(String::as_str) {
-                Some("yolov5") => *layout = Some(YoloLayout::V5),
-                Some("yolov8") => *layout = Some(YoloLayout::V8),
-                Some(other) => return Err(DetectError::OutputShape(format!("model metadata argus.head = {other:?} is not a known head (yolov5, yolov8)"))),
-                None => {}
-            }
+    if let HeadSpec::Yolo { layout } = &mut spec.head
+        && !layout_configured
+    {
+        match meta.get("argus.head").map(String::as_str) {
+            Some("yolov5") => *layout = Some(YoloLayout::V5),
+            Some("yolov8") => *layout = Some(YoloLayout::V8),
+            Some(other) => return Err(DetectError::OutputShape(format!("model metadata argus.head = {other:?} is not a known head (yolov5, yolov8)"))),
+            None => {}
         }
     }
-    if !names_configured {
-        if let Some(raw) = meta.get("names") {
-            spec.class_names =
-                parse_ultralytics_names(raw).ok_or_else(|| DetectError::Config(format!("model metadata `names` is not a {{id: 'name'}} map: {raw:.80}")))?;
-        }
+    if !names_configured && let Some(raw) = meta.get("names") {
+        spec.class_names =
+            parse_ultralytics_names(raw).ok_or_else(|| DetectError::Config(format!("model metadata `names` is not a {{id: 'name'}} map: {raw:.80}")))?;
     }
-    if !size_configured {
-        if let Some(raw) = meta.get("imgsz") {
-            let dims: Vec<u32> = raw.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|v| v.trim().parse().ok()).collect();
-            match dims.as_slice() {
-                [h, w] if h == w => {
-                    spec.input.width = *w;
-                    spec.input.height = *h;
-                }
-                _ => return Err(DetectError::Config(format!("model metadata imgsz = {raw} is not a square [n, n]; set detector.input_size"))),
+    if !size_configured && let Some(raw) = meta.get("imgsz") {
+        let dims: Vec<u32> = raw.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|v| v.trim().parse().ok()).collect();
+        match dims.as_slice() {
+            [h, w] if h == w => {
+                spec.input.width = *w;
+                spec.input.height = *h;
             }
+            _ => return Err(DetectError::Config(format!("model metadata imgsz = {raw} is not a square [n, n]; set detector.input_size"))),
         }
     }
     Ok(())

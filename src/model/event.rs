@@ -158,6 +158,13 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
     }
 }
 
+fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::timestamp::{format_time, parse_time};
@@ -192,11 +199,4 @@ mod tests {
             assert_eq!(j, format!("\"{}\"", k.as_str()));
         }
     }
-}
-
-fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
-    let mut v: Vec<String> = items.collect();
-    v.sort();
-    v.dedup();
-    v
 }

@@ -9,11 +9,14 @@ use crossbeam_channel::Sender;
 use crate::model::Event;
 use crate::telemetry::metrics::Metrics;
 
+/// An in-process consumer of every published event (e.g. the live hub); it must not block.
+pub type Listener = Box<dyn Fn(&Arc<Event>) + Send + Sync>;
+
 /// Fan-out from the pipeline to every sink's queue, plus optional in-process listeners
 /// (the live hub for SSE/WebSocket).
 pub struct EventBus {
     sinks: Vec<(String, Sender<Arc<Event>>)>,
-    listeners: Vec<Box<dyn Fn(&Arc<Event>) + Send + Sync>>,
+    listeners: Vec<Listener>,
     metrics: Arc<Metrics>,
     durability: Durability,
 }

@@ -108,10 +108,10 @@ impl Tracker {
             }
         }
         for (d, slot) in det_track.iter().enumerate() {
-            if let Some(t) = *slot {
-                if self.tracks[t].confirmed {
-                    out[d].track_id = Some(self.tracks[t].id);
-                }
+            if let Some(t) = *slot
+                && self.tracks[t].confirmed
+            {
+                out[d].track_id = Some(self.tracks[t].id);
             }
         }
         for (d, mut t) in new_tracks {

@@ -234,10 +234,10 @@ fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_
         if is_video {
             if let Some(convert) = convert_weak.upgrade() {
                 let sinkpad = convert.static_pad("sink").expect("videoconvert has a sink pad");
-                if !sinkpad.is_linked() {
-                    if let Err(e) = pad.link(&sinkpad) {
-                        tracing::error!(error = ?e, "cannot link decoded video");
-                    }
+                if !sinkpad.is_linked()
+                    && let Err(e) = pad.link(&sinkpad)
+                {
+                    tracing::error!(error = ?e, "cannot link decoded video");
                 }
             }
         } else if let Some(pipeline) = pipeline_weak.upgrade() {
@@ -426,10 +426,10 @@ impl OneRun<'_> {
         } else {
             (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
         };
-        if let Some(last) = counters.last_captured {
-            if captured_at <= last {
-                captured_at = last + time::Duration::microseconds(1);
-            }
+        if let Some(last) = counters.last_captured
+            && captured_at <= last
+        {
+            captured_at = last + time::Duration::microseconds(1);
         }
         counters.last_captured = Some(captured_at);
         let frame = Frame {

@@ -1,7 +1,7 @@
 //! Argus: an event-driven stream processor for camera and drone frames.
 //!
 //! Sources → stages → sinks over bounded edges. The modules form layers; a module
-//! imports only its own layer or those below (`scripts/check-layers` enforces it):
+//! imports only its own layer or those below (`tests/layers.rs` enforces it):
 //!
 //! | layer | modules | what |
 //! |---|---|---|

@@ -1,7 +1,7 @@
 //! Layer 0: the vocabulary every other module speaks. Frames, detections, objects placed
 //! on the ground, risks and their reasons, incident changes, the `argus.event.v1` event,
 //! ids, times and config issues. It imports nothing else of the crate (the layer check,
-//! `scripts/check-layers`, enforces it), so any module may use it without a cycle.
+//! `tests/layers.rs`, enforces it), so any module may use it without a cycle.
 
 pub mod decode;
 pub mod detection;

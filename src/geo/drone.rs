@@ -142,10 +142,22 @@ pub struct DroneGeometry {
     camera_id: String,
     cfg: DroneConfig,
     origin: Option<GeoOrigin>,
+    /// The configuration and configured origin as text (a scene state's fingerprint).
+    config_key: String,
     /// Frames that carried no telemetry (nothing placed).
     pub frames_without_telemetry: u64,
     /// Frames whose telemetry gave no usable view (below ground, bad angles).
     pub frames_bad_pose: u64,
+}
+
+/// What a drone camera carries from frame to frame: the origin (the first telemetry
+/// position when none is configured) and its counters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DroneState {
+    /// `(lat, lon)` of world (0, 0).
+    origin: Option<(f64, f64)>,
+    frames_without_telemetry: u64,
+    frames_bad_pose: u64,
 }
 
 impl DroneGeometry {
@@ -154,9 +166,32 @@ impl DroneGeometry {
             camera_id: camera_id.to_string(),
             cfg: cfg.clone(),
             origin: origin.map(|o| GeoOrigin::new(o.lat, o.lon)),
+            config_key: serde_json::to_string(&(cfg, origin)).expect("drone config serialises"),
             frames_without_telemetry: 0,
             frames_bad_pose: 0,
         }
+    }
+
+    /// Its configuration (and the configured origin, if any) as text, for a scene
+    /// state's fingerprint.
+    pub fn config_key(&self) -> &str {
+        &self.config_key
+    }
+
+    /// A copy of the state, to continue from with [`DroneGeometry::restore`].
+    pub fn state(&self) -> DroneState {
+        DroneState {
+            origin: self.origin.map(|o| (o.lat, o.lon)),
+            frames_without_telemetry: self.frames_without_telemetry,
+            frames_bad_pose: self.frames_bad_pose,
+        }
+    }
+
+    /// Continues from a saved state: the same origin, so positions stay where they were.
+    pub fn restore(&mut self, s: DroneState) {
+        self.origin = s.origin.map(|(lat, lon)| GeoOrigin::new(lat, lon));
+        self.frames_without_telemetry = s.frames_without_telemetry;
+        self.frames_bad_pose = s.frames_bad_pose;
     }
 
     /// World (0, 0): the configured origin, else the first position seen.

@@ -37,9 +37,27 @@ impl Default for MotionEstimator {
     }
 }
 
+/// Every track's timed positions in the window (the window comes from the code), by id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MotionState {
+    tracks: Vec<(u64, Vec<(f64, [f64; 2])>)>,
+}
+
 impl MotionEstimator {
     pub fn new(window_s: f64) -> Self {
         Self { window_s, tracks: HashMap::new() }
+    }
+
+    /// A copy of the position history, ordered by track id.
+    pub fn state(&self) -> MotionState {
+        let mut tracks: Vec<(u64, Vec<(f64, [f64; 2])>)> = self.tracks.iter().map(|(id, q)| (*id, q.iter().copied().collect())).collect();
+        tracks.sort_by_key(|t| t.0);
+        MotionState { tracks }
+    }
+
+    /// Continues from a saved history.
+    pub fn restore(&mut self, s: MotionState) {
+        self.tracks = s.tracks.into_iter().map(|(id, q)| (id, q.into_iter().collect())).collect();
     }
 
     /// Adds track `id` at world position `p` (metres) at time `t` (seconds) and returns

@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod detection;
 pub mod event;
+pub mod exact;
 pub mod frame;
 pub mod id;
 pub mod issue;

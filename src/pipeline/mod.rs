@@ -9,6 +9,7 @@ pub mod detect_stage;
 pub mod hub;
 pub mod scene;
 pub mod scene_stage;
+pub mod scene_state;
 pub mod snapshot;
 
 use std::collections::HashMap;

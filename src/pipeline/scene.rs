@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use super::scene_state::{self, LastFrame, RestoreError, STATE_VERSION, SceneState};
 use crate::caption;
 use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
 use crate::model::Detection;
@@ -30,6 +31,12 @@ pub struct CameraScene {
     last_summary_t: Option<f64>,
     motion: MotionEstimator,
     last: Option<(OffsetDateTime, FrameInfo, Vec<SceneObject>)>,
+    /// Zones, rules, tracker and risk settings, classes as text (the fingerprint's part).
+    settings_key: String,
+    /// The calibration as text: the geometry's by default, the config's when given.
+    geometry_key: String,
+    /// What a scene state must carry to be restored here (see `scene_state`).
+    fingerprint: String,
 }
 
 pub struct SceneSettings {
@@ -60,7 +67,16 @@ fn secs(t: OffsetDateTime) -> f64 {
 
 impl CameraScene {
     pub fn new(camera_id: Arc<str>, s: SceneSettings) -> Self {
-        Self {
+        let mut classes: Vec<&String> = s.classes.iter().collect();
+        classes.sort();
+        classes.dedup();
+        let zones: Vec<(&str, &Vec<[f64; 2]>)> = s.zones.iter().map(|z| (z.id.as_str(), &z.polygon)).collect();
+        let settings_key = serde_json::to_string(&(zones, &s.rules, &s.tracker, &s.risk, classes)).expect("scene settings serialise");
+        let geometry_key = match &s.geometry {
+            Some(g) => format!("{:?} {:?} {:?}", g.homography, g.lens, g.origin),
+            None => "none".into(),
+        };
+        let mut scene = Self {
             risk: RiskEngine::with_settings(camera_id.clone(), &s.rules, s.risk.clone()),
             camera_id,
             pipeline: s.pipeline,
@@ -73,13 +89,88 @@ impl CameraScene {
             last_summary_t: None,
             motion: MotionEstimator::default(),
             last: None,
-        }
+            settings_key,
+            geometry_key,
+            fingerprint: String::new(),
+        };
+        scene.update_fingerprint();
+        scene
     }
 
     /// Makes this a drone camera (see `crate::geo::drone`).
     pub fn with_drone(mut self, drone: Option<DroneGeometry>) -> Self {
         self.drone = drone;
+        self.update_fingerprint();
         self
+    }
+
+    /// Fingerprints the calibration by its configuration (`key`) rather than by the
+    /// fitted geometry, whose last bits may differ between builds and machines.
+    pub fn with_calibration_key(mut self, key: String) -> Self {
+        self.geometry_key = key;
+        self.update_fingerprint();
+        self
+    }
+
+    fn update_fingerprint(&mut self) {
+        let drone = self.drone.as_ref().map_or("none", |d| d.config_key());
+        self.fingerprint = scene_state::fingerprint(&[&self.settings_key, &self.geometry_key, drone]);
+    }
+
+    /// The fingerprint of the configuration this scene runs (a state must carry it).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Everything the scene carries from frame to frame, as one value (no configuration).
+    pub fn checkpoint(&self) -> SceneState {
+        SceneState {
+            state_version: STATE_VERSION,
+            camera_id: self.camera_id.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            tracker: self.tracker.state(),
+            motion: self.motion.state(),
+            risk: self.risk.state(),
+            last_summary_t: self.last_summary_t,
+            last: self.last.as_ref().map(|(at, info, objects)| LastFrame::new(*at, info, objects)),
+            drone: self.drone.as_ref().map(|d| d.state()),
+        }
+    }
+
+    /// Continues from `state` as if the frames it reflects had just been processed here:
+    /// the same tracks, dwell times, incidents (same ids) and timers. Refused, with the
+    /// scene unchanged, when the state is of another version, another camera or another
+    /// configuration.
+    pub fn restore(&mut self, state: SceneState) -> Result<(), RestoreError> {
+        let SceneState { state_version, camera_id, fingerprint, tracker, motion, risk, last_summary_t, last, drone } = state;
+        if state_version != STATE_VERSION {
+            return Err(RestoreError::Version { found: state_version, expected: STATE_VERSION });
+        }
+        if camera_id != *self.camera_id {
+            return Err(RestoreError::Incompatible { why: format!("the state is camera {camera_id}'s, not {}'s", self.camera_id) });
+        }
+        if fingerprint != self.fingerprint {
+            return Err(RestoreError::Incompatible {
+                why: "the camera's configuration (calibration, zones, rules, tracker, risk, classes or drone settings) changed since the state was saved"
+                    .into(),
+            });
+        }
+        if drone.is_some() != self.drone.is_some() {
+            return Err(RestoreError::Incompatible { why: "drone state for a fixed camera, or the other way round".into() });
+        }
+        let last = match last {
+            Some(l) => Some((l.at()?, l.info, l.objects)),
+            None => None,
+        };
+        self.risk.restore(risk).map_err(|why| RestoreError::Incompatible { why })?;
+        self.tracker.restore(tracker);
+        self.motion.restore(motion);
+        self.last_summary_t = last_summary_t;
+        self.last = last;
+        if let (Some(d), Some(s)) = (self.drone.as_mut(), drone) {
+            d.restore(s);
+        }
+        Ok(())
     }
 
     /// Ground positions of the detections: per frame from telemetry for a drone, else

@@ -21,19 +21,22 @@ pub mod zone;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{IncidentChange, IncidentPhase, Level, Risk, SceneObject};
 use crate::risk::config::{RiskConfig, RuleConfig};
-use rules::Rule;
+use rules::{Rule, RuleState};
 pub use zone::Zone;
 
 /// What an incident last told the world: an update is due when this changes materially.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Reported {
     level: Level,
     score: f64,
     members: usize,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct OpenIncident {
     id: String,
     opened_t: f64,
@@ -42,7 +45,22 @@ struct OpenIncident {
     reported: Reported,
     /// Since when the current state has differed materially from `reported`.
     differs_since: Option<f64>,
+    #[serde(with = "crate::model::exact::risk")]
     last_risk: Risk,
+}
+
+/// Everything a camera's rules and incidents carry from frame to frame: each rule's own
+/// state (by rule id, in rule order) and the open incidents (by rule id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiskState {
+    rules: Vec<(String, RuleState)>,
+    open: Vec<(String, OpenIncident)>,
+}
+
+impl RiskState {
+    pub fn open_incidents(&self) -> usize {
+        self.open.len()
+    }
 }
 
 /// Rules and incidents for one camera.
@@ -69,6 +87,39 @@ impl RiskEngine {
 
     pub fn open_incidents(&self) -> usize {
         self.open.len()
+    }
+
+    /// A copy of the rules' and incidents' state, to continue from with `restore`.
+    pub fn state(&self) -> RiskState {
+        let rules = self.rules.iter().map(|r| (r.id().to_string(), r.state())).collect();
+        let mut open: Vec<(String, OpenIncident)> = self.open.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        RiskState { rules, open }
+    }
+
+    /// Continues from a saved state: the same incidents under the same ids. Refused, with
+    /// nothing changed, when the state's rules are not these rules.
+    pub fn restore(&mut self, s: RiskState) -> Result<(), String> {
+        let ids: Vec<&str> = self.rules.iter().map(|r| r.id()).collect();
+        let saved: Vec<&str> = s.rules.iter().map(|r| r.0.as_str()).collect();
+        if ids != saved {
+            return Err(format!("the state's rules {saved:?} are not the configured {ids:?}"));
+        }
+        if let Some((rule, _)) = s.open.iter().find(|(rule, _)| !ids.contains(&rule.as_str())) {
+            return Err(format!("an open incident of unknown rule {rule}"));
+        }
+        let before: Vec<RuleState> = self.rules.iter().map(|r| r.state()).collect();
+        for (i, (_, state)) in s.rules.into_iter().enumerate() {
+            if let Err(e) = self.rules[i].restore(state) {
+                // Put back what was restored already: all or nothing.
+                for (r, b) in self.rules.iter_mut().zip(before) {
+                    r.restore(b).expect("its own state");
+                }
+                return Err(e);
+            }
+        }
+        self.open = s.open.into_iter().collect();
+        Ok(())
     }
 
     /// Evaluates every rule on one frame at time `t` (seconds) and returns the incident

@@ -10,7 +10,9 @@
 
 use std::collections::HashMap;
 
-#[derive(Debug, Clone)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
     first: f64,
     last: f64,
@@ -38,9 +40,27 @@ pub struct Seen<'a> {
     pub class: &'a str,
 }
 
+/// A presence table's entries (its grace time comes from the rule's config), by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceState {
+    entries: Vec<(u64, Entry)>,
+}
+
 impl Presence {
     pub fn new(grace_s: f64) -> Self {
         Self { grace_s, entries: HashMap::new() }
+    }
+
+    /// A copy of the entries, ordered by track id (so equal tables encode alike).
+    pub fn state(&self) -> PresenceState {
+        let mut entries: Vec<(u64, Entry)> = self.entries.iter().map(|(id, e)| (*id, e.clone())).collect();
+        entries.sort_by_key(|e| e.0);
+        PresenceState { entries }
+    }
+
+    /// Continues from saved entries (durations, last positions, handover candidates).
+    pub fn restore(&mut self, s: PresenceState) {
+        self.entries = s.entries.into_iter().collect();
     }
 
     /// Records the tracks that meet the condition at `t`, and forgets the ones that have

@@ -5,7 +5,9 @@
 
 use crate::risk::config::{CrowdingRule, IntrusionRule, LoiteringRule, ProximityRule, RuleConfig, SpeedRule};
 
-use super::presence::{Presence, Seen};
+use serde::{Deserialize, Serialize};
+
+use super::presence::{Presence, PresenceState, Seen};
 use crate::model::{Reason, SceneObject, noisy_or, round3};
 
 /// A rule's view of one frame: the active situation, if any.
@@ -14,6 +16,50 @@ pub(crate) trait Rule: Send {
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason>;
     fn clear_after_s(&self) -> f64;
     fn update_every_s(&self) -> f64;
+    /// What the rule carries from frame to frame.
+    fn state(&self) -> RuleState;
+    /// Continues from a saved state; refused (nothing changed) when it is another kind's.
+    fn restore(&mut self, s: RuleState) -> Result<(), String>;
+}
+
+/// A rule's own state: its presence table, and a crowd's age for crowding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RuleState {
+    /// Intrusion, loitering, proximity, speed.
+    Presence(PresenceState),
+    Crowding {
+        presence: PresenceState,
+        since: Option<f64>,
+        last_true: f64,
+    },
+}
+
+impl RuleState {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Presence(_) => "presence",
+            Self::Crowding { .. } => "crowding",
+        }
+    }
+}
+
+/// `state`/`restore` of a rule whose only state is its presence table.
+macro_rules! presence_state {
+    () => {
+        fn state(&self) -> RuleState {
+            RuleState::Presence(self.presence.state())
+        }
+
+        fn restore(&mut self, s: RuleState) -> Result<(), String> {
+            match s {
+                RuleState::Presence(p) => {
+                    self.presence.restore(p);
+                    Ok(())
+                }
+                other => Err(format!("rule {}: saved state is {}'s", self.cfg.id, other.kind())),
+            }
+        }
+    };
 }
 
 /// A track that stops meeting a condition (leaves the zone, slows down, is occluded, or
@@ -131,6 +177,7 @@ struct Intrusion {
 
 impl Rule for Intrusion {
     rule_settings!();
+    presence_state!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let ZoneDwell { active, longest, class, what } = zone_dwell(
@@ -162,6 +209,7 @@ struct Loitering {
 
 impl Rule for Loitering {
     rule_settings!();
+    presence_state!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         // Members out of sight for less than max_gap_s still loiter (occlusion, a step
@@ -206,6 +254,7 @@ impl Proximity {
 
 impl Rule for Proximity {
     rule_settings!();
+    presence_state!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         // For every tracked A object: its nearest B object (any other object of the
@@ -311,6 +360,22 @@ impl Crowding {
 impl Rule for Crowding {
     rule_settings!();
 
+    fn state(&self) -> RuleState {
+        RuleState::Crowding { presence: self.presence.state(), since: self.since, last_true: self.last_true }
+    }
+
+    fn restore(&mut self, s: RuleState) -> Result<(), String> {
+        match s {
+            RuleState::Crowding { presence, since, last_true } => {
+                self.presence.restore(presence);
+                self.since = since;
+                self.last_true = last_true;
+                Ok(())
+            }
+            other => Err(format!("rule {}: saved state is {}'s", self.cfg.id, other.kind())),
+        }
+    }
+
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let members = self.members(objects);
         let seen: Vec<Seen> =
@@ -364,6 +429,7 @@ struct Speed {
 
 impl Rule for Speed {
     rule_settings!();
+    presence_state!();
 
     fn evaluate(&mut self, t: f64, objects: &[SceneObject]) -> Option<Reason> {
         let fast: Vec<&SceneObject> = objects

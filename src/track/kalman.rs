@@ -6,7 +6,7 @@ const STD_VEL: f64 = 1.0 / 160.0;
 
 type M8 = [[f64; 8]; 8];
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BoxKalman {
     /// `[cx, cy, a, h, vcx, vcy, va, vh]`
     pub x: [f64; 8],

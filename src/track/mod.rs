@@ -10,6 +10,8 @@ pub mod assign;
 pub mod config;
 pub mod kalman;
 
+use serde::{Deserialize, Serialize};
+
 use crate::detect::nms::iou;
 use crate::model::Detection;
 use kalman::BoxKalman;
@@ -17,7 +19,7 @@ use kalman::BoxKalman;
 /// Birth/death ages and thresholds: the pipeline file's `[tracker]` table.
 use config::TrackerConfig;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Track {
     id: u64,
     class_id: usize,
@@ -41,9 +43,39 @@ pub struct Tracker {
     next_id: u64,
 }
 
+/// Everything a tracker carries from frame to frame (its settings come from the config):
+/// every track with its Kalman state, hit and miss counters, and the next id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerState {
+    tracks: Vec<Track>,
+    next_id: u64,
+}
+
+impl TrackerState {
+    /// Live tracks (tentative, confirmed and lost).
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+}
+
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
         Self { cfg, tracks: Vec::new(), next_id: 1 }
+    }
+
+    /// A copy of the state, to continue from with [`Tracker::restore`].
+    pub fn state(&self) -> TrackerState {
+        TrackerState { tracks: self.tracks.clone(), next_id: self.next_id }
+    }
+
+    /// Continues from a saved state: the same tracks, ids and counters.
+    pub fn restore(&mut self, s: TrackerState) {
+        self.tracks = s.tracks;
+        self.next_id = s.next_id;
     }
 
     /// Number of live tracks (tentative, confirmed and lost).

@@ -1,0 +1,184 @@
+//! A camera scene's state as one versioned value: everything [`CameraScene`] carries from
+//! frame to frame (tracks with their Kalman state, presence and dwell, each rule's own
+//! state, motion history, open incidents, the summary timer, the last frame, a drone's
+//! origin), without its configuration, which comes from the config at restore.
+//!
+//! **Bytes.** postcard (varints, no field names) followed by 8 bytes of SHA-256 over the
+//! body: compact, and exact (an `f64` is its 8 bytes, infinities included), which the
+//! restore-equals-uninterrupted property needs. The version is the first field, read on
+//! its own before the rest, so a state of another layout is refused as such.
+//!
+//! **Never restored blindly.** A state carries its camera id and a fingerprint of the
+//! configuration that shaped it (calibration, zones, rules, tracker, risk settings,
+//! classes, drone settings); [`CameraScene::restore`] refuses any other, with the reason.
+//!
+//! [`CameraScene`]: super::scene::CameraScene
+//! [`CameraScene::restore`]: super::scene::CameraScene::restore
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::geo::drone::DroneState;
+use crate::geo::motion::MotionState;
+use crate::model::{FrameInfo, SceneObject};
+use crate::risk::RiskState;
+use crate::track::TrackerState;
+
+/// The layout of [`SceneState`]; a state of another version is refused, never guessed at.
+pub const STATE_VERSION: u32 = 1;
+
+/// Length of the checksum after the body.
+const CHECKSUM_LEN: usize = 8;
+
+/// One camera's scene state. Made by [`CameraScene::checkpoint`], continued from by
+/// [`CameraScene::restore`].
+///
+/// [`CameraScene::checkpoint`]: super::scene::CameraScene::checkpoint
+/// [`CameraScene::restore`]: super::scene::CameraScene::restore
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneState {
+    /// Always first: read alone to refuse other layouts.
+    pub state_version: u32,
+    pub camera_id: String,
+    /// SHA-256 (hex) of the configuration the state belongs to.
+    pub fingerprint: String,
+    pub(crate) tracker: TrackerState,
+    pub(crate) motion: MotionState,
+    pub(crate) risk: RiskState,
+    pub(crate) last_summary_t: Option<f64>,
+    pub(crate) last: Option<LastFrame>,
+    pub(crate) drone: Option<DroneState>,
+}
+
+/// The last processed frame: closing events (source ended, …) are stamped with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LastFrame {
+    /// `captured_at` as Unix nanoseconds and UTC offset (seconds): exact.
+    pub(crate) at_unix_ns: i128,
+    pub(crate) at_offset_s: i32,
+    #[serde(with = "crate::model::exact::frame_info")]
+    pub(crate) info: FrameInfo,
+    #[serde(with = "crate::model::exact::objects")]
+    pub(crate) objects: Vec<SceneObject>,
+}
+
+impl LastFrame {
+    pub(crate) fn new(at: OffsetDateTime, info: &FrameInfo, objects: &[SceneObject]) -> Self {
+        Self { at_unix_ns: at.unix_timestamp_nanos(), at_offset_s: at.offset().whole_seconds(), info: info.clone(), objects: objects.to_vec() }
+    }
+
+    pub(crate) fn at(&self) -> Result<OffsetDateTime, RestoreError> {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(self.at_unix_ns).map_err(|e| RestoreError::Corrupt(format!("last frame time: {e}")))?;
+        let offset = time::UtcOffset::from_whole_seconds(self.at_offset_s).map_err(|e| RestoreError::Corrupt(format!("last frame offset: {e}")))?;
+        Ok(at.to_offset(offset))
+    }
+}
+
+/// Why a state was not restored. Nothing of the scene changes when restore fails.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("scene state version {found}; this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error("scene state does not fit this camera: {why}")]
+    Incompatible { why: String },
+    #[error("scene state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl RestoreError {
+    /// `version`, `incompatible` or `corrupt` (metric labels, logs).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Version { .. } => "version",
+            Self::Incompatible { .. } => "incompatible",
+            Self::Corrupt(_) => "corrupt",
+        }
+    }
+}
+
+impl SceneState {
+    /// Open incidents in this state.
+    pub fn open_incidents(&self) -> usize {
+        self.risk.open_incidents()
+    }
+
+    /// When the last frame the state reflects was captured (`None` before any frame).
+    pub fn last_captured_at(&self) -> Option<OffsetDateTime> {
+        self.last.as_ref().and_then(|l| l.at().ok())
+    }
+
+    /// Live tracks in this state.
+    pub fn tracks(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// The bytes to store: postcard body, then its checksum.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = postcard::to_allocvec(self).expect("scene state serialises");
+        let sum = Sha256::digest(&out);
+        out.extend_from_slice(&sum[..CHECKSUM_LEN]);
+        out
+    }
+
+    /// Reads [`SceneState::to_bytes`]' output: refused when the checksum does not match
+    /// (`Corrupt`), when the version is another (`Version`), or when the body does not
+    /// decode exactly (`Corrupt`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RestoreError> {
+        if bytes.len() < CHECKSUM_LEN + 1 {
+            return Err(RestoreError::Corrupt(format!("{} bytes is too short for a scene state", bytes.len())));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if Sha256::digest(body)[..CHECKSUM_LEN] != *sum {
+            return Err(RestoreError::Corrupt("checksum mismatch".into()));
+        }
+        let (version, _) = postcard::take_from_bytes::<u32>(body).map_err(|e| RestoreError::Corrupt(format!("version: {e}")))?;
+        if version != STATE_VERSION {
+            return Err(RestoreError::Version { found: version, expected: STATE_VERSION });
+        }
+        let (state, rest) = postcard::take_from_bytes::<Self>(body).map_err(|e| RestoreError::Corrupt(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(RestoreError::Corrupt(format!("{} bytes after the state", rest.len())));
+        }
+        Ok(state)
+    }
+}
+
+/// SHA-256 (hex) of the parts of a configuration a state depends on.
+pub(crate) fn fingerprint(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flipped_bit_or_a_cut_is_corrupt_and_another_version_is_refused() {
+        let state = SceneState {
+            state_version: STATE_VERSION,
+            camera_id: "cam".into(),
+            fingerprint: "f".into(),
+            tracker: crate::track::Tracker::new(Default::default()).state(),
+            motion: crate::geo::MotionEstimator::default().state(),
+            risk: crate::risk::RiskEngine::new("cam".into(), &[]).state(),
+            last_summary_t: Some(f64::NEG_INFINITY),
+            last: None,
+            drone: None,
+        };
+        let bytes = state.to_bytes();
+        assert_eq!(SceneState::from_bytes(&bytes).unwrap(), state);
+        let mut flipped = bytes.clone();
+        flipped[3] ^= 0x10;
+        assert!(matches!(SceneState::from_bytes(&flipped), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(SceneState::from_bytes(&bytes[..bytes.len() - 1]), Err(RestoreError::Corrupt(_))));
+        assert!(matches!(SceneState::from_bytes(&[]), Err(RestoreError::Corrupt(_))));
+        let old = SceneState { state_version: 0, ..state }.to_bytes();
+        assert_eq!(SceneState::from_bytes(&old), Err(RestoreError::Version { found: 0, expected: STATE_VERSION }));
+    }
+}

@@ -1,0 +1,356 @@
+//! Scene state restores exactly: for every scenario of the scenario suite (through the
+//! whole image-space scene stage), every image-space case and a drone, a checkpoint
+//! after every frame k, encoded to bytes, decoded and restored into a fresh scene built
+//! from the same configuration, continues to give exactly the events (ids and contents)
+//! of the uninterrupted run. Only `processed_at` and `latency_ms`, which are wall-clock,
+//! are normalised before comparing.
+//!
+//! Pure library code: runs under `cargo test --no-default-features`.
+
+#[path = "common/scenarios.rs"]
+mod common;
+
+use std::sync::Arc;
+
+use argus::config::PipelineConfig;
+use argus::geo::DroneGeometry;
+use argus::geo::config::{DroneConfig, OriginConfig};
+use argus::model::{Detection, Event, Models, Telemetry};
+use argus::pipeline::scene::{CameraScene, SceneSettings};
+use argus::pipeline::scene_state::{RestoreError, STATE_VERSION, SceneState};
+use argus::risk::Zone;
+use common::*;
+use time::OffsetDateTime;
+
+/// One camera to replay: how to build its scene (the same for every restore) and its
+/// detections (and telemetry) per frame.
+struct Case {
+    name: String,
+    pipeline: String,
+    summary_every_s: f64,
+    drone: bool,
+    frames: u64,
+    detections: Box<dyn Fn(f64) -> Vec<Detection>>,
+}
+
+const ZONES: &str = r#"
+[[zones]]
+id = "gate"
+polygon = [[0, 0], [10, 0], [10, 10], [0, 10]]
+
+[[zones]]
+id = "bench"
+polygon = [[20, 0], [24, 0], [24, 4], [20, 4]]
+"#;
+
+fn class_id(class: &str) -> usize {
+    match class {
+        "person" => 0,
+        "car" => 2,
+        "truck" => 7,
+        _ => 99,
+    }
+}
+
+/// A scenario of the suite as boxes through the tracker (the switch, when given, as a
+/// detector miss of `gap_s`: the tracker decides whether it becomes a new id).
+fn scenario_case(s: Scenario, switched: bool) -> Case {
+    let actors = (s.actors)();
+    let switch = switched.then_some(s.switch);
+    let detections = move |t: f64| {
+        actors
+            .iter()
+            .filter(|a| !switch.as_ref().is_some_and(|w| w.from == a.id && t >= w.at && t < w.at + w.gap_s))
+            .filter_map(|a| {
+                let (x, y, _) = (a.path)(t)?;
+                Some(Detection { class_id: class_id(a.class), class: Arc::from(a.class), score: 0.9, bbox: person_box(x, y) })
+            })
+            .collect()
+    };
+    Case {
+        name: format!("{}{}", s.name, if switched { " (with the switch)" } else { "" }),
+        // With the switch, the tracker gives up the track while it is missed (max_lost =
+        // 2 frames) and gives it a new id when it is seen again: a real id switch.
+        pipeline: format!("{ZONES}\n{}{}", s.rules, if switched { "\n[tracker]\nmax_lost = 2\n" } else { "" }),
+        summary_every_s: 1.0,
+        drone: false,
+        frames: (s.duration_s * FPS).round() as u64,
+        detections: Box::new(detections),
+    }
+}
+
+fn person(x: f64, y: f64) -> Detection {
+    Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: person_box(x, y) }
+}
+
+fn image_cases() -> Vec<Case> {
+    let both = |hidden: bool| {
+        move |t: f64| {
+            let (x, y) = walker(t);
+            let mut v = if hidden && (7.0..7.5).contains(&t) { vec![] } else { vec![person(x, y)] };
+            if let Some((x, y)) = runner(t) {
+                v.push(person(x, y));
+            }
+            v
+        }
+    };
+    vec![
+        Case {
+            name: "image space: walker and runner".into(),
+            pipeline: IMAGE_PIPELINE.into(),
+            summary_every_s: 0.5,
+            drone: false,
+            frames: 160,
+            detections: Box::new(both(false)),
+        },
+        Case {
+            name: "image space: the walker missed for longer than max_lost".into(),
+            pipeline: IMAGE_PIPELINE.into(),
+            summary_every_s: 0.0,
+            drone: false,
+            frames: 160,
+            detections: Box::new(both(true)),
+        },
+    ]
+}
+
+/// A drone without a configured origin (world (0, 0) is its first telemetry position),
+/// flying east over two people, one of them walking into a zone.
+fn drone_case() -> Case {
+    Case {
+        name: "drone: origin from the first telemetry".into(),
+        pipeline: r#"
+[[zones]]
+id = "pad"
+polygon = [[-50, -50], [50, -50], [50, 50], [-50, 50]]
+
+[[rules]]
+kind = "intrusion"
+id = "pad-entry"
+zone = "pad"
+min_dwell_s = 0.5
+update_every_s = 1
+"#
+        .into(),
+        summary_every_s: 0.3,
+        drone: true,
+        frames: 120,
+        detections: Box::new(|t: f64| {
+            let u = 200.0 + 20.0 * t as f32;
+            vec![
+                Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: [u, 300.0, u + 20.0, 360.0] },
+                Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: [600.0, 200.0, 620.0, 260.0] },
+            ]
+        }),
+    }
+}
+
+fn telemetry(t: f64) -> Telemetry {
+    // Flies east at about 5 m/s, 40 m up, looking straight down.
+    Telemetry { lat: 51.5, lon: -0.1 + 7.2e-5 * t, alt_m: 40.0, yaw: 0.0, pitch: -90.0, roll: 0.0, hfov: 80.0 }
+}
+
+/// The scene of a case, built from its configuration alone.
+fn build(c: &Case) -> CameraScene {
+    let p: PipelineConfig = toml::from_str(&format!("name = \"img\"\n{}", c.pipeline)).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let settings = SceneSettings {
+        pipeline: "img".into(),
+        geometry: (!c.drone).then(geometry),
+        zones: Arc::new(p.zones.iter().map(|z| Zone { id: z.id.clone(), polygon: z.polygon.clone() }).collect()),
+        rules: p.rules.clone(),
+        classes: vec![],
+        summary_every_s: c.summary_every_s,
+        tracker: p.tracker.clone(),
+        risk: p.risk.clone(),
+    };
+    let scene = CameraScene::new("cam".into(), settings);
+    if c.drone { scene.with_drone(Some(DroneGeometry::new("cam", &DroneConfig::default(), None))) } else { scene }
+}
+
+fn case_frame(c: &Case, seq: u64) -> argus::model::Frame {
+    let t = seq as f64 / FPS;
+    let mut f = frame(seq, t);
+    if c.drone {
+        f.image = Arc::new(argus::model::RgbImage::new(800, 600, vec![0; 800 * 600 * 3]).unwrap());
+        f.telemetry = Some(Arc::new(telemetry(t)));
+    }
+    f
+}
+
+fn models() -> Models {
+    Models { detector: "scripted".into(), captioner: "scene".into() }
+}
+
+/// Wall-clock fields out, so that two runs of the same frames compare equal.
+fn normalised(mut events: Vec<Event>) -> Vec<Event> {
+    for e in &mut events {
+        e.processed_at = OffsetDateTime::UNIX_EPOCH;
+        e.latency_ms = 0.0;
+    }
+    events
+}
+
+/// Frames `from..frames` of `c` through `scene`, then the end of the source; the events
+/// of each frame (the last entry: those of `finish`).
+fn run_from(c: &Case, scene: &mut CameraScene, from: u64) -> Vec<Vec<Event>> {
+    let m = models();
+    let mut out = Vec::new();
+    for seq in from..c.frames {
+        let dets = (c.detections)(seq as f64 / FPS);
+        out.push(normalised(scene.process(&case_frame(c, seq), dets, &m)));
+    }
+    out.push(normalised(scene.finish("source ended", &m)));
+    out
+}
+
+fn first_difference(a: &[Vec<Event>], b: &[Vec<Event>]) -> String {
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if x != y {
+            return format!(
+                "{i} frames after the restore:\n  uninterrupted: {}\n  restored:      {}",
+                serde_json::to_string(x).unwrap(),
+                serde_json::to_string(y).unwrap()
+            );
+        }
+    }
+    format!("lengths {} vs {}", a.len(), b.len())
+}
+
+fn cases() -> Vec<Case> {
+    let mut v: Vec<Case> = scenarios().into_iter().map(|s| scenario_case(s, false)).collect();
+    v.extend(scenarios().into_iter().map(|s| scenario_case(s, true)));
+    v.extend(image_cases());
+    v.push(drone_case());
+    v
+}
+
+#[test]
+fn a_restore_after_any_frame_continues_exactly_like_the_uninterrupted_run() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for c in cases() {
+        // The uninterrupted run, with a checkpoint (as bytes) before every frame and after
+        // the last one.
+        let mut scene = build(&c);
+        let m = models();
+        let mut checkpoints = Vec::new();
+        let mut per_frame = Vec::new();
+        for seq in 0..c.frames {
+            checkpoints.push(scene.checkpoint().to_bytes());
+            per_frame.push(normalised(scene.process(&case_frame(&c, seq), (c.detections)(seq as f64 / FPS), &m)));
+        }
+        checkpoints.push(scene.checkpoint().to_bytes());
+        per_frame.push(normalised(scene.finish("source ended", &m)));
+        let incidents = per_frame.iter().flatten().filter(|e| e.incident_id.is_some()).count();
+        assert!(incidents > 0 || c.name.contains("drone"), "{}: no incident events, nothing to check", c.name);
+
+        let mut teeth = false;
+        for (k, bytes) in checkpoints.iter().enumerate() {
+            let state = SceneState::from_bytes(bytes).unwrap_or_else(|e| panic!("{} frame {k}: {e}", c.name));
+            let mut fresh = build(&c);
+            fresh.restore(state.clone()).unwrap_or_else(|e| panic!("{} frame {k}: {e}", c.name));
+            let state_differs = fresh.checkpoint() != state;
+            let got = run_from(&c, &mut fresh, k as u64);
+            let want = &per_frame[k..];
+            if got != want || state_differs {
+                let events = if got != want { first_difference(want, &got) } else { "events equal".into() };
+                failures.push(format!("{} — restored after frame {k} (state {}): {events}", c.name, if state_differs { "differs" } else { "equal" }));
+                break;
+            }
+            // And the comparison has teeth: a fresh scene without the state goes wrong
+            // somewhere in every case.
+            teeth = teeth || run_from(&c, &mut build(&c), k as u64) != want;
+            checked += 1;
+        }
+        assert!(teeth, "{}: a scene without the state gives the same events: the case checks nothing", c.name);
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+    assert!(checked > 3000, "{checked} restores checked");
+}
+
+#[test]
+fn a_state_of_another_camera_configuration_or_version_is_refused_with_the_reason() {
+    let c = &image_cases()[0];
+    let mut scene = build(c);
+    let m = models();
+    for seq in 0..60 {
+        scene.process(&case_frame(c, seq), (c.detections)(seq as f64 / FPS), &m);
+    }
+    let state = scene.checkpoint();
+    assert!(state.open_incidents() > 0 && state.tracks() > 0);
+    assert_eq!(state.state_version, STATE_VERSION);
+
+    // Another camera.
+    let other = CameraScene::new(
+        "other".into(),
+        SceneSettings {
+            pipeline: "img".into(),
+            geometry: Some(geometry()),
+            zones: Arc::new(vec![]),
+            rules: vec![],
+            classes: vec![],
+            summary_every_s: 0.0,
+            tracker: Default::default(),
+            risk: Default::default(),
+        },
+    );
+    let mut other = other;
+    assert!(matches!(other.restore(state.clone()), Err(RestoreError::Incompatible { why }) if why.contains("camera cam")));
+
+    // The same camera with its zone moved, a rule changed, or the tracker retuned.
+    for (what, edit) in [
+        ("zone", IMAGE_PIPELINE.replace("[[8, 8], [12, 8]", "[[8, 7], [12, 8]")),
+        ("rule", IMAGE_PIPELINE.replace("max_speed_mps = 2.5", "max_speed_mps = 3.0")),
+        ("tracker", IMAGE_PIPELINE.replace("max_lost = 3", "max_lost = 4")),
+    ] {
+        let changed = Case { name: what.into(), pipeline: edit, summary_every_s: 0.5, drone: false, frames: 0, detections: Box::new(|_| vec![]) };
+        let mut s = build(&changed);
+        assert_ne!(s.fingerprint(), scene.fingerprint(), "{what}");
+        let err = s.restore(state.clone()).unwrap_err();
+        assert!(matches!(&err, RestoreError::Incompatible { why } if why.contains("configuration")), "{what}: {err}");
+        assert_eq!(s.open_incidents(), 0, "{what}: nothing restored");
+    }
+    // A summary interval is not part of the state's configuration.
+    let mut s = build(&Case {
+        name: "summary".into(),
+        pipeline: IMAGE_PIPELINE.into(),
+        summary_every_s: 5.0,
+        drone: false,
+        frames: 0,
+        detections: Box::new(|_| vec![]),
+    });
+    s.restore(state.clone()).unwrap();
+
+    // Another version; corrupt bytes.
+    let mut fresh = build(c);
+    let mut old = state.clone();
+    old.state_version = STATE_VERSION + 1;
+    assert_eq!(fresh.restore(old.clone()), Err(RestoreError::Version { found: STATE_VERSION + 1, expected: STATE_VERSION }));
+    assert!(matches!(SceneState::from_bytes(&old.to_bytes()), Err(RestoreError::Version { .. })));
+    let mut bytes = state.to_bytes();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    assert!(matches!(SceneState::from_bytes(&bytes), Err(RestoreError::Corrupt(_))));
+    assert_eq!(fresh.open_incidents(), 0);
+}
+
+#[test]
+fn a_drone_restore_keeps_the_first_telemetry_origin_and_a_configured_one_is_kept() {
+    let c = drone_case();
+    let mut scene = build(&c);
+    let m = models();
+    for seq in 0..30 {
+        scene.process(&case_frame(&c, seq), (c.detections)(seq as f64 / FPS), &m);
+    }
+    let bytes = scene.checkpoint().to_bytes();
+    let mut fresh = build(&c);
+    fresh.restore(SceneState::from_bytes(&bytes).unwrap()).unwrap();
+    let a = scene.process(&case_frame(&c, 30), (c.detections)(3.0), &m);
+    let b = fresh.process(&case_frame(&c, 30), (c.detections)(3.0), &m);
+    assert_eq!(normalised(a), normalised(b));
+    // A configured origin is part of the configuration.
+    let origin = OriginConfig { lat: 51.5, lon: -0.1 };
+    let configured = build(&c);
+    let configured = configured.with_drone(Some(DroneGeometry::new("cam", &DroneConfig::default(), Some(&origin))));
+    assert_ne!(configured.fingerprint(), scene.fingerprint());
+}

@@ -37,10 +37,13 @@ impl Default for MotionEstimator {
     }
 }
 
+/// One track's timed positions: `(t, [x, y])`, oldest first.
+type History = Vec<(f64, [f64; 2])>;
+
 /// Every track's timed positions in the window (the window comes from the code), by id.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MotionState {
-    tracks: Vec<(u64, Vec<(f64, [f64; 2])>)>,
+    tracks: Vec<(u64, History)>,
 }
 
 impl MotionEstimator {
@@ -50,7 +53,7 @@ impl MotionEstimator {
 
     /// A copy of the position history, ordered by track id.
     pub fn state(&self) -> MotionState {
-        let mut tracks: Vec<(u64, Vec<(f64, [f64; 2])>)> = self.tracks.iter().map(|(id, q)| (*id, q.iter().copied().collect())).collect();
+        let mut tracks: Vec<(u64, History)> = self.tracks.iter().map(|(id, q)| (*id, q.iter().copied().collect())).collect();
         tracks.sort_by_key(|t| t.0);
         MotionState { tracks }
     }

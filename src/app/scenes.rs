@@ -27,6 +27,11 @@ pub struct Scenes {
 }
 
 impl Scenes {
+    /// Every camera's scene, by camera id (benchmarks run them by hand).
+    pub fn into_scenes(self) -> HashMap<Arc<str>, CameraScene> {
+        self.scenes
+    }
+
     /// Adds model captions to events at or above the captioner's level.
     pub fn with_captioner(mut self, captioner: Option<Captioner>) -> Self {
         self.captioner = captioner;
@@ -76,7 +81,10 @@ pub fn build_scenes(cfg: &LoadedConfig, validated: &Validated, opts: &RunOptions
                 risk: p.risk.clone(),
             };
             let drone = cam.drone.as_ref().map(|d| DroneGeometry::new(&cam.id, d, cam.origin.as_ref()));
-            scenes.insert(id.clone(), CameraScene::new(id, settings).with_drone(drone));
+            // A scene state belongs to the calibration as configured, not to the last
+            // bits of its fit (which may differ between builds and machines).
+            let calibration_key = serde_json::to_string(&(&cam.calibration, &cam.origin)).expect("calibration serialises");
+            scenes.insert(id.clone(), CameraScene::new(id, settings).with_drone(drone).with_calibration_key(calibration_key));
             sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
         }
     }

@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// Models to compare.
     #[arg(long, value_delimiter = ',', default_value = "nanodet,yolov3-tiny")]
     models: Vec<String>,
+    /// Also measure scene state checkpoints (bytes, µs per camera) on the first model's
+    /// end-to-end objects and on synthetic crowds.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scene_state: bool,
 }
 
 struct Stats {
@@ -56,6 +60,8 @@ struct CountingSink {
     events: Arc<AtomicU64>,
     people: Arc<AtomicU64>,
     summaries: Arc<AtomicU64>,
+    /// The summaries themselves, when kept (the scene state section replays them).
+    kept: Option<Arc<parking_lot::Mutex<Vec<Arc<Event>>>>>,
 }
 
 impl Sink for CountingSink {
@@ -66,6 +72,9 @@ impl Sink for CountingSink {
         self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
         for e in events.iter().filter(|e| e.kind == argus::model::EventKind::FrameAnalyzed) {
             self.summaries.fetch_add(1, Ordering::Relaxed);
+            if let Some(k) = &self.kept {
+                k.lock().push(e.clone());
+            }
             self.people.fetch_add(e.objects.iter().filter(|o| &*o.class == "person").count() as u64, Ordering::Relaxed);
         }
         Ok(())
@@ -124,8 +133,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     if args.frames == 0 {
-        return Ok(());
+        return if args.scene_state { super::scene_state::run(&cfg, None) } else { Ok(()) };
     }
+    let mut replay: Option<(Vec<Arc<Event>>, f64)> = None;
     let backend = args.backends.first().copied().unwrap_or(BackendKind::Ort);
     println!("end to end on the demo pipeline ({} backend, {} frames, sinks: a counter):", backend.as_str(), args.frames);
     for model in &args.models {
@@ -141,7 +151,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let health = Arc::new(Health::default());
         let detector = detect::build_detector(&cfg.argus.detector)?;
         let scenes = argus::app::build_scenes(&cfg, &Default::default(), &argus::app::RunOptions { max_frames: Some(args.frames) })?;
-        let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default() };
+        let kept = (args.scene_state && replay.is_none()).then(Arc::default);
+        let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default(), kept: kept.clone() };
         let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
         let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
         let t0 = Instant::now();
@@ -160,6 +171,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             fps / det_fps,
             events.load(Ordering::Relaxed)
         );
+        if let Some(k) = kept {
+            replay = Some((std::mem::take(&mut *k.lock()), fps));
+        }
+    }
+    if args.scene_state {
+        // The first model's objects through fresh scenes of the same cameras (the real
+        // configuration: its summaries every 5 s, not the benchmark's every frame).
+        super::scene_state::run(&cfg, replay.as_ref().map(|(e, fps)| (e.as_slice(), *fps)))?;
     }
     Ok(())
 }

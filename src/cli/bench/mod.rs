@@ -6,5 +6,6 @@ pub mod clickhouse;
 pub mod detector;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+mod scene_state;
 #[cfg(any(feature = "clickhouse", feature = "kafka"))]
 mod util;

@@ -354,3 +354,97 @@ fn a_drone_restore_keeps_the_first_telemetry_origin_and_a_configured_one_is_kept
     let configured = configured.with_drone(Some(DroneGeometry::new("cam", &DroneConfig::default(), Some(&origin))));
     assert_ne!(configured.fingerprint(), scene.fingerprint());
 }
+
+/// A scene of the first image case after `frames` frames, with an open incident.
+fn with_open_incident(frames: u64) -> (Case, CameraScene) {
+    let c = image_cases().into_iter().next().unwrap();
+    let mut scene = build(&c);
+    let m = models();
+    for seq in 0..frames {
+        scene.process(&case_frame(&c, seq), (c.detections)(seq as f64 / FPS), &m);
+    }
+    assert!(scene.open_incidents() > 0);
+    (c, scene)
+}
+
+#[test]
+fn a_start_continues_a_recent_checkpoint_and_closes_an_old_ones_incidents_with_the_downtime() {
+    use argus::model::EventKind;
+    use argus::pipeline::scene_state::ResumeOutcome;
+    let (c, scene) = with_open_incident(60);
+    let open = scene.open_incidents();
+    let bytes = scene.checkpoint().to_bytes();
+    let saved_at = 1_800_000_000_000i64;
+    let m = models();
+
+    // Within the gap: continued, nothing closed.
+    let mut fresh = build(&c);
+    let (outcome, detail, events) = fresh.resume(Some((saved_at, bytes.clone())), saved_at + 4_000, 10.0, &m);
+    assert_eq!((outcome, events.len(), fresh.open_incidents()), (ResumeOutcome::Restored, 0, open), "{detail}");
+
+    // After the gap: started fresh, every open incident closed with the downtime.
+    let mut fresh = build(&c);
+    let (outcome, detail, events) = fresh.resume(Some((saved_at, bytes.clone())), saved_at + 25_000, 10.0, &m);
+    assert_eq!((outcome, fresh.open_incidents()), (ResumeOutcome::TooOld, 0), "{detail}");
+    assert_eq!(events.len(), open);
+    let why = "not observed from 2027-01-15T08:00:00Z to 2027-01-15T08:00:25Z";
+    for e in &events {
+        assert_eq!(e.kind, EventKind::IncidentClosed);
+        assert!(e.caption.contains(why), "{}", e.caption);
+        assert!(e.risk.reasons.iter().all(|r| r.detail.contains(why)), "{:?}", e.risk.reasons);
+    }
+    // The same incidents the uninterrupted scene has open (same ids).
+    let mut ids: Vec<String> = events.iter().filter_map(|e| e.incident_id.clone()).collect();
+    ids.sort();
+    let mut keep = build(&c);
+    keep.restore(SceneState::from_bytes(&bytes).unwrap()).unwrap();
+    let mut open_ids: Vec<String> = keep.finish("x", &m).into_iter().filter_map(|e| e.incident_id).collect();
+    open_ids.sort();
+    assert_eq!(ids, open_ids);
+
+    // Another configuration: closed as such; corrupt: fresh, nothing to close; none.
+    let changed = Case {
+        name: "changed".into(),
+        pipeline: IMAGE_PIPELINE.replace("max_lost = 3", "max_lost = 5"),
+        summary_every_s: 0.5,
+        drone: false,
+        frames: 0,
+        detections: Box::new(|_| vec![]),
+    };
+    let mut other = build(&changed);
+    let (outcome, detail, events) = other.resume(Some((saved_at, bytes.clone())), saved_at + 1_000, 10.0, &m);
+    assert_eq!((outcome, events.len()), (ResumeOutcome::Incompatible, open), "{detail}");
+    assert!(events.iter().all(|e| e.caption.contains("configuration changed")), "{:?}", events.iter().map(|e| &e.caption).collect::<Vec<_>>());
+    let mut bad = bytes.clone();
+    bad[10] ^= 0xff;
+    let (outcome, _, events) = build(&c).resume(Some((saved_at, bad)), saved_at + 1_000, 10.0, &m);
+    assert_eq!((outcome, events.len()), (ResumeOutcome::Corrupt, 0));
+    let (outcome, _, _) = build(&c).resume(None, saved_at, 10.0, &m);
+    assert_eq!(outcome, ResumeOutcome::None);
+}
+
+#[test]
+fn scene_state_keys_are_validated_with_file_key_and_fix() {
+    let pipeline = include_str!("../pipelines/demo.toml").to_string();
+    let issues = |toml: &str| {
+        let p = pipeline.clone();
+        let read = move |_: &std::path::Path| Ok(p.clone());
+        match argus::config::load_from_str(std::path::Path::new("config/argus.toml"), toml, &[], &read) {
+            Err(e) => e.issues().to_vec(),
+            Ok(cfg) => argus::config::validate(&cfg),
+        }
+    };
+    assert!(issues("[scene_state]\nenabled = true\n").is_empty());
+    for (toml, key, problem) in [
+        ("[scene_state]\ncheckpoint_every_s = 0\n", "scene_state.checkpoint_every_s", "outside (0, 3600]"),
+        ("[scene_state]\nmax_gap_s = -1\n", "scene_state.max_gap_s", "not a finite number"),
+        ("[scene_state]\ncheckpoint_every_s = 5\nmax_gap_s = 2\n", "scene_state.max_gap_s", "shorter than checkpoint_every_s"),
+    ] {
+        let list = issues(toml);
+        assert!(
+            list.iter().any(|i| i.file == std::path::Path::new("config/argus.toml") && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
+            "{toml}: {list:?}"
+        );
+    }
+    assert!(issues("[scene_state]\nevery = 1\n").iter().any(|i| i.problem.contains("every")), "unknown keys are refused");
+}

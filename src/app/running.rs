@@ -64,7 +64,7 @@ pub fn start(
     let det = &cfg.argus.detector;
     let settings = StageSettings { frame_queue: limits.frame_queue, max_batch: det.max_batch, max_wait: Duration::from_millis(det.max_wait_ms) };
     let durability = bus.durability();
-    let Scenes { mut scenes, sources, mut fingerprints, captioner } = scenes;
+    let Scenes { mut scenes, sources, mut fingerprints, captioner, state } = scenes;
     let mut cameras = Vec::new();
     for spec in &sources {
         health.register_source(&spec.camera_id, &spec.pipeline, &spec.redacted(), spec.live);
@@ -72,7 +72,7 @@ pub fn start(
         cameras.push((spec.camera_id.clone(), scene, spec.live));
     }
     let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board };
-    let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx).map_err(AppError::Thread)?;
+    let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
     let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), metrics, health, durability };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
@@ -199,6 +199,7 @@ impl Running {
 
     /// Stops the sources and drains the stages (no event is lost).
     pub fn stop(self) {
+        self.stages.begin_shutdown();
         let all = || self.cameras.values().map(|c| &c.source).chain(&self.kafka_sources);
         for s in all() {
             s.stop.store(true, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{AppError, RunOptions};
 use crate::analysis::{CameraContext, CameraContexts};
@@ -11,6 +12,8 @@ use crate::caption::model::Captioner;
 use crate::config::{LoadedConfig, PipelineConfig, Validated};
 use crate::geo::{CameraGeometry, DroneGeometry};
 use crate::pipeline::scene::{CameraScene, SceneSettings};
+use crate::pipeline::scene_stage::StateKeeping;
+use crate::pipeline::scene_state::{SceneStateConfig, StateStore};
 use crate::risk::Zone;
 use crate::sources::SourceSpec;
 use crate::sources::config::CameraConfig;
@@ -24,9 +27,17 @@ pub struct Scenes {
     pub(crate) fingerprints: HashMap<Arc<str>, String>,
     /// The optional captioning model; runs on the scene stage's thread.
     pub(crate) captioner: Option<Captioner>,
+    /// Scene state checkpoints (`[scene_state]`), when enabled.
+    pub(crate) state: Option<StateKeeping>,
 }
 
 impl Scenes {
+    /// Checkpoints every camera's scene to `store` and continues from them at start.
+    pub fn with_state_store(mut self, cfg: &SceneStateConfig, store: Arc<dyn StateStore>) -> Self {
+        self.state = cfg.enabled.then(|| StateKeeping::new(store, Duration::from_secs_f64(cfg.checkpoint_every_s), cfg.max_gap_s, Arc::default()));
+        self
+    }
+
     /// Every camera's scene, by camera id (benchmarks run them by hand).
     pub fn into_scenes(self) -> HashMap<Arc<str>, CameraScene> {
         self.scenes
@@ -88,7 +99,7 @@ pub fn build_scenes(cfg: &LoadedConfig, validated: &Validated, opts: &RunOptions
             sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
         }
     }
-    Ok(Scenes { scenes, sources, fingerprints, captioner: None })
+    Ok(Scenes { scenes, sources, fingerprints, captioner: None, state: None })
 }
 
 /// How `POST /v1/analyze` judges an image "as camera X sees it": the same calibration

@@ -173,7 +173,8 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
 
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(&cfg.argus.store.path).map_err(AppError::Store)?);
+    let sqlite = Arc::new(SqliteStore::open(&cfg.argus.store.path).map_err(AppError::Store)?);
+    let store: Arc<dyn EventStore> = sqlite.clone();
     health.set_detector(State::Starting, None);
     let detector = match crate::detect::build_detector(&cfg.argus.detector) {
         Ok(d) => d,
@@ -188,7 +189,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let captioner = crate::caption::model::build(&cfg.argus.captioner, &cfg.argus.detector)
         .map_err(|source| AppError::Captioner { file: cfg.file.display().to_string(), source })?;
     let captioner_info = captioner.as_ref().map_or_else(|| SCENE_CAPTIONER.to_string(), |c| c.description().to_string());
-    let scenes = build_scenes(&cfg, &cfg.validated, &opts.run)?.with_captioner(captioner);
+    let scenes = build_scenes(&cfg, &cfg.validated, &opts.run)?.with_captioner(captioner).with_state_store(&cfg.argus.scene_state, sqlite);
 
     let sinks = crate::sinks::build(&cfg.argus.sinks, &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone() })
         .map_err(AppError::Sink)?;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::config::ServerConfig;
 use crate::caption::model::config::CaptionerConfig;
 use crate::detect::config::DetectorConfig;
+use crate::pipeline::scene_state::SceneStateConfig;
 use crate::risk::config::{RiskConfig, RuleConfig, ZoneConfig};
 use crate::sinks::config::SinksConfig;
 use crate::sources::config::CameraConfig;
@@ -28,6 +29,8 @@ pub struct ArgusConfig {
     pub captioner: CaptionerConfig,
     pub sinks: SinksConfig,
     pub store: StoreConfig,
+    /// Checkpoints of every camera's scene in the embedded store.
+    pub scene_state: SceneStateConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
 }
@@ -41,6 +44,7 @@ impl Default for ArgusConfig {
             captioner: CaptionerConfig::default(),
             sinks: SinksConfig::default(),
             store: StoreConfig::default(),
+            scene_state: SceneStateConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }

@@ -86,6 +86,7 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     }
     crate::sinks::config::validate(&a.sinks, iss);
     crate::store::validate(&a.store, iss);
+    crate::pipeline::scene_state::validate(&a.scene_state, iss);
 }
 
 fn valid_id(s: &str) -> bool {

@@ -14,6 +14,7 @@ pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use bus::EventBus;
 use detect_stage::DetectedFrame;
 use hub::{FrameHub, LaneSender, Overflow};
 use scene::CameraScene;
-use scene_stage::{SceneCtl, SceneStage};
+use scene_stage::{SceneCtl, SceneStage, StateKeeping};
 use snapshot::SnapshotBoard;
 
 /// How the stages batch and queue.
@@ -57,6 +58,8 @@ pub struct Stages {
     scene_ctl: Sender<SceneCtl>,
     done: Receiver<()>,
     settings: StageSettings,
+    /// Set by `begin_shutdown` (scene state keeping only).
+    stopping: Option<Arc<AtomicBool>>,
 }
 
 /// Opens a lane per camera, then starts the detect and scene stages. Lanes must be open
@@ -69,6 +72,7 @@ pub fn start(
     bus: EventBus,
     settings: StageSettings,
     cx: StageContext,
+    state: Option<StateKeeping>,
 ) -> std::io::Result<(Stages, HashMap<Arc<str>, LaneSender>)> {
     let models = Models { detector: detector.info().model_id.clone(), captioner: SCENE_CAPTIONER.into() };
     let hub = FrameHub::new();
@@ -87,12 +91,13 @@ pub fn start(
         let (max_batch, max_wait) = (settings.max_batch, settings.max_wait);
         threads.push(std::thread::Builder::new().name("stage-detect".into()).spawn(move || detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?);
     }
-    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner };
+    let stopping = state.as_ref().map(|k| k.stopping.clone());
+    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state };
     threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
         stage.run();
         let _ = done_tx.send(());
     })?);
-    Ok((Stages { hub, threads, scene_ctl: ctl_tx, done, settings }, lanes))
+    Ok((Stages { hub, threads, scene_ctl: ctl_tx, done, settings, stopping }, lanes))
 }
 
 fn open_lane(hub: &Arc<FrameHub>, id: &Arc<str>, live: bool, queue: usize) -> LaneSender {
@@ -133,6 +138,14 @@ impl Stages {
     /// Frames waiting for the detector right now.
     pub fn queued_frames(&self) -> usize {
         self.hub.depth()
+    }
+
+    /// Argus is stopping (not every source ending by itself): with scene state keeping,
+    /// open incidents stay open in the last checkpoint instead of closing.
+    pub fn begin_shutdown(&self) {
+        if let Some(s) = &self.stopping {
+            s.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Drains the stages (the sources must have stopped: their lanes closed).

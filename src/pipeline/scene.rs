@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::scene_state::{self, LastFrame, RestoreError, STATE_VERSION, SceneState};
+use super::scene_state::{self, LastFrame, RestoreError, ResumeOutcome, STATE_VERSION, SceneState};
 use crate::caption;
 use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
 use crate::model::Detection;
@@ -236,6 +236,41 @@ impl CameraScene {
         }
         self.last = Some((frame.captured_at, info, objects));
         events
+    }
+
+    /// Starts this (fresh) scene from a saved checkpoint, as a camera's start does:
+    /// continues from it when it is at most `max_gap_s` old (wall clock, `now_ms`) and
+    /// fits; otherwise stays fresh and returns the `incident.closed` events of the
+    /// checkpoint's open incidents (too old: "not observed from T1 to T2"; another
+    /// configuration: "configuration changed"). The detail says what happened.
+    pub fn resume(&mut self, saved: Option<(i64, Vec<u8>)>, now_ms: i64, max_gap_s: f64, models: &Models) -> (ResumeOutcome, String, Vec<Event>) {
+        let Some((saved_at_ms, bytes)) = saved else { return (ResumeOutcome::None, "no checkpoint".into(), Vec::new()) };
+        let state = match SceneState::from_bytes(&bytes) {
+            Ok(s) => s,
+            Err(e @ RestoreError::Version { .. }) => return (ResumeOutcome::Incompatible, e.to_string(), Vec::new()),
+            Err(e) => return (ResumeOutcome::Corrupt, e.to_string(), Vec::new()),
+        };
+        let age_s = (now_ms - saved_at_ms) as f64 / 1000.0;
+        if age_s > max_gap_s {
+            let why = scene_state::not_observed(saved_at_ms, now_ms);
+            let events = self.close_saved(&state, &why, models);
+            return (ResumeOutcome::TooOld, format!("checkpoint {age_s:.1} s old (max_gap_s = {max_gap_s}): {why}"), events);
+        }
+        match self.restore(state.clone()) {
+            Ok(()) => (ResumeOutcome::Restored, format!("checkpoint {age_s:.1} s old, {} open incidents continued", self.open_incidents()), Vec::new()),
+            Err(e) => {
+                let events = if state.camera_id == *self.camera_id { self.close_saved(&state, "configuration changed", models) } else { Vec::new() };
+                (ResumeOutcome::Incompatible, e.to_string(), events)
+            }
+        }
+    }
+
+    /// The `incident.closed` events of a saved state's open incidents, stamped with the
+    /// state's last frame; this scene is not changed.
+    pub fn close_saved(&self, state: &SceneState, why: &str, models: &Models) -> Vec<Event> {
+        let Some(last) = &state.last else { return Vec::new() };
+        let Ok(at) = last.at() else { return Vec::new() };
+        state.risk.close_all(secs(at), why).into_iter().map(|c| self.incident_event(at, &last.info, &last.objects, c, models)).collect()
     }
 
     /// Closes the camera's open incidents (its source ended or Argus is stopping).

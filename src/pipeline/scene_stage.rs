@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use super::bus::EventBus;
 use super::detect_stage::DetectedFrame;
 use super::scene::CameraScene;
+use super::scene_state::{ResumeOutcome, StateStore};
 use super::snapshot::{Snapshot, SnapshotBoard};
 use crate::caption::model::Captioner;
 use crate::model::{EventKind, Level, Models};
@@ -35,6 +37,68 @@ pub struct SceneStage {
     pub board: Arc<SnapshotBoard>,
     /// The optional captioning model; runs on this thread.
     pub captioner: Option<Captioner>,
+    /// Scene state checkpoints, when `[scene_state]` is enabled.
+    pub state: Option<StateKeeping>,
+}
+
+/// Checkpoints of every camera's scene: written every `every`, and at shutdown; read
+/// when a camera starts.
+pub struct StateKeeping {
+    pub store: Arc<dyn StateStore>,
+    pub every: Duration,
+    pub max_gap_s: f64,
+    /// Set when Argus is stopping (not when the sources ended by themselves): the open
+    /// incidents then stay open in the last checkpoint, for the next start to continue.
+    pub stopping: Arc<AtomicBool>,
+    /// Where each camera's state came from at its start (`/v1/cameras`).
+    pub origins: Arc<parking_lot::Mutex<HashMap<Arc<str>, String>>>,
+    last_saved: HashMap<Arc<str>, Instant>,
+}
+
+impl StateKeeping {
+    pub fn new(store: Arc<dyn StateStore>, every: Duration, max_gap_s: f64, stopping: Arc<AtomicBool>) -> Self {
+        Self { store, every, max_gap_s, stopping, origins: Arc::default(), last_saved: HashMap::new() }
+    }
+
+    /// Continues `scene` from its checkpoint, or closes what the checkpoint left open.
+    fn resume(&mut self, id: &Arc<str>, scene: &mut CameraScene, models: &Models, metrics: &Metrics) -> Vec<crate::model::Event> {
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let saved = match self.store.load_state(id) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(camera = %id, error = %e, "cannot read the camera's scene state: starting fresh");
+                None
+            }
+        };
+        let (outcome, detail, events) = scene.resume(saved, now_ms, self.max_gap_s, models);
+        metrics.scene_restores.with_label_values(&[outcome.as_str()]).inc();
+        match outcome {
+            ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(camera = %id, outcome = outcome.as_str(), %detail, "scene state"),
+            _ => tracing::warn!(camera = %id, outcome = outcome.as_str(), %detail, closed = events.len(), "scene state not continued: starting fresh"),
+        }
+        self.origins.lock().insert(id.clone(), format!("{}: {detail}", outcome.as_str()));
+        self.last_saved.insert(id.clone(), Instant::now());
+        events
+    }
+
+    /// Writes the camera's checkpoint when one is due (`force`: now).
+    fn save(&mut self, id: &Arc<str>, scene: &CameraScene, metrics: &Metrics, force: bool) {
+        if !force && self.last_saved.get(id).is_some_and(|t| t.elapsed() < self.every) {
+            return;
+        }
+        let t0 = Instant::now();
+        let bytes = scene.checkpoint().to_bytes();
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        match self.store.save_state(id, now_ms, &bytes) {
+            Ok(()) => {
+                metrics.checkpoints_written.inc();
+                metrics.checkpoint_bytes.inc_by(bytes.len() as u64);
+                metrics.checkpoint_seconds.observe(t0.elapsed().as_secs_f64());
+            }
+            Err(e) => tracing::warn!(camera = %id, error = %e, "scene state checkpoint failed (the next one retries)"),
+        }
+        self.last_saved.insert(id.clone(), Instant::now());
+    }
 }
 
 impl SceneStage {
@@ -42,10 +106,28 @@ impl SceneStage {
     /// stopping), then closes every open incident and drops the bus, so the sinks drain
     /// and stop.
     pub fn run(mut self) {
+        if let Some(k) = self.state.as_mut() {
+            let mut ids: Vec<Arc<str>> = self.scenes.keys().cloned().collect();
+            ids.sort();
+            for id in ids {
+                let scene = self.scenes.get_mut(&id).expect("listed");
+                for ev in k.resume(&id, scene, &self.models, &self.metrics) {
+                    self.bus.publish(ev);
+                }
+            }
+        }
         self.process_frames();
-        for scene in self.scenes.values_mut() {
-            for ev in scene.finish("source ended", &self.models) {
-                self.bus.publish(ev);
+        let stopping = self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed));
+        for (id, scene) in self.scenes.iter_mut() {
+            // Stopping with checkpoints: incidents stay open in the last checkpoint, and
+            // the next start continues or closes them. Otherwise they close now.
+            if !stopping {
+                for ev in scene.finish("source ended", &self.models) {
+                    self.bus.publish(ev);
+                }
+            }
+            if let Some(k) = self.state.as_mut() {
+                k.save(id, scene, &self.metrics, true);
             }
         }
         self.metrics.incidents_open.set(0);
@@ -54,12 +136,22 @@ impl SceneStage {
     fn apply(&mut self, ctl: SceneCtl) {
         match ctl {
             SceneCtl::Add(id, scene) => {
-                self.scenes.insert(id, *scene);
+                let mut scene = *scene;
+                if let Some(k) = self.state.as_mut() {
+                    for ev in k.resume(&id, &mut scene, &self.models, &self.metrics) {
+                        self.bus.publish(ev);
+                    }
+                }
+                self.scenes.insert(id, scene);
             }
             SceneCtl::Remove(id) => {
                 if let Some(mut scene) = self.scenes.remove(&id) {
                     for ev in scene.finish("camera removed", &self.models) {
                         self.bus.publish(ev);
+                    }
+                    // Nothing left open in its checkpoint: a re-added camera starts clean.
+                    if let Some(k) = self.state.as_mut() {
+                        k.save(&id, &scene, &self.metrics, true);
                     }
                 }
             }
@@ -132,6 +224,10 @@ impl SceneStage {
             );
             for ev in events {
                 self.bus.publish(ev);
+            }
+            // After its events are on the bus: a checkpoint never covers unpublished events.
+            if let Some(k) = self.state.as_mut() {
+                k.save(&frame.camera_id, scene, &self.metrics, false);
             }
             self.metrics.incidents_open.set(self.scenes.values().map(|s| s.open_incidents() as i64).sum());
         }

@@ -144,6 +144,96 @@ impl SceneState {
     }
 }
 
+/// Where scene states are kept between runs: one per camera, the newest wins.
+pub trait StateStore: Send + Sync {
+    /// Replaces the camera's state; `saved_at_ms`: wall clock, Unix milliseconds.
+    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String>;
+    /// The camera's state and when it was saved.
+    fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String>;
+}
+
+/// `[scene_state]` in argus.toml: checkpoints of every camera's scene in the embedded
+/// store, and what a start does with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SceneStateConfig {
+    /// Checkpoint and restore at all.
+    pub enabled: bool,
+    /// Seconds between two checkpoints of one camera (and one more at shutdown).
+    pub checkpoint_every_s: f64,
+    /// A checkpoint at most this old (seconds, wall clock) at start is continued from;
+    /// an older one's open incidents are closed ("not observed from … to …").
+    pub max_gap_s: f64,
+}
+
+impl Default for SceneStateConfig {
+    fn default() -> Self {
+        Self { enabled: false, checkpoint_every_s: 1.0, max_gap_s: 10.0 }
+    }
+}
+
+/// `scene_state.*` keys.
+pub fn validate(c: &SceneStateConfig, iss: &mut crate::model::Issues) {
+    if !(c.checkpoint_every_s > 0.0 && c.checkpoint_every_s <= 3600.0) {
+        iss.add(
+            "scene_state.checkpoint_every_s",
+            format!("{} is outside (0, 3600]", c.checkpoint_every_s),
+            "use e.g. 1.0 (seconds between two checkpoints of a camera)",
+        );
+    }
+    if !(c.max_gap_s >= 0.0 && c.max_gap_s.is_finite()) {
+        iss.add("scene_state.max_gap_s", format!("{} is not a finite number >= 0", c.max_gap_s), "use e.g. 10 (seconds a camera may be down and continue)");
+    } else if c.max_gap_s < c.checkpoint_every_s {
+        iss.add(
+            "scene_state.max_gap_s",
+            format!(
+                "{} s is shorter than checkpoint_every_s = {} s: even a quick restart would find its checkpoint too old",
+                c.max_gap_s, c.checkpoint_every_s
+            ),
+            "make max_gap_s a few checkpoint intervals, e.g. 10 with checkpoint_every_s = 1",
+        );
+    }
+}
+
+/// What a camera's start found in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// Continued from the checkpoint: same tracks, same incidents.
+    Restored,
+    /// Older than `max_gap_s`: its open incidents closed, started fresh.
+    TooOld,
+    /// Another version or another configuration: its open incidents closed (when it
+    /// could be read), started fresh.
+    Incompatible,
+    /// Unreadable: started fresh.
+    Corrupt,
+    /// No checkpoint.
+    None,
+}
+
+impl ResumeOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restored => "restored",
+            Self::TooOld => "too_old",
+            Self::Incompatible => "incompatible",
+            Self::Corrupt => "corrupt",
+            Self::None => "none",
+        }
+    }
+}
+
+/// RFC 3339 to the second, for "not observed from … to …".
+pub fn wall_time(unix_ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000)).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| unix_ms.to_string())
+}
+
+/// Why a too-old checkpoint's incidents close.
+pub fn not_observed(from_ms: i64, to_ms: i64) -> String {
+    format!("not observed from {} to {}", wall_time(from_ms), wall_time(to_ms))
+}
+
 /// SHA-256 (hex) of the parts of a configuration a state depends on.
 pub(crate) fn fingerprint(parts: &[&str]) -> String {
     let mut h = Sha256::new();

@@ -61,6 +61,12 @@ impl RiskState {
     pub fn open_incidents(&self) -> usize {
         self.open.len()
     }
+
+    /// The closing changes of the saved open incidents, by rule id, as of `t` (for a
+    /// state that is not continued: too old, or of another configuration).
+    pub fn close_all(&self, t: f64, why: &str) -> Vec<IncidentChange> {
+        self.open.iter().map(|(rule_id, inc)| RiskEngine::closed(inc.clone(), rule_id.clone(), t, why)).collect()
+    }
 }
 
 /// Rules and incidents for one camera.

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events (captured_ms DESC, event_id DESC);
 CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera_id, captured_ms DESC);
 CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id);
+CREATE TABLE IF NOT EXISTS scene_state (
+    camera_id    TEXT PRIMARY KEY,
+    saved_at     INTEGER NOT NULL,  -- wall clock, Unix ms
+    bytes        BLOB NOT NULL      -- pipeline::scene_state::SceneState::to_bytes
+);
 ";
 
 impl SqliteStore {
@@ -54,6 +59,36 @@ impl SqliteStore {
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Replaces a camera's scene state checkpoint.
+    pub fn save_scene_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), StoreError> {
+        let conn = self.writer.lock();
+        conn.prepare_cached("INSERT OR REPLACE INTO scene_state (camera_id, saved_at, bytes) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(rusqlite::params![camera_id, saved_at_ms, bytes]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A camera's last checkpoint: when it was saved (Unix ms) and its bytes.
+    pub fn load_scene_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached("SELECT saved_at, bytes FROM scene_state WHERE camera_id = ?1").map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([camera_id]).map_err(|e| self.err(e))?;
+        match rows.next().map_err(|e| self.err(e))? {
+            Some(r) => Ok(Some((r.get(0).map_err(|e| self.err(e))?, r.get(1).map_err(|e| self.err(e))?))),
+            None => Ok(None),
+        }
+    }
+}
+
+impl crate::pipeline::scene_state::StateStore for SqliteStore {
+    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String> {
+        self.save_scene_state(camera_id, saved_at_ms, bytes).map_err(|e| e.to_string())
+    }
+
+    fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
+        self.load_scene_state(camera_id).map_err(|e| e.to_string())
     }
 }
 
@@ -206,5 +241,25 @@ fn push_filters(q: &EventQuery, sql: &mut String, args: &mut Vec<Value>) {
     }
     if let Some(i) = &q.incident {
         add(" AND incident_id = ?", Value::Text(i.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scene_state_rows_are_replaced_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("argus.db");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load_scene_state("cam").unwrap(), None);
+        store.save_scene_state("cam", 1000, &[1, 2, 3]).unwrap();
+        store.save_scene_state("cam", 2000, &[4, 5]).unwrap();
+        store.save_scene_state("other", 1500, &[9]).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load_scene_state("cam").unwrap(), Some((2000, vec![4, 5])));
+        assert_eq!(store.load_scene_state("other").unwrap(), Some((1500, vec![9])));
     }
 }

@@ -36,6 +36,16 @@ pub struct Metrics {
     pub images_analyzed: IntCounterVec,
     pub analyses_rejected: IntCounterVec,
     pub captions_failed: IntCounterVec,
+    pub checkpoints_written: prometheus::IntCounter,
+    pub checkpoint_bytes: prometheus::IntCounter,
+    pub checkpoint_seconds: Histogram,
+    pub scene_restores: IntCounterVec,
+}
+
+fn plain_counter(reg: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
+    let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
 
 fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -124,6 +134,23 @@ impl Metrics {
             source_restarts: counter(r, "argus_source_restarts_total", "Live source rebuilds, by reason (error, eos, stall)", &["camera", "reason"]),
             http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
             captions_failed: counter(r, "argus_captions_failed_total", "Events whose captioning model failed (they keep the scene caption)", &["camera"]),
+            checkpoints_written: plain_counter(r, "argus_checkpoints_written_total", "Scene state checkpoints written to the embedded store"),
+            checkpoint_bytes: plain_counter(r, "argus_checkpoint_bytes_total", "Bytes of scene state checkpoints written"),
+            checkpoint_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new("argus_checkpoint_seconds", "One camera's checkpoint: state, encode and store write")
+                        .buckets(vec![1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5]),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            scene_restores: counter(
+                r,
+                "argus_scene_restores_total",
+                "Scene states looked for at a camera's start, by outcome (restored, too_old, incompatible, corrupt, none)",
+                &["outcome"],
+            ),
             stage_seconds,
             frame_latency_seconds,
             batch_size,

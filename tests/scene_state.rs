@@ -448,3 +448,159 @@ fn scene_state_keys_are_validated_with_file_key_and_fix() {
     }
     assert!(issues("[scene_state]\nevery = 1\n").iter().any(|i| i.problem.contains("every")), "unknown keys are refused");
 }
+
+// ---------------------------------------------------------------------------------------
+// The scene stage with a state store: a stop mid-incident and a start within the gap
+// continue the same incident; a start after the gap closes it with the downtime.
+
+mod stage {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    use argus::detect::{DetectError, Detector, DetectorInfo};
+    use argus::model::{Detection, Event, EventKind, RgbImage};
+    use argus::pipeline::hub::Pushed;
+    use argus::pipeline::scene_stage::StateKeeping;
+    use argus::pipeline::scene_state::StateStore;
+    use argus::pipeline::snapshot::SnapshotBoard;
+    use argus::pipeline::{StageContext, StageSettings};
+    use argus::sinks::{Sink, SinkError};
+    use argus::telemetry::health::Health;
+    use argus::telemetry::metrics::Metrics;
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct MemoryStore(Mutex<HashMap<String, (i64, Vec<u8>)>>);
+
+    impl StateStore for MemoryStore {
+        fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String> {
+            self.0.lock().insert(camera_id.into(), (saved_at_ms, bytes.to_vec()));
+            Ok(())
+        }
+        fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
+            Ok(self.0.lock().get(camera_id).cloned())
+        }
+    }
+
+    /// The case's boxes for the frame whose sequence number the image carries.
+    struct Scripted {
+        boxes: Box<dyn Fn(f64) -> Vec<Detection> + Send>,
+        info: DetectorInfo,
+    }
+
+    impl Detector for Scripted {
+        fn info(&self) -> &DetectorInfo {
+            &self.info
+        }
+        fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
+            Ok(images.iter().map(|im| (self.boxes)((im.pixels[0] as u64 + 256 * im.pixels[1] as u64) as f64 / FPS)).collect())
+        }
+    }
+
+    struct Collect(Arc<Mutex<Vec<Event>>>);
+
+    impl Sink for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+            self.0.lock().extend(events.iter().map(|e| (**e).clone()));
+            Ok(())
+        }
+    }
+
+    fn info() -> DetectorInfo {
+        DetectorInfo {
+            model: "scripted".into(),
+            model_id: "scripted".into(),
+            backend: "fake",
+            device: "cpu".into(),
+            input_size: [4, 4],
+            score_threshold: 0.3,
+            nms_iou: 0.5,
+            max_engine_batch: 1,
+        }
+    }
+
+    /// Frames `from..to` of the walker case through the stages; `graceful`: Argus stops
+    /// (instead of the source ending). The events, in order.
+    fn run(store: &Arc<MemoryStore>, from: u64, to: u64, max_gap_s: f64, graceful: bool) -> Vec<Event> {
+        let c = image_cases().into_iter().next().unwrap();
+        // `Case::detections` is not Send: the walker-and-runner boxes again.
+        let boxes = |t: f64| {
+            let (x, y) = walker(t);
+            let mut v = vec![person(x, y)];
+            if let Some((x, y)) = runner(t) {
+                v.push(person(x, y));
+            }
+            v
+        };
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
+        let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1) };
+        let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()) };
+        let detector = Box::new(Scripted { boxes: Box::new(boxes), info: info() });
+        let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
+        let lane = lanes.remove("cam").unwrap();
+        for seq in from..to {
+            let mut f = frame(seq, seq as f64 / FPS);
+            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
+        }
+        if graceful {
+            stages.begin_shutdown();
+        }
+        drop(lane);
+        stages.join();
+        for h in sinks {
+            h.join().unwrap();
+        }
+        let v = got.lock().clone();
+        v
+    }
+
+    fn incidents(events: &[Event]) -> Vec<(EventKind, String)> {
+        events.iter().filter(|e| e.incident_id.is_some()).map(|e| (e.kind, e.incident_id.clone().unwrap())).collect()
+    }
+
+    #[test]
+    fn a_graceful_stop_and_a_start_within_the_gap_continue_the_same_incidents() {
+        let uninterrupted = run(&Arc::new(MemoryStore::default()), 0, 160, 10.0, false);
+        let store = Arc::new(MemoryStore::default());
+        let first = run(&store, 0, 60, 10.0, true);
+        assert!(first.iter().all(|e| e.kind != EventKind::IncidentClosed), "a graceful stop closes nothing: {:?}", incidents(&first));
+        assert!(first.iter().any(|e| e.kind == EventKind::IncidentOpened));
+        let second = run(&store, 60, 160, 10.0, false);
+        let both: Vec<Event> = first.into_iter().chain(second).collect();
+        assert_eq!(incidents(&both), incidents(&uninterrupted));
+        assert_eq!(normalised(both), normalised(uninterrupted), "the same events, ids and contents");
+    }
+
+    #[test]
+    fn a_start_after_the_gap_closes_what_was_open_with_the_downtime() {
+        let store = Arc::new(MemoryStore::default());
+        let first = run(&store, 0, 60, 10.0, true);
+        let open: Vec<String> = incidents(&first).into_iter().filter(|(k, _)| *k == EventKind::IncidentOpened).map(|(_, id)| id).collect();
+        assert!(!open.is_empty());
+        // Saved "long ago": move the checkpoint's time back by a minute.
+        for (at, _) in store.0.lock().values_mut() {
+            *at -= 60_000;
+        }
+        let second = run(&store, 60, 160, 10.0, false);
+        let closed: Vec<&Event> = second.iter().filter(|e| e.kind == EventKind::IncidentClosed && open.contains(e.incident_id.as_ref().unwrap())).collect();
+        assert_eq!(closed.len(), open.len(), "{:?}", incidents(&second));
+        assert!(closed.iter().all(|e| e.caption.contains("not observed from")), "{:?}", closed.iter().map(|e| &e.caption).collect::<Vec<_>>());
+        // Nothing left open: every opened incident of the second run closes too.
+        let opened2 = incidents(&second).iter().filter(|(k, _)| *k == EventKind::IncidentOpened).count();
+        let closed2 = incidents(&second).iter().filter(|(k, _)| *k == EventKind::IncidentClosed).count();
+        assert_eq!(closed2, opened2 + open.len());
+    }
+}

@@ -388,10 +388,17 @@ fn a_start_continues_a_recent_checkpoint_and_closes_an_old_ones_incidents_with_t
     assert_eq!((outcome, fresh.open_incidents()), (ResumeOutcome::TooOld, 0), "{detail}");
     assert_eq!(events.len(), open);
     let why = "not observed from 2027-01-15T08:00:00Z to 2027-01-15T08:00:25Z";
+    let schema: serde_json::Value = serde_json::from_str(include_str!("../schema/argus.event.v1.json")).unwrap();
+    let schema = jsonschema::validator_for(&schema).unwrap();
     for e in &events {
         assert_eq!(e.kind, EventKind::IncidentClosed);
         assert!(e.caption.contains(why), "{}", e.caption);
         assert!(e.risk.reasons.iter().all(|r| r.detail.contains(why)), "{:?}", e.risk.reasons);
+        let gap = argus::model::Unobserved { from: "2027-01-15T08:00:00Z".into(), to: "2027-01-15T08:00:25Z".into() };
+        assert!(e.risk.reasons.iter().all(|r| r.not_observed.as_ref() == Some(&gap)), "{:?}", e.risk.reasons);
+        let json = serde_json::to_value(e).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
     }
     // The same incidents the uninterrupted scene has open (same ids).
     let mut ids: Vec<String> = events.iter().filter_map(|e| e.incident_id.clone()).collect();

@@ -35,3 +35,18 @@ fn the_schema_rejects_what_it_should() {
     bad_time["captured_at"] = "yesterday".into();
     assert!(!v.is_valid(&bad_time));
 }
+
+#[test]
+fn a_downtime_closing_validates_and_its_not_observed_is_strict() {
+    let v = validator();
+    let mut ev = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentClosed)).unwrap();
+    ev["risk"]["reasons"][0]["not_observed"] = serde_json::json!({ "from": "2026-12-01T22:40:01Z", "to": "2026-12-01T22:41:30Z" });
+    let errors: Vec<String> = v.iter_errors(&ev).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut no_to = ev.clone();
+    no_to["risk"]["reasons"][0]["not_observed"].as_object_mut().unwrap().remove("to");
+    assert!(!v.is_valid(&no_to));
+    let mut extra = ev;
+    extra["risk"]["reasons"][0]["not_observed"]["why"] = "x".into();
+    assert!(!v.is_valid(&extra));
+}

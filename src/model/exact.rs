@@ -27,19 +27,23 @@ struct ReasonForm {
     distance_m: Option<f64>,
     speed_mps: Option<f64>,
     limit: Option<f64>,
+    not_observed: Option<(String, String)>,
 }
 
 impl From<Reason> for ReasonForm {
     fn from(r: Reason) -> Self {
-        let Reason { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit } = r;
-        Self { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit }
+        let Reason { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit, not_observed } = r;
+        let not_observed = not_observed.map(|u| (u.from, u.to));
+        Self { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit, not_observed }
     }
 }
 
 impl From<ReasonForm> for Reason {
     fn from(r: ReasonForm) -> Self {
-        let ReasonForm { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit } = r;
-        Self { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit }
+        let ReasonForm { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit, not_observed } =
+            r;
+        let not_observed = not_observed.map(|(from, to)| super::Unobserved { from, to });
+        Self { rule, kind, zone, track_ids, score, detail, class, near_track_ids, near_class, dwell_s, distance_m, speed_mps, limit, not_observed }
     }
 }
 

@@ -125,6 +125,17 @@ pub struct Reason {
     /// The rule's threshold: min dwell (s), distance or radius (m), speed (m/s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
+    /// `incident.closed` after a downtime: Argus did not observe the camera in between
+    /// (its last checkpoint was older than `scene_state.max_gap_s` at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_observed: Option<Unobserved>,
+}
+
+/// When a camera went unobserved (RFC 3339, wall clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unobserved {
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -536,6 +536,11 @@ mod stage {
     /// Frames `from..to` of the walker case through the stages; `graceful`: Argus stops
     /// (instead of the source ending). The events, in order.
     fn run(store: &Arc<MemoryStore>, from: u64, to: u64, max_gap_s: f64, graceful: bool) -> Vec<Event> {
+        run_with_origin(store, from, to, max_gap_s, graceful).0
+    }
+
+    /// `run`, and where the camera's state came from (as `/v1/cameras` shows it).
+    fn run_with_origin(store: &Arc<MemoryStore>, from: u64, to: u64, max_gap_s: f64, graceful: bool) -> (Vec<Event>, String) {
         let c = image_cases().into_iter().next().unwrap();
         // `Case::detections` is not Send: the walker-and-runner boxes again.
         let boxes = |t: f64| {
@@ -548,12 +553,13 @@ mod stage {
         };
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
+        health.register_source("cam", "img", "scripted", false);
         let got = Arc::new(Mutex::new(Vec::new()));
         let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1) };
-        let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()) };
+        let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()) };
         let detector = Box::new(Scripted { boxes: Box::new(boxes), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
         let lane = lanes.remove("cam").unwrap();
@@ -571,7 +577,7 @@ mod stage {
             h.join().unwrap();
         }
         let v = got.lock().clone();
-        v
+        (v, health.sources()["cam"].scene_state.clone().unwrap_or_default())
     }
 
     fn incidents(events: &[Event]) -> Vec<(EventKind, String)> {
@@ -585,7 +591,8 @@ mod stage {
         let first = run(&store, 0, 60, 10.0, true);
         assert!(first.iter().all(|e| e.kind != EventKind::IncidentClosed), "a graceful stop closes nothing: {:?}", incidents(&first));
         assert!(first.iter().any(|e| e.kind == EventKind::IncidentOpened));
-        let second = run(&store, 60, 160, 10.0, false);
+        let (second, origin) = run_with_origin(&store, 60, 160, 10.0, false);
+        assert!(origin.starts_with("restored: checkpoint"), "{origin}");
         let both: Vec<Event> = first.into_iter().chain(second).collect();
         assert_eq!(incidents(&both), incidents(&uninterrupted));
         assert_eq!(normalised(both), normalised(uninterrupted), "the same events, ids and contents");
@@ -601,7 +608,8 @@ mod stage {
         for (at, _) in store.0.lock().values_mut() {
             *at -= 60_000;
         }
-        let second = run(&store, 60, 160, 10.0, false);
+        let (second, origin) = run_with_origin(&store, 60, 160, 10.0, false);
+        assert!(origin.starts_with("too_old: checkpoint 60."), "{origin}");
         let closed: Vec<&Event> = second.iter().filter(|e| e.kind == EventKind::IncidentClosed && open.contains(e.incident_id.as_ref().unwrap())).collect();
         assert_eq!(closed.len(), open.len(), "{:?}", incidents(&second));
         assert!(closed.iter().all(|e| e.caption.contains("not observed from")), "{:?}", closed.iter().map(|e| &e.caption).collect::<Vec<_>>());

@@ -50,18 +50,16 @@ pub struct StateKeeping {
     /// Set when Argus is stopping (not when the sources ended by themselves): the open
     /// incidents then stay open in the last checkpoint, for the next start to continue.
     pub stopping: Arc<AtomicBool>,
-    /// Where each camera's state came from at its start (`/v1/cameras`).
-    pub origins: Arc<parking_lot::Mutex<HashMap<Arc<str>, String>>>,
     last_saved: HashMap<Arc<str>, Instant>,
 }
 
 impl StateKeeping {
     pub fn new(store: Arc<dyn StateStore>, every: Duration, max_gap_s: f64, stopping: Arc<AtomicBool>) -> Self {
-        Self { store, every, max_gap_s, stopping, origins: Arc::default(), last_saved: HashMap::new() }
+        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new() }
     }
 
     /// Continues `scene` from its checkpoint, or closes what the checkpoint left open.
-    fn resume(&mut self, id: &Arc<str>, scene: &mut CameraScene, models: &Models, metrics: &Metrics) -> Vec<crate::model::Event> {
+    fn resume(&mut self, id: &Arc<str>, scene: &mut CameraScene, models: &Models, metrics: &Metrics, health: &Health) -> Vec<crate::model::Event> {
         let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let saved = match self.store.load_state(id) {
             Ok(s) => s,
@@ -76,7 +74,7 @@ impl StateKeeping {
             ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(camera = %id, outcome = outcome.as_str(), %detail, "scene state"),
             _ => tracing::warn!(camera = %id, outcome = outcome.as_str(), %detail, closed = events.len(), "scene state not continued: starting fresh"),
         }
-        self.origins.lock().insert(id.clone(), format!("{}: {detail}", outcome.as_str()));
+        health.update_source(id, |s| s.scene_state = Some(format!("{}: {detail}", outcome.as_str())));
         self.last_saved.insert(id.clone(), Instant::now());
         events
     }
@@ -111,7 +109,7 @@ impl SceneStage {
             ids.sort();
             for id in ids {
                 let scene = self.scenes.get_mut(&id).expect("listed");
-                for ev in k.resume(&id, scene, &self.models, &self.metrics) {
+                for ev in k.resume(&id, scene, &self.models, &self.metrics, &self.health) {
                     self.bus.publish(ev);
                 }
             }
@@ -138,7 +136,7 @@ impl SceneStage {
             SceneCtl::Add(id, scene) => {
                 let mut scene = *scene;
                 if let Some(k) = self.state.as_mut() {
-                    for ev in k.resume(&id, &mut scene, &self.models, &self.metrics) {
+                    for ev in k.resume(&id, &mut scene, &self.models, &self.metrics, &self.health) {
                         self.bus.publish(ev);
                     }
                 }

@@ -128,6 +128,10 @@ pub struct SourceStatus {
     /// The video decoder GStreamer picked (e.g. `avdec_h264`, `nvh264dec`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decoder: Option<String>,
+    /// Where the camera's scene state came from at its start (`[scene_state]`): the
+    /// outcome (`restored`, `too_old`, `incompatible`, `corrupt`, `none`) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scene_state: Option<String>,
     #[serde(skip)]
     pub rate_in: RateMeter,
     #[serde(skip)]
@@ -212,6 +216,7 @@ impl Health {
                 width: None,
                 height: None,
                 decoder: None,
+                scene_state: None,
                 rate_in: RateMeter::default(),
                 rate_processed: RateMeter::default(),
             },

@@ -42,7 +42,8 @@ pub struct SceneStage {
 }
 
 /// Checkpoints of every camera's scene: written every `every`, and at shutdown; read
-/// when a camera starts.
+/// when a camera starts. The store writes (an fsync each) run on a thread of their own,
+/// so the scene stage only pays for the checkpoint and its encoding.
 pub struct StateKeeping {
     pub store: Arc<dyn StateStore>,
     pub every: Duration,
@@ -51,16 +52,31 @@ pub struct StateKeeping {
     /// incidents then stay open in the last checkpoint, for the next start to continue.
     pub stopping: Arc<AtomicBool>,
     last_saved: HashMap<Arc<str>, Instant>,
+    writer: Option<(crossbeam_channel::Sender<Checkpoint>, std::thread::JoinHandle<()>)>,
+}
+
+/// One checkpoint on its way to the store.
+struct Checkpoint {
+    camera: Arc<str>,
+    saved_at_ms: i64,
+    bytes: Vec<u8>,
+    started: Instant,
+}
+
+/// Checkpoints waiting for the store; when full, a periodic one waits for the next turn.
+const WRITE_QUEUE: usize = 64;
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl StateKeeping {
     pub fn new(store: Arc<dyn StateStore>, every: Duration, max_gap_s: f64, stopping: Arc<AtomicBool>) -> Self {
-        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new() }
+        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new(), writer: None }
     }
 
     /// Continues `scene` from its checkpoint, or closes what the checkpoint left open.
     fn resume(&mut self, id: &Arc<str>, scene: &mut CameraScene, models: &Models, metrics: &Metrics, health: &Health) -> Vec<crate::model::Event> {
-        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let saved = match self.store.load_state(id) {
             Ok(s) => s,
             Err(e) => {
@@ -68,7 +84,7 @@ impl StateKeeping {
                 None
             }
         };
-        let (outcome, detail, events) = scene.resume(saved, now_ms, self.max_gap_s, models);
+        let (outcome, detail, events) = scene.resume(saved, now_ms(), self.max_gap_s, models);
         metrics.scene_restores.with_label_values(&[outcome.as_str()]).inc();
         match outcome {
             ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(camera = %id, outcome = outcome.as_str(), %detail, "scene state"),
@@ -79,24 +95,47 @@ impl StateKeeping {
         events
     }
 
-    /// Writes the camera's checkpoint when one is due (`force`: now).
-    fn save(&mut self, id: &Arc<str>, scene: &CameraScene, metrics: &Metrics, force: bool) {
+    /// Queues the camera's checkpoint when one is due (`force`: now, waiting for room).
+    fn save(&mut self, id: &Arc<str>, scene: &CameraScene, metrics: &Arc<Metrics>, force: bool) {
         if !force && self.last_saved.get(id).is_some_and(|t| t.elapsed() < self.every) {
             return;
         }
-        let t0 = Instant::now();
-        let bytes = scene.checkpoint().to_bytes();
-        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        match self.store.save_state(id, now_ms, &bytes) {
-            Ok(()) => {
-                metrics.checkpoints_written.inc();
-                metrics.checkpoint_bytes.inc_by(bytes.len() as u64);
-                metrics.checkpoint_seconds.observe(t0.elapsed().as_secs_f64());
-            }
-            Err(e) => tracing::warn!(camera = %id, error = %e, "scene state checkpoint failed (the next one retries)"),
+        let started = Instant::now();
+        let job = Checkpoint { camera: id.clone(), saved_at_ms: now_ms(), bytes: scene.checkpoint().to_bytes(), started };
+        let tx = &self.writer.get_or_insert_with(|| spawn_writer(self.store.clone(), metrics.clone())).0;
+        let queued = if force { tx.send(job).is_ok() } else { tx.try_send(job).is_ok() };
+        if queued {
+            self.last_saved.insert(id.clone(), started);
         }
-        self.last_saved.insert(id.clone(), Instant::now());
     }
+
+    /// Waits until every queued checkpoint is in the store.
+    fn close(mut self) {
+        if let Some((tx, thread)) = self.writer.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn_writer(store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> (crossbeam_channel::Sender<Checkpoint>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded::<Checkpoint>(WRITE_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("scene-state".into())
+        .spawn(move || {
+            for c in rx {
+                match store.save_state(&c.camera, c.saved_at_ms, &c.bytes) {
+                    Ok(()) => {
+                        metrics.checkpoints_written.inc();
+                        metrics.checkpoint_bytes.inc_by(c.bytes.len() as u64);
+                        metrics.checkpoint_seconds.observe(c.started.elapsed().as_secs_f64());
+                    }
+                    Err(e) => tracing::warn!(camera = %c.camera, error = %e, "scene state checkpoint failed (the next one retries)"),
+                }
+            }
+        })
+        .expect("spawn the scene state writer");
+    (tx, thread)
 }
 
 impl SceneStage {
@@ -127,6 +166,9 @@ impl SceneStage {
             if let Some(k) = self.state.as_mut() {
                 k.save(id, scene, &self.metrics, true);
             }
+        }
+        if let Some(k) = self.state.take() {
+            k.close();
         }
         self.metrics.incidents_open.set(0);
     }

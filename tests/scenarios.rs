@@ -9,7 +9,6 @@
 //!
 //! Pure library code: runs under `cargo test --no-default-features`.
 
-
 #[path = "common/scenarios.rs"]
 mod common;
 
@@ -18,9 +17,9 @@ use std::sync::Arc;
 use argus::model::Detection;
 use argus::model::{EventKind, Models};
 use argus::model::{IncidentChange, IncidentPhase};
+use argus::pipeline::scene::CameraScene;
 use argus::risk::RiskEngine;
 use argus::risk::config::RiskConfig;
-use argus::pipeline::scene::CameraScene;
 use common::*;
 
 fn run_world(s: &Scenario, switch: Option<&Switch>) -> Vec<(f64, IncidentChange, String)> {
@@ -133,7 +132,10 @@ fn run_image(scene: &mut CameraScene, frames: u64, boxes: impl Fn(f64) -> Vec<[f
 fn image_space_tracks_through_the_full_scene_path() {
     let mut s = scene(IMAGE_PIPELINE);
     let events = run_image(&mut s, 160, |t| {
-        let mut v = vec![{ let (x, y) = walker(t); person_box(x, y) }];
+        let mut v = vec![{
+            let (x, y) = walker(t);
+            person_box(x, y)
+        }];
         if let Some((x, y)) = runner(t) {
             v.push(person_box(x, y));
         }
@@ -153,9 +155,11 @@ fn image_space_tracks_through_the_full_scene_path() {
 fn an_image_space_id_switch_keeps_the_incident() {
     // The walker is missed for 5 frames (longer than max_lost = 3) in the middle of the
     // gate: the tracker ends the track and starts a new id when it reappears.
-    let boxes = |hidden: bool| move |t: f64| {
-        let (x, y) = walker(t);
-        if hidden && (7.0..7.5).contains(&t) { vec![] } else { vec![person_box(x, y)] }
+    let boxes = |hidden: bool| {
+        move |t: f64| {
+            let (x, y) = walker(t);
+            if hidden && (7.0..7.5).contains(&t) { vec![] } else { vec![person_box(x, y)] }
+        }
     };
     let mut a = scene(IMAGE_PIPELINE);
     let plain = run_image(&mut a, 160, boxes(false));

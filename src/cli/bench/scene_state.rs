@@ -140,7 +140,7 @@ pub fn run(cfg: &LoadedConfig, recorded: Option<(&[Arc<Event>], f64)>) -> Result
             scene.process(&frame(&camera, seq, start + time::Duration::seconds_f64(t)), dets, &models);
             costs.measure(&scene, &mut spare)?;
         }
-        print_row(&format!("{people} people walking on {camera}"), &costs, fps);
+        print_row(&format!("crowd of {people} walking on {camera}"), &costs, fps);
     }
     Ok(())
 }

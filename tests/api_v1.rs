@@ -550,3 +550,42 @@ async fn cors_preflight_and_snapshot_with_overlay() {
     assert!(p[0] > 180 && p[2] < 100, "high = orange banner, got {p:?}");
     assert_ne!(img.get_pixel(40, 60).0, [30, 30, 30]);
 }
+
+/// A receiver that never accepts: the webhook is tried `attempts` (3) times, with the
+/// backoff between, then given up — recorded on the task and in the metrics, and never
+/// tried again.
+#[tokio::test]
+async fn a_webhook_that_never_succeeds_gives_up_after_its_attempts() {
+    use axum::routing::post;
+    let s = start(Options::default()).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let payload = json!({ "image_base64": b64(&png(100, 80)), "camera_id": "gate", "webhook_url": hook });
+    let (code, _, body) = send(authed(client().post(format!("{}/v1/analyze?async=true", s.base)).json(&payload))).await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_string();
+    let outcome = |o: &str| s.state.metrics.webhooks.with_label_values(&[o]).get();
+    // `gave_up` is counted after the last attempt returned: the loop is over.
+    wait_until("the webhook given up", || outcome("gave_up") == 1).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "exactly the configured attempts reached the receiver");
+    assert_eq!(outcome("failed_attempt"), 3);
+    assert_eq!(outcome("delivered"), 0);
+    let t = wait_task(&s.base, &id, "the task", |t| t["webhook"]["attempts"] == 3).await;
+    assert_eq!(t["status"], "completed", "the analysis itself succeeded: {t}");
+    assert_eq!(t["webhook"]["delivered"], false, "{t}");
+    assert_eq!(t["webhook"]["last_error"], "HTTP 503", "{t}");
+}

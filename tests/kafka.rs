@@ -724,3 +724,86 @@ fn two_argus_in_one_group_split_the_partitions() {
         assert!(p.wait().unwrap().success());
     }
 }
+
+/// Produces messages with the given headers (keyed by their `camera_id`).
+fn produce_with_headers(brokers: &str, topic: &str, messages: &[(Vec<(&str, Vec<u8>)>, Vec<u8>)]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("message.max.bytes", "5000000").create().unwrap();
+    for (headers, payload) in messages {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header { key: k, value: Some(v.as_slice()) });
+        }
+        let key = headers.iter().find(|(k, _)| *k == "camera_id").map(|(_, v)| v.clone()).unwrap_or_default();
+        p.send(BaseRecord::to(topic).key(&key).payload(payload).headers(h)).unwrap();
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Bad telemetry (not JSON; out of range), an empty message and one over
+/// `max_message_bytes` each go to the dead-letter topic with their reason, source offset
+/// and original bytes, are counted per reason, and never hold up the good frames around
+/// them.
+#[test]
+fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
+    let broker = Broker::start(&[("frames", 1), ("frames-dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jpg = std::fs::read(PERSON_JPG).unwrap();
+    let max = jpg.len() + 1000;
+    let at = |i: i64| (T0_MS + i * 100).to_string().into_bytes();
+    let hdrs = |i: i64, telemetry: Option<&str>| {
+        let mut h = vec![("camera_id", b"drone-1".to_vec()), ("captured_at", at(i))];
+        if let Some(t) = telemetry {
+            h.push(("telemetry", t.as_bytes().to_vec()));
+        }
+        h
+    };
+    let mut oversized = jpg.clone();
+    oversized.extend(std::iter::repeat_n(0u8, 2000));
+    let msgs = vec![
+        (hdrs(0, None), jpg.clone()),
+        (hdrs(1, Some("{not json")), jpg.clone()),
+        (hdrs(2, Some(r#"{"lat": 95.0, "lon": 8.5, "alt_m": 100.0, "yaw": 0.0, "pitch": -90.0, "roll": 0.0, "hfov": 60.0}"#)), jpg.clone()),
+        (hdrs(3, None), Vec::new()),
+        (hdrs(4, None), oversized.clone()),
+        (hdrs(5, None), jpg.clone()),
+    ];
+    produce_with_headers(&broker.brokers(), "frames", &msgs);
+    let dlq = Reader::start(&broker.brokers(), "frames-dlq");
+    let pipeline = kafka_pipeline(d, &broker.brokers(), &format!("argus-{}", uuid::Uuid::new_v4()));
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text += &format!("max_message_bytes = {max}\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let (mut argus, base) = argus_on(d, &pipeline);
+
+    let got = wait_frames(d, 2, Duration::from_secs(90));
+    assert_eq!(got, [T0_MS, T0_MS + 500].into_iter().collect(), "the two good frames, and only them");
+    let t0 = Instant::now();
+    while dlq.got.lock().len() < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "dead letters: {}", dlq.got.lock().len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let letters = dlq.got.lock().clone();
+    assert_eq!(letters.len(), 4, "{letters:?}");
+    let summary: Vec<(String, String)> = letters.iter().map(|c| (c.headers["reason"].split(':').next().unwrap().to_string(), c.headers["source_offset"].clone())).collect();
+    let want: Vec<(String, String)> = [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
+    assert_eq!(summary, want);
+    assert!(letters[1].headers["reason"].contains("out of range"), "{}", letters[1].headers["reason"]);
+    assert_eq!(letters[3].headers["reason"], format!("oversized: {} bytes is more than max_message_bytes {max}", oversized.len()));
+    for (c, original) in letters.iter().zip([&jpg, &jpg, &Vec::new(), &oversized]) {
+        assert!(c.raw == *original, "the dead letter carries the original bytes ({} vs {})", c.raw.len(), original.len());
+        assert_eq!(c.key, "drone-1");
+        assert_eq!(c.headers["source_topic"], "frames");
+        assert_eq!(c.headers["source_partition"], "0");
+    }
+    for (reason, n) in [("bad_telemetry", 2.0), ("empty", 1.0), ("oversized", 1.0), ("undecodable", 0.0)] {
+        assert_eq!(metric(&base, &format!("argus_kafka_messages_rejected_total{{reason=\"{reason}\"}}")), n, "{reason}");
+    }
+    assert_eq!(metric(&base, "argus_kafka_messages_consumed_total{topic=\"frames\"}"), 6.0);
+    assert!(argus.try_wait().unwrap().is_none(), "bad messages never stop Argus");
+    let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
+    assert!(argus.wait().unwrap().success());
+}

@@ -589,3 +589,44 @@ async fn a_webhook_that_never_succeeds_gives_up_after_its_attempts() {
     assert_eq!(t["webhook"]["delivered"], false, "{t}");
     assert_eq!(t["webhook"]["last_error"], "HTTP 503", "{t}");
 }
+
+/// The OpenAPI document against the router that serves it: every documented operation
+/// is routed (no fallback "no route", no 405), and on every documented path the methods
+/// the document does not list are refused with 405 (the router has nothing there the
+/// document misses). Path parameters are filled with an id nothing has.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let s = start(Options::default()).await;
+    let (code, _, doc) = send(client().get(format!("{}/openapi.json", s.base))).await;
+    assert_eq!(code, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{} paths documented", paths.len());
+    let methods = ["get", "post", "put", "delete", "patch"];
+    let mut checked = 0;
+    for (path, item) in paths {
+        let url = format!("{}{}", s.base, path.replace("{id}", "no-such-id"));
+        for m in methods {
+            let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            // The status only, and the body only for errors: /v1/events/stream never ends.
+            let r = authed(client().request(method, &url)).send().await.unwrap();
+            let code = r.status().as_u16();
+            let body: Value = if code >= 400 { r.json().await.unwrap_or(Value::Null) } else { Value::Null };
+            let fallback = code == 404 && body["message"].as_str().is_some_and(|t| t.starts_with("no route for"));
+            if item.get(m).is_some() {
+                assert!(!fallback && code != 405, "{} {path} is documented but not routed: {code} {body}", m.to_uppercase());
+                checked += 1;
+            } else {
+                assert_eq!(code, 405, "{} {path} is not documented but answered {code} {body}", m.to_uppercase());
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} documented operations checked");
+    // The pages and the document itself are routes, not API operations.
+    for p in ["/", "/docs", "/openapi.json"] {
+        assert!(!paths.contains_key(p), "{p} is documented as an API operation");
+        let (code, _, _) = send(client().get(format!("{}{p}", s.base))).await;
+        assert_eq!(code, 200, "{p}");
+    }
+    let (code, _, body) = send(authed(client().get(format!("{}/v1/nothing-here", s.base)))).await;
+    assert!(code == 404 && body["message"].as_str().unwrap().starts_with("no route for"), "{code} {body}");
+}

@@ -125,14 +125,13 @@ async fn read_until(r: &mut reqwest::Response, got: &mut String, want: &str) -> 
     true
 }
 
+/// Waits (a generous 30 s) until the hub has `n` clients.
 async fn wait_clients(live: &argus::api::live::LiveHub, n: usize) {
-    for _ in 0..100 {
-        if live.clients() == n {
-            return;
-        }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while live.clients() != n {
+        assert!(tokio::time::Instant::now() < deadline, "{} live clients, expected {n}", live.clients());
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    panic!("{} live clients, expected {n}", live.clients());
 }
 
 #[tokio::test]
@@ -168,12 +167,18 @@ async fn a_slow_live_client_is_dropped_with_a_reason_and_never_blocks() {
     let s = start().await;
     let mut r = reqwest::get(format!("{}/v1/events/stream", s.base)).await.unwrap();
     wait_clients(&s.live, 1).await;
-    // Nobody reads: the hub's buffer (8 here) fills, and publish must return at once.
-    let t0 = std::time::Instant::now();
-    for i in 0..50 {
-        s.live.publish(&Arc::new(sample_event("east", 1_763_900_000_000 + i * 1000, EventKind::FrameAnalyzed)));
-    }
-    assert!(t0.elapsed() < std::time::Duration::from_secs(1), "publish never waits for a client");
+    // Nobody reads: the hub's buffer (8 here) fills, and publish must not wait for the
+    // client. A publish that waited would wait forever (nobody reads until the loop is
+    // done): on a thread, so that the test fails instead of hanging.
+    let live = s.live.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for i in 0..50 {
+            live.publish(&Arc::new(sample_event("east", 1_763_900_000_000 + i * 1000, EventKind::FrameAnalyzed)));
+        }
+        done.send(()).unwrap();
+    });
+    finished.recv_timeout(std::time::Duration::from_secs(30)).expect("publish waited for a client that reads nothing");
     assert_eq!(s.live.clients(), 0, "the slow client is gone");
     let mut got = String::new();
     assert!(read_until(&mut r, &mut got, "event: dropped").await, "{got}");

@@ -118,12 +118,7 @@ async fn start(o: Options) -> Server {
         cams.insert(gate_camera());
         let cams = Arc::new(cams);
         let pool = AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048 }, factory, cams.clone()).unwrap();
-        for _ in 0..100 {
-            if pool.state() != argus::analysis::PoolState::Loading {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait_until("the analysis pool loaded its detector", || pool.state() != argus::analysis::PoolState::Loading).await;
         state.analysis = Some(Arc::new(AnalysisApi {
             pool,
             cameras: cams,
@@ -149,6 +144,29 @@ fn png(w: u32, h: u32) -> Vec<u8> {
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Waits for `cond`, checked every 10 ms, up to a generous 30 s (a condition, never a
+/// fixed sleep).
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls the task until `done` holds for it, up to 30 s; returns it.
+async fn wait_task(base: &str, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, t) = send(authed(client().get(format!("{base}/v1/tasks/{id}")))).await;
+        if done(&t) {
+            return t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 30 s; task {t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -276,14 +294,16 @@ async fn not_ready_and_disabled_analysis_answer_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_full_queue_answers_429_with_retry_after() {
-    let s = start(Options { delay_ms: 700, queue: 1, ..Default::default() }).await;
+    let s = start(Options { delay_ms: 2000, queue: 1, ..Default::default() }).await;
     let b = s.base.clone();
-    // One running, one queued: the third is refused at once.
+    let pool = &s.state.analysis.as_ref().unwrap().pool;
+    // One running, one queued (each seen in the pool before the next is sent): the third
+    // is refused at once.
     let mut pending = Vec::new();
-    for _ in 0..2 {
+    for i in 0..2 {
         let b = b.clone();
         pending.push(tokio::spawn(async move { send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await.0 }));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_until("the request accepted by the pool", || pool.in_flight() == i + 1).await;
     }
     let (code, headers, body) = send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await;
     assert_error(code, &body, 429, "TOO_MANY_REQUESTS");
@@ -382,7 +402,7 @@ async fn async_task_with_progress_over_sse_and_a_signed_webhook_after_a_retry() 
     let sse = c.get(format!("{}/v1/events/stream?task=*&access_token={KEY}", s.base)).send().await.unwrap();
     assert_eq!(sse.status(), 200);
     let mut sse = sse.bytes_stream();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("the SSE client subscribed", || s.state.live.clients() == 1).await;
 
     let payload = json!({ "image_base64": b64(&png(100, 80)), "camera_id": "gate", "webhook_url": hook });
     let (code, headers, body) = send(authed(c.post(format!("{}/v1/analyze?async=true", s.base)).json(&payload))).await;
@@ -391,18 +411,12 @@ async fn async_task_with_progress_over_sse_and_a_signed_webhook_after_a_retry() 
     let id = body["task_id"].as_str().unwrap().to_string();
     assert_eq!(headers["location"].to_str().unwrap(), format!("/v1/tasks/{id}"));
 
-    // Poll until completed.
-    let mut task = Value::Null;
-    for _ in 0..100 {
-        let (_, _, t) = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await;
-        task = t;
-        if task["status"] == "completed" {
-            break;
-        }
-        assert!(["queued", "processing"].contains(&task["status"].as_str().unwrap()), "{task}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(task["status"], "completed", "{task}");
+    // Poll until completed; before that it is queued or processing, nothing else.
+    let task = wait_task(&s.base, &id, "the task completed", |t| {
+        assert!(["queued", "processing", "completed"].contains(&t["status"].as_str().unwrap()), "{t}");
+        t["status"] == "completed"
+    })
+    .await;
     assert_eq!(task["progress"], 1.0);
     assert_eq!(task["result"]["risk"]["reasons"][0]["zone"], "yard");
 
@@ -429,9 +443,8 @@ async fn async_task_with_progress_over_sse_and_a_signed_webhook_after_a_retry() 
     let delivered: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(delivered["status"], "completed");
     assert_eq!(delivered["result"]["camera_id"], "gate");
-    // The task records the delivery.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (_, _, t) = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await;
+    // The task records the delivery (right after the receiver answered: wait for it).
+    let t = wait_task(&s.base, &id, "the task records the webhook delivery", |t| t["webhook"]["delivered"] == true).await;
     assert_eq!(t["webhook"]["attempts"], 2, "{t}");
     assert_eq!(t["webhook"]["delivered"], true);
 
@@ -439,14 +452,7 @@ async fn async_task_with_progress_over_sse_and_a_signed_webhook_after_a_retry() 
     let (code, _, body) = send(authed(c.post(format!("{}/v1/analyze?async=true", s.base)).json(&json!({ "image_base64": b64(&png(8, 8)[..30]) })))).await;
     assert_eq!(code, 202);
     let id = body["task_id"].as_str().unwrap();
-    let mut t = Value::Null;
-    for _ in 0..100 {
-        t = send(authed(c.get(format!("{}/v1/tasks/{id}", s.base)))).await.2;
-        if t["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let t = wait_task(&s.base, id, "the task failed", |t| t["status"] != "queued" && t["status"] != "processing").await;
     assert_eq!(t["status"], "failed", "{t}");
     assert_eq!(t["error"]["error"], "UNPROCESSABLE");
 }
@@ -460,7 +466,7 @@ async fn websocket_live_events_with_filters() {
     assert!(tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws")).await.is_err());
     let (mut all, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}")).await.unwrap();
     let (mut high, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?access_token={KEY}&camera=gate&min_level=high")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until("both WebSocket clients subscribed", || s.state.live.clients() == 2).await;
     let mut low = argus::model::sample_event("gate", 1_700_000_000_000, argus::model::EventKind::FrameAnalyzed);
     low.risk = argus::model::Risk::none();
     let mut hot = argus::model::sample_event("gate", 1_700_000_001_000, argus::model::EventKind::IncidentOpened);
@@ -479,8 +485,13 @@ async fn websocket_live_events_with_filters() {
     let m = next(tokio::time::timeout(Duration::from_secs(5), high.next()).await.unwrap().unwrap().unwrap());
     assert_eq!(m["type"], "incident.opened");
     assert_eq!(m["data"]["event_id"], hot.event_id);
-    // Nothing else for the filtered client.
-    assert!(tokio::time::timeout(Duration::from_millis(300), high.next()).await.is_err());
+    // Nothing else for the filtered client: the next thing it gets is the next matching
+    // event, published after the ones it had to skip.
+    let mut hot2 = argus::model::sample_event("gate", 1_700_000_003_000, argus::model::EventKind::IncidentOpened);
+    hot2.risk.level = argus::model::Level::High;
+    s.state.live.publish(&Arc::new(hot2.clone()));
+    let m = next(tokio::time::timeout(Duration::from_secs(5), high.next()).await.unwrap().unwrap().unwrap());
+    assert_eq!(m["data"]["event_id"], hot2.event_id, "the filtered client skipped the low and the yard events");
     // A bad filter is a 400 before the upgrade.
     let (code, _, body) = send(authed(client().get(format!("{}/v1/ws?min_level=extreme", s.base)))).await;
     assert_error(code, &body, 400, "BAD_REQUEST");
@@ -539,4 +550,84 @@ async fn cors_preflight_and_snapshot_with_overlay() {
     let p = img.get_pixel(150, 1).0;
     assert!(p[0] > 180 && p[2] < 100, "high = orange banner, got {p:?}");
     assert_ne!(img.get_pixel(40, 60).0, [30, 30, 30]);
+}
+
+/// A receiver that never accepts: the webhook is tried `attempts` (3) times, with the
+/// backoff between, then given up — recorded on the task and in the metrics, and never
+/// tried again.
+#[tokio::test]
+async fn a_webhook_that_never_succeeds_gives_up_after_its_attempts() {
+    use axum::routing::post;
+    let s = start(Options::default()).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let payload = json!({ "image_base64": b64(&png(100, 80)), "camera_id": "gate", "webhook_url": hook });
+    let (code, _, body) = send(authed(client().post(format!("{}/v1/analyze?async=true", s.base)).json(&payload))).await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_string();
+    let outcome = |o: &str| s.state.metrics.webhooks.with_label_values(&[o]).get();
+    // `gave_up` is counted after the last attempt returned: the loop is over.
+    wait_until("the webhook given up", || outcome("gave_up") == 1).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "exactly the configured attempts reached the receiver");
+    assert_eq!(outcome("failed_attempt"), 3);
+    assert_eq!(outcome("delivered"), 0);
+    let t = wait_task(&s.base, &id, "the task", |t| t["webhook"]["attempts"] == 3).await;
+    assert_eq!(t["status"], "completed", "the analysis itself succeeded: {t}");
+    assert_eq!(t["webhook"]["delivered"], false, "{t}");
+    assert_eq!(t["webhook"]["last_error"], "HTTP 503", "{t}");
+}
+
+/// The OpenAPI document against the router that serves it: every documented operation
+/// is routed (no fallback "no route", no 405), and on every documented path the methods
+/// the document does not list are refused with 405 (the router has nothing there the
+/// document misses). Path parameters are filled with an id nothing has.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let s = start(Options::default()).await;
+    let (code, _, doc) = send(client().get(format!("{}/openapi.json", s.base))).await;
+    assert_eq!(code, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15, "{} paths documented", paths.len());
+    let methods = ["get", "post", "put", "delete", "patch"];
+    let mut checked = 0;
+    for (path, item) in paths {
+        let url = format!("{}{}", s.base, path.replace("{id}", "no-such-id"));
+        for m in methods {
+            let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            // The status only, and the body only for errors: /v1/events/stream never ends.
+            let r = authed(client().request(method, &url)).send().await.unwrap();
+            let code = r.status().as_u16();
+            let body: Value = if code >= 400 { r.json().await.unwrap_or(Value::Null) } else { Value::Null };
+            let fallback = code == 404 && body["message"].as_str().is_some_and(|t| t.starts_with("no route for"));
+            if item.get(m).is_some() {
+                assert!(!fallback && code != 405, "{} {path} is documented but not routed: {code} {body}", m.to_uppercase());
+                checked += 1;
+            } else {
+                assert_eq!(code, 405, "{} {path} is not documented but answered {code} {body}", m.to_uppercase());
+            }
+        }
+    }
+    assert!(checked >= 15, "{checked} documented operations checked");
+    // The pages and the document itself are routes, not API operations.
+    for p in ["/", "/docs", "/openapi.json"] {
+        assert!(!paths.contains_key(p), "{p} is documented as an API operation");
+        let (code, _, _) = send(client().get(format!("{}{p}", s.base))).await;
+        assert_eq!(code, 200, "{p}");
+    }
+    let (code, _, body) = send(authed(client().get(format!("{}/v1/nothing-here", s.base)))).await;
+    assert!(code == 404 && body["message"].as_str().unwrap().starts_with("no route for"), "{code} {body}");
 }

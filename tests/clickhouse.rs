@@ -129,6 +129,66 @@ fn a_full_row_round_trips_and_replays_replace_themselves() {
     assert_eq!(row.trim(), "incident.opened\thigh\t2025-11-23 08:00:00\t1763884800123\t1");
 }
 
+/// The rows as ClickHouse stores them, against fixtures written by hand from the event
+/// (not from the row builder under test), read raw (no FINAL) as analysts would. The ids
+/// are from scripts/reference/event_id.py: derive_id("gate", "incident") and
+/// event_id("gate", 2025-11-23T08:00:00.123Z, incident.opened, that incident).
+#[test]
+fn rows_match_hand_written_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("ch"));
+    let s = store(&server, dir.path());
+    let mut ev = sample_event("gate", 1_763_884_800_123, EventKind::IncidentOpened);
+    ev.objects[0].speed_mps = Some(1.25);
+    ev.objects[0].world.as_mut().unwrap().lat = Some(51.44);
+    ev.objects.push(argus::model::SceneObject { track_id: None, world: None, zones: vec![], ..ev.objects[0].clone() });
+    s.insert(&[Arc::new(ev)]).unwrap();
+
+    let events = server.sql(
+        "SELECT toString(event_id), kind, incident_id, pipeline, camera_id, toString(ts), ts_ms, processed_ms, latency_ms, level, \
+         priority, score, classes, zones, rules, object_count, caption FROM events FORMAT TSV",
+    );
+    let want = [
+        "807777ee-b5eb-88f8-863b-d23d84df254f",
+        "incident.opened",
+        "7d3434a1-4788-86af-8311-c4ad074cd01b",
+        "test",
+        "gate",
+        "2025-11-23 08:00:00",
+        "1763884800123",
+        "1763884800123",
+        "12.5",
+        "high",
+        "2",
+        "0.6",
+        "['person']",
+        "['gate']",
+        "['no-entry']",
+        "2",
+        "1 person in view.",
+    ]
+    .join("\t");
+    assert_eq!(events, format!("{want}\n"), "the events table, raw");
+
+    let objects = server.sql(
+        "SELECT toString(event_id), camera_id, toString(ts), ts_ms, kind, incident_id, idx, track_id, class, confidence, x1, y1, x2, y2, \
+         world_x, world_y, lat, lon, speed_mps, heading_deg, zones FROM objects ORDER BY idx FORMAT TSV",
+    );
+    let common = "807777ee-b5eb-88f8-863b-d23d84df254f\tgate\t2025-11-23 08:00:00\t1763884800123\tincident.opened\t7d3434a1-4788-86af-8311-c4ad074cd01b";
+    let want = format!(
+        "{common}\t0\t1\tperson\t0.9\t10\t20\t50\t120\t1\t2\t51.44\t\\N\t1.25\t\\N\t['gate']\n\
+         {common}\t1\t\\N\tperson\t0.9\t10\t20\t50\t120\t\\N\t\\N\t\\N\t\\N\t1.25\t\\N\t[]\n"
+    );
+    assert_eq!(objects, want, "the objects table, raw");
+
+    // The payload column is the event's JSON: a few fields checked by hand.
+    let payload: Value = serde_json::from_str(server.sql("SELECT payload FROM events FORMAT TSVRaw").trim()).unwrap();
+    assert_eq!(payload["schema"], "argus.event.v1");
+    assert_eq!(payload["captured_at"], "2025-11-23T08:00:00.123Z");
+    assert_eq!(payload["objects"][0]["world"]["lat"], 51.44);
+    assert_eq!(payload["objects"][1]["track_id"], Value::Null);
+}
+
 #[test]
 fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +197,7 @@ fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
     store_suite::replays_are_idempotent(&ch);
     store_suite::filters_and_pages_newest_first(&ch);
     store_suite::stats_per_camera_level_and_bucket(&ch);
+    store_suite::known_answers(&ch);
 
     let sqlite = argus::store::sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
     sqlite.insert(&store_suite::events()).unwrap();
@@ -256,6 +317,11 @@ fn demo_survives_a_60s_outage_with_nothing_lost_or_doubled() {
     assert_eq!(status.as_u16(), 503, "queries say ClickHouse is unavailable");
     std::thread::sleep(Duration::from_secs(40));
     server.restart();
+    // No background merges from here on (the setting does not survive the restart): a
+    // ReplacingMergeTree merge would collapse a replay's duplicate rows before the raw
+    // count below could see them.
+    server.sql("SYSTEM STOP MERGES events");
+    server.sql("SYSTEM STOP MERGES objects");
 
     // The video ends at ~80 s; then the spool empties and every queue drains.
     let t0 = Instant::now();
@@ -278,6 +344,18 @@ fn demo_survives_a_60s_outage_with_nothing_lost_or_doubled() {
     assert_eq!(got, want, "ClickHouse holds exactly the JSONL's events");
     let objects: usize = jsonl.iter().map(|e| e["objects"].as_array().unwrap().len()).sum();
     assert_eq!(server.sql("SELECT count() FROM objects FINAL").trim(), objects.to_string());
+    // FINAL and OPTIMIZE collapse duplicates by construction: count the raw rows too.
+    // ClickHouse is stopped with SIGTERM, which lets running inserts finish, so every
+    // insert either failed (its events were spooled and replayed once) or was confirmed:
+    // no event id has two rows, and no (event, object) pair either.
+    let raw_events = server.sql("SELECT count(), uniqExact(event_id) FROM events FORMAT TSV");
+    assert_eq!(raw_events.trim(), format!("{}\t{}", want.len(), want.len()), "raw rows vs distinct ids in events (no FINAL)");
+    let doubled = server.sql("SELECT toString(event_id), count() AS n FROM events GROUP BY event_id HAVING n > 1 ORDER BY event_id LIMIT 10 FORMAT TSV");
+    assert!(doubled.trim().is_empty(), "event ids with more than one raw row:\n{doubled}");
+    let raw_objects = server.sql("SELECT count(), uniqExact(event_id, idx) FROM objects FORMAT TSV");
+    assert_eq!(raw_objects.trim(), format!("{objects}\t{objects}"), "raw rows vs distinct (event, object) in objects (no FINAL)");
+    server.sql("SYSTEM START MERGES events");
+    server.sql("SYSTEM START MERGES objects");
     server.sql("OPTIMIZE TABLE events FINAL");
     assert_eq!(server.sql("SELECT count() FROM events").trim(), want.len().to_string(), "no duplicate after OPTIMIZE FINAL");
     let incidents = jsonl.iter().filter(|e| e["kind"] == "incident.opened").count();

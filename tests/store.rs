@@ -22,4 +22,5 @@ fn shared_suite() {
     s.insert(&store_suite::events()).unwrap();
     store_suite::filters_and_pages_newest_first(&s);
     store_suite::stats_per_camera_level_and_bucket(&s);
+    store_suite::known_answers(&s);
 }

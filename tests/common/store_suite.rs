@@ -52,7 +52,11 @@ pub fn filters_and_pages_newest_first(s: &dyn EventStore) {
     assert_eq!(s.query(&EventQuery { zone: Some("gate".into()), ..q() }).unwrap().events.len(), 25);
     assert_eq!(s.query(&EventQuery { pipeline: Some("test".into()), ..q() }).unwrap().events.len(), 25);
     let inc = opened.events[0].incident_id.clone().unwrap();
-    assert!(s.query(&EventQuery { incident: Some(inc.clone()), ..q() }).unwrap().events.iter().all(|e| e.incident_id.as_deref() == Some(&*inc)));
+    // Each camera's sample events share one incident id: opened.events[0] is event 20
+    // (east), whose incident also covers events 10 and 0.
+    let same_incident = s.query(&EventQuery { incident: Some(inc.clone()), ..q() }).unwrap();
+    assert_eq!(same_incident.events.len(), 3);
+    assert!(same_incident.events.iter().all(|e| e.incident_id.as_deref() == Some(&*inc)));
     // Hostile input is a value, never SQL.
     assert_eq!(s.query(&EventQuery { camera: Some("east' OR '1'='1".into()), ..q() }).unwrap().events.len(), 0);
     assert_eq!(s.query(&EventQuery { camera: Some("?".into()), zone: Some("\\'; DROP TABLE events; --".into()), ..q() }).unwrap().events.len(), 0);
@@ -111,4 +115,81 @@ pub fn same_answers(a: &dyn EventStore, b: &dyn EventStore, queries: &[EventQuer
         }
     }
     assert_eq!(a.count().unwrap(), b.count().unwrap());
+}
+
+/// `(camera, i)` of `events()[i]`, the way the expectations below are written.
+fn tag(e: &Event) -> (String, i64) {
+    let i = (e.captured_ms() - 1_700_000_000_000) / 1000;
+    (e.camera_id.clone(), i)
+}
+
+fn tags(list: &[(&str, i64)]) -> Vec<(String, i64)> {
+    list.iter().map(|(c, i)| (c.to_string(), *i)).collect()
+}
+
+/// Known answers written by hand from how `events()` is built (event `i`: camera `east`
+/// for even `i`, `west` for odd; an `incident.opened` of level high for `i % 5 == 0`,
+/// else a low `frame.analyzed`; captured at 1_700_000_000 s + `i` s =
+/// 2023-11-14T22:13:20Z + `i` s; one person in zone `gate`). The queries go through the
+/// API's own parser (`parse_query`, `parse_stats_query`), so a parser bug that both
+/// stores share shows too. Expects exactly `events()` in the store.
+pub fn known_answers(s: &dyn EventStore) {
+    use argus::api::events::{parse_query, parse_stats_query};
+    let cases: &[(&str, &[(&str, i64)])] = &[
+        ("camera=west&kind=incident.opened", &[("west", 15), ("west", 5)]),
+        ("kind=incident.opened", &[("east", 20), ("west", 15), ("east", 10), ("west", 5), ("east", 0)]),
+        ("min_level=high&limit=2", &[("east", 20), ("west", 15)]),
+        ("min_level=critical", &[]),
+        ("since=2023-11-14T22:13:23Z&until=2023-11-14T22:13:37Z&limit=5", &[("east", 16), ("west", 15), ("east", 14), ("west", 13), ("east", 12)]),
+        ("until=2023-11-14T22:13:23Z", &[("east", 2), ("west", 1), ("east", 0)]),
+        ("since=2023-11-14T22:13:42Z&camera=east", &[("east", 24), ("east", 22)]),
+        ("zone=gate&class=person&limit=3", &[("east", 24), ("west", 23), ("east", 22)]),
+        ("class=car", &[]),
+        ("zone=crossing", &[]),
+        ("camera=east&kind=frame.analyzed&limit=4", &[("east", 24), ("east", 22), ("east", 18), ("east", 16)]),
+    ];
+    for (qs, want) in cases {
+        let page = s.query(&parse_query(Some(qs)).unwrap()).unwrap();
+        let got: Vec<(String, i64)> = page.events.iter().map(tag).collect();
+        assert_eq!(got, tags(want), "{qs} on {}", s.describe());
+    }
+    // Every incident of a camera shares the camera's sample incident id: east's are 0, 10, 20.
+    let east_incident = s.query(&parse_query(Some("camera=east&kind=incident.opened&limit=1")).unwrap()).unwrap().events[0].incident_id.clone().unwrap();
+    let got: Vec<(String, i64)> = s.query(&parse_query(Some(&format!("incident={east_incident}"))).unwrap()).unwrap().events.iter().map(tag).collect();
+    assert_eq!(got, tags(&[("east", 20), ("east", 10), ("east", 0)]), "incident= on {}", s.describe());
+    // Paging: limit 10 → 10 + 10 + 5, the cursor continuing exactly where the page ended.
+    let first = s.query(&parse_query(Some("limit=10")).unwrap()).unwrap();
+    assert_eq!(first.events.iter().map(tag).map(|t| t.1).collect::<Vec<_>>(), (15..25).rev().collect::<Vec<_>>());
+    let second = s.query(&parse_query(Some(&format!("limit=10&cursor={}", first.next_cursor.unwrap()))).unwrap()).unwrap();
+    assert_eq!(second.events.iter().map(tag).map(|t| t.1).collect::<Vec<_>>(), (5..15).rev().collect::<Vec<_>>());
+    let third = s.query(&parse_query(Some(&format!("limit=10&cursor={}", second.next_cursor.unwrap()))).unwrap()).unwrap();
+    assert_eq!(third.events.iter().map(tag).map(|t| t.1).collect::<Vec<_>>(), (0..5).rev().collect::<Vec<_>>());
+    assert!(third.next_cursor.is_none(), "the last page has no cursor");
+
+    // Stats: 10 s buckets from 1_700_000_000 s (a multiple of 10). Bucket 0 holds i 0..=9:
+    // east 0 (high), 2, 4, 6, 8 (low); west 5 (high), 1, 3, 7, 9 (low). Bucket 10 s the
+    // same pattern shifted by 10 (east 10 high, west 15 high). Bucket 20 s: east 20
+    // (high), 22, 24; west 21, 23.
+    let b = |k: i64| 1_700_000_000_000 + k * 10_000;
+    let row = |bucket: i64, camera: &str, level: Level, count: u64| argus::store::StatsRow { bucket_start_ms: bucket, camera_id: camera.into(), level, count };
+    let want = vec![
+        row(b(0), "east", Level::Low, 4),
+        row(b(0), "east", Level::High, 1),
+        row(b(0), "west", Level::Low, 4),
+        row(b(0), "west", Level::High, 1),
+        row(b(1), "east", Level::Low, 4),
+        row(b(1), "east", Level::High, 1),
+        row(b(1), "west", Level::Low, 4),
+        row(b(1), "west", Level::High, 1),
+        row(b(2), "east", Level::Low, 2),
+        row(b(2), "east", Level::High, 1),
+        row(b(2), "west", Level::Low, 2),
+    ];
+    assert_eq!(s.stats(&parse_stats_query(Some("bucket=10s")).unwrap()).unwrap(), want, "stats bucket=10s on {}", s.describe());
+    let want = vec![row(b(0), "west", Level::High, 1), row(b(1), "west", Level::High, 1)];
+    assert_eq!(s.stats(&parse_stats_query(Some("bucket=10s&camera=west&min_level=medium")).unwrap()).unwrap(), want, "stats west medium+ on {}", s.describe());
+    // One hour bucket: 1_700_000_000 s is 22:13:20, inside the hour from 22:00 (1_699_999_200 s).
+    let h = 1_699_999_200_000;
+    let want = vec![row(h, "east", Level::Low, 10), row(h, "east", Level::High, 3), row(h, "west", Level::Low, 10), row(h, "west", Level::High, 2)];
+    assert_eq!(s.stats(&parse_stats_query(Some("bucket=1h")).unwrap()).unwrap(), want, "stats bucket=1h on {}", s.describe());
 }

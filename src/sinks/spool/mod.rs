@@ -11,7 +11,8 @@
 //! events the server already had (a lost acknowledgement); event ids are deterministic,
 //! so consumers and ReplacingMergeTree tables see the same id twice, never a new one.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long `finish` keeps trying to empty the spool at shutdown.
 const FINISH_GRACE: Duration = Duration::from_secs(10);
+/// File in the spool directory for records that cannot be read back as events.
+pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
 
 /// Sends events to one server, all or nothing.
 pub trait Delivery: Send {
@@ -51,6 +54,9 @@ pub trait Delivery: Send {
 pub struct SpooledSink<D: Delivery> {
     delivery: D,
     spool: Spool,
+    /// Where records that cannot be read back as events are moved: the spool
+    /// directory's `dead-letters.jsonl`.
+    dead_letters: PathBuf,
     batching: Batching,
     prepared: bool,
     backoff: Duration,
@@ -82,7 +88,7 @@ impl<D: Delivery> SpooledSink<D> {
                 false
             }
         };
-        let mut sink = Self { delivery, spool, batching, prepared, backoff: MIN_BACKOFF, next_try: Instant::now(), metrics, health };
+        let mut sink = Self { delivery, spool, dead_letters: spool_dir.join(DEAD_LETTERS), batching, prepared, backoff: MIN_BACKOFF, next_try: Instant::now(), metrics, health };
         if !prepared {
             sink.failed();
         }
@@ -128,13 +134,25 @@ impl<D: Delivery> SpooledSink<D> {
                 }
             };
             let mut events = Vec::with_capacity(records.len());
+            let mut unreadable = Vec::new();
             for r in &records {
                 match serde_json::from_slice::<Event>(r) {
                     Ok(ev) => events.push(Arc::new(ev)),
-                    Err(e) => tracing::error!(sink = name, error = %e, "unreadable event in the spool; skipped"),
+                    Err(e) => unreadable.push((r, e)),
                 }
             }
-            if let Err(e) = self.send(&events) {
+            // Kept before the spool moves past them: a record that cannot be read is
+            // never acknowledged silently.
+            if !unreadable.is_empty() {
+                if let Err(e) = self.dead_letter(&unreadable) {
+                    tracing::error!(sink = name, error = %e, file = %self.dead_letters.display(), "cannot keep unreadable spool records; the spool waits");
+                    self.next_try = Instant::now() + MAX_BACKOFF;
+                    return false;
+                }
+            }
+            if !events.is_empty()
+                && let Err(e) = self.send(&events)
+            {
                 tracing::warn!(sink = name, error = %e, spooled = self.spool.len(), retry_in_ms = self.backoff.as_millis() as u64, "server still unavailable");
                 self.failed();
                 self.report();
@@ -147,13 +165,31 @@ impl<D: Delivery> SpooledSink<D> {
                 return false;
             }
             self.succeeded();
-            self.metrics.spool_events_replayed.with_label_values(&[name]).inc_by(records.len() as u64);
+            self.metrics.spool_events_replayed.with_label_values(&[name]).inc_by(events.len() as u64);
             if self.spool.is_empty() {
                 tracing::info!(sink = name, "server is back; the spool is replayed");
             }
             self.report();
         }
         true
+    }
+
+    /// Appends unreadable records to the dead-letters file (fsync'd), counts and logs them.
+    fn dead_letter(&self, records: &[(&Vec<u8>, serde_json::Error)]) -> std::io::Result<()> {
+        let name = self.delivery.name();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.dead_letters)?;
+        let mut buf = Vec::new();
+        for (r, _) in records {
+            buf.extend_from_slice(r);
+            buf.push(b'\n');
+        }
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        for (r, e) in records {
+            tracing::error!(sink = name, error = %e, bytes = r.len(), file = %self.dead_letters.display(), "unreadable event in the spool; moved to the dead letters");
+        }
+        self.metrics.spool_dead_letters.with_label_values(&[name]).inc_by(records.len() as u64);
+        Ok(())
     }
 
     fn spool_events(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
@@ -319,6 +355,31 @@ mod tests {
         assert_eq!(metrics.spool_full.with_label_values(&["fake"]).get(), 1);
         assert_eq!(health.readiness().sinks["fake"].state, State::Error);
         assert!(health.readiness().reasons.iter().any(|r| r.contains("fake")), "{:?}", health.readiness().reasons);
+    }
+
+    /// A record the replay cannot parse is neither sent nor dropped silently: it goes to
+    /// the dead-letters file, is counted, and the readable records around it are sent.
+    #[test]
+    fn an_unreadable_spool_record_becomes_a_counted_dead_letter() {
+        let dir = tempfile::tempdir().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let metrics = Arc::new(Metrics::new());
+        let batching = Batching { max_events: 100, max_wait: Duration::ZERO };
+        let (a, b) = (ev(1), ev(2));
+        {
+            let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+            let lines = [serde_json::to_string(&*a).unwrap(), "{\"schema\":\"argus.event.v1\",\"event_id\":".into(), serde_json::to_string(&*b).unwrap()];
+            spool.push(&lines).unwrap();
+        }
+        let fake = Fake { down: Arc::new(Mutex::new(false)), got: got.clone() };
+        let mut sink = SpooledSink::open(fake, dir.path(), 1 << 20, batching, metrics.clone(), Arc::new(Health::default())).unwrap();
+        sink.idle();
+        assert_eq!(*got.lock(), vec![a.event_id.clone(), b.event_id.clone()], "the readable records, in order");
+        assert_eq!(metrics.spool_dead_letters.with_label_values(&["fake"]).get(), 1);
+        assert_eq!(metrics.spool_events_replayed.with_label_values(&["fake"]).get(), 2, "replayed: the events sent");
+        assert_eq!(metrics.spool_events.with_label_values(&["fake"]).get(), 0);
+        let kept = std::fs::read_to_string(dir.path().join(DEAD_LETTERS)).unwrap();
+        assert_eq!(kept, "{\"schema\":\"argus.event.v1\",\"event_id\":\n", "the record, byte for byte");
     }
 
     #[test]

@@ -11,8 +11,6 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     }
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
-    println!(
-        "cargo:rustc-env=ARGUS_BUILD_ORT_DYLIB={manifest}/.deps/onnxruntime/libonnxruntime.so"
-    );
+    println!("cargo:rustc-env=ARGUS_BUILD_ORT_DYLIB={manifest}/.deps/onnxruntime/libonnxruntime.so");
     println!("cargo:rustc-env=ARGUS_BUILD_REPO_DIR={manifest}");
 }

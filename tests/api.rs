@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use argus::api::{self, AppState, Info};
 use argus::model::{EventKind, sample_event};
-use argus::telemetry::health::{Health, State};
-use argus::telemetry::metrics::Metrics;
 use argus::store::EventStore;
 use argus::store::sqlite::SqliteStore;
+use argus::telemetry::health::{Health, State};
+use argus::telemetry::metrics::Metrics;
 use serde_json::Value;
 
 struct Server {
@@ -28,7 +28,15 @@ async fn start() -> Server {
         .collect();
     store.insert(&events).unwrap();
     let health = Arc::new(Health::default());
-    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: argus::app::compiled_features() }));
+    let info = Arc::new(std::sync::RwLock::new(Info {
+        name: "argus",
+        version: "test",
+        schema: "argus.event.v1",
+        detector: None,
+        captioner: "scene".into(),
+        pipelines: vec![],
+        features: argus::app::compiled_features(),
+    }));
     let metrics = Arc::new(Metrics::new());
     let live = argus::api::live::LiveHub::new(8, metrics.clone());
     let state = AppState::new(store, health.clone(), metrics, info, live.clone());

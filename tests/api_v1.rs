@@ -14,15 +14,15 @@ use argus::api::analysis::AnalysisApi;
 use argus::api::auth::ApiKeys;
 use argus::api::webhook::{WebhookSettings, sign};
 use argus::api::{self, AppState, Info, Limits};
-use argus::risk::config::{IntrusionRule, RuleConfig};
-use argus::model::Detection;
 use argus::detect::{DetectError, Detector, DetectorInfo};
-use argus::model::RgbImage;
 use argus::geo::{CameraGeometry, Homography};
+use argus::model::Detection;
+use argus::model::RgbImage;
+use argus::risk::Zone;
+use argus::risk::config::{IntrusionRule, RuleConfig};
+use argus::store::sqlite::SqliteStore;
 use argus::telemetry::health::Health;
 use argus::telemetry::metrics::Metrics;
-use argus::risk::Zone;
-use argus::store::sqlite::SqliteStore;
 use base64::Engine;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -53,7 +53,16 @@ impl Detector for FakeDetector {
 }
 
 fn fake_info() -> DetectorInfo {
-    DetectorInfo { model: "fake".into(), model_id: "fake.onnx@sha256:00".into(), backend: "fake", device: "cpu".into(), input_size: [32, 32], score_threshold: 0.3, nms_iou: 0.5, max_engine_batch: 1 }
+    DetectorInfo {
+        model: "fake".into(),
+        model_id: "fake.onnx@sha256:00".into(),
+        backend: "fake",
+        device: "cpu".into(),
+        input_size: [32, 32],
+        score_threshold: 0.3,
+        nms_iou: 0.5,
+        max_engine_batch: 1,
+    }
 }
 
 struct Options {
@@ -103,7 +112,15 @@ async fn start(o: Options) -> Server {
     let store = Arc::new(SqliteStore::open(&dir.path().join("a.db")).unwrap());
     let health = Arc::new(Health::default());
     health.register_source("gate", "test", "rtsp://cam.example/stream", true);
-    let info = Arc::new(std::sync::RwLock::new(Info { name: "argus", version: "test", schema: "argus.event.v1", detector: None, captioner: "scene".into(), pipelines: vec![], features: argus::app::compiled_features() }));
+    let info = Arc::new(std::sync::RwLock::new(Info {
+        name: "argus",
+        version: "test",
+        schema: "argus.event.v1",
+        detector: None,
+        captioner: "scene".into(),
+        pipelines: vec![],
+        features: argus::app::compiled_features(),
+    }));
     let metrics = Arc::new(Metrics::new());
     let live = api::live::LiveHub::new(64, metrics.clone());
     let mut state = AppState::new(store, health, metrics, info, live);
@@ -113,7 +130,8 @@ async fn start(o: Options) -> Server {
     state.limits = Limits { max_body_bytes: o.max_body, cors_origins: vec!["https://ops.example.com".into()] };
     if o.analysis {
         let (delay, fails) = (Duration::from_millis(o.delay_ms), o.model_fails);
-        let factory: DetectorFactory = Arc::new(move || if fails { Err("weights missing".into()) } else { Ok(Box::new(FakeDetector { delay, info: fake_info() }) as Box<dyn Detector>) });
+        let factory: DetectorFactory =
+            Arc::new(move || if fails { Err("weights missing".into()) } else { Ok(Box::new(FakeDetector { delay, info: fake_info() }) as Box<dyn Detector>) });
         let mut cams = CameraContexts::default();
         cams.insert(gate_camera());
         let cams = Arc::new(cams);
@@ -123,7 +141,12 @@ async fn start(o: Options) -> Server {
             pool,
             cameras: cams,
             tasks: Arc::new(argus::analysis::tasks::TaskStore::new(100)),
-            webhook: Arc::new(WebhookSettings { secret: Some(SECRET.into()), attempts: 3, timeout: Duration::from_secs(2), first_backoff: Duration::from_millis(200) }),
+            webhook: Arc::new(WebhookSettings {
+                secret: Some(SECRET.into()),
+                attempts: 3,
+                timeout: Duration::from_secs(2),
+                first_backoff: Duration::from_millis(200),
+            }),
             client: reqwest::Client::new(),
             timeout: Duration::from_secs(10),
             batch_max_items: 3,
@@ -302,7 +325,9 @@ async fn a_full_queue_answers_429_with_retry_after() {
     let mut pending = Vec::new();
     for i in 0..2 {
         let b = b.clone();
-        pending.push(tokio::spawn(async move { send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await.0 }));
+        pending.push(tokio::spawn(async move {
+            send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await.0
+        }));
         wait_until("the request accepted by the pool", || pool.in_flight() == i + 1).await;
     }
     let (code, headers, body) = send(authed(client().post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(png(8, 8)))).await;
@@ -339,7 +364,8 @@ async fn analysis_sync_multipart_json_raw_and_batch() {
     let validator = jsonschema::validator_for(&schema).unwrap();
     assert!(validator.is_valid(&ev), "the analysis is a valid argus.event.v1");
     // JSON with a data URL, and a raw body: no camera, so no world position or risk.
-    let (code, _, ev) = send(authed(c.post(format!("{b}/v1/analyze")).json(&json!({ "image_base64": format!("data:image/png;base64,{}", b64(&png(64, 48))) })))).await;
+    let (code, _, ev) =
+        send(authed(c.post(format!("{b}/v1/analyze")).json(&json!({ "image_base64": format!("data:image/png;base64,{}", b64(&png(64, 48))) })))).await;
     assert_eq!(code, 200, "{ev}");
     assert!(ev["objects"][0].get("world").is_none());
     assert_eq!(ev["risk"]["level"], "low");

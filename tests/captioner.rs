@@ -8,14 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use argus::caption::model::{CaptionError, Tokenizer};
 use argus::caption::model as caption_model;
-use argus::detect::config::DetectorConfig;
 use argus::caption::model::config::{CaptionRegion, CaptionerConfig};
-use argus::model::{EventKind, sample_event};
-use argus::model::RgbImage;
-use argus::telemetry::metrics::Metrics;
+use argus::caption::model::{CaptionError, Tokenizer};
+use argus::detect::config::DetectorConfig;
 use argus::model::Level;
+use argus::model::RgbImage;
+use argus::model::{EventKind, sample_event};
+use argus::telemetry::metrics::Metrics;
 use serde_json::Value;
 
 struct Tiny {
@@ -34,12 +34,7 @@ fn build_tiny() -> Tiny {
     assert!(out.status.success(), "make-tiny-captioner.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&std::fs::read(dir.path().join("cases.json")).unwrap()).unwrap();
     assert_eq!(doc["input_size"], 32);
-    Tiny {
-        model: dir.path().join("captioner.onnx"),
-        tokenizer: dir.path().join("tokenizer.json"),
-        cases: doc["cases"].as_array().unwrap().clone(),
-        _dir: dir,
-    }
+    Tiny { model: dir.path().join("captioner.onnx"), tokenizer: dir.path().join("tokenizer.json"), cases: doc["cases"].as_array().unwrap().clone(), _dir: dir }
 }
 
 fn config(t: &Tiny, prompt: &str, max_tokens: usize) -> CaptionerConfig {
@@ -125,7 +120,11 @@ fn mismatched_models_are_refused_at_start_up() {
     assert!(matches!(e, CaptionError::Config { key: "input_size", .. }) && e.to_string().contains("captioner.input_size = 32"), "{e}");
     // A tokenizer with a different vocabulary size.
     let small = t.tokenizer.with_file_name("small.json");
-    std::fs::write(&small, r#"{"format": "argus.tokenizer.v1", "vocab": ["<pad>", "<bos>", "<eos>", "<unk>"], "bos": "<bos>", "eos": "<eos>", "pad": "<pad>", "unk": "<unk>"}"#).unwrap();
+    std::fs::write(
+        &small,
+        r#"{"format": "argus.tokenizer.v1", "vocab": ["<pad>", "<bos>", "<eos>", "<unk>"], "bos": "<bos>", "eos": "<eos>", "pad": "<pad>", "unk": "<unk>"}"#,
+    )
+    .unwrap();
     let e = err(CaptionerConfig { tokenizer: Some(small), ..config(&t, "", 4) });
     assert!(e.to_string().contains("captioner.tokenizer") && e.to_string().contains("4"), "{e}");
     // Not a captioning model: the detector's ONNX file lacks `tokens`.

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
 use argus::clients::clickhouse::ClickHouseConfig;
 use argus::model::{EventKind, sample_event};
+use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
 

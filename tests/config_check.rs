@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use argus::model::ConfigIssue;
 use argus::config;
+use argus::model::ConfigIssue;
 
 #[path = "common/config_issues.rs"]
 mod config_issues;
@@ -86,10 +86,9 @@ fn missing_video_file_and_bad_scheme() {
 
 #[test]
 fn unknown_class_and_bad_zone() {
-    let p = GOOD_PIPELINE.replace("classes = [\"person\"]", "classes = [\"persn\"]").replace(
-        "polygon = [[1.5, 10.5], [7.5, 10.5], [9.0, 16.7], [2.4, 16.7]]",
-        "polygon = [[1.5, 10.5], [7.5, 10.5]]",
-    );
+    let p = GOOD_PIPELINE
+        .replace("classes = [\"person\"]", "classes = [\"persn\"]")
+        .replace("polygon = [[1.5, 10.5], [7.5, 10.5], [9.0, 16.7], [2.4, 16.7]]", "polygon = [[1.5, 10.5], [7.5, 10.5]]");
     let list = issues(config::EMBEDDED_CONFIG, Some(&p));
     assert_issue(&list, "pipelines/demo.toml", "rules[0].classes", "unknown class `persn`");
     assert_issue(&list, "pipelines/demo.toml", "zones[0].polygon", "2 corners");
@@ -120,7 +119,8 @@ fn argus_check_reports_problems_with_exit_code_2() {
     let pipe = dir.path().join("p.toml");
     std::fs::write(&pipe, GOOD_PIPELINE.replace("severity = 0.5", "severity = 5.0")).unwrap();
     let cfg = dir.path().join("argus.toml");
-    std::fs::write(&cfg, config::EMBEDDED_CONFIG.replace("pipelines = [\"pipelines/demo.toml\"]", &format!("pipelines = [{:?}]", pipe.display().to_string()))).unwrap();
+    std::fs::write(&cfg, config::EMBEDDED_CONFIG.replace("pipelines = [\"pipelines/demo.toml\"]", &format!("pipelines = [{:?}]", pipe.display().to_string())))
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["check", "--config"]).arg(&cfg).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

@@ -50,7 +50,10 @@ fn check_snapshot_and_analysis(base: &str) {
     let img = image::load_from_memory(&r.bytes().unwrap()).unwrap();
     assert_eq!((img.width(), img.height()), (768, 576), "vtest.avi's frame size");
     let dog = std::fs::read("/usr/share/darknet/data/dog.jpg").expect("darknet's sample images (scripts/setup)");
-    let form = || reqwest::blocking::multipart::Form::new().part("image", reqwest::blocking::multipart::Part::bytes(dog.clone()).file_name("dog.jpg").mime_str("image/jpeg").unwrap());
+    let form = || {
+        reqwest::blocking::multipart::Form::new()
+            .part("image", reqwest::blocking::multipart::Part::bytes(dog.clone()).file_name("dog.jpg").mime_str("image/jpeg").unwrap())
+    };
     let r = c.post(format!("{base}/v1/analyze")).multipart(form()).timeout(Duration::from_secs(60)).send().unwrap();
     assert_eq!(r.status(), 200);
     let ev: Value = r.json().unwrap();
@@ -182,11 +185,7 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
 
     // Restart on the same store: old events are still there, new ones are added.
     let before = lines.len() as u64;
-    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["run", "--exit-when-done", "--max-frames", "60", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["run", "--exit-when-done", "--max-frames", "60", "--config"]).arg(&cfg).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let store = argus::store::sqlite::SqliteStore::open(&dir.path().join("argus.db")).unwrap();
     assert!(store.count().unwrap() > before, "the store survived the restart and grew");

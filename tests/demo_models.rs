@@ -11,9 +11,8 @@ fn people_per_frame(model: &str, threshold: &str, frames: u32) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let repo = env!("CARGO_MANIFEST_DIR");
     let pipeline = dir.path().join("p.toml");
-    let text = std::fs::read_to_string(format!("{repo}/pipelines/demo.toml"))
-        .unwrap()
-        .replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
+    let text =
+        std::fs::read_to_string(format!("{repo}/pipelines/demo.toml")).unwrap().replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
     std::fs::write(&pipeline, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_argus"))
         .args(["run", "--exit-when-done", "--max-frames", &frames.to_string(), "--config", &format!("{repo}/config/argus.toml")])
@@ -26,11 +25,8 @@ fn people_per_frame(model: &str, threshold: &str, frames: u32) -> f64 {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summaries: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["kind"] == "frame.analyzed")
-        .collect();
+    let summaries: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["kind"] == "frame.analyzed").collect();
     assert_eq!(summaries.len(), frames as usize, "one summary per frame");
     assert!(summaries.iter().all(|e| e["models"]["detector"].as_str().unwrap().starts_with(model)));
     let people: usize = summaries.iter().map(|e| e["objects"].as_array().unwrap().iter().filter(|o| o["class"] == "person").count()).sum();

@@ -2,12 +2,12 @@
 //! the two backends against each other.
 #![cfg(all(feature = "onnx", feature = "torch"))]
 
-use argus::model::decode_image;
 use argus::detect::config::{BackendKind, DetectorConfig};
 use argus::detect::nms::iou;
-use argus::model::Detection;
 use argus::detect::{Detector, build_detector};
+use argus::model::Detection;
 use argus::model::RgbImage;
+use argus::model::decode_image;
 
 const SAMPLES: &str = "/usr/share/darknet/data";
 

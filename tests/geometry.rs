@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use argus::geo::config::{CalibrationConfig, DroneConfig, OriginConfig};
 use argus::config;
-use argus::model::{Frame, RgbImage, Telemetry};
+use argus::geo::config::{CalibrationConfig, DroneConfig, OriginConfig};
 use argus::geo::{self, CalibrationError, CameraGeometry, DroneGeometry, GeoOrigin, Lens};
+use argus::model::{Frame, RgbImage, Telemetry};
 
 // ---------------------------------------------------------------- the reference camera
 
@@ -142,7 +142,8 @@ fn distorted_synthetic_calibration_is_undistorted_first() {
     let lens = Lens::from_config(Some(&k), Some(&d)).unwrap().unwrap();
     let (cal_world, held) = ground_points();
     let mut noise = Noise(6);
-    let image: Vec<[f64; 2]> = cal_world.iter().map(|w| lens.distort(cam.project(*w).unwrap())).map(|p| [p[0] + noise.gauss(1.0), p[1] + noise.gauss(1.0)]).collect();
+    let image: Vec<[f64; 2]> =
+        cal_world.iter().map(|w| lens.distort(cam.project(*w).unwrap())).map(|p| [p[0] + noise.gauss(1.0), p[1] + noise.gauss(1.0)]).collect();
 
     let g = CameraGeometry::from_config(&calibration(image.clone(), cal_world.clone(), Some((&k, &d))), None).expect("accepted");
     let worst = worst_held_out_error(&g, &cam, &held, Some(&lens));
@@ -258,7 +259,11 @@ fn bad_intrinsics_are_refused_at_validation_with_key_and_fix() {
     };
     let bad = demo.replace("max_error_m = 0.25", "max_error_m = 0.25\ncamera_matrix = [800.0, 800.0, 384.0]\n");
     let list = issues(bad);
-    assert!(list.iter().any(|i| i.key == "cameras[0].calibration.camera_matrix" && i.problem.contains("has 3 values") && i.file == Path::new("pipelines/demo.toml")), "{list:?}");
+    assert!(
+        list.iter()
+            .any(|i| i.key == "cameras[0].calibration.camera_matrix" && i.problem.contains("has 3 values") && i.file == Path::new("pipelines/demo.toml")),
+        "{list:?}"
+    );
     let bad = demo.replace("max_error_m = 0.25", "max_error_m = 0.25\ndistortion = [-0.2, 0.05, 0.0, 0.0]\n");
     let list = issues(bad);
     assert!(list.iter().any(|i| i.key == "cameras[0].calibration.distortion" && i.fix.contains("camera_matrix")), "{list:?}");
@@ -484,7 +489,16 @@ fn scene_places_a_drone_frame_and_measures_speed() {
     use argus::pipeline::scene::{CameraScene, SceneSettings};
     let origin = OriginConfig { lat: 52.0, lon: 4.0 };
     let drone = DroneGeometry::new("drone-1", &DroneConfig::default(), Some(&origin));
-    let settings = SceneSettings { pipeline: "drones".into(), geometry: None, zones: Arc::new(vec![]), rules: vec![], classes: vec![], summary_every_s: 0.001, tracker: Default::default(), risk: Default::default() };
+    let settings = SceneSettings {
+        pipeline: "drones".into(),
+        geometry: None,
+        zones: Arc::new(vec![]),
+        rules: vec![],
+        classes: vec![],
+        summary_every_s: 0.001,
+        tracker: Default::default(),
+        risk: Default::default(),
+    };
     let mut scene = CameraScene::new(Arc::from("drone-1"), settings).with_drone(Some(drone));
     let models = argus::model::Models { detector: "test".into(), captioner: "test".into() };
     // Hovering 60 m up, looking north 60° down; a person walks east at 1.5 m/s, 10 fps.

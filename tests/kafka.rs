@@ -203,7 +203,11 @@ fn check_deliveries(got: &[Consumed], lines: &BTreeMap<String, String>) -> usize
     for c in got {
         let id = c.value["event_id"].as_str().unwrap_or_else(|| panic!("a delivery without an event id: {:?}", String::from_utf8_lossy(&c.raw)));
         let line = lines.get(id).unwrap_or_else(|| panic!("{id} was delivered but Argus never wrote it"));
-        assert!(c.raw == line.as_bytes(), "{id}: the delivered payload differs from the original\n  kafka: {}\n  jsonl: {line}", String::from_utf8_lossy(&c.raw));
+        assert!(
+            c.raw == line.as_bytes(),
+            "{id}: the delivered payload differs from the original\n  kafka: {}\n  jsonl: {line}",
+            String::from_utf8_lossy(&c.raw)
+        );
         assert_eq!(c.key, c.value["camera_id"].as_str().unwrap(), "key = camera id");
         assert_eq!(c.headers["event_id"], id);
         *per_id.entry(id).or_default() += 1;
@@ -514,7 +518,12 @@ fn camera_frame_times(dir: &Path) -> Vec<(String, i64)> {
         .enumerate()
         .map(|(n, l)| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("e.jsonl line {}: {e}: {l}", n + 1)))
         .filter(|e| e["kind"] == "frame.analyzed")
-        .map(|e| (e["camera_id"].as_str().unwrap().to_string(), argus::model::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000))
+        .map(|e| {
+            (
+                e["camera_id"].as_str().unwrap().to_string(),
+                argus::model::parse_time(e["captured_at"].as_str().unwrap()).unwrap().unix_timestamp_nanos() as i64 / 1_000_000,
+            )
+        })
         .collect()
 }
 
@@ -638,7 +647,11 @@ fn a_killed_argus_resumes_from_committed_offsets_and_misses_no_frame() {
     assert!(after_kill < N as usize, "the kill came before the end");
     // The second run starts at the committed offset: it redoes only frames the first run
     // finished after its last commit.
-    assert!(redone <= after_kill - committed as usize, "{redone} frames redone, but only {} were finished after the last commit ({total} events)", after_kill - committed as usize);
+    assert!(
+        redone <= after_kill - committed as usize,
+        "{redone} frames redone, but only {} were finished after the last commit ({total} events)",
+        after_kill - committed as usize
+    );
     assert!(metric(&base, "argus_kafka_offsets_committed_total{topic=\"frames\"}") > 0.0);
     let _ = Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
     assert!(second.wait().unwrap().success());
@@ -788,8 +801,10 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
     }
     let letters = dlq.got.lock().clone();
     assert_eq!(letters.len(), 4, "{letters:?}");
-    let summary: Vec<(String, String)> = letters.iter().map(|c| (c.headers["reason"].split(':').next().unwrap().to_string(), c.headers["source_offset"].clone())).collect();
-    let want: Vec<(String, String)> = [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
+    let summary: Vec<(String, String)> =
+        letters.iter().map(|c| (c.headers["reason"].split(':').next().unwrap().to_string(), c.headers["source_offset"].clone())).collect();
+    let want: Vec<(String, String)> =
+        [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
     assert_eq!(summary, want);
     assert!(letters[1].headers["reason"].contains("out of range"), "{}", letters[1].headers["reason"]);
     assert_eq!(letters[3].headers["reason"], format!("oversized: {} bytes is more than max_message_bytes {max}", oversized.len()));

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use argus::model::{EventKind, derive_id, event_id};
-use argus::model::WorldPos;
 use argus::geo::GeoOrigin;
-use argus::risk::config::RiskConfig;
+use argus::model::WorldPos;
+use argus::model::{EventKind, derive_id, event_id};
 use argus::model::{IncidentPhase, SceneObject};
 use argus::risk::RiskEngine;
+use argus::risk::config::RiskConfig;
 use time::macros::datetime;
 
 // ---------------------------------------------------------------------------------
@@ -42,10 +42,8 @@ fn derived_ids_match_the_independent_reference() {
 /// the frame time's f64 bits.
 #[test]
 fn incident_ids_match_the_independent_reference() {
-    let rules: argus::config::PipelineConfig = toml::from_str(
-        "name = \"s\"\n[[rules]]\nkind = \"intrusion\"\nid = \"no-entry\"\nzone = \"gate\"\nmin_dwell_s = 1.0\nupdate_every_s = 0\n",
-    )
-    .unwrap();
+    let rules: argus::config::PipelineConfig =
+        toml::from_str("name = \"s\"\n[[rules]]\nkind = \"intrusion\"\nid = \"no-entry\"\nzone = \"gate\"\nmin_dwell_s = 1.0\nupdate_every_s = 0\n").unwrap();
     let mut engine = RiskEngine::with_settings(Arc::from("cam"), &rules.rules, RiskConfig::default());
     let person = SceneObject {
         track_id: Some(1),

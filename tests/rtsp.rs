@@ -45,9 +45,7 @@ fn rtsp_server(port: u16, codec: &str) -> Proc {
 fn cameras_toml(cams: &[(&str, u16)], stall_s: f64) -> String {
     let mut t = String::from("name = \"rtsp\"\n");
     for (id, port) in cams {
-        t += &format!(
-            "[[cameras]]\nid = \"{id}\"\nsource = \"rtsp://operator:s3cr3t-pw@127.0.0.1:{port}/cam\"\nstall_timeout_s = {stall_s}\n"
-        );
+        t += &format!("[[cameras]]\nid = \"{id}\"\nsource = \"rtsp://operator:s3cr3t-pw@127.0.0.1:{port}/cam\"\nstall_timeout_s = {stall_s}\n");
     }
     t += "[events]\nframe_summary_every_s = 1.0\n";
     t
@@ -300,7 +298,11 @@ fn sighup_adds_and_removes_cameras_without_touching_the_others() {
     assert!(received.windows(2).all(|w| w[0] <= w[1]), "a's received-frame count went back during the reload (restarted): {received:?}");
     assert!(processed.windows(2).all(|w| w[0] <= w[1]), "a's processed-frame count went back during the reload (restarted): {processed:?}");
     assert!(received.last() > received.first(), "a kept receiving frames across the reload: {received:?}");
-    assert!(samples.iter().all(|c| c["state"] == "streaming"), "a left `streaming` during the reload: {:?}", samples.iter().map(|c| c["state"].clone()).collect::<Vec<_>>());
+    assert!(
+        samples.iter().all(|c| c["state"] == "streaming"),
+        "a left `streaming` during the reload: {:?}",
+        samples.iter().map(|c| c["state"].clone()).collect::<Vec<_>>()
+    );
     let a = camera(&base, "a");
     assert_eq!(a["restarts"], 0, "camera a was restarted by the reload: {a}");
     // The reload's summary: b added, nothing restarted or removed, one camera (a) unchanged.

@@ -217,7 +217,16 @@ impl Browser {
                 }
             }
         });
-        let mut b = Browser { to_browser: cmd_write, from_browser: rx, next_id: 0, session: String::new(), problems: Vec::new(), console: Vec::new(), _child: child, profile };
+        let mut b = Browser {
+            to_browser: cmd_write,
+            from_browser: rx,
+            next_id: 0,
+            session: String::new(),
+            problems: Vec::new(),
+            console: Vec::new(),
+            _child: child,
+            profile,
+        };
 
         // Attach to the page Chromium opened (flat mode: commands carry a sessionId).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -292,7 +301,13 @@ impl Browser {
             }
             Some("Log.entryAdded") => {
                 let e = &p["entry"];
-                let line = format!("[{} {}] {} {}", e["source"].as_str().unwrap_or(""), e["level"].as_str().unwrap_or(""), e["text"].as_str().unwrap_or(""), e["url"].as_str().unwrap_or(""));
+                let line = format!(
+                    "[{} {}] {} {}",
+                    e["source"].as_str().unwrap_or(""),
+                    e["level"].as_str().unwrap_or(""),
+                    e["text"].as_str().unwrap_or(""),
+                    e["url"].as_str().unwrap_or("")
+                );
                 if e["source"] == "security" || e["text"].as_str().is_some_and(|t| t.contains("Content Security Policy")) {
                     self.problems.push(line.clone());
                 }
@@ -317,9 +332,12 @@ impl Browser {
         let r = self.call("Page.navigate", json!({ "url": url }));
         assert!(r.get("errorText").is_none(), "navigating to {url}: {r}");
         let want = json!(url);
-        self.wait_for(&format!("{url} to load"), "({ href: location.href, ready: document.readyState, old: !!window.__argusTestOld })", Duration::from_secs(20), |v| {
-            v["href"] == want && v["ready"] == "complete" && v["old"] == false
-        });
+        self.wait_for(
+            &format!("{url} to load"),
+            "({ href: location.href, ready: document.readyState, old: !!window.__argusTestOld })",
+            Duration::from_secs(20),
+            |v| v["href"] == want && v["ready"] == "complete" && v["old"] == false,
+        );
     }
 
     /// Evaluates an expression in the page and returns its value (JSON).
@@ -535,10 +553,13 @@ fn operator_page_shows_cameras_live_events_and_snapshots() {
     });
     // Clicking a camera card filters the feed to it; clicking again shows all cameras.
     // Two cameras feed it, so a filter that did nothing would leave lobby rows.
-    let cameras_shown = |s: &Value| -> std::collections::BTreeSet<String> { s["events"].as_array().unwrap().iter().map(|e| e["camera"].as_str().unwrap().to_string()).collect() };
+    let cameras_shown = |s: &Value| -> std::collections::BTreeSet<String> {
+        s["events"].as_array().unwrap().iter().map(|e| e["camera"].as_str().unwrap().to_string()).collect()
+    };
     let both: std::collections::BTreeSet<String> = ["plaza".to_string(), SECOND.to_string()].into();
     b.wait_for("rows of both cameras", PAGE_STATE, Duration::from_secs(30), |s| s["live"] == "open" && cameras_shown(s) == both);
-    let click_plaza = "(() => { document.querySelector('#cameras .camera[data-camera-id=plaza]').click(); return document.getElementById('filter-camera').value; })()";
+    let click_plaza =
+        "(() => { document.querySelector('#cameras .camera[data-camera-id=plaza]').click(); return document.getElementById('filter-camera').value; })()";
     assert_eq!(b.eval(click_plaza), json!("plaza"));
     let s = b.wait_for("the camera filter", PAGE_STATE, Duration::from_secs(20), |s| s["live"] == "open" && !s["events"].as_array().unwrap().is_empty());
     assert_eq!(cameras_shown(&s), ["plaza".to_string()].into(), "only plaza rows after filtering");
@@ -632,7 +653,9 @@ fn operator_page_asks_for_the_api_key_and_never_shows_it() {
         ));
     };
     submit(&mut b, "not-the-key");
-    let s = b.wait_for("a wrong key refused", PAGE_STATE, Duration::from_secs(20), |s| s["auth"] == "required" && s["auth_error"].as_str().is_some_and(|t| !t.is_empty()));
+    let s = b.wait_for("a wrong key refused", PAGE_STATE, Duration::from_secs(20), |s| {
+        s["auth"] == "required" && s["auth_error"].as_str().is_some_and(|t| !t.is_empty())
+    });
     assert!(s["auth_error"].as_str().unwrap().contains("not accepted"), "{}", s["auth_error"]);
 
     submit(&mut b, KEY);

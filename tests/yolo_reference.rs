@@ -1,9 +1,9 @@
 //! The YOLO decode + class-aware NMS against an independent numpy reference
 //! (scripts/reference/yolo_decode.py) on synthetic head tensors, both export layouts.
 
+use argus::detect::OutputTensor;
 use argus::detect::nms::nms_per_class;
 use argus::detect::yolo::{YoloLayout, decode};
-use argus::detect::OutputTensor;
 use serde_json::Value;
 
 fn check(layout: YoloLayout, key: &str) {

@@ -3,12 +3,12 @@
 //! made by scripts/reference/yolov3_tiny_opencv.py).
 #![cfg(all(feature = "onnx", feature = "torch"))]
 
-use argus::model::decode_image;
 use argus::detect::config::{BackendKind, DetectorConfig};
 use argus::detect::nms::iou;
-use argus::model::Detection;
 use argus::detect::{Detector, build_detector};
+use argus::model::Detection;
 use argus::model::RgbImage;
+use argus::model::decode_image;
 use serde_json::Value;
 
 fn image(name: &str) -> RgbImage {
@@ -77,9 +77,7 @@ fn matches_opencv_darknet_reader() {
                     None => assert!(ws < 0.33, "{backend:?} {name}: OpenCV's class {class} {ws:.3} {wb:?} not found in {:?}", names(&got)),
                 }
             }
-            let strong_extra = got.iter().filter(|g| g.score > 0.33).filter(|g| {
-                !want.iter().any(|w| w["class_id"].as_u64().unwrap() as usize == g.class_id)
-            });
+            let strong_extra = got.iter().filter(|g| g.score > 0.33).filter(|g| !want.iter().any(|w| w["class_id"].as_u64().unwrap() as usize == g.class_id));
             assert_eq!(strong_extra.count(), 0, "{backend:?} {name}: detections OpenCV does not have: {:?}", names(&got));
         }
     }

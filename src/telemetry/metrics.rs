@@ -100,7 +100,12 @@ impl Metrics {
             spool_events_spooled: counter(r, "argus_spool_events_spooled_total", "Events written to a sink's spool while its server was down", &["sink"]),
             spool_events_replayed: counter(r, "argus_spool_events_replayed_total", "Spooled events replayed to the server", &["sink"]),
             spool_full: counter(r, "argus_spool_full_total", "Times a spool was full and the pipeline had to wait (an alarm)", &["sink"]),
-            spool_dead_letters: counter(r, "argus_spool_dead_letters_total", "Spooled records that could not be read back as events; moved to the spool's dead-letters.jsonl", &["sink"]),
+            spool_dead_letters: counter(
+                r,
+                "argus_spool_dead_letters_total",
+                "Spooled records that could not be read back as events; moved to the spool's dead-letters.jsonl",
+                &["sink"],
+            ),
             clickhouse_rows_written: counter(r, "argus_clickhouse_rows_written_total", "Rows inserted into ClickHouse", &["table"]),
             clickhouse_batches_written: counter(
                 r,

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use argus::model::ConfigIssue;
 use argus::config;
+use argus::model::ConfigIssue;
 
 pub const GOOD_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
 

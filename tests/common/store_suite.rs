@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use argus::model::{Event, EventKind, sample_event};
 use argus::model::Level;
+use argus::model::{Event, EventKind, sample_event};
 use argus::store::{EventQuery, EventStore, StatsQuery, StoreError};
 
 pub fn q() -> EventQuery {

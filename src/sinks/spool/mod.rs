@@ -88,7 +88,17 @@ impl<D: Delivery> SpooledSink<D> {
                 false
             }
         };
-        let mut sink = Self { delivery, spool, dead_letters: spool_dir.join(DEAD_LETTERS), batching, prepared, backoff: MIN_BACKOFF, next_try: Instant::now(), metrics, health };
+        let mut sink = Self {
+            delivery,
+            spool,
+            dead_letters: spool_dir.join(DEAD_LETTERS),
+            batching,
+            prepared,
+            backoff: MIN_BACKOFF,
+            next_try: Instant::now(),
+            metrics,
+            health,
+        };
         if !prepared {
             sink.failed();
         }
@@ -143,12 +153,12 @@ impl<D: Delivery> SpooledSink<D> {
             }
             // Kept before the spool moves past them: a record that cannot be read is
             // never acknowledged silently.
-            if !unreadable.is_empty() {
-                if let Err(e) = self.dead_letter(&unreadable) {
-                    tracing::error!(sink = name, error = %e, file = %self.dead_letters.display(), "cannot keep unreadable spool records; the spool waits");
-                    self.next_try = Instant::now() + MAX_BACKOFF;
-                    return false;
-                }
+            if !unreadable.is_empty()
+                && let Err(e) = self.dead_letter(&unreadable)
+            {
+                tracing::error!(sink = name, error = %e, file = %self.dead_letters.display(), "cannot keep unreadable spool records; the spool waits");
+                self.next_try = Instant::now() + MAX_BACKOFF;
+                return false;
             }
             if !events.is_empty()
                 && let Err(e) = self.send(&events)

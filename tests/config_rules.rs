@@ -1,8 +1,6 @@
 //! Scene configuration (rules of every kind, `[tracker]`, `[risk]`) is validated with
 //! errors that name the file, the key and the fix.
 
-use std::path::PathBuf;
-
 use argus::config;
 
 #[path = "common/config_issues.rs"]
@@ -67,8 +65,8 @@ severity = 2
 fn an_unknown_rule_kind_or_key_is_named() {
     let p = format!("{GOOD_PIPELINE}\n[[rules]]\nkind = \"loiter\"\nid = \"x\"\nzone = \"bench\"\n");
     let list = issues(config::EMBEDDED_CONFIG, &p);
-    assert!(list.iter().any(|i| i.problem.contains("loiter") && i.file == PathBuf::from("pipelines/demo.toml")), "{list:?}");
+    assert!(list.iter().any(|i| i.problem.contains("loiter") && i.file == std::path::Path::new("pipelines/demo.toml")), "{list:?}");
     let p = format!("{GOOD_PIPELINE}\n[[rules]]\nkind = \"speed\"\nid = \"x\"\nmax_speed = 3.0\n");
     let list = issues(config::EMBEDDED_CONFIG, &p);
-    assert!(list.iter().any(|i| i.problem.contains("max_speed") && i.file == PathBuf::from("pipelines/demo.toml")), "{list:?}");
+    assert!(list.iter().any(|i| i.problem.contains("max_speed") && i.file == std::path::Path::new("pipelines/demo.toml")), "{list:?}");
 }

@@ -92,10 +92,10 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("argus exited early: {status}");
         }
-        if let Some((_, ready)) = get(&format!("{base}/readyz")) {
-            if ready["pipeline"]["state"] == "ended" {
-                break;
-            }
+        if let Some((_, ready)) = get(&format!("{base}/readyz"))
+            && ready["pipeline"]["state"] == "ended"
+        {
+            break;
         }
         std::thread::sleep(Duration::from_millis(250));
     }

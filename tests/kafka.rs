@@ -105,18 +105,15 @@ impl Reader {
         let (g, s) = (got.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        let headers = m
-                            .headers()
-                            .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
-                            .unwrap_or_default();
-                        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                        let raw = m.payload().unwrap_or_default().to_vec();
-                        let value = serde_json::from_slice(&raw).unwrap_or(Value::Null); // dead letters are images
-                        g.lock().push(Consumed { key, headers, raw, value });
-                    }
-                    Some(Err(_)) | None => {}
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                    let headers = m
+                        .headers()
+                        .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
+                        .unwrap_or_default();
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    let raw = m.payload().unwrap_or_default().to_vec();
+                    let value = serde_json::from_slice(&raw).unwrap_or(Value::Null); // dead letters are images
+                    g.lock().push(Consumed { key, headers, raw, value });
                 }
             }
             consumer.unsubscribe();
@@ -738,8 +735,11 @@ fn two_argus_in_one_group_split_the_partitions() {
     }
 }
 
+/// A message to produce: its headers and its payload.
+type WithHeaders<'a> = (Vec<(&'a str, Vec<u8>)>, Vec<u8>);
+
 /// Produces messages with the given headers (keyed by their `camera_id`).
-fn produce_with_headers(brokers: &str, topic: &str, messages: &[(Vec<(&str, Vec<u8>)>, Vec<u8>)]) {
+fn produce_with_headers(brokers: &str, topic: &str, messages: &[WithHeaders<'_>]) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("message.max.bytes", "5000000").create().unwrap();

@@ -1,7 +1,7 @@
 //! Shared by the config tests: validate an argus.toml text with one pipeline text, and
 //! assert that an issue names the file, the key, the problem and a fix.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use argus::config;
 use argus::model::ConfigIssue;
@@ -21,7 +21,7 @@ pub fn issues_with(argus_toml: &str, pipeline: &str) -> Vec<ConfigIssue> {
 
 pub fn assert_issue(list: &[ConfigIssue], file: &str, key: &str, problem: &str) {
     assert!(
-        list.iter().any(|i| i.file == PathBuf::from(file) && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
+        list.iter().any(|i| i.file == Path::new(file) && i.key == key && i.problem.contains(problem) && !i.fix.is_empty()),
         "expected {file}: {key}: …{problem}…, got:\n{}",
         list.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")
     );

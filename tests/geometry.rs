@@ -334,6 +334,7 @@ fn frame(w: u32, h: u32, telemetry: Option<Telemetry>) -> Frame {
         image: Arc::new(RgbImage::new(w, h, vec![0; (w * h * 3) as usize]).unwrap()),
         ack: None,
         telemetry: telemetry.map(Arc::new),
+        position: None,
     }
 }
 

@@ -491,6 +491,10 @@ mod stage {
         fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
             Ok(self.0.lock().get(camera_id).cloned())
         }
+        fn delete_state(&self, camera_id: &str) -> Result<(), String> {
+            self.0.lock().remove(camera_id);
+            Ok(())
+        }
     }
 
     /// The case's boxes for the frame whose sequence number the image carries.

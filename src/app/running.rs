@@ -11,8 +11,10 @@ use super::scenes::{Scenes, build_scenes};
 use super::{AppError, RunOptions};
 use crate::config::{LoadedConfig, Validated};
 use crate::detect::Detector;
+use crate::model::{FilePosition, SourcePosition};
 use crate::pipeline::bus::{Durability, EventBus};
 use crate::pipeline::hub::LaneSender;
+use crate::pipeline::scene_state::{SceneState, StateStore};
 use crate::pipeline::snapshot::SnapshotBoard;
 use crate::pipeline::{StageContext, StageSettings, Stages};
 use crate::sources::{self, CameraSource, SourceContext, SourceKind, SourceSpec};
@@ -48,6 +50,9 @@ pub struct Running {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     durability: Durability,
+    /// Where scene states are checkpointed (`[scene_state]` enabled): recordings resume
+    /// from the position their camera's checkpoint reflects.
+    state_store: Option<Arc<dyn StateStore>>,
 }
 
 /// Starts the stages, then every camera's source.
@@ -65,6 +70,7 @@ pub fn start(
     let settings = StageSettings { frame_queue: limits.frame_queue, max_batch: det.max_batch, max_wait: Duration::from_millis(det.max_wait_ms) };
     let durability = bus.durability();
     let Scenes { mut scenes, sources, mut fingerprints, captioner, state } = scenes;
+    let state_store = state.as_ref().map(|k| k.store.clone());
     let mut cameras = Vec::new();
     for spec in &sources {
         health.register_source(&spec.camera_id, &spec.pipeline, &spec.redacted(), spec.live);
@@ -73,7 +79,7 @@ pub fn start(
     }
     let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
-    let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), metrics, health, durability };
+    let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), metrics, health, durability, state_store };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
     for spec in sources {
@@ -91,6 +97,16 @@ pub fn start(
     Ok(running)
 }
 
+/// Where the camera's checkpoint says its recording stood (the source checks that the
+/// file is still the same one). A checkpoint it cannot read starts the file over.
+fn recording_position(store: &dyn StateStore, camera: &str) -> Option<FilePosition> {
+    let (_, bytes) = store.load_state(camera).ok().flatten()?;
+    match SceneState::from_bytes(&bytes).ok()?.position() {
+        Some(SourcePosition::File(p)) => Some(p.clone()),
+        None => None,
+    }
+}
+
 impl Running {
     fn context(&self) -> SourceContext {
         SourceContext {
@@ -101,8 +117,11 @@ impl Running {
         }
     }
 
-    fn spawn_camera(&mut self, spec: SourceSpec, lane: LaneSender, fingerprint: String) -> Result<(), AppError> {
+    fn spawn_camera(&mut self, mut spec: SourceSpec, lane: LaneSender, fingerprint: String) -> Result<(), AppError> {
         tracing::info!(camera = %spec.camera_id, source = %spec.redacted(), live = spec.live, "starting source");
+        if let (Some(store), Some(_)) = (&self.state_store, spec.recording_path()) {
+            spec.resume = recording_position(store.as_ref(), &spec.camera_id);
+        }
         let cx = self.context();
         let stop = cx.stop.clone();
         let id = spec.camera_id.clone();
@@ -132,11 +151,11 @@ impl Running {
         Ok(())
     }
 
-    fn remove_camera(&mut self, id: &Arc<str>) {
+    fn remove_camera(&mut self, id: &Arc<str>, why: &'static str) {
         if let Some(h) = self.cameras.remove(id) {
             h.source.stop.store(true, Ordering::Relaxed);
             let _ = h.source.thread.join();
-            self.stages.remove_camera(id);
+            self.stages.remove_camera(id, why);
             self.health.remove_source(id);
             tracing::info!(camera = %id, "camera removed");
         }
@@ -157,11 +176,11 @@ impl Running {
         for id in old {
             match new.fingerprints.get(&id) {
                 None => {
-                    self.remove_camera(&id);
+                    self.remove_camera(&id, "camera removed");
                     summary.removed.push(id.to_string());
                 }
                 Some(fp) if *fp != self.cameras[&id].fingerprint => {
-                    self.remove_camera(&id);
+                    self.remove_camera(&id, "configuration changed");
                     summary.restarted.push(id.to_string());
                 }
                 Some(_) => summary.unchanged += 1,

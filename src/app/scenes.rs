@@ -33,8 +33,12 @@ pub struct Scenes {
 
 impl Scenes {
     /// Checkpoints every camera's scene to `store` and continues from them at start.
+    /// Kafka cameras are left out: their state must follow the frames topic's offsets.
     pub fn with_state_store(mut self, cfg: &SceneStateConfig, store: Arc<dyn StateStore>) -> Self {
-        self.state = cfg.enabled.then(|| StateKeeping::new(store, Duration::from_secs_f64(cfg.checkpoint_every_s), cfg.max_gap_s, Arc::default()));
+        let kafka = self.sources.iter().filter(|s| s.kind == crate::sources::SourceKind::Kafka).map(|s| s.camera_id.clone());
+        let kafka: Vec<Arc<str>> = kafka.collect();
+        self.state =
+            cfg.enabled.then(|| StateKeeping::new(store, Duration::from_secs_f64(cfg.checkpoint_every_s), cfg.max_gap_s, Arc::default()).excluding(kafka));
         self
     }
 
@@ -95,8 +99,11 @@ pub fn build_scenes(cfg: &LoadedConfig, validated: &Validated, opts: &RunOptions
             // A scene state belongs to the calibration as configured, not to the last
             // bits of its fit (which may differ between builds and machines).
             let calibration_key = serde_json::to_string(&(&cam.calibration, &cam.origin)).expect("calibration serialises");
-            scenes.insert(id.clone(), CameraScene::new(id, settings).with_drone(drone).with_calibration_key(calibration_key));
-            sources.push(SourceSpec::from_camera(cam, &p.name, opts.max_frames));
+            let spec = SourceSpec::from_camera(cam, &p.name, opts.max_frames);
+            // A recording's state reflects one file; another file (size, time) starts over.
+            let file = spec.recording_path().and_then(|p| crate::model::FileIdentity::of(&p).ok());
+            scenes.insert(id.clone(), CameraScene::new(id, settings).with_drone(drone).with_calibration_key(calibration_key).with_source_file(file));
+            sources.push(spec);
         }
     }
     Ok(Scenes { scenes, sources, fingerprints, captioner: None, state: None })

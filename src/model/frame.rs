@@ -60,6 +60,62 @@ pub struct Frame {
     /// The drone's pose when the frame was taken (Kafka `telemetry` header), for the
     /// geo stage of cameras without a fixed calibration.
     pub telemetry: Option<Arc<Telemetry>>,
+    /// Where the source stands after this frame, for sources that can continue from a
+    /// scene state's checkpoint (files).
+    pub position: Option<SourcePosition>,
+}
+
+/// Where a source stands after one frame: what it needs to continue right after it.
+/// Carried in the camera's scene state, so a checkpoint and the source position it
+/// reflects are always saved together.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SourcePosition {
+    File(FilePosition),
+}
+
+/// A frame of a recording: which file, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilePosition {
+    pub file: FileIdentity,
+    /// The frame's presentation time; a resumed source continues with the first frame
+    /// after it.
+    pub pts_ns: u64,
+    /// The frame's sequence number; the next frame is `seq + 1`.
+    pub seq: u64,
+    /// Frames delivered up to and including this one (what `--max-frames` counts).
+    pub delivered: u64,
+    /// The fps gate's next due stream time after this frame (`fps_cap`), so a resumed
+    /// source samples the same frames as an uninterrupted one.
+    pub gate_next_ns: Option<u64>,
+}
+
+/// A file as it was read: path, size and modification time. Another size or time is
+/// another recording, which starts from its beginning.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub path: String,
+    pub size: u64,
+    pub modified_unix_ns: i128,
+}
+
+impl FileIdentity {
+    pub fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        Ok(Self { path: path.display().to_string(), size: meta.len(), modified_unix_ns: modified_unix_ns(&meta)? })
+    }
+
+    /// The modification time as a UTC time.
+    pub fn modified(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(self.modified_unix_ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+fn modified_unix_ns(meta: &std::fs::Metadata) -> std::io::Result<i128> {
+    let t = meta.modified()?;
+    Ok(match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    })
 }
 
 /// Drone pose when a frame was taken: the camera's (gimbal's) pose, not the airframe's.

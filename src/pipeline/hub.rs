@@ -210,6 +210,7 @@ mod tests {
             image: Arc::new(RgbImage::new(1, 1, vec![0, 0, 0]).unwrap()),
             ack: None,
             telemetry: None,
+            position: None,
         }
     }
 

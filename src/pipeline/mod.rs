@@ -113,9 +113,10 @@ impl Stages {
         open_lane(&self.hub, &id, live, self.settings.frame_queue)
     }
 
-    /// A camera removed: its open incidents close ("camera removed"), its snapshot goes.
-    pub fn remove_camera(&self, id: &Arc<str>) {
-        let _ = self.scene_ctl.send(SceneCtl::Remove(id.clone()));
+    /// A camera removed: its open incidents close (`why`: "camera removed",
+    /// "configuration changed"), its snapshot goes.
+    pub fn remove_camera(&self, id: &Arc<str>, why: &'static str) {
+        let _ = self.scene_ctl.send(SceneCtl::Remove(id.clone(), why));
     }
 
     /// Holds the hub open while lanes come and go, so the detect stage never sees "every

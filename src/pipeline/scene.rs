@@ -9,9 +9,9 @@ use super::scene_state::{self, LastFrame, RestoreError, ResumeOutcome, STATE_VER
 use crate::caption;
 use crate::geo::{CameraGeometry, DroneGeometry, MotionEstimator};
 use crate::model::Detection;
-use crate::model::Frame;
 use crate::model::WorldPos;
 use crate::model::{Event, EventKind, FrameInfo, Models, SCHEMA, event_id};
+use crate::model::{FileIdentity, Frame, SourcePosition};
 use crate::model::{IncidentPhase, Risk, SceneObject};
 use crate::risk::{RiskEngine, Zone};
 use crate::track::Tracker;
@@ -31,6 +31,10 @@ pub struct CameraScene {
     last_summary_t: Option<f64>,
     motion: MotionEstimator,
     last: Option<(OffsetDateTime, FrameInfo, Vec<SceneObject>)>,
+    /// Where the source stood after the last frame (files), for the checkpoint.
+    position: Option<SourcePosition>,
+    /// The recording this camera reads now (files): a state of another one is refused.
+    source_file: Option<FileIdentity>,
     /// Zones, rules, tracker and risk settings, classes as text (the fingerprint's part).
     settings_key: String,
     /// The calibration as text: the geometry's by default, the config's when given.
@@ -89,6 +93,8 @@ impl CameraScene {
             last_summary_t: None,
             motion: MotionEstimator::default(),
             last: None,
+            position: None,
+            source_file: None,
             settings_key,
             geometry_key,
             fingerprint: String::new(),
@@ -109,6 +115,13 @@ impl CameraScene {
     pub fn with_calibration_key(mut self, key: String) -> Self {
         self.geometry_key = key;
         self.update_fingerprint();
+        self
+    }
+
+    /// The recording a file camera reads now: a state that reflects another recording
+    /// (another size or modification time) is refused, its incidents closed.
+    pub fn with_source_file(mut self, file: Option<FileIdentity>) -> Self {
+        self.source_file = file;
         self
     }
 
@@ -134,6 +147,7 @@ impl CameraScene {
             last_summary_t: self.last_summary_t,
             last: self.last.as_ref().map(|(at, info, objects)| LastFrame::new(*at, info, objects)),
             drone: self.drone.as_ref().map(|d| d.state()),
+            position: self.position.clone(),
         }
     }
 
@@ -142,7 +156,7 @@ impl CameraScene {
     /// scene unchanged, when the state is of another version, another camera or another
     /// configuration.
     pub fn restore(&mut self, state: SceneState) -> Result<(), RestoreError> {
-        let SceneState { state_version, camera_id, fingerprint, tracker, motion, risk, last_summary_t, last, drone } = state;
+        let SceneState { state_version, camera_id, fingerprint, tracker, motion, risk, last_summary_t, last, drone, position } = state;
         if state_version != STATE_VERSION {
             return Err(RestoreError::Version { found: state_version, expected: STATE_VERSION });
         }
@@ -158,6 +172,11 @@ impl CameraScene {
         if drone.is_some() != self.drone.is_some() {
             return Err(RestoreError::Incompatible { why: "drone state for a fixed camera, or the other way round".into() });
         }
+        if let (Some(SourcePosition::File(p)), Some(now)) = (&position, &self.source_file)
+            && p.file != *now
+        {
+            return Err(RestoreError::SourceChanged { was: p.file.clone(), now: now.clone() });
+        }
         let last = match last {
             Some(l) => Some((l.at()?, l.info, l.objects)),
             None => None,
@@ -167,6 +186,7 @@ impl CameraScene {
         self.motion.restore(motion);
         self.last_summary_t = last_summary_t;
         self.last = last;
+        self.position = position;
         if let (Some(d), Some(s)) = (self.drone.as_mut(), drone) {
             d.restore(s);
         }
@@ -235,6 +255,7 @@ impl CameraScene {
             e.latency_ms = (latency * 10.0).round() / 10.0;
         }
         self.last = Some((frame.captured_at, info, objects));
+        self.position = frame.position.clone();
         events
     }
 
@@ -263,7 +284,7 @@ impl CameraScene {
         match self.restore(state.clone()) {
             Ok(()) => (ResumeOutcome::Restored, format!("checkpoint {age_s:.1} s old, {} open incidents continued", self.open_incidents()), Vec::new()),
             Err(e) => {
-                let events = if state.camera_id == *self.camera_id { self.close_saved(&state, "configuration changed", models) } else { Vec::new() };
+                let events = if state.camera_id == *self.camera_id { self.close_saved(&state, e.close_reason(), models) } else { Vec::new() };
                 (ResumeOutcome::Incompatible, e.to_string(), events)
             }
         }

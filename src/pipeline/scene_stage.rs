@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::bus::EventBus;
+use super::bus::{Durability, EventBus};
 use super::detect_stage::DetectedFrame;
 use super::scene::CameraScene;
 use super::scene_state::{ResumeOutcome, StateStore};
@@ -22,7 +22,8 @@ use crate::telemetry::metrics::Metrics;
 /// Changes to the scene stage's set of cameras (config reload).
 pub enum SceneCtl {
     Add(Arc<str>, Box<CameraScene>),
-    Remove(Arc<str>),
+    /// The camera and why its incidents close (`camera removed`, `configuration changed`).
+    Remove(Arc<str>, &'static str),
 }
 
 /// Everything the scene stage's thread owns.
@@ -52,7 +53,22 @@ pub struct StateKeeping {
     /// incidents then stay open in the last checkpoint, for the next start to continue.
     pub stopping: Arc<AtomicBool>,
     last_saved: HashMap<Arc<str>, Instant>,
-    writer: Option<(crossbeam_channel::Sender<Checkpoint>, std::thread::JoinHandle<()>)>,
+    /// Set by `close`: the writer then waits a bounded time for the sinks.
+    closing: Arc<AtomicBool>,
+    /// Cameras whose state is kept elsewhere or not at all (Kafka cameras: their state
+    /// must follow the frames topic's offsets, which the embedded store cannot).
+    excluded: std::collections::HashSet<Arc<str>>,
+    writer: Option<(crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>)>,
+}
+
+/// What the store writer does, in order.
+enum Job {
+    Save(Checkpoint),
+    /// The camera's source ended: nothing left to continue (once the events published
+    /// before, its closing ones, are durable).
+    Forget(Arc<str>, u64),
+    /// Answered once everything queued before it is written.
+    Barrier(crossbeam_channel::Sender<()>),
 }
 
 /// One checkpoint on its way to the store.
@@ -61,9 +77,16 @@ struct Checkpoint {
     saved_at_ms: i64,
     bytes: Vec<u8>,
     started: Instant,
+    /// Events published when it was taken: it is written only once every sink has
+    /// written them, so a restart never skips frames whose events were not durable.
+    published: u64,
 }
 
-/// Checkpoints waiting for the store; when full, a periodic one waits for the next turn.
+/// At shutdown, how long a checkpoint waits for the sinks before it is given up (the
+/// previous one stays: the next start re-analyses a little more).
+const SHUTDOWN_DURABILITY_WAIT: Duration = Duration::from_secs(10);
+
+/// Jobs waiting for the store; when full, a periodic checkpoint waits for the next turn.
 const WRITE_QUEUE: usize = 64;
 
 fn now_ms() -> i64 {
@@ -72,11 +95,28 @@ fn now_ms() -> i64 {
 
 impl StateKeeping {
     pub fn new(store: Arc<dyn StateStore>, every: Duration, max_gap_s: f64, stopping: Arc<AtomicBool>) -> Self {
-        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new(), writer: None }
+        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new(), closing: Arc::default(), excluded: Default::default(), writer: None }
+    }
+
+    /// Leaves these cameras out: they start fresh and are never checkpointed.
+    pub fn excluding(mut self, cameras: impl IntoIterator<Item = Arc<str>>) -> Self {
+        self.excluded.extend(cameras);
+        self
     }
 
     /// Continues `scene` from its checkpoint, or closes what the checkpoint left open.
     fn resume(&mut self, id: &Arc<str>, scene: &mut CameraScene, models: &Models, metrics: &Metrics, health: &Health) -> Vec<crate::model::Event> {
+        if self.excluded.contains(id) {
+            return Vec::new();
+        }
+        // A camera restarted by a reload: its old scene's last checkpoint (nothing open
+        // any more) may still be queued; read what it wrote, not the one before.
+        if let Some((tx, _)) = &self.writer {
+            let (done, wait) = crossbeam_channel::bounded(1);
+            if tx.send(Job::Barrier(done)).is_ok() {
+                let _ = wait.recv();
+            }
+        }
         let saved = match self.store.load_state(id) {
             Ok(s) => s,
             Err(e) => {
@@ -95,22 +135,45 @@ impl StateKeeping {
         events
     }
 
+    fn writer_for(&mut self, durability: &Durability, metrics: &Arc<Metrics>) -> &(crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
+        let (store, closing) = (self.store.clone(), self.closing.clone());
+        self.writer.get_or_insert_with(|| spawn_writer(store, durability.clone(), closing, metrics.clone()))
+    }
+
     /// Queues the camera's checkpoint when one is due (`force`: now, waiting for room).
-    fn save(&mut self, id: &Arc<str>, scene: &CameraScene, metrics: &Arc<Metrics>, force: bool) {
+    fn save(&mut self, id: &Arc<str>, scene: &CameraScene, durability: &Durability, metrics: &Arc<Metrics>, force: bool) {
+        if self.excluded.contains(id) {
+            return;
+        }
         if !force && self.last_saved.get(id).is_some_and(|t| t.elapsed() < self.every) {
             return;
         }
         let started = Instant::now();
-        let job = Checkpoint { camera: id.clone(), saved_at_ms: now_ms(), bytes: scene.checkpoint().to_bytes(), started };
-        let tx = &self.writer.get_or_insert_with(|| spawn_writer(self.store.clone(), metrics.clone())).0;
+        let published = durability.published.load(Ordering::SeqCst);
+        let job = Job::Save(Checkpoint { camera: id.clone(), saved_at_ms: now_ms(), bytes: scene.checkpoint().to_bytes(), started, published });
+        let tx = &self.writer_for(durability, metrics).0;
         let queued = if force { tx.send(job).is_ok() } else { tx.try_send(job).is_ok() };
         if queued {
             self.last_saved.insert(id.clone(), started);
         }
     }
 
-    /// Waits until every queued checkpoint is in the store.
+    /// Forgets the camera's state once the queued checkpoints before it are written: its
+    /// source ended, so the next start begins afresh (a file from its beginning).
+    fn forget(&mut self, id: &Arc<str>, durability: &Durability, metrics: &Arc<Metrics>) {
+        if self.excluded.contains(id) {
+            return;
+        }
+        let job = Job::Forget(id.clone(), durability.published.load(Ordering::SeqCst));
+        let tx = &self.writer_for(durability, metrics).0;
+        let _ = tx.send(job);
+        self.last_saved.remove(id);
+    }
+
+    /// Waits until every queued checkpoint is in the store (or given up, see
+    /// [`SHUTDOWN_DURABILITY_WAIT`]).
     fn close(mut self) {
+        self.closing.store(true, Ordering::Relaxed);
         if let Some((tx, thread)) = self.writer.take() {
             drop(tx);
             let _ = thread.join();
@@ -118,12 +181,55 @@ impl StateKeeping {
     }
 }
 
-fn spawn_writer(store: Arc<dyn StateStore>, metrics: Arc<Metrics>) -> (crossbeam_channel::Sender<Checkpoint>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = crossbeam_channel::bounded::<Checkpoint>(WRITE_QUEUE);
+/// Waits until the sinks have written the first `published` events; false when given
+/// up at shutdown.
+fn wait_durable(durability: &Durability, published: u64, closing: &AtomicBool) -> bool {
+    let mut given_up_at = None;
+    while durability.durable() < published {
+        if closing.load(Ordering::Relaxed) {
+            let at = *given_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_DURABILITY_WAIT);
+            if Instant::now() >= at {
+                return false;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+fn spawn_writer(
+    store: Arc<dyn StateStore>,
+    durability: Durability,
+    closing: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> (crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded::<Job>(WRITE_QUEUE);
     let thread = std::thread::Builder::new()
         .name("scene-state".into())
         .spawn(move || {
-            for c in rx {
+            for job in rx {
+                let c = match job {
+                    Job::Save(c) => c,
+                    Job::Forget(camera, published) => {
+                        if !wait_durable(&durability, published, &closing) {
+                            tracing::warn!(%camera, "the sinks did not write the closing events in time: the scene state stays");
+                            continue;
+                        }
+                        match store.delete_state(&camera) {
+                            Ok(()) => tracing::info!(%camera, "source ended: scene state forgotten"),
+                            Err(e) => tracing::warn!(%camera, error = %e, "cannot forget the scene state"),
+                        }
+                        continue;
+                    }
+                    Job::Barrier(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                if !wait_durable(&durability, c.published, &closing) {
+                    tracing::warn!(camera = %c.camera, "the sinks did not write this checkpoint's events in time: the previous checkpoint stays");
+                    continue;
+                }
                 match store.save_state(&c.camera, c.saved_at_ms, &c.bytes) {
                     Ok(()) => {
                         metrics.checkpoints_written.inc();
@@ -157,14 +263,20 @@ impl SceneStage {
         let stopping = self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed));
         for (id, scene) in self.scenes.iter_mut() {
             // Stopping with checkpoints: incidents stay open in the last checkpoint, and
-            // the next start continues or closes them. Otherwise they close now.
-            if !stopping {
-                for ev in scene.finish("source ended", &self.models) {
-                    self.bus.publish(ev);
+            // the next start continues or closes them. Otherwise every source ended by
+            // itself: incidents close now, and nothing is left to continue (the next
+            // start reads a file again from its beginning).
+            if stopping {
+                if let Some(k) = self.state.as_mut() {
+                    k.save(id, scene, &self.bus.durability(), &self.metrics, true);
                 }
+                continue;
+            }
+            for ev in scene.finish("source ended", &self.models) {
+                self.bus.publish(ev);
             }
             if let Some(k) = self.state.as_mut() {
-                k.save(id, scene, &self.metrics, true);
+                k.forget(id, &self.bus.durability(), &self.metrics);
             }
         }
         if let Some(k) = self.state.take() {
@@ -184,14 +296,14 @@ impl SceneStage {
                 }
                 self.scenes.insert(id, scene);
             }
-            SceneCtl::Remove(id) => {
+            SceneCtl::Remove(id, why) => {
                 if let Some(mut scene) = self.scenes.remove(&id) {
-                    for ev in scene.finish("camera removed", &self.models) {
+                    for ev in scene.finish(why, &self.models) {
                         self.bus.publish(ev);
                     }
                     // Nothing left open in its checkpoint: a re-added camera starts clean.
                     if let Some(k) = self.state.as_mut() {
-                        k.save(&id, &scene, &self.metrics, true);
+                        k.save(&id, &scene, &self.bus.durability(), &self.metrics, true);
                     }
                 }
             }
@@ -200,6 +312,7 @@ impl SceneStage {
 
     fn process_frames(&mut self) {
         let hist = self.metrics.stage_seconds.with_label_values(&["scene"]);
+        let durability = self.bus.durability();
         // Open incidents' levels per camera, for the snapshot's banner.
         let mut open_levels: HashMap<Arc<str>, HashMap<String, Level>> = HashMap::new();
         loop {
@@ -210,7 +323,7 @@ impl SceneStage {
                 },
                 recv(self.ctl) -> msg => {
                     if let Ok(c) = msg {
-                        if let SceneCtl::Remove(id) = &c {
+                        if let SceneCtl::Remove(id, _) = &c {
                             self.board.remove(id);
                             open_levels.remove(id);
                         }
@@ -262,12 +375,16 @@ impl SceneStage {
                     level: levels.values().copied().max(),
                 },
             );
+            // A frame that changed an incident is checkpointed at once (not at the next
+            // interval), so a restart after the gap knows every incident it must close.
+            let incident_changed = events.iter().any(|e| e.incident_id.is_some());
             for ev in events {
                 self.bus.publish(ev);
             }
-            // After its events are on the bus: a checkpoint never covers unpublished events.
+            // After its events are on the bus (and written once they are durable): a
+            // checkpoint never covers events that could still be lost.
             if let Some(k) = self.state.as_mut() {
-                k.save(&frame.camera_id, scene, &self.metrics, false);
+                k.save(&frame.camera_id, scene, &durability, &self.metrics, incident_changed);
             }
             self.metrics.incidents_open.set(self.scenes.values().map(|s| s.open_incidents() as i64).sum());
         }

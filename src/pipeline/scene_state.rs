@@ -21,12 +21,12 @@ use time::OffsetDateTime;
 
 use crate::geo::drone::DroneState;
 use crate::geo::motion::MotionState;
-use crate::model::{FrameInfo, SceneObject};
+use crate::model::{FileIdentity, FrameInfo, SceneObject, SourcePosition};
 use crate::risk::RiskState;
 use crate::track::TrackerState;
 
 /// The layout of [`SceneState`]; a state of another version is refused, never guessed at.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Length of the checksum after the body.
 const CHECKSUM_LEN: usize = 8;
@@ -49,6 +49,8 @@ pub struct SceneState {
     pub(crate) last_summary_t: Option<f64>,
     pub(crate) last: Option<LastFrame>,
     pub(crate) drone: Option<DroneState>,
+    /// Where the camera's source stood after the last frame (files resume from it).
+    pub(crate) position: Option<SourcePosition>,
 }
 
 /// The last processed frame: closing events (source ended, …) are stamped with it.
@@ -84,6 +86,8 @@ pub enum RestoreError {
     Incompatible { why: String },
     #[error("scene state is corrupt: {0}")]
     Corrupt(String),
+    #[error("scene state reflects another recording: {} ({} bytes, modified {}), the camera now reads {} ({} bytes, modified {})", was.path, was.size, was.modified(), now.path, now.size, now.modified())]
+    SourceChanged { was: FileIdentity, now: FileIdentity },
 }
 
 impl RestoreError {
@@ -91,8 +95,16 @@ impl RestoreError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::Version { .. } => "version",
-            Self::Incompatible { .. } => "incompatible",
+            Self::Incompatible { .. } | Self::SourceChanged { .. } => "incompatible",
             Self::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// Why the state's open incidents close (`incident.closed`'s reason).
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            Self::SourceChanged { .. } => "the recording changed",
+            _ => "configuration changed",
         }
     }
 }
@@ -106,6 +118,11 @@ impl SceneState {
     /// When the last frame the state reflects was captured (`None` before any frame).
     pub fn last_captured_at(&self) -> Option<OffsetDateTime> {
         self.last.as_ref().and_then(|l| l.at().ok())
+    }
+
+    /// Where the camera's source stood after the last frame the state reflects.
+    pub fn position(&self) -> Option<&SourcePosition> {
+        self.position.as_ref()
     }
 
     /// Live tracks in this state.
@@ -150,6 +167,8 @@ pub trait StateStore: Send + Sync {
     fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String>;
     /// The camera's state and when it was saved.
     fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String>;
+    /// Forgets the camera's state (its source ended: nothing to continue).
+    fn delete_state(&self, camera_id: &str) -> Result<(), String>;
 }
 
 /// `[scene_state]` in argus.toml: checkpoints of every camera's scene in the embedded
@@ -157,7 +176,7 @@ pub trait StateStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SceneStateConfig {
-    /// Checkpoint and restore at all.
+    /// Checkpoint and restore at all (file and RTSP cameras; Kafka cameras start fresh).
     pub enabled: bool,
     /// Seconds between two checkpoints of one camera (and one more at shutdown).
     pub checkpoint_every_s: f64,
@@ -168,7 +187,7 @@ pub struct SceneStateConfig {
 
 impl Default for SceneStateConfig {
     fn default() -> Self {
-        Self { enabled: false, checkpoint_every_s: 1.0, max_gap_s: 10.0 }
+        Self { enabled: true, checkpoint_every_s: 1.0, max_gap_s: 10.0 }
     }
 }
 
@@ -260,6 +279,7 @@ mod tests {
             last_summary_t: Some(f64::NEG_INFINITY),
             last: None,
             drone: None,
+            position: None,
         };
         let bytes = state.to_bytes();
         assert_eq!(SceneState::from_bytes(&bytes).unwrap(), state);

@@ -19,6 +19,12 @@ pub struct CameraConfig {
     /// Files only: decode at the file's own frame rate instead of as fast as possible.
     #[serde(default)]
     pub realtime: bool,
+    /// Files only: when the recording's first frame was captured, so that a frame's
+    /// `captured_at` is this plus its stream time: `"file"` (default: the file's
+    /// modification time), an RFC 3339 time, or `"now"` (the wall clock at start:
+    /// re-processing the file then yields other event ids).
+    #[serde(default, skip_serializing_if = "StartTime::is_default")]
+    pub start_time: StartTime,
     /// Process at most this many frames per second (0 = every frame), sampled evenly.
     #[serde(default)]
     pub fps_cap: f64,
@@ -41,6 +47,48 @@ pub struct CameraConfig {
     pub origin: Option<OriginConfig>,
     /// A moving camera placed by each frame's telemetry (instead of `calibration`).
     pub drone: Option<DroneConfig>,
+}
+
+/// When a recording starts (`start_time`): deterministic by default, so that
+/// re-processing the same file yields the same capture times and event ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StartTime {
+    /// The file's modification time.
+    #[default]
+    FileModified,
+    /// The wall clock when the source starts.
+    Now,
+    At(time::OffsetDateTime),
+}
+
+impl StartTime {
+    pub fn is_default(&self) -> bool {
+        *self == Self::FileModified
+    }
+}
+
+impl TryFrom<String> for StartTime {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "file" => Ok(Self::FileModified),
+            "now" => Ok(Self::Now),
+            t => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map(Self::At)
+                .map_err(|e| format!("start_time {t:?} is not \"file\", \"now\" or an RFC 3339 time such as 2026-11-23T08:00:00Z ({e})")),
+        }
+    }
+}
+
+impl From<StartTime> for String {
+    fn from(s: StartTime) -> String {
+        match s {
+            StartTime::FileModified => "file".into(),
+            StartTime::Now => "now".into(),
+            StartTime::At(t) => t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -79,6 +127,14 @@ impl CameraConfig {
         }
         if self.rtsp_latency_ms > 10_000 {
             iss.add(format!("{key}.rtsp_latency_ms"), format!("{} ms delays every frame", self.rtsp_latency_ms), "use 0..=10000, e.g. 200");
+        }
+        let is_recording = self.kind() == super::SourceKind::File && self.live != Some(true);
+        if !self.start_time.is_default() && !is_recording {
+            iss.add(
+                format!("{key}.start_time"),
+                "start_time applies to recordings (file cameras that are not live); this camera's frames carry their own capture times",
+                "remove start_time from this camera",
+            );
         }
     }
 }

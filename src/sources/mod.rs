@@ -85,6 +85,11 @@ pub struct SourceSpec {
     pub rtsp_latency_ms: u32,
     /// No frame for this long → rebuild (live) or fail (files get at least 60 s).
     pub stall_timeout: std::time::Duration,
+    /// Recordings: when their first frame was captured.
+    pub start_time: crate::sources::config::StartTime,
+    /// Recordings: continue after this frame when the file is still the same one (from
+    /// the camera's scene state checkpoint).
+    pub resume: Option<crate::model::FilePosition>,
 }
 
 impl SourceSpec {
@@ -115,7 +120,15 @@ impl SourceSpec {
             rtsp_transport: cam.rtsp_transport,
             rtsp_latency_ms: cam.rtsp_latency_ms,
             stall_timeout: std::time::Duration::from_secs_f64(if is_file { cam.stall_timeout_s.max(60.0) } else { cam.stall_timeout_s }),
+            start_time: cam.start_time,
+            resume: None,
         }
+    }
+
+    /// The file of a recording (a file camera that is not live): its frames have
+    /// deterministic capture times and it can resume from a checkpoint.
+    pub fn recording_path(&self) -> Option<std::path::PathBuf> {
+        (self.kind == SourceKind::File && !self.live).then(|| self.uri.strip_prefix("file://").map(std::path::PathBuf::from)).flatten()
     }
 
     pub fn redacted(&self) -> String {
@@ -134,6 +147,16 @@ impl FpsGate {
     pub fn new(fps_cap: f64) -> Self {
         let min_gap_ns = if fps_cap > 0.0 { (1e9 / fps_cap) as u64 } else { 0 };
         Self { min_gap_ns, next_ns: None }
+    }
+
+    /// A gate that continues where another stood (`next_due` after its last frame).
+    pub fn resumed(fps_cap: f64, next_ns: Option<u64>) -> Self {
+        Self { next_ns, ..Self::new(fps_cap) }
+    }
+
+    /// The stream time from which the next frame is admitted (`None`: the next one).
+    pub fn next_due(&self) -> Option<u64> {
+        self.next_ns
     }
 
     /// True when the frame at `t_ns` should be processed.
@@ -191,6 +214,44 @@ mod tests {
         assert_eq!(n, 10);
         let mut all = FpsGate::new(0.0);
         assert!((0..10).all(|i| all.admit(i)));
+    }
+
+    #[test]
+    fn a_gate_resumed_after_any_frame_admits_what_the_uninterrupted_gate_admits() {
+        // 30 fps sampled at 7 fps: an uneven pattern, so a fresh gate would differ.
+        let times: Vec<u64> = (0..90).map(|i| i * 33_333_333).collect();
+        let mut g = FpsGate::new(7.0);
+        let uninterrupted: Vec<bool> = times.iter().map(|&t| g.admit(t)).collect();
+        for k in 0..times.len() {
+            let mut g = FpsGate::new(7.0);
+            let mut got: Vec<bool> = times[..=k].iter().map(|&t| g.admit(t)).collect();
+            let mut resumed = FpsGate::resumed(7.0, g.next_due());
+            got.extend(times[k + 1..].iter().map(|&t| resumed.admit(t)));
+            assert_eq!(got, uninterrupted, "resumed after frame {k}");
+        }
+        // The negative control: a fresh gate after frame 3 admits frame 4, which the
+        // uninterrupted gate drops.
+        let mut fresh = FpsGate::new(7.0);
+        assert!(fresh.admit(times[4]) && !uninterrupted[4]);
+    }
+
+    #[test]
+    fn start_time_is_the_files_own_by_default_an_rfc3339_time_or_now() {
+        use config::StartTime;
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"/tmp/x.avi\"").unwrap();
+        assert_eq!(cam.start_time, StartTime::FileModified);
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"/tmp/x.avi\"\nstart_time = \"2026-11-23T08:00:00Z\"").unwrap();
+        assert_eq!(cam.start_time, StartTime::At(time::macros::datetime!(2026-11-23 08:00:00 UTC)));
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"/tmp/x.avi\"\nstart_time = \"now\"").unwrap();
+        assert_eq!(cam.start_time, StartTime::Now);
+        let e = toml::from_str::<CameraConfig>("id = \"a\"\nsource = \"/tmp/x.avi\"\nstart_time = \"yesterday\"").unwrap_err().to_string();
+        assert!(e.contains("start_time \"yesterday\" is not") && e.contains("RFC 3339"), "{e}");
+        let file = std::path::Path::new("p.toml");
+        let mut iss = crate::model::Issues::new(file);
+        let cam: CameraConfig = toml::from_str("id = \"a\"\nsource = \"rtsp://h/x\"\nstart_time = \"now\"").unwrap();
+        cam.validate_source_keys("cameras[0]", &mut iss);
+        let keys: Vec<String> = iss.into_vec().into_iter().map(|i| i.key).collect();
+        assert_eq!(keys, ["cameras[0].start_time"]);
     }
 
     #[test]

@@ -90,6 +90,11 @@ impl crate::pipeline::scene_state::StateStore for SqliteStore {
     fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
         self.load_scene_state(camera_id).map_err(|e| e.to_string())
     }
+
+    fn delete_state(&self, camera_id: &str) -> Result<(), String> {
+        let conn = self.writer.lock();
+        conn.execute("DELETE FROM scene_state WHERE camera_id = ?1", [camera_id]).map(|_| ()).map_err(|e| self.err(e).to_string())
+    }
 }
 
 /// `,a,b,` so that `instr(col, ',a,')` matches whole items only.

@@ -346,6 +346,7 @@ pub fn frame(seq: u64, t: f64) -> Frame {
         image: Arc::new(RgbImage::new(4, 4, vec![0; 48]).unwrap()),
         ack: None,
         telemetry: None,
+        position: None,
     }
 }
 

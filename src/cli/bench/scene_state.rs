@@ -82,6 +82,7 @@ fn frame(camera: &Arc<str>, seq: u64, at: time::OffsetDateTime) -> Frame {
         image: Arc::new(RgbImage::new(1, 1, vec![0; 3]).expect("1x1")),
         ack: None,
         telemetry: None,
+        position: None,
     }
 }
 

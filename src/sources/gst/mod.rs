@@ -25,9 +25,10 @@ use gstreamer_video as gst_video;
 use time::OffsetDateTime;
 
 use super::{FpsGate, SourceSpec};
-use crate::model::{Frame, RgbImage};
+use crate::model::{FilePosition, Frame, RgbImage, SourcePosition};
 use crate::pipeline::hub::{LaneSender, Pushed};
 use crate::sources::config::RtspTransport;
+use crate::sources::config::StartTime;
 use crate::telemetry::health::{Health, SourceState};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::redact::redact_text;
@@ -66,6 +67,53 @@ struct Counters {
     gate: FpsGate,
     /// Capture times never go backwards per camera.
     last_captured: Option<OffsetDateTime>,
+    /// A recording: the file as opened and when its first frame was captured.
+    recording: Option<Recording>,
+    /// Resuming: frames up to this stream time were processed before (the first run
+    /// seeks past it; any frame at or before it is skipped, not counted).
+    resume_after_ns: Option<u64>,
+}
+
+/// A file camera that is not live: deterministic capture times (`start + pts`), and a
+/// position after each frame to resume from.
+struct Recording {
+    file: crate::model::FileIdentity,
+    start: OffsetDateTime,
+}
+
+impl Counters {
+    /// Fresh counters, or, for a recording with a checkpoint of this same file, the
+    /// counters right after the checkpoint's frame.
+    fn new(spec: &SourceSpec) -> Self {
+        let recording = spec.recording_path().and_then(|p| match crate::model::FileIdentity::of(&p) {
+            Ok(file) => {
+                let start = match spec.start_time {
+                    StartTime::FileModified => file.modified(),
+                    StartTime::Now => OffsetDateTime::now_utc(),
+                    StartTime::At(t) => t,
+                };
+                Some(Recording { file, start })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the file's size and time; capture times start now");
+                None
+            }
+        });
+        let mut c = Self { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None, recording, resume_after_ns: None };
+        if let (Some(pos), Some(rec)) = (&spec.resume, &c.recording) {
+            if pos.file == rec.file {
+                tracing::info!(after_seq = pos.seq, after_s = pos.pts_ns as f64 / 1e9, "resuming the recording after its checkpoint's frame");
+                c.seq = pos.seq + 1;
+                c.delivered = pos.delivered;
+                c.gate = FpsGate::resumed(spec.fps_cap, pos.gate_next_ns);
+                c.last_captured = Some(rec.start + time::Duration::nanoseconds(pos.pts_ns as i64));
+                c.resume_after_ns = Some(pos.pts_ns);
+            } else {
+                tracing::info!(was = ?pos.file, now = ?rec.file, "the checkpoint is of another recording: reading from the beginning");
+            }
+        }
+        c
+    }
 }
 
 /// Runs the source until it ends, the frame limit is reached, or `stop` is set.
@@ -79,7 +127,7 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
         return;
     }
     prefer_hardware_decoders();
-    let mut counters = Counters { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None };
+    let mut counters = Counters::new(&spec);
     let mut backoff = MIN_BACKOFF;
     loop {
         if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
@@ -301,6 +349,9 @@ fn run_once(
     let cam = &spec.camera_id;
     let (pipeline, sink) = build(spec, health)?;
     let pipeline = NullOnDrop(pipeline);
+    if let Some(after) = counters.resume_after_ns {
+        seek_past(&pipeline.0, after);
+    }
     pipeline.0.set_state(gst::State::Playing).map_err(|e| GstError::Build(format!("cannot start: {e}")))?;
     let bus = pipeline.0.bus().expect("a pipeline has a bus");
     let mut run = OneRun {
@@ -361,14 +412,28 @@ fn run_once(
     }
 }
 
-/// Converts one sample into a frame and queues it. Returns true when the frame limit is
-/// reached.
+/// Prerolls the pipeline and seeks (accurately) to the frame at `after_ns`, so a resumed
+/// recording does not decode what it already analysed. When the container cannot seek,
+/// the frames before are decoded and skipped instead (`deliver`).
+fn seek_past(pipeline: &gst::Pipeline, after_ns: u64) {
+    let prerolled = pipeline.set_state(gst::State::Paused).is_ok() && pipeline.state(gst::ClockTime::from_seconds(10)).0.is_ok();
+    // To the frame itself, not just past it: an accurate seek clips the first buffer to
+    // the target, so a target inside frame `after`'s duration would hand that frame back
+    // with a later time stamp, as if it were new. At `after` it keeps its own time and
+    // is skipped in `deliver`.
+    let target = gst::ClockTime::from_nseconds(after_ns);
+    match prerolled.then(|| pipeline.seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)) {
+        Some(Ok(())) => tracing::debug!(to_s = after_ns as f64 / 1e9, "seeked"),
+        _ => tracing::warn!(to_s = after_ns as f64 / 1e9, "cannot seek this file: decoding from the start and skipping what was analysed"),
+    }
+}
+
 /// One pipeline's run of a source: where its frames go and how they are counted.
 struct OneRun<'a> {
     spec: &'a SourceSpec,
     lane: &'a LaneSender,
     health: &'a Health,
-    /// Files: capture times are this plus stream time.
+    /// Live sources without time stamps: stream time is the wall clock since this.
     wall_start: OffsetDateTime,
     first_pts: Option<u64>,
     received: prometheus::IntCounter,
@@ -382,12 +447,21 @@ impl OneRun<'_> {
     fn deliver(&mut self, sample: &gst::Sample, counters: &mut Counters) -> Result<bool, GstError> {
         let OneRun { spec, lane, health, wall_start, first_pts, received, dropped_queue, dropped_cap } = self;
         let (spec, lane, health, wall_start) = (*spec, *lane, *health, *wall_start);
+        let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
+        let pts_ns = buffer.pts().map(|p| p.nseconds());
+        if let Some(after) = counters.resume_after_ns {
+            if pts_ns.is_some_and(|p| p <= after) {
+                return Ok(false); // analysed before the restart (no seek, or a keyframe before)
+            }
+            counters.resume_after_ns = None;
+        }
         let seq = counters.seq;
         counters.seq += 1;
         received.inc();
-        let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
-        let pts_ns = buffer.pts().map(|p| p.nseconds());
+        // Stream time: a recording's own time stamps (from its beginning, so a resumed
+        // run continues the same clock); a live stream's from its first frame.
         let rel_ns = match (pts_ns, *first_pts) {
+            (Some(p), _) if counters.recording.is_some() => p,
             (Some(p), Some(f)) => p.saturating_sub(f),
             (Some(p), None) => {
                 *first_pts = Some(p);
@@ -415,16 +489,18 @@ impl OneRun<'_> {
         }
         drop(map);
         let image = RgbImage::new(w, h, pixels).map_err(|e| GstError::Build(e.to_string()))?;
-        // Files: capture time = when we started + stream time, so replays keep real spacing.
-        // Live: the camera's NTP time from RTCP sender reports when it sends them, else the
-        // wall clock at arrival. Never backwards per camera.
+        // Recordings: capture time = the recording's start (`start_time`) + stream time:
+        // the same frame gets the same time on every run, so re-processing a file yields
+        // the same event ids. Live: the camera's NTP time from RTCP sender reports when it
+        // sends them, else the wall clock at arrival. Never backwards per camera.
         let (mut captured_at, time_source) = if spec.live {
             match ntp_capture_time(buffer) {
                 Some(t) => (t, "ntp"),
                 None => (OffsetDateTime::now_utc(), "arrival"),
             }
         } else {
-            (wall_start + time::Duration::nanoseconds(rel_ns as i64), "stream")
+            let start = counters.recording.as_ref().map_or(wall_start, |r| r.start);
+            (start + time::Duration::nanoseconds(rel_ns as i64), "stream")
         };
         if let Some(last) = counters.last_captured
             && captured_at <= last
@@ -442,6 +518,13 @@ impl OneRun<'_> {
             image: Arc::new(image),
             ack: None,
             telemetry: None,
+            position: match (&counters.recording, pts_ns) {
+                (Some(r), Some(pts_ns)) => {
+                    let (file, delivered, gate_next_ns) = (r.file.clone(), counters.delivered + 1, counters.gate.next_due());
+                    Some(SourcePosition::File(FilePosition { file, pts_ns, seq, delivered, gate_next_ns }))
+                }
+                _ => None,
+            },
         };
         match lane.push(frame) {
             Pushed::Queued => {}

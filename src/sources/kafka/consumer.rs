@@ -295,6 +295,7 @@ fn run(src: KafkaSource, durability: Durability, stop: &AtomicBool, metrics: &Me
             image: Arc::new(parsed.image),
             ack: Some(Arc::new(FrameAck { partition: p, offset: o, published: durability.published.clone(), done: ack_tx.clone() })),
             telemetry: parsed.telemetry.map(Arc::new),
+            position: None,
         };
         *n += 1;
         let frames_in = *n;

@@ -562,7 +562,7 @@ mod stage {
         let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
-        let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1) };
+        let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
         let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()) };
         let detector = Box::new(Scripted { boxes: Box::new(boxes), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -621,5 +621,142 @@ mod stage {
         let opened2 = incidents(&second).iter().filter(|(k, _)| *k == EventKind::IncidentOpened).count();
         let closed2 = incidents(&second).iter().filter(|(k, _)| *k == EventKind::IncidentClosed).count();
         assert_eq!(closed2, opened2 + open.len());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A live camera that stops sending frames: its open incidents close once it has been
+// silent for `camera_down_after`, with the silence in the reason; none stays open.
+
+mod silent_camera {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use argus::detect::{DetectError, Detector, DetectorInfo};
+    use argus::model::{Detection, Event, EventKind, RgbImage};
+    use argus::pipeline::hub::Pushed;
+    use argus::pipeline::snapshot::SnapshotBoard;
+    use argus::pipeline::{StageContext, StageSettings};
+    use argus::sinks::{Sink, SinkError};
+    use argus::telemetry::health::Health;
+    use argus::telemetry::metrics::Metrics;
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// The walker and the runner (frame time from the image's first two bytes).
+    struct Walker(DetectorInfo);
+
+    impl Detector for Walker {
+        fn info(&self) -> &DetectorInfo {
+            &self.0
+        }
+        fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
+            Ok(images
+                .iter()
+                .map(|im| {
+                    let t = (im.pixels[0] as u64 + 256 * im.pixels[1] as u64) as f64 / FPS;
+                    let (x, y) = walker(t);
+                    let mut v = vec![person(x, y)];
+                    if let Some((x, y)) = runner(t) {
+                        v.push(person(x, y));
+                    }
+                    v
+                })
+                .collect())
+        }
+    }
+
+    struct Collect(Arc<Mutex<Vec<Event>>>);
+
+    impl Sink for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
+            self.0.lock().extend(events.iter().map(|e| (**e).clone()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_live_camera_silent_past_the_gap_has_its_open_incidents_closed_once() {
+        let c = image_cases().into_iter().next().unwrap();
+        let info = DetectorInfo {
+            model: "scripted".into(),
+            model_id: "scripted".into(),
+            backend: "fake",
+            device: "cpu".into(),
+            input_size: [4, 4],
+            score_threshold: 0.3,
+            nms_iou: 0.5,
+            max_engine_batch: 1,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let down_after = Duration::from_millis(700);
+        let settings = StageSettings { frame_queue: 64, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: Some(down_after) };
+        let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()) };
+        let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), true)], None, Box::new(Walker(info)), bus, settings, cx, None).unwrap();
+        let lane = lanes.remove("cam").unwrap();
+        // The frames the stage test stops at mid-incident; then the camera goes quiet.
+        const LAST: u64 = 59;
+        for seq in 0..=LAST {
+            let mut f = frame(seq, seq as f64 / FPS);
+            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
+        }
+        let opened_at = Instant::now();
+        let closed_for_silence = |events: &[Event]| {
+            events.iter().filter(|e| e.kind == EventKind::IncidentClosed && e.caption.contains("not observed since")).cloned().collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let closed = loop {
+            let closed = closed_for_silence(&got.lock());
+            if !closed.is_empty() {
+                break closed;
+            }
+            assert!(Instant::now() < deadline, "no incident closed for silence: {:?}", got.lock().iter().map(|e| e.kind).collect::<Vec<_>>());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Not before the camera had been silent for `down_after`.
+        assert!(opened_at.elapsed() >= down_after, "closed after {:?}", opened_at.elapsed());
+        // Exactly the incidents open at the last frame close, each once.
+        let events = got.lock().clone();
+        let ids = |k: EventKind| -> Vec<String> { events.iter().filter(|e| e.kind == k).map(|e| e.incident_id.clone().unwrap()).collect() };
+        let closed_before: Vec<String> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::IncidentClosed && !e.caption.contains("not observed since"))
+            .map(|e| e.incident_id.clone().unwrap())
+            .collect();
+        let mut open_at_last: Vec<String> = ids(EventKind::IncidentOpened).into_iter().filter(|id| !closed_before.contains(id)).collect();
+        assert!(!open_at_last.is_empty(), "the walker's intrusion is open at frame {LAST}");
+        let mut closed_ids: Vec<String> = closed.iter().map(|e| e.incident_id.clone().unwrap()).collect();
+        open_at_last.sort();
+        closed_ids.sort();
+        assert_eq!(closed_ids, open_at_last);
+        for e in &closed {
+            let gap = e.risk.reasons[0].not_observed.clone().expect("the silence in the reason");
+            assert!(gap.from < gap.to, "{gap:?}");
+            // Stamped with the camera's last frame, not the wall clock.
+            assert_eq!(e.captured_at, frame(LAST, LAST as f64 / FPS).captured_at);
+        }
+        // Silence goes on: nothing more closes; the camera's end closes nothing twice.
+        std::thread::sleep(down_after * 2);
+        drop(lane);
+        stages.join();
+        for h in sinks {
+            h.join().unwrap();
+        }
+        let all = got.lock().clone();
+        let opened = all.iter().filter(|e| e.kind == EventKind::IncidentOpened).count();
+        assert_eq!(
+            all.iter().filter(|e| e.kind == EventKind::IncidentClosed).count(),
+            opened,
+            "{:?}",
+            all.iter().map(|e| (e.kind, &e.caption)).collect::<Vec<_>>()
+        );
     }
 }

@@ -67,7 +67,12 @@ pub fn start(
 ) -> Result<Running, AppError> {
     let limits = &cfg.argus.limits;
     let det = &cfg.argus.detector;
-    let settings = StageSettings { frame_queue: limits.frame_queue, max_batch: det.max_batch, max_wait: Duration::from_millis(det.max_wait_ms) };
+    let settings = StageSettings {
+        frame_queue: limits.frame_queue,
+        max_batch: det.max_batch,
+        max_wait: Duration::from_millis(det.max_wait_ms),
+        camera_down_after: Some(Duration::from_secs_f64(cfg.argus.scene_state.max_gap_s)),
+    };
     let durability = bus.durability();
     let Scenes { mut scenes, sources, mut fingerprints, captioner, state } = scenes;
     let state_store = state.as_ref().map(|k| k.store.clone());

@@ -49,7 +49,7 @@ pub struct Frame {
     pub pts_ns: Option<u64>,
     pub captured_at: OffsetDateTime,
     /// Where `captured_at` comes from: `ntp` (RTCP sender reports), `arrival` (wall clock
-    /// on arrival), `stream` (file time stamps from the start of the run).
+    /// on arrival), `stream` (a recording's `start_time` plus its own time stamps).
     pub time_source: &'static str,
     /// When the frame entered Argus: the start of its processing latency.
     pub received: Instant,

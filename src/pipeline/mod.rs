@@ -41,6 +41,9 @@ pub struct StageSettings {
     pub max_batch: usize,
     /// How long the batcher waits to fill a batch once it has one frame.
     pub max_wait: Duration,
+    /// A live camera without a frame for this long has its open incidents closed ("not
+    /// observed since …"): no incident stays open while its camera is down.
+    pub camera_down_after: Option<Duration>,
 }
 
 /// The shared handles every stage reports to.
@@ -78,8 +81,12 @@ pub fn start(
     let hub = FrameHub::new();
     let mut lanes = HashMap::new();
     let mut scenes = HashMap::new();
+    let mut live_cameras = HashMap::new();
     for (id, scene, live) in cameras {
         lanes.insert(id.clone(), open_lane(&hub, &id, live, settings.frame_queue));
+        if live {
+            live_cameras.insert(id.clone(), std::time::Instant::now());
+        }
         scenes.insert(id, scene);
     }
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<SceneCtl>();
@@ -92,7 +99,8 @@ pub fn start(
         threads.push(std::thread::Builder::new().name("stage-detect".into()).spawn(move || detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?);
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
-    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state };
+    let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };
+    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state, down };
     threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
         stage.run();
         let _ = done_tx.send(());
@@ -109,7 +117,7 @@ fn open_lane(hub: &Arc<FrameHub>, id: &Arc<str>, live: bool, queue: usize) -> La
 impl Stages {
     /// A new camera: its scene joins the scene stage, its lane the hub.
     pub fn add_camera(&self, id: Arc<str>, scene: CameraScene, live: bool) -> LaneSender {
-        let _ = self.scene_ctl.send(SceneCtl::Add(id.clone(), Box::new(scene)));
+        let _ = self.scene_ctl.send(SceneCtl::Add(id.clone(), Box::new(scene), live));
         open_lane(&self.hub, &id, live, self.settings.frame_queue)
     }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use time::OffsetDateTime;
 
 use super::bus::{Durability, EventBus};
 use super::detect_stage::DetectedFrame;
@@ -21,7 +22,8 @@ use crate::telemetry::metrics::Metrics;
 
 /// Changes to the scene stage's set of cameras (config reload).
 pub enum SceneCtl {
-    Add(Arc<str>, Box<CameraScene>),
+    /// A camera, its scene, and whether it is live.
+    Add(Arc<str>, Box<CameraScene>, bool),
     /// The camera and why its incidents close (`camera removed`, `configuration changed`).
     Remove(Arc<str>, &'static str),
 }
@@ -40,7 +42,21 @@ pub struct SceneStage {
     pub captioner: Option<Captioner>,
     /// Scene state checkpoints, when `[scene_state]` is enabled.
     pub state: Option<StateKeeping>,
+    /// Live cameras that stopped sending frames.
+    pub down: DownWatch,
 }
+
+/// When each live camera's last frame arrived: one silent for longer than `after` has its
+/// open incidents closed, once, until frames come again.
+pub struct DownWatch {
+    pub after: Option<Duration>,
+    pub last_frame: HashMap<Arc<str>, Instant>,
+    /// Cameras whose incidents were closed for silence (not again until a frame comes).
+    pub closed: std::collections::HashSet<Arc<str>>,
+}
+
+/// How often the scene stage looks for silent cameras.
+const DOWN_SWEEP: Duration = Duration::from_millis(500);
 
 /// Checkpoints of every camera's scene: written every `every`, and at shutdown; read
 /// when a camera starts. The store writes (an fsync each) run on a thread of their own,
@@ -88,6 +104,10 @@ const SHUTDOWN_DURABILITY_WAIT: Duration = Duration::from_secs(10);
 
 /// Jobs waiting for the store; when full, a periodic checkpoint waits for the next turn.
 const WRITE_QUEUE: usize = 64;
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0).unwrap_or(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
 
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -287,7 +307,10 @@ impl SceneStage {
 
     fn apply(&mut self, ctl: SceneCtl) {
         match ctl {
-            SceneCtl::Add(id, scene) => {
+            SceneCtl::Add(id, scene, live) => {
+                if live {
+                    self.down.last_frame.insert(id.clone(), Instant::now());
+                }
                 let mut scene = *scene;
                 if let Some(k) = self.state.as_mut() {
                     for ev in k.resume(&id, &mut scene, &self.models, &self.metrics, &self.health) {
@@ -297,6 +320,8 @@ impl SceneStage {
                 self.scenes.insert(id, scene);
             }
             SceneCtl::Remove(id, why) => {
+                self.down.last_frame.remove(&id);
+                self.down.closed.remove(&id);
                 if let Some(mut scene) = self.scenes.remove(&id) {
                     for ev in scene.finish(why, &self.models) {
                         self.bus.publish(ev);
@@ -310,17 +335,56 @@ impl SceneStage {
         }
     }
 
+    /// Closes the open incidents of every live camera silent for longer than
+    /// `down.after` ("not observed since …", with `not_observed` from its last frame to
+    /// now), and checkpoints it so a restart does not bring them back.
+    fn close_silent_cameras(&mut self) {
+        let Some(after) = self.down.after else { return };
+        let silent: Vec<Arc<str>> =
+            self.down.last_frame.iter().filter(|(id, t)| t.elapsed() > after && !self.down.closed.contains(*id)).map(|(id, _)| id.clone()).collect();
+        for id in silent {
+            self.down.closed.insert(id.clone());
+            let Some(scene) = self.scenes.get_mut(&id) else { continue };
+            if scene.open_incidents() == 0 {
+                continue;
+            }
+            let silent_for = self.down.last_frame[&id].elapsed();
+            let now = OffsetDateTime::now_utc();
+            let since = now - silent_for;
+            let why = format!("not observed since {} (no frame for {:.0} s)", rfc3339(since), silent_for.as_secs_f64());
+            let gap = crate::model::Unobserved { from: rfc3339(since), to: rfc3339(now) };
+            let mut events = scene.finish(&why, &self.models);
+            for r in events.iter_mut().flat_map(|e| e.risk.reasons.iter_mut()) {
+                r.not_observed = Some(gap.clone());
+            }
+            tracing::warn!(camera = %id, closed = events.len(), silent_s = silent_for.as_secs_f64(), "camera silent: its open incidents closed");
+            for ev in events {
+                self.bus.publish(ev);
+            }
+            if let Some(k) = self.state.as_mut() {
+                k.save(&id, scene, &self.bus.durability(), &self.metrics, true);
+            }
+        }
+        self.metrics.incidents_open.set(self.scenes.values().map(|s| s.open_incidents() as i64).sum());
+    }
+
     fn process_frames(&mut self) {
         let hist = self.metrics.stage_seconds.with_label_values(&["scene"]);
         let durability = self.bus.durability();
         // Open incidents' levels per camera, for the snapshot's banner.
         let mut open_levels: HashMap<Arc<str>, HashMap<String, Level>> = HashMap::new();
+        let mut last_sweep = Instant::now();
         loop {
+            if last_sweep.elapsed() >= DOWN_SWEEP {
+                self.close_silent_cameras();
+                last_sweep = Instant::now();
+            }
             let DetectedFrame { frame, detections } = crossbeam_channel::select! {
                 recv(self.input) -> msg => match msg {
                     Ok(f) => f,
                     Err(_) => break,
                 },
+                default(DOWN_SWEEP) => continue,
                 recv(self.ctl) -> msg => {
                     if let Ok(c) = msg {
                         if let SceneCtl::Remove(id, _) = &c {
@@ -344,6 +408,10 @@ impl SceneStage {
                 self.metrics.frames_dropped.with_label_values(&[&frame.camera_id, "camera_removed"]).inc();
                 continue;
             };
+            if let Some(t) = self.down.last_frame.get_mut(&frame.camera_id) {
+                *t = Instant::now();
+                self.down.closed.remove(&frame.camera_id);
+            }
             let t0 = Instant::now();
             let mut events = scene.process(&frame, detections, &self.models);
             hist.observe(t0.elapsed().as_secs_f64());

@@ -140,45 +140,112 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("end to end on the demo pipeline ({} backend, {} frames, sinks: a counter):", backend.as_str(), args.frames);
     for model in &args.models {
         let Some(det_fps) = detector_fps.get(model).copied() else { continue };
-        let mut cfg = cfg.clone();
-        cfg.argus.detector.model = model.clone();
-        cfg.argus.detector.backend = backend;
-        // A summary per frame, to count what the model finds on every frame.
-        for (_, p) in &mut cfg.pipelines {
-            p.events.frame_summary_every_s = 1e-6;
-        }
-        let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::default());
-        let detector = detect::build_detector(&cfg.argus.detector)?;
-        let scenes = argus::app::build_scenes(&cfg, &Default::default(), &argus::app::RunOptions { max_frames: Some(args.frames) })?;
-        let kept = (args.scene_state && replay.is_none()).then(Arc::default);
-        let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default(), kept: kept.clone() };
-        let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
-        let t0 = Instant::now();
-        let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
-        while !running.wait_done(Duration::from_millis(100)) {}
-        running.stop();
-        for h in sinks {
-            let _ = h.join();
-        }
-        let elapsed = t0.elapsed().as_secs_f64();
-        let frames: u64 = cfg.pipelines.iter().flat_map(|(_, p)| &p.cameras).map(|c| metrics.frames_processed.with_label_values(&[&c.id]).get()).sum();
-        let fps = frames as f64 / elapsed;
-        let per_frame = people.load(Ordering::Relaxed) as f64 / summaries.load(Ordering::Relaxed).max(1) as f64;
+        let keep = args.scene_state && replay.is_none();
+        let run = end_to_end(&cfg, model, backend, args.frames, keep, None)?;
         println!(
-            "  {model:<12} {frames} frames in {elapsed:.2} s = {fps:.1} fps ({:.2}x of its detector-only {det_fps:.1} fps), {per_frame:.1} people per frame, {} events",
-            fps / det_fps,
-            events.load(Ordering::Relaxed)
+            "  {model:<12} {} frames in {:.2} s = {:.1} fps ({:.2}x of its detector-only {det_fps:.1} fps), {:.1} people per frame, {} events",
+            run.frames,
+            run.elapsed,
+            run.fps,
+            run.fps / det_fps,
+            run.people_per_frame,
+            run.events
         );
-        if let Some(k) = kept {
-            replay = Some((std::mem::take(&mut *k.lock()), fps));
+        if keep {
+            replay = Some((run.kept, run.fps));
         }
+    }
+    if args.scene_state
+        && let Some(model) = args.models.iter().find(|m| detector_fps.contains_key(*m))
+    {
+        checkpoint_cost(&cfg, model, backend, args.frames)?;
     }
     if args.scene_state {
         // The first model's objects through fresh scenes of the same cameras (the real
         // configuration: its summaries every 5 s, not the benchmark's every frame).
         super::scene_state::run(&cfg, replay.as_ref().map(|(e, fps)| (e.as_slice(), *fps)))?;
     }
+    Ok(())
+}
+
+/// One end-to-end run's figures.
+struct EndToEnd {
+    frames: u64,
+    elapsed: f64,
+    fps: f64,
+    people_per_frame: f64,
+    events: u64,
+    /// The summaries, when asked for (the scene state section replays them).
+    kept: Vec<Arc<Event>>,
+}
+
+/// The demo pipeline over `frames` frames with `model`, into a counting sink; with scene
+/// state checkpoints into `state` when given.
+fn end_to_end(
+    cfg: &config::LoadedConfig,
+    model: &str,
+    backend: BackendKind,
+    frames: u64,
+    keep: bool,
+    state: Option<Arc<dyn argus::pipeline::scene_state::StateStore>>,
+) -> Result<EndToEnd> {
+    let mut cfg = cfg.clone();
+    cfg.argus.detector.model = model.to_string();
+    cfg.argus.detector.backend = backend;
+    // A summary per frame, to count what the model finds on every frame.
+    for (_, p) in &mut cfg.pipelines {
+        p.events.frame_summary_every_s = 1e-6;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let detector = detect::build_detector(&cfg.argus.detector)?;
+    let mut scenes = argus::app::build_scenes(&cfg, &Default::default(), &argus::app::RunOptions { max_frames: Some(frames) })?;
+    if let Some(store) = state {
+        let on = argus::pipeline::scene_state::SceneStateConfig { enabled: true, ..cfg.argus.scene_state.clone() };
+        scenes = scenes.with_state_store(&on, store);
+    }
+    let kept = keep.then(Arc::default);
+    let sink = CountingSink { events: Arc::default(), people: Arc::default(), summaries: Arc::default(), kept: kept.clone() };
+    let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
+    let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
+    let t0 = Instant::now();
+    let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
+    while !running.wait_done(Duration::from_millis(100)) {}
+    running.stop();
+    for h in sinks {
+        let _ = h.join();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let frames: u64 = cfg.pipelines.iter().flat_map(|(_, p)| &p.cameras).map(|c| metrics.frames_processed.with_label_values(&[&c.id]).get()).sum();
+    Ok(EndToEnd {
+        frames,
+        elapsed,
+        fps: frames as f64 / elapsed,
+        people_per_frame: people.load(Ordering::Relaxed) as f64 / summaries.load(Ordering::Relaxed).max(1) as f64,
+        events: events.load(Ordering::Relaxed),
+        kept: kept.map(|k| std::mem::take(&mut *k.lock())).unwrap_or_default(),
+    })
+}
+
+/// End-to-end fps with scene state checkpoints (into a SQLite store, as `argus run`
+/// keeps them) against without, alternating so that drift on a shared machine hits both;
+/// the best of each.
+fn checkpoint_cost(cfg: &config::LoadedConfig, model: &str, backend: BackendKind, frames: u64) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("argus-bench-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store: Arc<dyn argus::pipeline::scene_state::StateStore> = Arc::new(argus::store::sqlite::SqliteStore::open(&dir.join("state.db"))?);
+    let (mut off, mut on) = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        off = off.max(end_to_end(cfg, model, backend, frames, false, None)?.fps);
+        on = on.max(end_to_end(cfg, model, backend, frames, false, Some(store.clone()))?.fps);
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "  {model:<12} scene state checkpoints every {} s (SQLite): {on:.1} fps with, {off:.1} fps without (baseline) = {:.2}x, cost {:.1} %",
+        cfg.argus.scene_state.checkpoint_every_s,
+        on / off,
+        (1.0 - on / off) * 100.0
+    );
     Ok(())
 }

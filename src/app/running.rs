@@ -106,10 +106,9 @@ pub fn start(
 /// file is still the same one). A checkpoint it cannot read starts the file over.
 fn recording_position(store: &dyn StateStore, camera: &str) -> Option<FilePosition> {
     let (_, bytes) = store.load_state(camera).ok().flatten()?;
-    match SceneState::from_bytes(&bytes).ok()?.position() {
-        Some(SourcePosition::File(p)) => Some(p.clone()),
-        None => None,
-    }
+    let state = SceneState::from_bytes(&bytes).ok()?;
+    let Some(SourcePosition::File(p)) = state.position() else { return None };
+    Some(p.clone())
 }
 
 impl Running {

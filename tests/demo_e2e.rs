@@ -236,3 +236,85 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     // the source's end) on top of every earlier one.
     assert_eq!(store.count().unwrap(), before + 9, "the store survived the restart and grew by the second run's events");
 }
+
+/// SIGTERM in the middle of the demo, with a frame summary per frame so that events are
+/// in every queue when it comes: Argus drains and exits 0, every event it wrote to the
+/// JSONL is whole (strict parse) and in the embedded store, byte for byte, and the store
+/// holds nothing else.
+#[test]
+fn sigterm_with_events_in_flight_loses_and_tears_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.toml")).unwrap();
+    let demo = demo.replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
+    assert!(demo.contains("frame_summary_every_s = 0.000001") && demo.contains("realtime = false"), "pipelines/demo.toml changed: update this test");
+    let pipeline = dir.path().join("demo.toml");
+    std::fs::write(&pipeline, demo).unwrap();
+    let cfg = write_config(dir.path(), port);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(&format!("{}/pipelines/demo.toml", env!("CARGO_MANIFEST_DIR")), &pipeline.display().to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let jsonl = dir.path().join("events.jsonl");
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Until 40 frames have their events (the detector is then busy with the next ones).
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&jsonl).map(|t| t.lines().count()).unwrap_or(0) < 40 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no events from the demo");
+        assert!(child.0.try_wait().unwrap().is_none(), "argus exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, cams) = get(&format!("{base}/v1/cameras")).unwrap();
+    assert_ne!(cams["cameras"]["plaza"]["state"], "ended", "the SIGTERM must come while frames are processed: {cams}");
+    Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "argus did not stop within 60 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+
+    // The JSONL, strictly: ends with a newline, every line a whole event, no id twice.
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    assert!(text.ends_with('\n'), "a torn last line: {:?}", &text[text.len().saturating_sub(200)..]);
+    let mut lines = std::collections::BTreeMap::new();
+    for (n, l) in text.lines().enumerate() {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("events.jsonl line {}: {e}: {l}", n + 1));
+        let id = v["event_id"].as_str().unwrap().to_string();
+        assert!(lines.insert(id.clone(), l.to_string()).is_none(), "{id} written twice");
+    }
+    let seqs: std::collections::BTreeSet<u64> = lines
+        .values()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "frame.analyzed")
+        .map(|e| e["frame"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.len() < 795, "stopped before the end of the video ({} frames)", seqs.len());
+    // A frame summary per processed frame, none skipped: frames 0..n, each once.
+    assert_eq!(seqs.iter().copied().collect::<Vec<_>>(), (0..seqs.len() as u64).collect::<Vec<_>>(), "every frame up to the stop has its event");
+
+    // The store: exactly the JSONL's events, the same bytes.
+    let db = rusqlite::Connection::open(dir.path().join("argus.db")).unwrap();
+    let mut stmt = db.prepare("SELECT event_id, payload FROM events").unwrap();
+    let stored: std::collections::BTreeMap<String, String> =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap().map(|r| r.unwrap()).collect();
+    let missing: Vec<&String> = lines.keys().filter(|id| !stored.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "{} of {} JSONL events not in the store, e.g. {:?}", missing.len(), lines.len(), missing.first());
+    let extra: Vec<&String> = stored.keys().filter(|id| !lines.contains_key(*id)).collect();
+    assert!(extra.is_empty(), "{} stored events not in the JSONL", extra.len());
+    for (id, l) in &lines {
+        assert_eq!(&stored[id], l, "{id}: the stored payload differs from the JSONL line");
+    }
+    eprintln!("SIGTERM after {} frames; {} events in both sinks, stopped in {:?}", seqs.len(), lines.len(), t0.elapsed());
+}

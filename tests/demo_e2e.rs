@@ -274,6 +274,9 @@ fn sigterm_with_events_in_flight_loses_and_tears_nothing() {
     }
     let (_, cams) = get(&format!("{base}/v1/cameras")).unwrap();
     assert_ne!(cams["cameras"]["plaza"]["state"], "ended", "the SIGTERM must come while frames are processed: {cams}");
+    // Frames the source had handed over by now: each must still get its event.
+    let received = cams["cameras"]["plaza"]["frames_received"].as_u64().unwrap();
+    let written_before = std::fs::read_to_string(&jsonl).unwrap().lines().count();
     Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     let t0 = Instant::now();
     let status = loop {
@@ -303,6 +306,10 @@ fn sigterm_with_events_in_flight_loses_and_tears_nothing() {
     assert!(seqs.len() < 795, "stopped before the end of the video ({} frames)", seqs.len());
     // A frame summary per processed frame, none skipped: frames 0..n, each once.
     assert_eq!(seqs.iter().copied().collect::<Vec<_>>(), (0..seqs.len() as u64).collect::<Vec<_>>(), "every frame up to the stop has its event");
+    // Draining: every frame received before the SIGTERM was analysed and written, and
+    // events were in flight then (written after it).
+    assert!(seqs.len() as u64 >= received, "{received} frames received before the SIGTERM, {} with events after it", seqs.len());
+    assert!(lines.len() > written_before, "no event was in flight at the SIGTERM ({written_before} written before, {} in all)", lines.len());
 
     // The store: exactly the JSONL's events, the same bytes.
     let db = rusqlite::Connection::open(dir.path().join("argus.db")).unwrap();
@@ -316,5 +323,10 @@ fn sigterm_with_events_in_flight_loses_and_tears_nothing() {
     for (id, l) in &lines {
         assert_eq!(&stored[id], l, "{id}: the stored payload differs from the JSONL line");
     }
-    eprintln!("SIGTERM after {} frames; {} events in both sinks, stopped in {:?}", seqs.len(), lines.len(), t0.elapsed());
+    eprintln!(
+        "SIGTERM at {received} frames received, {written_before} events written; {} frames, {} events in both sinks after {:?}",
+        seqs.len(),
+        lines.len(),
+        t0.elapsed()
+    );
 }

@@ -448,8 +448,9 @@ fn a_reload_that_changes_one_cameras_rules_restarts_that_camera_alone() {
     let after = config("b-new");
     let t = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
-            let mut out = Vec::new();
-            while opened("b", "b-new") == 0 {
+            let (mut out, t0) = (Vec::new(), Instant::now());
+            // Until the new rule fired (or 30 s: the assertions below say what is missing).
+            while opened("b", "b-new") == 0 && t0.elapsed() < Duration::from_secs(30) {
                 out.push(received("a").expect("camera a stays registered"));
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -531,7 +531,10 @@ fn scene_places_a_drone_frame_and_measures_speed() {
     f.captured_at = time::OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(5);
     let det = Detection { class_id: 0, class: Arc::from("person"), score: 0.9, bbox: box_at([640.0, 500.0]) };
     let evs = scene.process(&f, vec![det], &models);
-    assert!(evs.iter().flat_map(|e| &e.objects).all(|o| o.world.is_none()));
+    let objects: Vec<_> = evs.iter().flat_map(|e| &e.objects).collect();
+    assert_eq!(objects.len(), 1, "the frame summary still reports the person: {objects:?}");
+    assert_eq!(&*objects[0].class, "person");
+    assert!(objects.iter().all(|o| o.world.is_none()), "{objects:?}");
 }
 
 // ------------------------------------------------------------------ OpenCV

@@ -305,10 +305,10 @@ fn sighup_adds_and_removes_cameras_without_touching_the_others() {
     );
     let a = camera(&base, "a");
     assert_eq!(a["restarts"], 0, "camera a was restarted by the reload: {a}");
-    // The reload's summary: b added, nothing restarted or removed, one camera (a) unchanged.
+    // The reload's summary names the cameras: b added, nothing restarted or removed, a unchanged.
     let log = log_text(dir.path());
     let summary = log.lines().find(|l| l.contains("configuration reloaded")).unwrap();
-    for part in ["added=[\"b\"]", "removed=[]", "restarted=[]", "unchanged=1"] {
+    for part in ["added=[\"b\"]", "removed=[]", "restarted=[]", "unchanged=[\"a\"]"] {
         assert!(summary.contains(part), "the reload summary says {part}: {summary}");
     }
     let info = get_json(&format!("{base}/v1/info")).unwrap();
@@ -340,7 +340,166 @@ fn sighup_adds_and_removes_cameras_without_touching_the_others() {
     let text = log_text(dir.path());
     let summaries: Vec<&str> = text.lines().filter(|l| l.contains("configuration reloaded")).collect();
     assert_eq!(summaries.len(), 2, "two reloads applied (the broken file was not): {summaries:?}");
-    for part in ["added=[]", "removed=[\"a\"]", "restarted=[]", "unchanged=1"] {
+    for part in ["added=[]", "removed=[\"a\"]", "restarted=[]", "unchanged=[\"b\"]"] {
         assert!(summaries[1].contains(part), "the second reload's summary says {part}: {}", summaries[1]);
+    }
+}
+
+/// A detector that sees one person standing still in every image (at the bottom centre
+/// of a 320×240 frame), whatever the pixels.
+struct OnePerson(argus::detect::DetectorInfo);
+
+impl argus::detect::Detector for OnePerson {
+    fn detect(&mut self, images: &[&argus::model::RgbImage]) -> Result<Vec<Vec<argus::model::Detection>>, argus::detect::DetectError> {
+        let person = argus::model::Detection { class_id: 0, class: "person".into(), score: 0.9, bbox: [150.0, 100.0, 170.0, 200.0] };
+        Ok(images.iter().map(|_| vec![person.clone()]).collect())
+    }
+    fn info(&self) -> &argus::detect::DetectorInfo {
+        &self.0
+    }
+}
+
+/// One camera in a pipeline of its own: a 0.1 m/px ground plane under the 320×240 test
+/// pattern, a zone over all of it, and one intrusion rule `rule` on it.
+fn one_camera_pipeline(camera: &str, port: u16, rule: &str, dwell_s: f64) -> argus::config::PipelineConfig {
+    let toml = format!(
+        r#"name = "p-{camera}"
+[[cameras]]
+id = "{camera}"
+source = "rtsp://127.0.0.1:{port}/cam"
+stall_timeout_s = 5.0
+[cameras.calibration]
+image_points = [[0, 240], [320, 240], [0, 0], [320, 0], [160, 120]]
+world_points = [[0.0, 0.0], [32.0, 0.0], [0.0, 24.0], [32.0, 24.0], [16.0, 12.0]]
+[[zones]]
+id = "everywhere"
+polygon = [[-1.0, -1.0], [33.0, -1.0], [33.0, 25.0], [-1.0, 25.0]]
+[[rules]]
+kind = "intrusion"
+id = "{rule}"
+zone = "everywhere"
+classes = ["person"]
+severity = 0.5
+min_dwell_s = {dwell_s}
+clear_after_s = 30.0
+update_every_s = 600.0
+[events]
+frame_summary_every_s = 600.0
+"#
+    );
+    toml::from_str(&toml).unwrap()
+}
+
+#[test]
+fn a_reload_that_changes_one_cameras_rules_restarts_that_camera_alone() {
+    use argus::config::LoadedConfig;
+    use argus::model::{Event, EventKind};
+    let (pa, pb) = (free_port(), free_port());
+    let _sa = rtsp_server(pa, "h264");
+    let _sb = rtsp_server(pb, "h264");
+    let config = |b_rule: &str| LoadedConfig {
+        file: "test.toml".into(),
+        argus: Default::default(),
+        pipelines: vec![("a.toml".into(), one_camera_pipeline("a", pa, "a-rule", 0.5)), ("b.toml".into(), one_camera_pipeline("b", pb, b_rule, 0.5))],
+    };
+    let before = config("b-old");
+    let metrics = Arc::new(argus::telemetry::metrics::Metrics::new());
+    let health = Arc::new(argus::telemetry::health::Health::default());
+    let events = Arc::new(parking_lot::Mutex::new(Vec::<Arc<Event>>::new()));
+    struct Collect(Arc<parking_lot::Mutex<Vec<Arc<Event>>>>);
+    impl argus::sinks::Sink for Collect {
+        fn name(&self) -> &str {
+            "collect"
+        }
+        fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), argus::sinks::SinkError> {
+            self.0.lock().extend(events.iter().cloned());
+            Ok(())
+        }
+    }
+    let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(events.clone()))], 64, metrics.clone(), health.clone());
+    let scenes = argus::app::build_scenes(&before, &Default::default(), &Default::default()).unwrap();
+    let info = argus::detect::DetectorInfo {
+        model: "one-person".into(),
+        model_id: "one-person".into(),
+        backend: "test",
+        device: "cpu".into(),
+        input_size: [320, 240],
+        score_threshold: 0.5,
+        nms_iou: 0.5,
+        max_engine_batch: 8,
+    };
+    let mut running = argus::app::start(&before, scenes, Box::new(OnePerson(info)), bus, metrics, health.clone(), Default::default()).unwrap();
+    let opened = |cam: &str, rule: &str| {
+        events.lock().iter().filter(|e| e.camera_id == cam && e.kind == EventKind::IncidentOpened && e.risk.reasons[0].rule == rule).count()
+    };
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("both cameras open their incident", &|| opened("a", "a-rule") == 1 && opened("b", "b-old") == 1);
+
+    // b's rule changes (a new id); a's pipeline is the same. a's frame counters (which a
+    // restart resets) are sampled all through the reload.
+    let received = |cam: &str| health.sources().get(cam).map(|s| (s.frames_received, s.restarts));
+    let mut samples = vec![received("a").unwrap()];
+    let after = config("b-new");
+    let t = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let (mut out, t0) = (Vec::new(), Instant::now());
+            // Until the new rule fired (or 30 s: the assertions below say what is missing).
+            while opened("b", "b-new") == 0 && t0.elapsed() < Duration::from_secs(30) {
+                out.push(received("a").expect("camera a stays registered"));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            out
+        });
+        let summary = running.reload(&after, &Default::default(), &Default::default()).unwrap();
+        (summary, sampler.join().unwrap())
+    });
+    let (summary, during) = t;
+    samples.extend(during);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        samples.push(received("a").unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        summary,
+        argus::app::ReloadSummary { added: vec![], removed: vec![], restarted: vec!["b".into()], unchanged: vec!["a".into()] },
+        "only b's rules changed"
+    );
+    let frames: Vec<u64> = samples.iter().map(|s| s.0).collect();
+    assert!(frames.windows(2).all(|w| w[0] <= w[1]), "a's frame count went back during the reload (restarted): {frames:?}");
+    assert!(frames.last() > frames.first(), "a kept receiving frames across the reload: {frames:?}");
+    assert!(samples.iter().all(|s| s.1 == 0), "a never restarted: {samples:?}");
+
+    // Before stopping (which closes what is open): the events of each camera so far.
+    let seen = events.lock().clone();
+    let of = |cam: &str| seen.iter().filter(|e| e.camera_id == cam && e.kind != EventKind::FrameAnalyzed).collect::<Vec<_>>();
+    let life = |evs: &[&Arc<Event>]| evs.iter().map(|e| (e.kind, e.risk.reasons[0].rule.clone())).collect::<Vec<_>>();
+    // a: its one incident stays open under its one id (a restart would close it and open
+    // another).
+    let a = of("a");
+    assert_eq!(life(&a), vec![(EventKind::IncidentOpened, "a-rule".to_string())], "a untouched by the reload");
+    // b: the old rule's incident closed because the camera's old configuration went, then
+    // the new rule's incident opened; nothing of the old rule after its close.
+    let b = of("b");
+    assert_eq!(
+        life(&b),
+        vec![(EventKind::IncidentOpened, "b-old".into()), (EventKind::IncidentClosed, "b-old".into()), (EventKind::IncidentOpened, "b-new".into())],
+        "{:?}",
+        b.iter().map(|e| &e.caption).collect::<Vec<_>>()
+    );
+    assert_eq!(b[0].incident_id, b[1].incident_id, "the old rule's incident closed");
+    assert_ne!(b[1].incident_id, b[2].incident_id);
+    assert!(b[1].caption.contains("configuration changed"), "{}", b[1].caption);
+    assert!(b[2].captured_at >= b[1].captured_at, "the new rule judges frames after the old one's close");
+
+    running.stop();
+    for h in sinks {
+        h.join().unwrap();
     }
 }

@@ -470,7 +470,7 @@ mod stage {
     use argus::model::{Detection, Event, EventKind, RgbImage};
     use argus::pipeline::hub::Pushed;
     use argus::pipeline::scene_stage::StateKeeping;
-    use argus::pipeline::scene_state::StateStore;
+    use argus::pipeline::scene_state::{StateStore, StoredIncident};
     use argus::pipeline::snapshot::SnapshotBoard;
     use argus::pipeline::{StageContext, StageSettings};
     use argus::sinks::{Sink, SinkError};
@@ -480,8 +480,9 @@ mod stage {
 
     use super::*;
 
+    /// Checkpoints, and the events an event store would hold (for `open_incidents`).
     #[derive(Default)]
-    struct MemoryStore(Mutex<HashMap<String, (i64, Vec<u8>)>>);
+    struct MemoryStore(Mutex<HashMap<String, (i64, Vec<u8>)>>, Mutex<Vec<Event>>);
 
     impl StateStore for MemoryStore {
         fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String> {
@@ -494,6 +495,18 @@ mod stage {
         fn delete_state(&self, camera_id: &str) -> Result<(), String> {
             self.0.lock().remove(camera_id);
             Ok(())
+        }
+        fn open_incidents(&self, camera_id: &str) -> Result<Vec<StoredIncident>, String> {
+            let events = self.1.lock();
+            let mut out = Vec::new();
+            for opened in events.iter().filter(|e| e.camera_id == camera_id && e.kind == EventKind::IncidentOpened) {
+                let life: Vec<&Event> = events.iter().filter(|e| e.incident_id == opened.incident_id).collect();
+                if life.iter().all(|e| e.kind != EventKind::IncidentClosed) {
+                    let last = life.iter().max_by_key(|e| e.captured_at).unwrap();
+                    out.push(StoredIncident { opened_at: opened.captured_at, last: (*last).clone() });
+                }
+            }
+            Ok(out)
         }
     }
 
@@ -600,6 +613,40 @@ mod stage {
         let both: Vec<Event> = first.into_iter().chain(second).collect();
         assert_eq!(incidents(&both), incidents(&uninterrupted));
         assert_eq!(normalised(both), normalised(uninterrupted), "the same events, ids and contents");
+    }
+
+    #[test]
+    fn incidents_the_event_store_holds_open_close_when_the_checkpoint_is_unreadable() {
+        let store = Arc::new(MemoryStore::default());
+        let first = run(&store, 0, 60, 10.0, true);
+        let open: Vec<String> = incidents(&first).into_iter().filter(|(k, _)| *k == EventKind::IncidentOpened).map(|(_, id)| id).collect();
+        assert!(!open.is_empty());
+        // The events reached the event store; the checkpoint did not survive (a flipped
+        // bit): nothing in it says what was open.
+        *store.1.lock() = first.clone();
+        for (_, bytes) in store.0.lock().values_mut() {
+            bytes[5] ^= 0x40;
+        }
+        let (second, origin) = run_with_origin(&store, 60, 160, 10.0, false);
+        assert!(origin.starts_with("corrupt:"), "{origin}");
+        let leading: Vec<&Event> = second.iter().take_while(|e| e.kind == EventKind::IncidentClosed && e.caption.contains("not observed from")).collect();
+        let mut closed: Vec<String> = leading.iter().map(|e| e.incident_id.clone().unwrap()).collect();
+        let mut want = open.clone();
+        closed.sort();
+        want.sort();
+        assert_eq!(closed, want, "every incident left open closes first, once");
+        for e in &leading {
+            assert!(e.risk.reasons[0].not_observed.is_some(), "{e:?}");
+            let last = first.iter().filter(|f| f.incident_id == e.incident_id).max_by_key(|f| f.captured_at).unwrap();
+            assert_eq!(e.captured_at, last.captured_at, "stamped with the incident's latest event");
+            assert_ne!(e.event_id, last.event_id);
+        }
+        // Nothing stays open, nothing closes twice.
+        let both: Vec<Event> = first.into_iter().chain(second).collect();
+        let all = incidents(&both);
+        for (_, id) in all.iter().filter(|(k, _)| *k == EventKind::IncidentOpened) {
+            assert_eq!(all.iter().filter(|(k, i)| *k == EventKind::IncidentClosed && i == id).count(), 1, "{id}: {all:?}");
+        }
     }
 
     #[test]

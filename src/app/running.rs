@@ -31,13 +31,14 @@ struct CameraHandle {
     fingerprint: String,
 }
 
-/// What a reload changed.
+/// What a reload changed: camera ids, each list sorted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadSummary {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restarted: Vec<String>,
-    pub unchanged: usize,
+    /// The cameras the reload left running untouched.
+    pub unchanged: Vec<String>,
 }
 
 /// A started pipeline.
@@ -176,7 +177,8 @@ impl Running {
         let mut new = build_scenes(cfg, validated, opts)?;
         let guard = self.stages.hold_open();
         let mut summary = ReloadSummary::default();
-        let old: Vec<Arc<str>> = self.cameras.keys().cloned().collect();
+        let mut old: Vec<Arc<str>> = self.cameras.keys().cloned().collect();
+        old.sort();
         for id in old {
             match new.fingerprints.get(&id) {
                 None => {
@@ -187,7 +189,7 @@ impl Running {
                     self.remove_camera(&id, "configuration changed");
                     summary.restarted.push(id.to_string());
                 }
-                Some(_) => summary.unchanged += 1,
+                Some(_) => summary.unchanged.push(id.to_string()),
             }
         }
         for spec in new.sources {
@@ -206,6 +208,7 @@ impl Running {
             }
         }
         drop(guard);
+        summary.added.sort();
         Ok(summary)
     }
 

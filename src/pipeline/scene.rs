@@ -309,6 +309,36 @@ impl CameraScene {
         self.risk.open_incidents()
     }
 
+    /// The ids of the incidents open in this scene.
+    pub fn open_incident_ids(&self) -> Vec<String> {
+        self.risk.open_incident_ids()
+    }
+
+    /// A recording (a file camera): its frames after a checkpoint are analysed again on
+    /// a restart, so what they opened opens again, under the same ids.
+    pub fn is_recording(&self) -> bool {
+        self.source_file.is_some()
+    }
+
+    /// The `incident.closed` event of an incident the event store holds open, stamped
+    /// with its latest event (its frame, objects and risk) and closed for `why`.
+    pub fn close_stored(&self, inc: &scene_state::StoredIncident, why: &str, models: &Models) -> Event {
+        let last = &inc.last;
+        let mut risk = last.risk.clone();
+        for r in &mut risk.reasons {
+            r.detail = format!("{}; closed: {why}", r.detail);
+        }
+        let change = crate::model::IncidentChange {
+            phase: IncidentPhase::Closed,
+            incident_id: last.incident_id.clone().unwrap_or_default(),
+            rule_id: last.risk.reasons.first().map(|r| r.rule.clone()).unwrap_or_default(),
+            risk,
+            duration_s: (last.captured_at - inc.opened_at).as_seconds_f64().max(0.0),
+            why: Some(why.to_string()),
+        };
+        self.incident_event(last.captured_at, &last.frame, &last.objects, change, models)
+    }
+
     /// The objects of the last processed frame (snapshots draw them).
     pub fn last_objects(&self) -> &[SceneObject] {
         self.last.as_ref().map(|(_, _, o)| o.as_slice()).unwrap_or(&[])

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::bus::{Durability, EventBus};
 use super::detect_stage::DetectedFrame;
 use super::scene::CameraScene;
-use super::scene_state::{ResumeOutcome, StateStore};
+use super::scene_state::{self, ResumeOutcome, StateStore};
 use super::snapshot::{Snapshot, SnapshotBoard};
 use crate::caption::model::Captioner;
 use crate::model::{EventKind, Level, Models};
@@ -144,8 +144,14 @@ impl StateKeeping {
                 None
             }
         };
-        let (outcome, detail, events) = scene.resume(saved, now_ms(), self.max_gap_s, models);
+        let (outcome, detail, mut events) = scene.resume(saved, now_ms(), self.max_gap_s, models);
         metrics.scene_restores.with_label_values(&[outcome.as_str()]).inc();
+        // A recording that continues analyses its frames after the checkpoint again, and
+        // they reopen what they opened; everything else left open in the event store that
+        // this start does not continue closes now.
+        if !(outcome == ResumeOutcome::Restored && scene.is_recording()) {
+            events.extend(self.close_left_open(id, scene, &events, models));
+        }
         match outcome {
             ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(camera = %id, outcome = outcome.as_str(), %detail, "scene state"),
             _ => tracing::warn!(camera = %id, outcome = outcome.as_str(), %detail, closed = events.len(), "scene state not continued: starting fresh"),
@@ -158,6 +164,37 @@ impl StateKeeping {
     fn writer_for(&mut self, durability: &Durability, metrics: &Arc<Metrics>) -> &(crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
         let (store, closing) = (self.store.clone(), self.closing.clone());
         self.writer.get_or_insert_with(|| spawn_writer(store, durability.clone(), closing, metrics.clone()))
+    }
+
+    /// `incident.closed` for the incidents the event store holds open that neither the
+    /// scene continues nor `closing` already closes: opened by a run that stopped before
+    /// a checkpoint held them, or whose checkpoint was unreadable.
+    fn close_left_open(&self, id: &Arc<str>, scene: &CameraScene, closing: &[crate::model::Event], models: &Models) -> Vec<crate::model::Event> {
+        let stored = match self.store.open_incidents(id) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(camera = %id, error = %e, "cannot read the incidents the event store holds open");
+                return Vec::new();
+            }
+        };
+        let mut done: std::collections::HashSet<String> = scene.open_incident_ids().into_iter().collect();
+        done.extend(closing.iter().filter_map(|e| e.incident_id.clone()));
+        let now = now_ms();
+        let mut out = Vec::new();
+        for inc in stored.iter().filter(|i| i.last.incident_id.as_ref().is_some_and(|i| !done.contains(i))) {
+            let from = (inc.last.processed_at.unix_timestamp_nanos() / 1_000_000) as i64;
+            let why = scene_state::not_observed(from, now);
+            let mut ev = scene.close_stored(inc, &why, models);
+            let gap = crate::model::Unobserved { from: scene_state::wall_time(from), to: scene_state::wall_time(now) };
+            for r in &mut ev.risk.reasons {
+                r.not_observed = Some(gap.clone());
+            }
+            out.push(ev);
+        }
+        if !out.is_empty() {
+            tracing::warn!(camera = %id, closed = out.len(), "incidents left open by an earlier run closed");
+        }
+        out
     }
 
     /// Queues the camera's checkpoint when one is due (`force`: now, waiting for room).

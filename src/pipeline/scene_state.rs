@@ -169,6 +169,19 @@ pub trait StateStore: Send + Sync {
     fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String>;
     /// Forgets the camera's state (its source ended: nothing to continue).
     fn delete_state(&self, camera_id: &str) -> Result<(), String>;
+    /// The camera's incidents that the stored events leave open (opened, never closed):
+    /// a start closes those its scene does not continue, so that none stays open
+    /// forever, whatever happened to the checkpoint. Stores without events have none.
+    fn open_incidents(&self, _camera_id: &str) -> Result<Vec<StoredIncident>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// An incident the event store holds open: when it opened and its latest event.
+#[derive(Debug, Clone)]
+pub struct StoredIncident {
+    pub opened_at: OffsetDateTime,
+    pub last: crate::model::Event,
 }
 
 /// `[scene_state]` in argus.toml: checkpoints of every camera's scene in the embedded

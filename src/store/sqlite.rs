@@ -70,6 +70,31 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    /// A camera's incidents with no `incident.closed` event, oldest first: when each
+    /// opened and its latest event.
+    pub fn open_incidents_of(&self, camera_id: &str) -> Result<Vec<crate::pipeline::scene_state::StoredIncident>, StoreError> {
+        let conn = self.reader.lock();
+        let mut open = conn
+            .prepare_cached(
+                "SELECT incident_id, MIN(captured_ms) FROM events WHERE camera_id = ?1 AND incident_id IS NOT NULL
+                 GROUP BY incident_id HAVING SUM(kind = 'incident.closed') = 0 ORDER BY MIN(captured_ms), incident_id",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids: Vec<(String, i64)> =
+            open.query_map([camera_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let mut last = conn
+            .prepare_cached("SELECT payload FROM events WHERE incident_id = ?1 ORDER BY captured_ms DESC, event_id DESC LIMIT 1")
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, opened_ms) in ids {
+            let payload: String = last.query_row([&id], |r| r.get(0)).map_err(|e| self.err(e))?;
+            let last: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt { id: id.clone(), reason: e.to_string() })?;
+            let opened_at = time::OffsetDateTime::from_unix_timestamp_nanos(opened_ms as i128 * 1_000_000).unwrap_or(last.captured_at);
+            out.push(crate::pipeline::scene_state::StoredIncident { opened_at, last });
+        }
+        Ok(out)
+    }
+
     /// A camera's last checkpoint: when it was saved (Unix ms) and its bytes.
     pub fn load_scene_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         let conn = self.reader.lock();
@@ -89,6 +114,10 @@ impl crate::pipeline::scene_state::StateStore for SqliteStore {
 
     fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
         self.load_scene_state(camera_id).map_err(|e| e.to_string())
+    }
+
+    fn open_incidents(&self, camera_id: &str) -> Result<Vec<crate::pipeline::scene_state::StoredIncident>, String> {
+        self.open_incidents_of(camera_id).map_err(|e| e.to_string())
     }
 
     fn delete_state(&self, camera_id: &str) -> Result<(), String> {
@@ -266,5 +295,34 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.load_scene_state("cam").unwrap(), Some((2000, vec![4, 5])));
         assert_eq!(store.load_scene_state("other").unwrap(), Some((1500, vec![9])));
+    }
+
+    #[test]
+    fn open_incidents_are_those_without_a_close_with_their_first_time_and_latest_event() {
+        use crate::model::{EventKind, sample_event};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("argus.db")).unwrap();
+        let ev = |cam: &str, ms: i64, kind: EventKind, incident: &str| {
+            let mut e = sample_event(cam, ms, kind);
+            e.incident_id = Some(incident.into());
+            e.event_id = format!("{incident}-{ms}");
+            Arc::new(e)
+        };
+        let events = vec![
+            ev("east", 1_000, EventKind::IncidentOpened, "a"),
+            ev("east", 3_000, EventKind::IncidentUpdated, "a"),
+            ev("east", 2_000, EventKind::IncidentUpdated, "a"),
+            ev("east", 1_500, EventKind::IncidentOpened, "b"),
+            ev("east", 2_500, EventKind::IncidentClosed, "b"),
+            ev("west", 1_200, EventKind::IncidentOpened, "c"),
+            Arc::new(sample_event("east", 4_000, EventKind::FrameAnalyzed)),
+        ];
+        store.insert(&events).unwrap();
+        let open = store.open_incidents_of("east").unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].last.event_id, "a-3000", "the latest event, not the last inserted");
+        assert_eq!(open[0].opened_at, time::OffsetDateTime::from_unix_timestamp(1).unwrap());
+        assert_eq!(store.open_incidents_of("west").unwrap()[0].last.event_id, "c-1200");
+        assert!(store.open_incidents_of("north").unwrap().is_empty());
     }
 }

@@ -62,11 +62,6 @@ impl RiskState {
         self.open.len()
     }
 
-    /// The ids of the open incidents.
-    pub fn open_incident_ids(&self) -> Vec<String> {
-        self.open.values().map(|i| i.id.clone()).collect()
-    }
-
     /// The closing changes of the saved open incidents, by rule id, as of `t` (for a
     /// state that is not continued: too old, or of another configuration).
     pub fn close_all(&self, t: f64, why: &str) -> Vec<IncidentChange> {
@@ -98,6 +93,11 @@ impl RiskEngine {
 
     pub fn open_incidents(&self) -> usize {
         self.open.len()
+    }
+
+    /// The ids of the open incidents.
+    pub fn open_incident_ids(&self) -> Vec<String> {
+        self.open.values().map(|i| i.id.clone()).collect()
     }
 
     /// A copy of the rules' and incidents' state, to continue from with `restore`.

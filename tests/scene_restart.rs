@@ -248,3 +248,102 @@ fn a_recording_killed_mid_incident_continues_within_the_gap_and_closes_with_the_
     assert!(closed["captured_at"].as_str() <= after[leading..].first().and_then(|e| e["captured_at"].as_str()), "{closed}");
     check_lifecycles(&[before, after].concat());
 }
+
+/// The property of `tests/scene_state.rs` on the demo's real objects: the first 300
+/// frames' detections (NanoDet through `argus run`, a summary per frame) replayed through
+/// the demo camera's own scene (calibration, zones, rules); a checkpoint after every frame
+/// k, encoded, decoded and restored into a freshly built scene, continues with exactly the
+/// events of the uninterrupted replay.
+#[test]
+fn the_demo_restores_exactly_after_every_one_of_its_first_300_frames() {
+    use argus::model::{Detection, Event, Frame, Models, RgbImage};
+    use argus::pipeline::scene::CameraScene;
+    use argus::pipeline::scene_state::SceneState;
+    use std::sync::Arc;
+
+    const N: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let demo = std::fs::read_to_string(format!("{repo}/pipelines/demo.toml")).unwrap();
+    assert!(demo.contains("frame_summary_every_s = 5.0"), "pipelines/demo.toml changed: update this test");
+    let cfg = write_config(d, "every", "events.jsonl", false, 30.0);
+    std::fs::write(d.join("every.pipeline.toml"), demo.replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--exit-when-done", "--max-frames", &N.to_string(), "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let summaries: Vec<Value> = events(&d.join("events.jsonl"), false).into_iter().filter(|e| e["kind"] == "frame.analyzed").collect();
+    assert_eq!(summaries.len() as u64, N, "a summary per frame");
+
+    // The frames: their times and sizes, and the detections the camera kept.
+    let image = Arc::new(RgbImage::new(768, 576, vec![0; 768 * 576 * 3]).unwrap());
+    let frames: Vec<(Frame, Vec<Detection>)> = summaries
+        .iter()
+        .map(|e| {
+            let captured_at = time::OffsetDateTime::parse(e["captured_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+            let frame = Frame {
+                camera_id: Arc::from("plaza"),
+                seq: e["frame"]["seq"].as_u64().unwrap(),
+                pts_ns: None,
+                captured_at,
+                time_source: "stream",
+                received: Instant::now(),
+                image: image.clone(),
+                ack: None,
+                telemetry: None,
+                position: None,
+            };
+            let detections = e["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| {
+                    let class = o["class"].as_str().unwrap();
+                    let b: Vec<f32> = o["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                    Detection {
+                        class_id: argus::detect::coco::class_id(class).unwrap(),
+                        class: Arc::from(class),
+                        score: o["confidence"].as_f64().unwrap() as f32,
+                        bbox: [b[0], b[1], b[2], b[3]],
+                    }
+                })
+                .collect();
+            (frame, detections)
+        })
+        .collect();
+
+    // The demo camera's scene as `argus run` builds it (summaries every 5 s, as shipped).
+    let shipped = argus::config::load(Some(&write_config(d, "shipped", "unused.jsonl", false, 30.0))).unwrap();
+    let scene =
+        || -> CameraScene { argus::app::build_scenes(&shipped, &Default::default(), &Default::default()).unwrap().into_scenes().remove("plaza").unwrap() };
+    let models = Models { detector: "replay".into(), captioner: "scene".into() };
+    let normalised = |mut v: Vec<Event>| {
+        for e in &mut v {
+            e.processed_at = time::OffsetDateTime::UNIX_EPOCH;
+            e.latency_ms = 0.0;
+        }
+        v
+    };
+    let run = |s: &mut CameraScene, from: usize| -> Vec<Event> { frames[from..].iter().flat_map(|(f, dets)| s.process(f, dets.clone(), &models)).collect() };
+    let mut whole = scene();
+    let uninterrupted = normalised(run(&mut whole, 0));
+    let incidents = uninterrupted.iter().filter(|e| e.incident_id.is_some()).count();
+    assert!(incidents >= 10, "the demo's first {N} frames are busy: {incidents} incident events");
+
+    let mut live = scene();
+    let mut before: Vec<Event> = Vec::new();
+    for k in 0..frames.len() {
+        let (f, dets) = &frames[k];
+        before.extend(live.process(f, dets.clone(), &models));
+        let bytes = live.checkpoint().to_bytes();
+        let mut restored = scene();
+        restored.restore(SceneState::from_bytes(&bytes).unwrap()).unwrap();
+        let mut got = normalised(before.clone());
+        got.extend(normalised(run(&mut restored, k + 1)));
+        assert!(got == uninterrupted, "restored after frame {k}: the events differ from the uninterrupted replay");
+    }
+}

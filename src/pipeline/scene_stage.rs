@@ -98,9 +98,12 @@ struct Checkpoint {
     published: u64,
 }
 
-/// At shutdown, how long a checkpoint waits for the sinks before it is given up (the
-/// previous one stays: the next start re-analyses a little more).
+/// At shutdown, how long the queued checkpoints wait for the sinks, all together, before
+/// they are given up (the previous ones stay: the next start re-analyses a little more).
 const SHUTDOWN_DURABILITY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a camera's start waits for the checkpoints queued before it.
+const BARRIER_WAIT: Duration = Duration::from_secs(5);
 
 /// Jobs waiting for the store; when full, a periodic checkpoint waits for the next turn.
 const WRITE_QUEUE: usize = 64;
@@ -133,8 +136,10 @@ impl StateKeeping {
         // any more) may still be queued; read what it wrote, not the one before.
         if let Some((tx, _)) = &self.writer {
             let (done, wait) = crossbeam_channel::bounded(1);
-            if tx.send(Job::Barrier(done)).is_ok() {
-                let _ = wait.recv();
+            // Bounded: a sink that never writes (its events never durable) holds the
+            // writer, and must not hold the reload too.
+            if tx.send(Job::Barrier(done)).is_ok() && wait.recv_timeout(BARRIER_WAIT).is_err() {
+                tracing::warn!(camera = %id, "the scene state writer is behind (a sink is not writing): reading the last written checkpoint");
             }
         }
         let saved = match self.store.load_state(id) {
@@ -239,12 +244,12 @@ impl StateKeeping {
 }
 
 /// Waits until the sinks have written the first `published` events; false when given
-/// up at shutdown.
-fn wait_durable(durability: &Durability, published: u64, closing: &AtomicBool) -> bool {
-    let mut given_up_at = None;
+/// up at shutdown. `deadline`: the shutdown's one deadline for every job still queued,
+/// set when the writer first sees `closing`.
+fn wait_durable(durability: &Durability, published: u64, closing: &AtomicBool, deadline: &mut Option<Instant>) -> bool {
     while durability.durable() < published {
         if closing.load(Ordering::Relaxed) {
-            let at = *given_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_DURABILITY_WAIT);
+            let at = *deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_DURABILITY_WAIT);
             if Instant::now() >= at {
                 return false;
             }
@@ -264,11 +269,12 @@ fn spawn_writer(
     let thread = std::thread::Builder::new()
         .name("scene-state".into())
         .spawn(move || {
+            let mut deadline = None;
             for job in rx {
                 let c = match job {
                     Job::Save(c) => c,
                     Job::Forget(camera, published) => {
-                        if !wait_durable(&durability, published, &closing) {
+                        if !wait_durable(&durability, published, &closing, &mut deadline) {
                             tracing::warn!(%camera, "the sinks did not write the closing events in time: the scene state stays");
                             continue;
                         }
@@ -283,7 +289,7 @@ fn spawn_writer(
                         continue;
                     }
                 };
-                if !wait_durable(&durability, c.published, &closing) {
+                if !wait_durable(&durability, c.published, &closing, &mut deadline) {
                     tracing::warn!(camera = %c.camera, "the sinks did not write this checkpoint's events in time: the previous checkpoint stays");
                     continue;
                 }

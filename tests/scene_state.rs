@@ -464,7 +464,7 @@ mod stage {
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use argus::detect::{DetectError, Detector, DetectorInfo};
     use argus::model::{Detection, Event, EventKind, RgbImage};
@@ -537,6 +537,21 @@ mod stage {
         }
     }
 
+    /// The first image case's boxes (`Case::detections` is not Send: written again).
+    fn walker_and_runner(t: f64) -> Vec<Detection> {
+        let (x, y) = walker(t);
+        let mut v = vec![person(x, y)];
+        if let Some((x, y)) = runner(t) {
+            v.push(person(x, y));
+        }
+        v
+    }
+
+    /// The ids of the incidents `events` opened.
+    fn opened_ids(events: &[Event]) -> Vec<String> {
+        incidents(events).into_iter().filter(|(k, _)| *k == EventKind::IncidentOpened).map(|(_, id)| id).collect()
+    }
+
     fn info() -> DetectorInfo {
         DetectorInfo {
             model: "scripted".into(),
@@ -559,15 +574,6 @@ mod stage {
     /// `run`, and where the camera's state came from (as `/v1/cameras` shows it).
     fn run_with_origin(store: &Arc<MemoryStore>, from: u64, to: u64, max_gap_s: f64, graceful: bool) -> (Vec<Event>, String) {
         let c = image_cases().into_iter().next().unwrap();
-        // `Case::detections` is not Send: the walker-and-runner boxes again.
-        let boxes = |t: f64| {
-            let (x, y) = walker(t);
-            let mut v = vec![person(x, y)];
-            if let Some((x, y)) = runner(t) {
-                v.push(person(x, y));
-            }
-            v
-        };
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         health.register_source("cam", "img", "scripted", false);
@@ -577,7 +583,7 @@ mod stage {
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
         let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()) };
-        let detector = Box::new(Scripted { boxes: Box::new(boxes), info: info() });
+        let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
         let lane = lanes.remove("cam").unwrap();
         for seq in from..to {
@@ -619,7 +625,7 @@ mod stage {
     fn incidents_the_event_store_holds_open_close_when_the_checkpoint_is_unreadable() {
         let store = Arc::new(MemoryStore::default());
         let first = run(&store, 0, 60, 10.0, true);
-        let open: Vec<String> = incidents(&first).into_iter().filter(|(k, _)| *k == EventKind::IncidentOpened).map(|(_, id)| id).collect();
+        let open = opened_ids(&first);
         assert!(!open.is_empty());
         // The events reached the event store; the checkpoint did not survive (a flipped
         // bit): nothing in it says what was open.
@@ -653,7 +659,7 @@ mod stage {
     fn a_start_after_the_gap_closes_what_was_open_with_the_downtime() {
         let store = Arc::new(MemoryStore::default());
         let first = run(&store, 0, 60, 10.0, true);
-        let open: Vec<String> = incidents(&first).into_iter().filter(|(k, _)| *k == EventKind::IncidentOpened).map(|(_, id)| id).collect();
+        let open = opened_ids(&first);
         assert!(!open.is_empty());
         // Saved "long ago": move the checkpoint's time back by a minute.
         for (at, _) in store.0.lock().values_mut() {
@@ -669,76 +675,12 @@ mod stage {
         let closed2 = incidents(&second).iter().filter(|(k, _)| *k == EventKind::IncidentClosed).count();
         assert_eq!(closed2, opened2 + open.len());
     }
-}
 
-// ---------------------------------------------------------------------------------------
-// A live camera that stops sending frames: its open incidents close once it has been
-// silent for `camera_down_after`, with the silence in the reason; none stays open.
-
-mod silent_camera {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    use argus::detect::{DetectError, Detector, DetectorInfo};
-    use argus::model::{Detection, Event, EventKind, RgbImage};
-    use argus::pipeline::hub::Pushed;
-    use argus::pipeline::snapshot::SnapshotBoard;
-    use argus::pipeline::{StageContext, StageSettings};
-    use argus::sinks::{Sink, SinkError};
-    use argus::telemetry::health::Health;
-    use argus::telemetry::metrics::Metrics;
-    use parking_lot::Mutex;
-
-    use super::*;
-
-    /// The walker and the runner (frame time from the image's first two bytes).
-    struct Walker(DetectorInfo);
-
-    impl Detector for Walker {
-        fn info(&self) -> &DetectorInfo {
-            &self.0
-        }
-        fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
-            Ok(images
-                .iter()
-                .map(|im| {
-                    let t = (im.pixels[0] as u64 + 256 * im.pixels[1] as u64) as f64 / FPS;
-                    let (x, y) = walker(t);
-                    let mut v = vec![person(x, y)];
-                    if let Some((x, y)) = runner(t) {
-                        v.push(person(x, y));
-                    }
-                    v
-                })
-                .collect())
-        }
-    }
-
-    struct Collect(Arc<Mutex<Vec<Event>>>);
-
-    impl Sink for Collect {
-        fn name(&self) -> &str {
-            "collect"
-        }
-        fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
-            self.0.lock().extend(events.iter().map(|e| (**e).clone()));
-            Ok(())
-        }
-    }
-
+    /// A live camera that stops sending frames: its open incidents close once it has
+    /// been silent for `camera_down_after`, with the silence in the reason; none stays open.
     #[test]
     fn a_live_camera_silent_past_the_gap_has_its_open_incidents_closed_once() {
         let c = image_cases().into_iter().next().unwrap();
-        let info = DetectorInfo {
-            model: "scripted".into(),
-            model_id: "scripted".into(),
-            backend: "fake",
-            device: "cpu".into(),
-            input_size: [4, 4],
-            score_threshold: 0.3,
-            nms_iou: 0.5,
-            max_engine_batch: 1,
-        };
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -746,7 +688,16 @@ mod silent_camera {
         let down_after = Duration::from_millis(700);
         let settings = StageSettings { frame_queue: 64, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: Some(down_after) };
         let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()) };
-        let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), true)], None, Box::new(Walker(info)), bus, settings, cx, None).unwrap();
+        let (stages, mut lanes) = argus::pipeline::start(
+            vec![("cam".into(), build(&c), true)],
+            None,
+            Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() }),
+            bus,
+            settings,
+            cx,
+            None,
+        )
+        .unwrap();
         let lane = lanes.remove("cam").unwrap();
         // The frames the stage test stops at mid-incident; then the camera goes quiet.
         const LAST: u64 = 59;

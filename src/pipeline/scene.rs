@@ -275,10 +275,7 @@ impl CameraScene {
         if age_s > max_gap_s {
             let why = scene_state::not_observed(saved_at_ms, now_ms);
             let mut events = self.close_saved(&state, &why, models);
-            let gap = crate::model::Unobserved { from: scene_state::wall_time(saved_at_ms), to: scene_state::wall_time(now_ms) };
-            for r in events.iter_mut().flat_map(|e| e.risk.reasons.iter_mut()) {
-                r.not_observed = Some(gap.clone());
-            }
+            scene_state::mark_unobserved(&mut events, saved_at_ms, now_ms);
             return (ResumeOutcome::TooOld, format!("checkpoint {age_s:.1} s old (max_gap_s = {max_gap_s}): {why}"), events);
         }
         match self.restore(state.clone()) {

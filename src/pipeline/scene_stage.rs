@@ -108,12 +108,12 @@ const BARRIER_WAIT: Duration = Duration::from_secs(5);
 /// Jobs waiting for the store; when full, a periodic checkpoint waits for the next turn.
 const WRITE_QUEUE: usize = 64;
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0).unwrap_or(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    unix_ms(OffsetDateTime::now_utc())
 }
 
 impl StateKeeping {
@@ -187,13 +187,9 @@ impl StateKeeping {
         let now = now_ms();
         let mut out = Vec::new();
         for inc in stored.iter().filter(|i| i.last.incident_id.as_ref().is_some_and(|i| !done.contains(i))) {
-            let from = (inc.last.processed_at.unix_timestamp_nanos() / 1_000_000) as i64;
-            let why = scene_state::not_observed(from, now);
-            let mut ev = scene.close_stored(inc, &why, models);
-            let gap = crate::model::Unobserved { from: scene_state::wall_time(from), to: scene_state::wall_time(now) };
-            for r in &mut ev.risk.reasons {
-                r.not_observed = Some(gap.clone());
-            }
+            let from = unix_ms(inc.last.processed_at);
+            let mut ev = scene.close_stored(inc, &scene_state::not_observed(from, now), models);
+            scene_state::mark_unobserved(std::slice::from_mut(&mut ev), from, now);
             out.push(ev);
         }
         if !out.is_empty() {
@@ -392,14 +388,11 @@ impl SceneStage {
                 continue;
             }
             let silent_for = self.down.last_frame[&id].elapsed();
-            let now = OffsetDateTime::now_utc();
-            let since = now - silent_for;
-            let why = format!("not observed since {} (no frame for {:.0} s)", rfc3339(since), silent_for.as_secs_f64());
-            let gap = crate::model::Unobserved { from: rfc3339(since), to: rfc3339(now) };
+            let now = now_ms();
+            let since = now - silent_for.as_millis() as i64;
+            let why = format!("not observed since {} (no frame for {:.0} s)", scene_state::wall_time(since), silent_for.as_secs_f64());
             let mut events = scene.finish(&why, &self.models);
-            for r in events.iter_mut().flat_map(|e| e.risk.reasons.iter_mut()) {
-                r.not_observed = Some(gap.clone());
-            }
+            scene_state::mark_unobserved(&mut events, since, now);
             tracing::warn!(camera = %id, closed = events.len(), silent_s = silent_for.as_secs_f64(), "camera silent: its open incidents closed");
             for ev in events {
                 self.bus.publish(ev);

@@ -261,6 +261,15 @@ pub fn wall_time(unix_ms: i64) -> String {
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| unix_ms.to_string())
 }
 
+/// Marks closing events as not observed from `from_ms` to `to_ms` (wall clock, Unix ms):
+/// `reasons[].not_observed` in the event.
+pub fn mark_unobserved(events: &mut [crate::model::Event], from_ms: i64, to_ms: i64) {
+    let gap = crate::model::Unobserved { from: wall_time(from_ms), to: wall_time(to_ms) };
+    for r in events.iter_mut().flat_map(|e| e.risk.reasons.iter_mut()) {
+        r.not_observed = Some(gap.clone());
+    }
+}
+
 /// Why a too-old checkpoint's incidents close.
 pub fn not_observed(from_ms: i64, to_ms: i64) -> String {
     format!("not observed from {} to {}", wall_time(from_ms), wall_time(to_ms))

@@ -5,7 +5,6 @@
 #![cfg(feature = "kafka")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,59 +17,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 
-const TANSU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/tansu/tansu");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start(topics: &[(&str, u32)]) -> Self {
-        Self::start_on(free_port(), topics)
-    }
-
-    /// A fresh broker (memory storage: empty) on `port`.
-    fn start_on(port: u16, topics: &[(&str, u32)]) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(TANSU)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu (scripts/setup installs it into .deps/tansu)");
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "tansu did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for (name, partitions) in topics {
-            let ok = Command::new(TANSU).args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &url]).status().unwrap();
-            assert!(ok.success(), "creating topic {name}");
-        }
-        Self { child, port }
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "common/broker.rs"]
+mod broker;
+use broker::{Broker, free_port};
 
 /// One consumed event: key, headers, the payload as sent and parsed.
 #[derive(Debug, Clone)]

@@ -470,7 +470,7 @@ mod stage {
     use argus::model::{Detection, Event, EventKind, RgbImage};
     use argus::pipeline::hub::Pushed;
     use argus::pipeline::scene_stage::StateKeeping;
-    use argus::pipeline::scene_state::{StateStore, StoredIncident};
+    use argus::pipeline::scene_state::{StateStore, StateWriter, StoredIncident};
     use argus::pipeline::snapshot::SnapshotBoard;
     use argus::pipeline::{StageContext, StageSettings};
     use argus::sinks::{Sink, SinkError};
@@ -484,17 +484,20 @@ mod stage {
     #[derive(Default)]
     struct MemoryStore(Mutex<HashMap<String, (i64, Vec<u8>)>>, Mutex<Vec<Event>>);
 
-    impl StateStore for MemoryStore {
-        fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String> {
+    impl StateWriter for MemoryStore {
+        fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8], _: Option<&argus::model::SourcePosition>) -> Result<(), String> {
             self.0.lock().insert(camera_id.into(), (saved_at_ms, bytes.to_vec()));
             Ok(())
-        }
-        fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
-            Ok(self.0.lock().get(camera_id).cloned())
         }
         fn delete_state(&self, camera_id: &str) -> Result<(), String> {
             self.0.lock().remove(camera_id);
             Ok(())
+        }
+    }
+
+    impl StateStore for MemoryStore {
+        fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
+            Ok(self.0.lock().get(camera_id).cloned())
         }
         fn open_incidents(&self, camera_id: &str) -> Result<Vec<StoredIncident>, String> {
             let events = self.1.lock();

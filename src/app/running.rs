@@ -145,7 +145,8 @@ impl Running {
             .expect("validated: a kafka camera's pipeline has [kafka]");
         let cx = self.context();
         let stop = cx.stop.clone();
-        let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, lanes }), cx).map_err(AppError::Thread)?;
+        let handoff = self.stages.handoff();
+        let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, lanes, handoff }), cx).map_err(AppError::Thread)?;
         self.kafka_sources.push(SourceHandle { stop, thread });
         Ok(())
     }

@@ -61,7 +61,7 @@ pub struct Frame {
     /// geo stage of cameras without a fixed calibration.
     pub telemetry: Option<Arc<Telemetry>>,
     /// Where the source stands after this frame, for sources that can continue from a
-    /// scene state's checkpoint (files).
+    /// scene state's checkpoint (files, Kafka).
     pub position: Option<SourcePosition>,
 }
 
@@ -71,6 +71,18 @@ pub struct Frame {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SourcePosition {
     File(FilePosition),
+    Kafka(KafkaPosition),
+}
+
+/// A frame from the frames topic: the message it came in. A member that takes the
+/// camera over skips the camera's messages up to it and numbers the next `seq + 1`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KafkaPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The frame's sequence number (per camera, across members).
+    pub seq: u64,
 }
 
 /// A frame of a recording: which file, and where in it.

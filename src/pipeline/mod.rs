@@ -100,7 +100,7 @@ pub fn start(
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };
-    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state, down };
+    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state, down, released: Default::default() };
     threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
         stage.run();
         let _ = done_tx.send(());
@@ -114,7 +114,32 @@ fn open_lane(hub: &Arc<FrameHub>, id: &Arc<str>, live: bool, queue: usize) -> La
     hub.lane(id.clone(), queue, overflow)
 }
 
+/// What a Kafka source uses to move its cameras' scenes between members: take a camera
+/// over (from its checkpoint) and give cameras up (after a last checkpoint).
+#[derive(Clone)]
+pub struct SceneHandoff(Sender<SceneCtl>);
+
+impl SceneHandoff {
+    pub fn assign(&self, a: scene_stage::Assignment) {
+        let _ = self.0.send(SceneCtl::Assign(a));
+    }
+
+    /// Answered once the cameras' last checkpoints are written (or the stage is gone).
+    pub fn release(&self, cameras: Vec<Arc<str>>, checkpoint: bool) -> Receiver<()> {
+        let (done, wait) = bounded(1);
+        if let Err(crossbeam_channel::SendError(SceneCtl::Release { done, .. })) = self.0.send(SceneCtl::Release { cameras, checkpoint, done }) {
+            let _ = done.send(());
+        }
+        wait
+    }
+}
+
 impl Stages {
+    /// The scene handoff for a Kafka source (scene state keeping on), else none.
+    pub fn handoff(&self) -> Option<SceneHandoff> {
+        self.stopping.is_some().then(|| SceneHandoff(self.scene_ctl.clone()))
+    }
+
     /// A new camera: its scene joins the scene stage, its lane the hub.
     pub fn add_camera(&self, id: Arc<str>, scene: CameraScene, live: bool) -> LaneSender {
         let _ = self.scene_ctl.send(SceneCtl::Add(id.clone(), Box::new(scene), live));

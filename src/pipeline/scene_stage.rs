@@ -13,10 +13,10 @@ use time::OffsetDateTime;
 use super::bus::{Durability, EventBus};
 use super::detect_stage::DetectedFrame;
 use super::scene::CameraScene;
-use super::scene_state::{self, ResumeOutcome, StateStore};
+use super::scene_state::{self, ResumeOutcome, SceneState, StateStore, StateWriter};
 use super::snapshot::{Snapshot, SnapshotBoard};
 use crate::caption::model::Captioner;
-use crate::model::{EventKind, Level, Models};
+use crate::model::{EventKind, Level, Models, SourcePosition};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
@@ -26,6 +26,25 @@ pub enum SceneCtl {
     Add(Arc<str>, Box<CameraScene>, bool),
     /// The camera and why its incidents close (`camera removed`, `configuration changed`).
     Remove(Arc<str>, &'static str),
+    /// A Kafka camera this member takes over (its partition was assigned): its scene
+    /// starts from `state` (the state topic's latest checkpoint) or afresh, and its
+    /// checkpoints go to `writer` until it is released.
+    Assign(Assignment),
+    /// Kafka cameras this member gives up (their partition was revoked, or Argus is
+    /// stopping): each is checkpointed one last time (unless `checkpoint` is false: the
+    /// partition was lost, someone else owns it already), then its frames are dropped
+    /// until it is assigned again. `done` is answered once the checkpoints are written.
+    Release { cameras: Vec<Arc<str>>, checkpoint: bool, done: crossbeam_channel::Sender<()> },
+}
+
+/// See [`SceneCtl::Assign`].
+pub struct Assignment {
+    pub camera: Arc<str>,
+    /// The checkpoint's bytes, when the state topic has one for the camera.
+    pub state: Option<Vec<u8>>,
+    /// Where the state came from, for logs and `/v1/cameras`.
+    pub from: String,
+    pub writer: Arc<dyn StateWriter>,
 }
 
 /// Everything the scene stage's thread owns.
@@ -44,6 +63,8 @@ pub struct SceneStage {
     pub state: Option<StateKeeping>,
     /// Live cameras that stopped sending frames.
     pub down: DownWatch,
+    /// Kafka cameras given up by [`SceneCtl::Release`]: another member analyses them.
+    pub released: std::collections::HashSet<Arc<str>>,
 }
 
 /// When each live camera's last frame arrived: one silent for longer than `after` has its
@@ -74,6 +95,15 @@ pub struct StateKeeping {
     /// Cameras whose state is kept elsewhere or not at all (Kafka cameras: their state
     /// must follow the frames topic's offsets, which the embedded store cannot).
     excluded: std::collections::HashSet<Arc<str>>,
+    /// Excluded cameras assigned to this member and where their checkpoints go (the
+    /// state topic of their Kafka source).
+    routes: HashMap<Arc<str>, Arc<dyn StateWriter>>,
+    /// Each assigned camera's scene before any frame: a camera assigned again starts
+    /// from it (or from the state topic's checkpoint), never from what it was before.
+    pristine: HashMap<Arc<str>, SceneState>,
+    /// Cameras with frames since their last checkpoint: saved by the sweep once due, so
+    /// a camera whose frames pause is still checkpointed (and its Kafka offsets commit).
+    dirty: std::collections::HashSet<Arc<str>>,
     writer: Option<(crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>)>,
 }
 
@@ -82,14 +112,16 @@ enum Job {
     Save(Checkpoint),
     /// The camera's source ended: nothing left to continue (once the events published
     /// before, its closing ones, are durable).
-    Forget(Arc<str>, u64),
+    Forget(Arc<dyn StateWriter>, Arc<str>, u64),
     /// Answered once everything queued before it is written.
     Barrier(crossbeam_channel::Sender<()>),
 }
 
 /// One checkpoint on its way to the store.
 struct Checkpoint {
+    writer: Arc<dyn StateWriter>,
     camera: Arc<str>,
+    position: Option<SourcePosition>,
     saved_at_ms: i64,
     bytes: Vec<u8>,
     started: Instant,
@@ -118,7 +150,19 @@ fn now_ms() -> i64 {
 
 impl StateKeeping {
     pub fn new(store: Arc<dyn StateStore>, every: Duration, max_gap_s: f64, stopping: Arc<AtomicBool>) -> Self {
-        Self { store, every, max_gap_s, stopping, last_saved: HashMap::new(), closing: Arc::default(), excluded: Default::default(), writer: None }
+        Self {
+            store,
+            every,
+            max_gap_s,
+            stopping,
+            last_saved: HashMap::new(),
+            closing: Arc::default(),
+            excluded: Default::default(),
+            routes: HashMap::new(),
+            pristine: HashMap::new(),
+            dirty: Default::default(),
+            writer: None,
+        }
     }
 
     /// Leaves these cameras out: they start fresh and are never checkpointed.
@@ -167,8 +211,57 @@ impl StateKeeping {
     }
 
     fn writer_for(&mut self, durability: &Durability, metrics: &Arc<Metrics>) -> &(crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
-        let (store, closing) = (self.store.clone(), self.closing.clone());
-        self.writer.get_or_insert_with(|| spawn_writer(store, durability.clone(), closing, metrics.clone()))
+        let closing = self.closing.clone();
+        self.writer.get_or_insert_with(|| spawn_writer(durability.clone(), closing, metrics.clone()))
+    }
+
+    /// Where the camera's checkpoints go: its route when assigned, nowhere when it is
+    /// excluded otherwise, else the embedded store.
+    fn target(&self, id: &Arc<str>) -> Option<Arc<dyn StateWriter>> {
+        match self.routes.get(id) {
+            Some(w) => Some(w.clone()),
+            None if self.excluded.contains(id) => None,
+            None => Some(self.store.clone()),
+        }
+    }
+
+    /// A Kafka camera taken over: its scene starts from the assignment's checkpoint,
+    /// exactly (the frames topic keeps every frame since, so no gap applies), or afresh.
+    /// Returns the closes of a checkpoint that does not fit (another configuration).
+    fn take_over(&mut self, a: Assignment, scene: &mut CameraScene, models: &Models, metrics: &Metrics, health: &Health) -> Vec<crate::model::Event> {
+        let Assignment { camera, state, from, writer } = a;
+        let pristine = self.pristine.entry(camera.clone()).or_insert_with(|| scene.checkpoint());
+        if let Err(e) = scene.restore(pristine.clone()) {
+            tracing::error!(%camera, error = %e, "cannot reset the scene to its start");
+        }
+        let now = now_ms();
+        let (outcome, detail, events) = scene.resume(state.map(|b| (now, b)), now, f64::INFINITY, models);
+        metrics.scene_restores.with_label_values(&[outcome.as_str()]).inc();
+        match outcome {
+            ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(%camera, outcome = outcome.as_str(), %detail, %from, "camera assigned"),
+            _ => tracing::warn!(%camera, outcome = outcome.as_str(), %detail, %from, closed = events.len(), "camera assigned: its checkpoint not continued, starting fresh"),
+        }
+        health.update_source(&camera, |s| s.scene_state = Some(format!("{}: {detail} ({from})", outcome.as_str())));
+        self.routes.insert(camera.clone(), writer);
+        self.last_saved.insert(camera, Instant::now());
+        events
+    }
+
+    /// Kafka cameras given up: a last checkpoint each (unless `checkpoint` is false),
+    /// then `done` once everything queued is written.
+    fn release(&mut self, cameras: &[(Arc<str>, &CameraScene)], checkpoint: bool, done: crossbeam_channel::Sender<()>, durability: &Durability, metrics: &Arc<Metrics>) {
+        for (id, scene) in cameras {
+            if checkpoint {
+                self.save(id, scene, durability, metrics, true);
+            }
+            self.routes.remove(id);
+            self.last_saved.remove(id);
+            self.dirty.remove(id);
+        }
+        let tx = &self.writer_for(durability, metrics).0;
+        if let Err(crossbeam_channel::SendError(Job::Barrier(done))) = tx.send(Job::Barrier(done)) {
+            let _ = done.send(());
+        }
     }
 
     /// `incident.closed` for the incidents the event store holds open that neither the
@@ -200,32 +293,48 @@ impl StateKeeping {
 
     /// Queues the camera's checkpoint when one is due (`force`: now, waiting for room).
     fn save(&mut self, id: &Arc<str>, scene: &CameraScene, durability: &Durability, metrics: &Arc<Metrics>, force: bool) {
-        if self.excluded.contains(id) {
-            return;
-        }
+        let Some(writer) = self.target(id) else { return };
         if !force && self.last_saved.get(id).is_some_and(|t| t.elapsed() < self.every) {
+            self.dirty.insert(id.clone());
             return;
         }
         let started = Instant::now();
         let published = durability.published.load(Ordering::SeqCst);
-        let job = Job::Save(Checkpoint { camera: id.clone(), saved_at_ms: now_ms(), bytes: scene.checkpoint().to_bytes(), started, published });
+        let state = scene.checkpoint();
+        let position = state.position.clone();
+        let job = Job::Save(Checkpoint { writer, camera: id.clone(), position, saved_at_ms: now_ms(), bytes: state.to_bytes(), started, published });
         let tx = &self.writer_for(durability, metrics).0;
         let queued = if force { tx.send(job).is_ok() } else { tx.try_send(job).is_ok() };
         if queued {
             self.last_saved.insert(id.clone(), started);
+            self.dirty.remove(id);
+        } else {
+            self.dirty.insert(id.clone());
+        }
+    }
+
+    /// Checkpoints the cameras with frames since their last checkpoint, once due.
+    fn save_due(&mut self, scenes: &HashMap<Arc<str>, CameraScene>, durability: &Durability, metrics: &Arc<Metrics>) {
+        let due: Vec<Arc<str>> = self.dirty.iter().filter(|id| self.last_saved.get(*id).is_none_or(|t| t.elapsed() >= self.every)).cloned().collect();
+        for id in due {
+            match scenes.get(&id) {
+                Some(scene) => self.save(&id, scene, durability, metrics, false),
+                None => {
+                    self.dirty.remove(&id);
+                }
+            }
         }
     }
 
     /// Forgets the camera's state once the queued checkpoints before it are written: its
     /// source ended, so the next start begins afresh (a file from its beginning).
     fn forget(&mut self, id: &Arc<str>, durability: &Durability, metrics: &Arc<Metrics>) {
-        if self.excluded.contains(id) {
-            return;
-        }
-        let job = Job::Forget(id.clone(), durability.published.load(Ordering::SeqCst));
+        let Some(writer) = self.target(id) else { return };
+        let job = Job::Forget(writer, id.clone(), durability.published.load(Ordering::SeqCst));
         let tx = &self.writer_for(durability, metrics).0;
         let _ = tx.send(job);
         self.last_saved.remove(id);
+        self.dirty.remove(id);
     }
 
     /// Waits until every queued checkpoint is in the store (or given up, see
@@ -256,7 +365,6 @@ fn wait_durable(durability: &Durability, published: u64, closing: &AtomicBool, d
 }
 
 fn spawn_writer(
-    store: Arc<dyn StateStore>,
     durability: Durability,
     closing: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -269,7 +377,7 @@ fn spawn_writer(
             for job in rx {
                 let c = match job {
                     Job::Save(c) => c,
-                    Job::Forget(camera, published) => {
+                    Job::Forget(store, camera, published) => {
                         if !wait_durable(&durability, published, &closing, &mut deadline) {
                             tracing::warn!(%camera, "the sinks did not write the closing events in time: the scene state stays");
                             continue;
@@ -289,7 +397,7 @@ fn spawn_writer(
                     tracing::warn!(camera = %c.camera, "the sinks did not write this checkpoint's events in time: the previous checkpoint stays");
                     continue;
                 }
-                match store.save_state(&c.camera, c.saved_at_ms, &c.bytes) {
+                match c.writer.save_state(&c.camera, c.saved_at_ms, &c.bytes, c.position.as_ref()) {
                     Ok(()) => {
                         metrics.checkpoints_written.inc();
                         metrics.checkpoint_bytes.inc_by(c.bytes.len() as u64);
@@ -321,6 +429,10 @@ impl SceneStage {
         self.process_frames();
         let stopping = self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed));
         for (id, scene) in self.scenes.iter_mut() {
+            // A released Kafka camera's scene is another member's now.
+            if self.released.contains(id) {
+                continue;
+            }
             // Stopping with checkpoints: incidents stay open in the last checkpoint, and
             // the next start continues or closes them. Otherwise every source ended by
             // itself: incidents close now, and nothing is left to continue (the next
@@ -357,6 +469,30 @@ impl SceneStage {
                     }
                 }
                 self.scenes.insert(id, scene);
+            }
+            SceneCtl::Assign(a) => {
+                let id = a.camera.clone();
+                self.released.remove(&id);
+                let (Some(k), Some(scene)) = (self.state.as_mut(), self.scenes.get_mut(&id)) else { return };
+                for ev in k.take_over(a, scene, &self.models, &self.metrics, &self.health) {
+                    self.bus.publish(ev);
+                }
+            }
+            SceneCtl::Release { cameras, checkpoint, done } => {
+                let durability = self.bus.durability();
+                let mut given_up = Vec::new();
+                for id in cameras {
+                    if let Some((id, scene)) = self.scenes.get_key_value(&id) {
+                        given_up.push((id.clone(), scene));
+                    }
+                    self.released.insert(id);
+                }
+                match self.state.as_mut() {
+                    Some(k) => k.release(&given_up, checkpoint, done, &durability, &self.metrics),
+                    None => {
+                        let _ = done.send(());
+                    }
+                }
             }
             SceneCtl::Remove(id, why) => {
                 self.down.last_frame.remove(&id);
@@ -401,7 +537,7 @@ impl SceneStage {
                 k.save(&id, scene, &self.bus.durability(), &self.metrics, true);
             }
         }
-        self.metrics.incidents_open.set(self.scenes.values().map(|s| s.open_incidents() as i64).sum());
+        self.metrics.incidents_open.set(self.open_incidents());
     }
 
     fn process_frames(&mut self) {
@@ -413,6 +549,9 @@ impl SceneStage {
         loop {
             if last_sweep.elapsed() >= DOWN_SWEEP {
                 self.close_silent_cameras();
+                if let Some(k) = self.state.as_mut() {
+                    k.save_due(&self.scenes, &durability, &self.metrics);
+                }
                 last_sweep = Instant::now();
             }
             let DetectedFrame { frame, detections } = crossbeam_channel::select! {
@@ -444,6 +583,12 @@ impl SceneStage {
                 self.metrics.frames_dropped.with_label_values(&[&frame.camera_id, "camera_removed"]).inc();
                 continue;
             };
+            if self.released.contains(&frame.camera_id) {
+                // Given up to another member, which analyses this frame again from the
+                // checkpoint the release wrote (its offset is not committed here).
+                self.metrics.frames_dropped.with_label_values(&[&frame.camera_id, "not_assigned"]).inc();
+                continue;
+            }
             if let Some(t) = self.down.last_frame.get_mut(&frame.camera_id) {
                 *t = Instant::now();
                 self.down.closed.remove(&frame.camera_id);
@@ -490,7 +635,12 @@ impl SceneStage {
             if let Some(k) = self.state.as_mut() {
                 k.save(&frame.camera_id, scene, &durability, &self.metrics, incident_changed);
             }
-            self.metrics.incidents_open.set(self.scenes.values().map(|s| s.open_incidents() as i64).sum());
+            self.metrics.incidents_open.set(self.open_incidents());
         }
+    }
+
+    /// Open incidents of the cameras this member analyses.
+    fn open_incidents(&self) -> i64 {
+        self.scenes.iter().filter(|(id, _)| !self.released.contains(*id)).map(|(_, s)| s.open_incidents() as i64).sum()
     }
 }

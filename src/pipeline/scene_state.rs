@@ -161,14 +161,20 @@ impl SceneState {
     }
 }
 
-/// Where scene states are kept between runs: one per camera, the newest wins.
-pub trait StateStore: Send + Sync {
-    /// Replaces the camera's state; `saved_at_ms`: wall clock, Unix milliseconds.
-    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String>;
-    /// The camera's state and when it was saved.
-    fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String>;
+/// Where a camera's checkpoints go: the embedded store for file and RTSP cameras, the
+/// state topic for Kafka cameras (`crate::sources::kafka`).
+pub trait StateWriter: Send + Sync {
+    /// Replaces the camera's state; `saved_at_ms`: wall clock, Unix milliseconds;
+    /// `position`: where the camera's source stood after the last frame it reflects.
+    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8], position: Option<&SourcePosition>) -> Result<(), String>;
     /// Forgets the camera's state (its source ended: nothing to continue).
     fn delete_state(&self, camera_id: &str) -> Result<(), String>;
+}
+
+/// Where scene states are kept between runs: one per camera, the newest wins.
+pub trait StateStore: StateWriter {
+    /// The camera's state and when it was saved.
+    fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String>;
     /// The camera's incidents that the stored events leave open (opened, never closed):
     /// a start closes those its scene does not continue, so that none stays open
     /// forever, whatever happened to the checkpoint. Stores without events have none.

@@ -107,22 +107,24 @@ impl SqliteStore {
     }
 }
 
-impl crate::pipeline::scene_state::StateStore for SqliteStore {
-    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8]) -> Result<(), String> {
+impl crate::pipeline::scene_state::StateWriter for SqliteStore {
+    fn save_state(&self, camera_id: &str, saved_at_ms: i64, bytes: &[u8], _: Option<&crate::model::SourcePosition>) -> Result<(), String> {
         self.save_scene_state(camera_id, saved_at_ms, bytes).map_err(|e| e.to_string())
     }
 
+    fn delete_state(&self, camera_id: &str) -> Result<(), String> {
+        let conn = self.writer.lock();
+        conn.execute("DELETE FROM scene_state WHERE camera_id = ?1", [camera_id]).map(|_| ()).map_err(|e| self.err(e).to_string())
+    }
+}
+
+impl crate::pipeline::scene_state::StateStore for SqliteStore {
     fn load_state(&self, camera_id: &str) -> Result<Option<(i64, Vec<u8>)>, String> {
         self.load_scene_state(camera_id).map_err(|e| e.to_string())
     }
 
     fn open_incidents(&self, camera_id: &str) -> Result<Vec<crate::pipeline::scene_state::StoredIncident>, String> {
         self.open_incidents_of(camera_id).map_err(|e| e.to_string())
-    }
-
-    fn delete_state(&self, camera_id: &str) -> Result<(), String> {
-        let conn = self.writer.lock();
-        conn.execute("DELETE FROM scene_state WHERE camera_id = ?1", [camera_id]).map(|_| ()).map_err(|e| self.err(e).to_string())
     }
 }
 

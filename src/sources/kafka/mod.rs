@@ -4,6 +4,8 @@
 pub mod config;
 #[cfg(feature = "kafka")]
 mod consumer;
+#[cfg(feature = "kafka")]
+pub mod state;
 
 #[cfg(feature = "kafka")]
 pub use consumer::*;

@@ -14,6 +14,9 @@
 //! the recording itself (`start_time`), pacing changes nothing in the events.
 #![cfg(all(feature = "gstreamer", feature = "onnx", feature = "opencv"))]
 
+#[path = "common/logs.rs"]
+mod logs;
+use logs::plain_log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -60,21 +63,6 @@ fn argus(cfg: &Path, stderr: &Path) -> Child {
         .stderr(std::fs::File::create(stderr).unwrap())
         .spawn()
         .unwrap()
-}
-
-/// A log file without its colours.
-fn plain_log(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().take_while(|c| *c != 'm').for_each(drop);
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn wait_ok(mut child: Child, within: Duration, what: &str) {

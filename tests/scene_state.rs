@@ -679,6 +679,88 @@ mod stage {
         assert_eq!(closed2, opened2 + open.len());
     }
 
+    /// A Kafka camera's state topic, as the scene stage sees it: the last checkpoint
+    /// written, with the frames position it reflects.
+    #[derive(Default)]
+    struct Topic(Mutex<Option<(Vec<u8>, i64)>>);
+
+    impl StateWriter for Topic {
+        fn save_state(&self, _: &str, _: i64, bytes: &[u8], position: Option<&argus::model::SourcePosition>) -> Result<(), String> {
+            if let Some(argus::model::SourcePosition::Kafka(p)) = position {
+                *self.0.lock() = Some((bytes.to_vec(), p.offset));
+            }
+            Ok(())
+        }
+        fn delete_state(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// One member's stages with the walker case's camera as a Kafka camera: assigned
+    /// from `topic`'s checkpoint, fed frames `from..to` (frame k at offset k), released
+    /// (a revocation), then fed `after` more frames, which it must drop. The events.
+    fn member(topic: &Arc<Topic>, from: u64, to: u64, after: u64) -> Vec<Event> {
+        let c = image_cases().into_iter().next().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        health.register_source("cam", "img", "kafka", false);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let keeping = StateKeeping::new(Arc::new(MemoryStore::default()), Duration::from_millis(1), 10.0, Arc::default()).excluding(["cam".into()]);
+        let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
+        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()) };
+        let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
+        let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
+        let handoff = stages.handoff().expect("scene state keeping is on");
+        let state = topic.0.lock().clone();
+        if let Some((_, offset)) = &state {
+            assert_eq!(*offset as u64 + 1, from, "the member continues after the checkpoint's frame");
+        }
+        let writer: Arc<dyn StateWriter> = topic.clone();
+        handoff.assign(argus::pipeline::scene_stage::Assignment { camera: "cam".into(), state: state.map(|(b, _)| b), from: "test".into(), writer });
+        let lane = lanes.remove("cam").unwrap();
+        let push = |seq: u64| {
+            let mut f = frame(seq, seq as f64 / FPS);
+            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            f.position =
+                Some(argus::model::SourcePosition::Kafka(argus::model::KafkaPosition { topic: "frames".into(), partition: 0, offset: seq as i64, seq }));
+            assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
+        };
+        (from..to).for_each(push);
+        // A revocation waits for the frames in flight before it releases the camera.
+        let t0 = Instant::now();
+        while metrics.frames_processed.with_label_values(&["cam"]).get() < to - from {
+            assert!(t0.elapsed() < Duration::from_secs(10), "frames in flight");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        handoff.release(vec!["cam".into()], true).recv_timeout(Duration::from_secs(10)).expect("the release's checkpoint is written");
+        (to..to + after).for_each(push);
+        stages.begin_shutdown();
+        drop(lane);
+        stages.join();
+        for h in sinks {
+            h.join().unwrap();
+        }
+        assert_eq!(metrics.frames_dropped.with_label_values(&["cam", "not_assigned"]).get(), after, "frames after the release are another member's");
+        let v = got.lock().clone();
+        v
+    }
+
+    /// A Kafka camera moves between members in the middle of an incident: the second
+    /// continues from the first's last checkpoint, and together they write exactly the
+    /// events of one member that kept the camera (ids and contents).
+    #[test]
+    fn a_kafka_camera_handed_over_mid_incident_continues_on_the_next_member() {
+        let uninterrupted = member(&Arc::default(), 0, 160, 0);
+        let topic = Arc::new(Topic::default());
+        let first = member(&topic, 0, 60, 5);
+        assert!(!opened_ids(&first).is_empty() && first.iter().all(|e| e.kind != EventKind::IncidentClosed), "the handover is mid-incident");
+        let second = member(&topic, 60, 160, 0);
+        let both: Vec<Event> = first.into_iter().chain(second).collect();
+        assert_eq!(incidents(&both), incidents(&uninterrupted));
+        assert_eq!(normalised(both), normalised(uninterrupted), "the same events, ids and contents");
+    }
+
     /// A live camera that stops sending frames: its open incidents close once it has
     /// been silent for `camera_down_after`, with the silence in the reason; none stays open.
     #[test]

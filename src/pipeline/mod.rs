@@ -100,7 +100,20 @@ pub fn start(
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };
-    let stage = SceneStage { scenes, input: det_rx, ctl: ctl_rx, bus, models, metrics: cx.metrics, health: cx.health, board: cx.board, captioner, state, down, released: Default::default() };
+    let stage = SceneStage {
+        scenes,
+        input: det_rx,
+        ctl: ctl_rx,
+        bus,
+        models,
+        metrics: cx.metrics,
+        health: cx.health,
+        board: cx.board,
+        captioner,
+        state,
+        down,
+        released: Default::default(),
+    };
     threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
         stage.run();
         let _ = done_tx.send(());

@@ -239,7 +239,9 @@ impl StateKeeping {
         metrics.scene_restores.with_label_values(&[outcome.as_str()]).inc();
         match outcome {
             ResumeOutcome::Restored | ResumeOutcome::None => tracing::info!(%camera, outcome = outcome.as_str(), %detail, %from, "camera assigned"),
-            _ => tracing::warn!(%camera, outcome = outcome.as_str(), %detail, %from, closed = events.len(), "camera assigned: its checkpoint not continued, starting fresh"),
+            _ => {
+                tracing::warn!(%camera, outcome = outcome.as_str(), %detail, %from, closed = events.len(), "camera assigned: its checkpoint not continued, starting fresh")
+            }
         }
         health.update_source(&camera, |s| s.scene_state = Some(format!("{}: {detail} ({from})", outcome.as_str())));
         self.routes.insert(camera.clone(), writer);
@@ -249,7 +251,14 @@ impl StateKeeping {
 
     /// Kafka cameras given up: a last checkpoint each (unless `checkpoint` is false),
     /// then `done` once everything queued is written.
-    fn release(&mut self, cameras: &[(Arc<str>, &CameraScene)], checkpoint: bool, done: crossbeam_channel::Sender<()>, durability: &Durability, metrics: &Arc<Metrics>) {
+    fn release(
+        &mut self,
+        cameras: &[(Arc<str>, &CameraScene)],
+        checkpoint: bool,
+        done: crossbeam_channel::Sender<()>,
+        durability: &Durability,
+        metrics: &Arc<Metrics>,
+    ) {
         for (id, scene) in cameras {
             if checkpoint {
                 self.save(id, scene, durability, metrics, true);
@@ -364,11 +373,7 @@ fn wait_durable(durability: &Durability, published: u64, closing: &AtomicBool, d
     true
 }
 
-fn spawn_writer(
-    durability: Durability,
-    closing: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-) -> (crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
+fn spawn_writer(durability: Durability, closing: Arc<AtomicBool>, metrics: Arc<Metrics>) -> (crossbeam_channel::Sender<Job>, std::thread::JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded::<Job>(WRITE_QUEUE);
     let thread = std::thread::Builder::new()
         .name("scene-state".into())

@@ -195,7 +195,8 @@ pub struct StoredIncident {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SceneStateConfig {
-    /// Checkpoint and restore at all (file and RTSP cameras; Kafka cameras start fresh).
+    /// Checkpoint and restore at all (file and RTSP cameras in the embedded store, Kafka
+    /// cameras in their source's state topic).
     pub enabled: bool,
     /// Seconds between two checkpoints of one camera (and one more at shutdown).
     pub checkpoint_every_s: f64,

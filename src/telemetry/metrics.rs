@@ -139,7 +139,12 @@ impl Metrics {
                 "Frame messages skipped because the camera's checkpoint (state topic) already reflects them",
                 &["topic"],
             ),
-            kafka_rebalances: counter(r, "argus_kafka_rebalances_total", "Partitions assigned to or revoked from this member, by rebalance", &["topic", "change"]),
+            kafka_rebalances: counter(
+                r,
+                "argus_kafka_rebalances_total",
+                "Partitions assigned to or revoked from this member, by rebalance",
+                &["topic", "change"],
+            ),
             frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),
             frames_processed: counter(r, "argus_frames_processed_total", "Frames fully analysed", &["camera"]),

@@ -59,4 +59,3 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
-

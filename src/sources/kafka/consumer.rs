@@ -447,7 +447,14 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
         seq: HashMap::new(),
         split_warned: Default::default(),
     };
-    let context = FrameContext { topic: cfg.topic.clone(), shared: Mutex::new(shared), handoff, durability: durability.clone(), metrics: metrics.clone(), stop: stop.clone() };
+    let context = FrameContext {
+        topic: cfg.topic.clone(),
+        shared: Mutex::new(shared),
+        handoff,
+        durability: durability.clone(),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+    };
     let consumer: BaseConsumer<FrameContext> = consumer_config(&cfg).create_with_context(context).map_err(|e| format!("consumer: {e}"))?;
     if let Some(h) = &consumer.context().handoff {
         ensure_state_topic(&consumer, &cfg, &h.state, &stop)?;

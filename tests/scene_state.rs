@@ -742,8 +742,7 @@ mod stage {
             h.join().unwrap();
         }
         assert_eq!(metrics.frames_dropped.with_label_values(&["cam", "not_assigned"]).get(), after, "frames after the release are another member's");
-        let v = got.lock().clone();
-        v
+        got.lock().clone()
     }
 
     /// A Kafka camera moves between members in the middle of an incident: the second

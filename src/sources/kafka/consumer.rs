@@ -47,11 +47,13 @@ const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// Which messages of each partition are done, and when they are committable.
 #[derive(Default)]
 pub struct OffsetTracker {
-    /// partition → offset → the message's camera (none for a rejected one) and
-    /// `Some(events published when the frame was done)`, or `None` while the frame is
-    /// still being processed.
-    pending: HashMap<i32, BTreeMap<i64, (Option<Arc<str>>, Option<u64>)>>,
+    /// partition → offset → the message.
+    pending: HashMap<i32, BTreeMap<i64, Pending>>,
 }
+
+/// A message's camera (none for a rejected one) and `Some(events published when the
+/// frame was done)`, or `None` while the frame is still being processed.
+type Pending = (Option<Arc<str>>, Option<u64>);
 
 impl OffsetTracker {
     pub fn started(&mut self, partition: i32, offset: i64, camera: Option<Arc<str>>) {

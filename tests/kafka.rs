@@ -19,7 +19,10 @@ use serde_json::Value;
 
 #[path = "common/broker.rs"]
 mod broker;
+#[path = "common/member.rs"]
+mod member;
 use broker::{Broker, free_port};
+use member::argus_on_with;
 
 /// One consumed event: key, headers, the payload as sent and parsed.
 #[derive(Debug, Clone)]
@@ -434,24 +437,6 @@ fn kafka_pipeline(dir: &Path, brokers: &str, group: &str) -> std::path::PathBuf 
 
 fn argus_on(dir: &Path, pipeline: &Path) -> (Child, String) {
     argus_on_with(dir, pipeline, &[])
-}
-
-/// `argus_on` with more environment (e.g. the Kafka event sink).
-fn argus_on_with(dir: &Path, pipeline: &Path, env: &[(&str, String)]) -> (Child, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["run", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
-        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("ARGUS_STORE__PATH", dir.join("a.db"))
-        .env("ARGUS_SINKS__JSONL__PATH", dir.join("e.jsonl"))
-        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    (child, format!("http://127.0.0.1:{port}"))
 }
 
 /// Capture times (Unix ms) of drone-1's frame summaries in the JSONL, with repeats.

@@ -8,16 +8,22 @@
 
 #[path = "common/broker.rs"]
 mod broker;
+#[path = "common/events.rs"]
+mod events;
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/member.rs"]
+mod member;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use broker::{Broker, free_port};
+use broker::Broker;
+use events::by_id;
 use logs::plain_log;
+use member::argus_on_with;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
@@ -103,19 +109,8 @@ struct Member {
 }
 
 fn member(dir: &Path, pipeline: &Path) -> Member {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_argus"))
-        .args(["run", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
-        .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
-        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("ARGUS_STORE__PATH", dir.join("a.db"))
-        .env("ARGUS_SINKS__JSONL__PATH", dir.join("e.jsonl"))
-        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("stderr")).unwrap())
-        .spawn()
-        .unwrap();
-    Member { child, base: format!("http://127.0.0.1:{port}") }
+    let (child, base) = argus_on_with(dir, pipeline, &[]);
+    Member { child, base }
 }
 
 impl Member {
@@ -135,7 +130,7 @@ impl Member {
 }
 
 /// The complete lines of a member's JSONL (a line being written is left for later).
-fn events(dir: &Path) -> Vec<Value> {
+fn lines(dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join("e.jsonl")).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     complete.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", dir.display()))).collect()
@@ -184,31 +179,8 @@ fn wait_committed(brokers: &str, group: &str, dirs: &[&Path], limit: Duration) {
 /// The last lines of a member's log, without colours.
 fn tail(dir: &Path) -> String {
     let log = plain_log(&dir.join("stderr"));
-    let lines: Vec<&str> = log.lines().collect();
-    format!("== {} ==\n{}", dir.display(), lines[lines.len().saturating_sub(40)..].join("\n"))
-}
-
-/// An event without what differs between two analyses of the same frame.
-fn content(e: &Value) -> Value {
-    let mut e = e.clone();
-    let o = e.as_object_mut().unwrap();
-    o.remove("processed_at");
-    o.remove("latency_ms");
-    e
-}
-
-/// Event id → content, checking that repeats of an id (a frame analysed twice) agree.
-fn by_id(all: &[Value]) -> BTreeMap<String, Value> {
-    let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for e in all {
-        let id = e["event_id"].as_str().unwrap().to_string();
-        let c = content(e);
-        if let Some(before) = out.get(&id) {
-            assert_eq!(before, &c, "event {id} written twice with different contents");
-        }
-        out.insert(id, c);
-    }
-    out
+    let all: Vec<&str> = log.lines().collect();
+    format!("== {} ==\n{}", dir.display(), all[all.len().saturating_sub(40)..].join("\n"))
 }
 
 /// Incidents opened in `events` that they do not close.
@@ -245,7 +217,7 @@ fn a_member_killed_mid_incident_hands_its_cameras_over_without_reopening_anythin
     wait_committed(&brokers, &group, &[solo.path()], Duration::from_secs(240));
     eprintln!("single member: {:.1} s for {} frames", t_solo.elapsed().as_secs_f64(), FRAMES * CAMERAS.len());
     m.stop();
-    let reference = by_id(&events(solo.path()));
+    let reference = by_id(&lines(solo.path()));
     let incidents: BTreeSet<&str> = reference.values().filter_map(|e| e["incident_id"].as_str()).collect();
     assert!(incidents.len() >= 4, "the frames have incidents: {incidents:?}");
 
@@ -257,14 +229,14 @@ fn a_member_killed_mid_incident_hands_its_cameras_over_without_reopening_anythin
     let (pa, pb) = (pipeline(a.path(), &brokers, &group), pipeline(b.path(), &brokers, &group));
     let mut ma = Some(member(a.path(), &pa));
     let t0 = Instant::now();
-    while events(a.path()).is_empty() {
+    while lines(a.path()).is_empty() {
         assert!(t0.elapsed() < Duration::from_secs(120), "the first member analyses nothing; log:\n{}", tail(a.path()));
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut mb = Some(member(b.path(), &pb));
     let t0 = Instant::now();
     let (victim_dir, victim_pipeline, open) = loop {
-        let (ea, eb) = (events(a.path()), events(b.path()));
+        let (ea, eb) = (lines(a.path()), lines(b.path()));
         // Past the rebalance (both analyse) and in the middle of an incident.
         if !eb.is_empty() {
             let (oa, ob) = (open_incidents(&ea), open_incidents(&eb));
@@ -294,8 +266,8 @@ fn a_member_killed_mid_incident_hands_its_cameras_over_without_reopening_anythin
     ma.take().unwrap().stop();
     mb.take().unwrap().stop();
 
-    let mut all = events(a.path());
-    all.extend(events(b.path()));
+    let mut all = lines(a.path());
+    all.extend(lines(b.path()));
     let union = by_id(&all);
     let only_pair: Vec<&Value> = union.iter().filter(|(id, _)| !reference.contains_key(*id)).map(|(_, e)| e).collect();
     let only_solo: Vec<&Value> = reference.iter().filter(|(id, _)| !union.contains_key(*id)).map(|(_, e)| e).collect();

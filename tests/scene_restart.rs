@@ -14,8 +14,11 @@
 //! the recording itself (`start_time`), pacing changes nothing in the events.
 #![cfg(all(feature = "gstreamer", feature = "onnx", feature = "opencv"))]
 
+#[path = "common/events.rs"]
+mod events;
 #[path = "common/logs.rs"]
 mod logs;
+use events::by_id;
 use logs::plain_log;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -91,31 +94,6 @@ fn events(path: &Path, killed: bool) -> Vec<Value> {
     };
     assert!(killed || whole.len() == text.len(), "{}: a torn last line", path.display());
     whole.lines().enumerate().map(|(n, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{} line {}: {e}: {l}", path.display(), n + 1))).collect()
-}
-
-/// An event without what differs between runs by nature: when it was processed and how
-/// long that took.
-fn normalised(e: &Value) -> Value {
-    let mut e = e.clone();
-    let o = e.as_object_mut().unwrap();
-    o.remove("processed_at");
-    o.remove("latency_ms");
-    e
-}
-
-/// Events by id, each id's copies identical (a frame analysed twice yields the same
-/// event again, never a different one).
-fn by_id(all: &[Value]) -> BTreeMap<String, Value> {
-    let mut out: BTreeMap<String, Value> = BTreeMap::new();
-    for e in all {
-        let id = e["event_id"].as_str().unwrap().to_string();
-        let n = normalised(e);
-        if let Some(prev) = out.get(&id) {
-            assert_eq!(prev, &n, "{id} was emitted twice with different contents");
-        }
-        out.insert(id, n);
-    }
-    out
 }
 
 /// Every incident opens once and closes once (copies of one event, from frames analysed

@@ -33,7 +33,12 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Self {
-        let (http, tcp) = (free_port(), free_port());
+        // Both held at once: two `free_port()` calls in a row may return the same port
+        // (the first listener is closed before the second binds), and a server whose HTTP
+        // and TCP ports collide never starts.
+        let (a, b) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+        let (http, tcp) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+        drop((a, b));
         let mut s = Self { child: None, dir: dir.to_path_buf(), http, tcp };
         s.restart();
         s

@@ -162,8 +162,17 @@ fn install_signals(rt: &tokio::runtime::Runtime) -> Signals {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        tracing::info!("stop requested; draining");
+        tracing::info!("stop requested; draining (a second SIGINT or SIGTERM exits at once)");
         flag.store(true, Ordering::SeqCst);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        // Whatever the drain was waiting for (a sink that cannot write, a pipe nobody
+        // reads): the operator asked twice. Spools and offsets stay as they are, so the
+        // next start re-delivers what was not durable yet.
+        tracing::warn!("second stop request: exiting without finishing the drain");
+        std::process::exit(130);
     });
     s
 }

@@ -49,7 +49,7 @@ pub struct SinkContext {
 pub fn build(cfg: &config::SinksConfig, cx: &SinkContext) -> Result<Vec<Box<dyn Sink>>, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if cfg.stdout.enabled {
-        sinks.push(Box::new(stdout::StdoutSink));
+        sinks.push(Box::new(stdout::StdoutSink::default()));
     }
     if cfg.jsonl.enabled {
         sinks.push(Box::new(jsonl::JsonlSink::open(&cfg.jsonl.path).map_err(|e| named("jsonl", e))?));

@@ -20,7 +20,14 @@ impl Default for StdoutSinkConfig {
     }
 }
 
-pub struct StdoutSink;
+/// Prints events to standard output until its reader goes away.
+#[derive(Default)]
+pub struct StdoutSink {
+    /// The reader closed the pipe (`argus run | head -1`): nobody reads what this sink
+    /// would print, so it prints nothing more. Retrying a broken pipe would hold every
+    /// later event, and the shutdown, forever; the events are in the other sinks.
+    closed: bool,
+}
 
 impl Sink for StdoutSink {
     fn name(&self) -> &str {
@@ -28,11 +35,24 @@ impl Sink for StdoutSink {
     }
 
     fn write_batch(&mut self, events: &[Arc<Event>]) -> Result<(), SinkError> {
-        let mut out = std::io::stdout().lock();
-        for ev in events {
-            serde_json::to_writer(&mut out, &**ev).map_err(|e| SinkError(e.to_string()))?;
-            out.write_all(b"\n").map_err(|e| SinkError(e.to_string()))?;
+        if self.closed {
+            return Ok(());
         }
-        out.flush().map_err(|e| SinkError(e.to_string()))
+        match write_lines(&mut std::io::stdout().lock(), events) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                tracing::warn!("standard output was closed by its reader: events are no longer printed (the other sinks still get them)");
+                self.closed = true;
+                Ok(())
+            }
+            r => r.map_err(|e| SinkError(format!("stdout: {e}"))),
+        }
     }
+}
+
+fn write_lines(out: &mut impl Write, events: &[Arc<Event>]) -> std::io::Result<()> {
+    for ev in events {
+        serde_json::to_writer(&mut *out, &**ev)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }

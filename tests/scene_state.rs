@@ -152,6 +152,11 @@ fn telemetry(t: f64) -> Telemetry {
 
 /// The scene of a case, built from its configuration alone.
 fn build(c: &Case) -> CameraScene {
+    build_as(c, "cam")
+}
+
+/// `build` for camera `id`.
+fn build_as(c: &Case, id: &str) -> CameraScene {
     let p: PipelineConfig = toml::from_str(&format!("name = \"img\"\n{}", c.pipeline)).unwrap_or_else(|e| panic!("{}: {e}", c.name));
     let settings = SceneSettings {
         pipeline: "img".into(),
@@ -163,8 +168,8 @@ fn build(c: &Case) -> CameraScene {
         tracker: p.tracker.clone(),
         risk: p.risk.clone(),
     };
-    let scene = CameraScene::new("cam".into(), settings);
-    if c.drone { scene.with_drone(Some(DroneGeometry::new("cam", &DroneConfig::default(), None))) } else { scene }
+    let scene = CameraScene::new(id.into(), settings);
+    if c.drone { scene.with_drone(Some(DroneGeometry::new(id, &DroneConfig::default(), None))) } else { scene }
 }
 
 fn case_frame(c: &Case, seq: u64) -> argus::model::Frame {
@@ -758,6 +763,77 @@ mod stage {
         let both: Vec<Event> = first.into_iter().chain(second).collect();
         assert_eq!(incidents(&both), incidents(&uninterrupted));
         assert_eq!(normalised(both), normalised(uninterrupted), "the same events, ids and contents");
+    }
+
+    /// A recording that ends while another camera goes on: its open incidents close at
+    /// once ("source ended", stamped with its last frame), not when the last camera
+    /// ends, and its checkpoint is forgotten.
+    #[test]
+    fn a_recording_that_ends_while_another_camera_runs_closes_its_incidents_then() {
+        let c = image_cases().into_iter().next().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let store = Arc::new(MemoryStore::default());
+        let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), 10.0, Arc::default());
+        let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
+        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()) };
+        let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
+        let cameras = vec![("cam".into(), build(&c), false), ("other".into(), build_as(&c, "other"), true)];
+        let (stages, mut lanes) = argus::pipeline::start(cameras, None, detector, bus, settings, cx, Some(keeping)).unwrap();
+        let (lane, other) = (lanes.remove("cam").unwrap(), lanes.remove("other").unwrap());
+        for seq in 0..60 {
+            let mut f = frame(seq, seq as f64 / FPS);
+            f.image = Arc::new(RgbImage::new(4, 4, [vec![seq as u8, 0], vec![0; 46]].concat()).unwrap());
+            assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
+        }
+        lane.end();
+        drop(lane);
+        let t0 = Instant::now();
+        let closed = loop {
+            let events = got.lock().clone();
+            let open = opened_ids(&events);
+            let closed: Vec<Event> = events.into_iter().filter(|e| e.kind == EventKind::IncidentClosed).collect();
+            if !open.is_empty() && closed.len() == open.len() {
+                break closed;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the ended camera's incidents stay open while the other camera runs: {open:?}, {} closed",
+                closed.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            closed.iter().all(|e| e.camera_id == "cam" && e.caption.contains("source ended")),
+            "{:?}",
+            closed.iter().map(|e| &e.caption).collect::<Vec<_>>()
+        );
+        // …while the stages still run: the other camera's frames are still analysed.
+        for seq in 0..3 {
+            let mut f = frame(seq, seq as f64 / FPS);
+            f.camera_id = "other".into();
+            f.image = Arc::new(RgbImage::new(4, 4, [vec![seq as u8, 0], vec![0; 46]].concat()).unwrap());
+            assert!(matches!(other.push(f), Pushed::Queued));
+        }
+        let t0 = Instant::now();
+        while metrics.frames_processed.with_label_values(&["other"]).get() < 3 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the stages stopped with the ended camera");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let t0 = Instant::now();
+        while store.0.lock().contains_key("cam") {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the ended recording's checkpoint is forgotten");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stages.begin_shutdown();
+        drop(other);
+        stages.join();
+        for h in sinks {
+            h.join().unwrap();
+        }
+        assert!(!store.0.lock().contains_key("cam"), "a stop after the end saves no state for the ended recording");
     }
 
     /// A live camera that stops sending frames: its open incidents close once it has

@@ -28,7 +28,18 @@ struct Lane {
     capacity: usize,
     overflow: Overflow,
     open: bool,
+    /// The source ended by itself (end of a recording, frame limit, a file that fails):
+    /// once its queue is empty, the scene stage hears of it (`take_ended`).
+    ended: bool,
+    /// `ended` was reported.
+    end_reported: bool,
     dropped: u64,
+}
+
+impl Lane {
+    fn end_due(&self) -> bool {
+        self.ended && !self.end_reported && self.queue.is_empty()
+    }
 }
 
 struct State {
@@ -68,7 +79,16 @@ impl FrameHub {
     /// Opens a lane for one camera.
     pub fn lane(self: &Arc<Self>, camera_id: Arc<str>, capacity: usize, overflow: Overflow) -> LaneSender {
         let mut st = self.state.lock();
-        st.lanes.push(Lane { camera_id, queue: VecDeque::with_capacity(capacity), capacity: capacity.max(1), overflow, open: true, dropped: 0 });
+        st.lanes.push(Lane {
+            camera_id,
+            queue: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+            overflow,
+            open: true,
+            ended: false,
+            end_reported: false,
+            dropped: 0,
+        });
         LaneSender { hub: self.clone(), lane: st.lanes.len() - 1 }
     }
 
@@ -112,6 +132,10 @@ impl FrameHub {
             if batch.len() >= max || (all_closed && st.lanes.iter().all(|l| l.queue.is_empty())) {
                 return batch;
             }
+            // An ended lane's news must not wait for another camera's frame.
+            if batch.is_empty() && st.lanes.iter().any(Lane::end_due) {
+                return batch;
+            }
             if batch.is_empty() {
                 self.not_empty.wait(&mut st);
             } else {
@@ -129,6 +153,18 @@ impl FrameHub {
                 }
             }
         }
+    }
+
+    /// Cameras whose source ended by itself and whose frames have all been taken (each
+    /// reported once): the caller passes this on after the frames it took before.
+    pub fn take_ended(&self) -> Vec<Arc<str>> {
+        let mut st = self.state.lock();
+        let mut out = Vec::new();
+        for l in st.lanes.iter_mut().filter(|l| l.end_due()) {
+            l.end_reported = true;
+            out.push(l.camera_id.clone());
+        }
+        out
     }
 
     fn pop_round_robin(st: &mut State) -> Option<Frame> {
@@ -180,6 +216,14 @@ impl LaneSender {
         lane.queue.len() < lane.capacity
     }
 
+    /// The source ended by itself, not because Argus is stopping or the camera was
+    /// removed: the camera's open incidents close ("source ended") once its last frames
+    /// are analysed, while the other cameras go on.
+    pub fn end(&self) {
+        self.hub.state.lock().lanes[self.lane].ended = true;
+        self.hub.not_empty.notify_all();
+    }
+
     /// True once the hub is shutting down: sources should stop.
     pub fn is_shutdown(&self) -> bool {
         self.hub.state.lock().shutdown
@@ -224,6 +268,32 @@ mod tests {
         let got: Vec<u64> = hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect();
         assert_eq!(got, vec![1, 2]);
         assert_eq!(hub.dropped()[0].1, 1);
+    }
+
+    #[test]
+    fn an_ended_lane_is_reported_once_after_its_last_frame_was_taken() {
+        let hub = FrameHub::new();
+        let (a, b) = (hub.lane("a".into(), 8, Overflow::Block), hub.lane("b".into(), 8, Overflow::Block));
+        a.push(frame("a", 0));
+        a.push(frame("a", 1));
+        a.end();
+        drop(a);
+        assert_eq!(hub.take_batch(1, Duration::ZERO).len(), 1);
+        assert!(hub.take_ended().is_empty(), "a frame of the ended lane is still queued");
+        assert_eq!(hub.take_batch(4, Duration::ZERO).len(), 1);
+        assert_eq!(hub.take_ended(), vec![Arc::<str>::from("a")]);
+        assert!(hub.take_ended().is_empty(), "reported once");
+        // A lane that ends with nothing queued wakes a waiting consumer at once, though
+        // another lane is still open.
+        let c = hub.lane("c".into(), 8, Overflow::Block);
+        let waiter = {
+            let hub = hub.clone();
+            std::thread::spawn(move || (hub.take_batch(4, Duration::from_secs(30)).len(), hub.take_ended()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        c.end();
+        assert_eq!(waiter.join().unwrap(), (0, vec![Arc::<str>::from("c")]));
+        drop(b);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::model::{Models, SCENE_CAPTIONER};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 use bus::EventBus;
-use detect_stage::DetectedFrame;
+use detect_stage::Detected;
 use hub::{FrameHub, LaneSender, Overflow};
 use scene::CameraScene;
 use scene_stage::{SceneCtl, SceneStage, StateKeeping};
@@ -90,7 +90,7 @@ pub fn start(
         scenes.insert(id, scene);
     }
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<SceneCtl>();
-    let (det_tx, det_rx) = bounded::<DetectedFrame>(settings.frame_queue.max(1) * 2);
+    let (det_tx, det_rx) = bounded::<Detected>(settings.frame_queue.max(1) * 2);
     let (done_tx, done) = bounded::<()>(1);
     let mut threads = Vec::new();
     {
@@ -113,6 +113,7 @@ pub fn start(
         state,
         down,
         released: Default::default(),
+        ended: Default::default(),
     };
     threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
         stage.run();

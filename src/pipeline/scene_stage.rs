@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use time::OffsetDateTime;
 
 use super::bus::{Durability, EventBus};
-use super::detect_stage::DetectedFrame;
+use super::detect_stage::{Detected, DetectedFrame};
 use super::scene::CameraScene;
 use super::scene_state::{self, ResumeOutcome, SceneState, StateStore, StateWriter};
 use super::snapshot::{Snapshot, SnapshotBoard};
@@ -50,7 +50,7 @@ pub struct Assignment {
 /// Everything the scene stage's thread owns.
 pub struct SceneStage {
     pub scenes: HashMap<Arc<str>, CameraScene>,
-    pub input: Receiver<DetectedFrame>,
+    pub input: Receiver<Detected>,
     pub ctl: Receiver<SceneCtl>,
     pub bus: EventBus,
     pub models: Models,
@@ -65,6 +65,8 @@ pub struct SceneStage {
     pub down: DownWatch,
     /// Kafka cameras given up by [`SceneCtl::Release`]: another member analyses them.
     pub released: std::collections::HashSet<Arc<str>>,
+    /// Cameras whose source ended by itself while others go on: finished already.
+    pub ended: std::collections::HashSet<Arc<str>>,
 }
 
 /// When each live camera's last frame arrived: one silent for longer than `after` has its
@@ -434,8 +436,9 @@ impl SceneStage {
         self.process_frames();
         let stopping = self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed));
         for (id, scene) in self.scenes.iter_mut() {
-            // A released Kafka camera's scene is another member's now.
-            if self.released.contains(id) {
+            // A released Kafka camera's scene is another member's now; an ended camera
+            // was finished (and its state forgotten) when its source ended.
+            if self.released.contains(id) || self.ended.contains(id) {
                 continue;
             }
             // Stopping with checkpoints: incidents stay open in the last checkpoint, and
@@ -468,6 +471,7 @@ impl SceneStage {
                     self.down.last_frame.insert(id.clone(), Instant::now());
                 }
                 let mut scene = *scene;
+                self.ended.remove(&id);
                 if let Some(k) = self.state.as_mut() {
                     for ev in k.resume(&id, &mut scene, &self.models, &self.metrics, &self.health) {
                         self.bus.publish(ev);
@@ -506,8 +510,11 @@ impl SceneStage {
                     for ev in scene.finish(why, &self.models) {
                         self.bus.publish(ev);
                     }
-                    // Nothing left open in its checkpoint: a re-added camera starts clean.
-                    if let Some(k) = self.state.as_mut() {
+                    // Nothing left open in its checkpoint: a re-added camera starts clean
+                    // (one whose source had ended left no state, and leaves none).
+                    if !self.ended.remove(&id)
+                        && let Some(k) = self.state.as_mut()
+                    {
                         k.save(&id, &scene, &self.bus.durability(), &self.metrics, true);
                     }
                 }
@@ -561,7 +568,11 @@ impl SceneStage {
             }
             let DetectedFrame { frame, detections } = crossbeam_channel::select! {
                 recv(self.input) -> msg => match msg {
-                    Ok(f) => f,
+                    Ok(Detected::Frame(f)) => f,
+                    Ok(Detected::SourceEnded(id)) => {
+                        self.source_ended(id);
+                        continue;
+                    }
                     Err(_) => break,
                 },
                 default(DOWN_SWEEP) => continue,
@@ -642,6 +653,27 @@ impl SceneStage {
             }
             self.metrics.incidents_open.set(self.open_incidents());
         }
+    }
+
+    /// A camera's source ended by itself (its recording's end) while other cameras go
+    /// on: its open incidents close now ("source ended"), not when the last camera ends,
+    /// and its state is forgotten (the next start reads the recording again).
+    fn source_ended(&mut self, id: Arc<str>) {
+        self.down.last_frame.remove(&id);
+        let Some(scene) = self.scenes.get_mut(&id) else { return };
+        if self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed)) {
+            return; // stopping: the checkpoint keeps the incidents for the next start
+        }
+        let events = scene.finish("source ended", &self.models);
+        tracing::info!(camera = %id, closed = events.len(), "source ended: its open incidents closed");
+        for ev in events {
+            self.bus.publish(ev);
+        }
+        if let Some(k) = self.state.as_mut() {
+            k.forget(&id, &self.bus.durability(), &self.metrics);
+        }
+        self.ended.insert(id);
+        self.metrics.incidents_open.set(self.open_incidents());
     }
 
     /// Open incidents of the cameras this member analyses.

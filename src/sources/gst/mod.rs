@@ -145,11 +145,13 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
             Ok(RunEnd::Stopped) => break,
             Ok(RunEnd::FrameLimit) => {
                 set_state(&health, &cam, SourceState::Ended, Some(format!("frame limit {} reached", counters.delivered)));
+                lane.end();
                 break;
             }
             Ok(RunEnd::Eos) if !spec.live => {
                 tracing::info!(frames = counters.seq, "end of file");
                 set_state(&health, &cam, SourceState::Ended, Some("end of stream".into()));
+                lane.end();
                 break;
             }
             Ok(RunEnd::Eos) => {
@@ -158,6 +160,7 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
             }
             Err(e) if !spec.live => {
                 fail(&health, &cam, &e);
+                lane.end();
                 break;
             }
             Err(e) => {

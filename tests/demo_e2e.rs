@@ -3,8 +3,10 @@
 //! SIGTERM, then restarted on the same store.
 #![cfg(all(feature = "gstreamer", feature = "onnx", feature = "opencv"))]
 
+#[path = "common/demo_config.rs"]
+mod demo_config;
+use demo_config::write_config;
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,18 +15,6 @@ use serde_json::Value;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let text = argus::config::EMBEDDED_CONFIG
-        .replace("pipelines = [\"pipelines/demo.toml\"]", &format!("pipelines = [\"{repo}/pipelines/demo.toml\"]"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("var/events.jsonl", &dir.join("events.jsonl").display().to_string())
-        .replace("var/argus.db", &dir.join("argus.db").display().to_string());
-    let path = dir.join("argus.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 fn get(url: &str) -> Option<(u16, Value)> {

@@ -3,6 +3,9 @@
 //! SIGTERM ends a drain that cannot finish.
 #![cfg(all(feature = "gstreamer", feature = "onnx", feature = "opencv"))]
 
+#[path = "common/demo_config.rs"]
+mod demo_config;
+use demo_config::write_config_with;
 use std::io::BufRead;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,14 +24,7 @@ fn write_config(dir: &Path, port: u16) -> PathBuf {
         std::fs::read_to_string(format!("{repo}/pipelines/demo.toml")).unwrap().replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
     assert!(demo.contains("frame_summary_every_s = 0.000001"), "pipelines/demo.toml changed: update this test");
     std::fs::write(dir.join("demo.toml"), demo).unwrap();
-    let text = argus::config::EMBEDDED_CONFIG
-        .replace("pipelines = [\"pipelines/demo.toml\"]", &format!("pipelines = [{:?}]", dir.join("demo.toml").display().to_string()))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("var/events.jsonl", &dir.join("events.jsonl").display().to_string())
-        .replace("var/argus.db", &dir.join("argus.db").display().to_string());
-    let path = dir.join("argus.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_config_with(dir, port, &dir.join("demo.toml"))
 }
 
 fn start(dir: &Path) -> (Child, String) {

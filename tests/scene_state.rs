@@ -533,6 +533,21 @@ mod stage {
         }
     }
 
+    /// The image `Scripted` reads frame `seq`'s number from.
+    fn seq_image(seq: u64) -> Arc<RgbImage> {
+        Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap())
+    }
+
+    /// What `Collect` has seen.
+    type Collected = Arc<Mutex<Vec<Event>>>;
+
+    /// The event bus with one sink that collects every event.
+    fn collecting(metrics: &Arc<Metrics>, health: &Arc<Health>) -> (argus::pipeline::bus::EventBus, Vec<std::thread::JoinHandle<()>>, Collected) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        (bus, sinks, got)
+    }
+
     struct Collect(Arc<Mutex<Vec<Event>>>);
 
     impl Sink for Collect {
@@ -585,8 +600,7 @@ mod stage {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         health.register_source("cam", "img", "scripted", false);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let (bus, sinks, got) = collecting(&metrics, &health);
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
@@ -596,7 +610,7 @@ mod stage {
         let lane = lanes.remove("cam").unwrap();
         for seq in from..to {
             let mut f = frame(seq, seq as f64 / FPS);
-            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            f.image = seq_image(seq);
             assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
         }
         if graceful {
@@ -709,8 +723,7 @@ mod stage {
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         health.register_source("cam", "img", "kafka", false);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let (bus, sinks, got) = collecting(&metrics, &health);
         let keeping = StateKeeping::new(Arc::new(MemoryStore::default()), Duration::from_millis(1), 10.0, Arc::default()).excluding(["cam".into()]);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
         let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()) };
@@ -726,7 +739,7 @@ mod stage {
         let lane = lanes.remove("cam").unwrap();
         let push = |seq: u64| {
             let mut f = frame(seq, seq as f64 / FPS);
-            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            f.image = seq_image(seq);
             f.position =
                 Some(argus::model::SourcePosition::Kafka(argus::model::KafkaPosition { topic: "frames".into(), partition: 0, offset: seq as i64, seq }));
             assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
@@ -773,8 +786,7 @@ mod stage {
         let c = image_cases().into_iter().next().unwrap();
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let (bus, sinks, got) = collecting(&metrics, &health);
         let store = Arc::new(MemoryStore::default());
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), 10.0, Arc::default());
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
@@ -785,7 +797,7 @@ mod stage {
         let (lane, other) = (lanes.remove("cam").unwrap(), lanes.remove("other").unwrap());
         for seq in 0..60 {
             let mut f = frame(seq, seq as f64 / FPS);
-            f.image = Arc::new(RgbImage::new(4, 4, [vec![seq as u8, 0], vec![0; 46]].concat()).unwrap());
+            f.image = seq_image(seq);
             assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
         }
         lane.end();
@@ -814,7 +826,7 @@ mod stage {
         for seq in 0..3 {
             let mut f = frame(seq, seq as f64 / FPS);
             f.camera_id = "other".into();
-            f.image = Arc::new(RgbImage::new(4, 4, [vec![seq as u8, 0], vec![0; 46]].concat()).unwrap());
+            f.image = seq_image(seq);
             assert!(matches!(other.push(f), Pushed::Queued));
         }
         let t0 = Instant::now();
@@ -843,8 +855,7 @@ mod stage {
         let c = image_cases().into_iter().next().unwrap();
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
+        let (bus, sinks, got) = collecting(&metrics, &health);
         let down_after = Duration::from_millis(700);
         let settings = StageSettings { frame_queue: 64, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: Some(down_after) };
         let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()) };
@@ -863,7 +874,7 @@ mod stage {
         const LAST: u64 = 59;
         for seq in 0..=LAST {
             let mut f = frame(seq, seq as f64 / FPS);
-            f.image = Arc::new(RgbImage::new(4, 4, [vec![(seq % 256) as u8, (seq / 256) as u8], vec![0; 46]].concat()).unwrap());
+            f.image = seq_image(seq);
             assert!(matches!(lane.push(f), Pushed::Queued), "frame {seq}");
         }
         let opened_at = Instant::now();

@@ -210,16 +210,20 @@ impl StateTopic {
                         None => {
                             states.remove(&key);
                         }
+                        // Decoded below, once per camera: a topic not compacted yet holds
+                        // many older checkpoints of each.
                         Some(bytes) => {
-                            let position = match SceneState::from_bytes(bytes).map(|s| s.position().cloned()) {
-                                Ok(Some(SourcePosition::Kafka(p))) => Some(p),
-                                _ => None,
-                            };
-                            states.insert(key, Loaded { bytes: bytes.to_vec(), state_offset: m.offset(), position });
+                            states.insert(key, Loaded { bytes: bytes.to_vec(), state_offset: m.offset(), position: None });
                         }
                     }
                 }
             }
+        }
+        for l in out.values_mut().flat_map(HashMap::values_mut) {
+            l.position = match SceneState::from_bytes(&l.bytes).map(|s| s.position().cloned()) {
+                Ok(Some(SourcePosition::Kafka(p))) => Some(p),
+                _ => None,
+            };
         }
         if foreign > 0 {
             tracing::warn!(topic = %self.topic, records = foreign, group = %self.group_id, "the state topic holds other consumer groups' checkpoints (skipped): give each group its own kafka.state_topic");

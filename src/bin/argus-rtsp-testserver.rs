@@ -2,10 +2,14 @@
 //!
 //! usage: argus-rtsp-testserver [--port N] [--path /cam] [--codec h264|h265|mjpeg]
 //!                              [--fps N] [--size WxH] [--file VIDEO]
+//!                              [--protocols all|tcp|udp]
 //! Prints `READY rtsp://127.0.0.1:PORT/PATH` once it accepts clients (port 0 = any free).
-//! Runs until killed (SIGTERM/SIGINT).
+//! Runs until killed (SIGTERM/SIGINT). Lines on stdin: `pause` stops the media while the
+//! server keeps answering RTSP (a camera whose encoder hangs), `resume` restarts it.
 
-use std::io::Write;
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -20,10 +24,11 @@ struct Args {
     width: u32,
     height: u32,
     file: Option<String>,
+    protocols: Option<rtsp::gst_rtsp::RTSPLowerTrans>,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { port: 8554, path: "/cam".into(), codec: "h264".into(), fps: 15, width: 640, height: 360, file: None };
+    let mut a = Args { port: 8554, path: "/cam".into(), codec: "h264".into(), fps: 15, width: 640, height: 360, file: None, protocols: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -39,6 +44,15 @@ fn parse() -> Result<Args, String> {
                 a.height = h.parse().map_err(|e| format!("--size: {e}"))?;
             }
             "--file" => a.file = Some(val()?),
+            "--protocols" => {
+                use rtsp::gst_rtsp::RTSPLowerTrans as T;
+                a.protocols = match val()?.as_str() {
+                    "all" => None,
+                    "tcp" => Some(T::TCP),
+                    "udp" => Some(T::UDP | T::UDP_MCAST),
+                    other => return Err(format!("--protocols {other}: all, tcp or udp")),
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -87,6 +101,34 @@ fn run(a: Args) -> Result<(), String> {
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&launch_line(&a)?);
     factory.set_shared(true);
+    if let Some(p) = a.protocols {
+        factory.set_protocols(p);
+    }
+    // `pause` on stdin: the payloader's buffers are dropped, RTSP still answers.
+    let paused = Arc::new(AtomicBool::new(false));
+    let flag = paused.clone();
+    factory.connect_media_configure(move |_, media| {
+        let Some(pay) = media.element().downcast_ref::<gst::Bin>().and_then(|b| b.by_name_recurse_up("pay0").or_else(|| b.by_name("pay0"))) else {
+            return;
+        };
+        if let Some(pad) = pay.static_pad("src") {
+            let flag = flag.clone();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER,
+                move |_, _| if flag.load(Ordering::Relaxed) { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok },
+            );
+        }
+    });
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            match line.trim() {
+                "pause" => paused.store(true, Ordering::Relaxed),
+                "resume" => paused.store(false, Ordering::Relaxed),
+                other => eprintln!("argus-rtsp-testserver: unknown command {other:?} (pause, resume)"),
+            }
+            eprintln!("argus-rtsp-testserver: media {}", if paused.load(Ordering::Relaxed) { "paused" } else { "flowing" });
+        }
+    });
     server.mount_points().ok_or("no mount points")?.add_factory(&a.path, factory);
     let _source = server.attach(None).map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", a.port))?;
     let port = server.bound_port();

@@ -11,6 +11,8 @@ pub mod config;
 #[cfg(feature = "gstreamer")]
 pub mod gst;
 pub mod kafka;
+pub mod probe;
+pub mod reconnect;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -27,8 +27,11 @@ pub enum SourceState {
     Streaming,
     /// No frame within the stall timeout: the pipeline is being torn down.
     Stalled,
-    /// Waiting before the next reconnect attempt.
+    /// Waiting before the next rebuild of the pipeline (the server answers).
     BackingOff,
+    /// The server does not answer (refused, unreachable, frozen, not serving the
+    /// stream): probed every second, rebuilt the moment it answers.
+    Offline,
     /// A finite source (file) reached its end, or its frame limit.
     Ended,
     /// A non-live source failed; it is not retried.
@@ -115,6 +118,18 @@ pub struct SourceStatus {
     pub fps_in: f64,
     pub fps_processed: f64,
     pub restarts: u64,
+    /// Liveness probes of the camera's server since start (`argus_source_probes_total`).
+    pub probes: u64,
+    /// Between attempts: when the next probe (`offline`) or rebuild (`backing_off`) is due.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_time")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// Why the last run ended, or why the server is not used now (the probe's finding),
+    /// in words; kept after recovery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// The RTSP transport of the current or last session (`udp` or `tcp`), once known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport: Option<&'static str>,
     /// Where capture times come from: `ntp` (RTCP sender reports), `arrival`, or `stream`
     /// (file time stamps).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -211,6 +226,10 @@ impl Health {
                 fps_in: 0.0,
                 fps_processed: 0.0,
                 restarts: 0,
+                probes: 0,
+                next_attempt_at: None,
+                failure_reason: None,
+                transport: None,
                 time_source: None,
                 last_frame_at: None,
                 width: None,

@@ -24,6 +24,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use time::OffsetDateTime;
 
+use super::probe::{self, ProbeOutcome, ProbeTarget, ProbeTimeouts};
+use super::reconnect::{Next, PROBE_INTERVAL, Reconnect, RunEnded};
 use super::{FpsGate, SourceSpec};
 use crate::model::{FilePosition, Frame, RgbImage, SourcePosition};
 use crate::pipeline::hub::{LaneSender, Pushed};
@@ -128,18 +130,26 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
     }
     prefer_hardware_decoders();
     let mut counters = Counters::new(&spec);
-    let mut backoff = MIN_BACKOFF;
+    let mut live = LiveRetry::new(&spec, &stop, &lane, &metrics, &health);
     loop {
-        if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
+        if live.stopped() {
             break;
         }
-        set_state(&health, &cam, SourceState::Connecting, None);
+        health.update_source(&cam, |s| {
+            s.state = SourceState::Connecting;
+            s.detail = None;
+            s.next_attempt_at = None;
+        });
         let delivered_before = counters.delivered;
-        let result = run_once(&spec, &lane, &stop, &metrics, &health, &mut counters);
-        let reason = match &result {
-            Ok(_) => "eos",
-            Err(GstError::Stalled(_)) => "stall",
-            Err(_) => "error",
+        let result = run_once(&spec, &lane, &stop, &metrics, &health, &mut counters, &mut live.transport);
+        let flowed = counters.delivered > delivered_before;
+        if !flowed {
+            live.transport.nothing_flowed();
+        }
+        let (ended, why) = match &result {
+            Ok(_) => (RunEnded::Eos, "the server ended the stream".to_string()),
+            Err(e @ GstError::Stalled(_)) => (RunEnded::Stall, e.to_string()),
+            Err(e) => (RunEnded::Error, with_hint(e, &spec)),
         };
         match result {
             Ok(RunEnd::Stopped) => break,
@@ -171,21 +181,146 @@ pub fn run(spec: SourceSpec, lane: LaneSender, cx: super::SourceContext) {
                 note_error(&health, &cam, &e.to_string());
             }
         }
-        // Frames flowed in that run: the camera works, retry quickly.
-        if counters.delivered > delivered_before {
-            backoff = MIN_BACKOFF;
-        }
-        metrics.source_restarts.with_label_values(&[&cam, reason]).inc();
+        metrics.source_restarts.with_label_values(&[&cam, ended.label()]).inc();
         health.update_source(&cam, |s| {
-            s.state = SourceState::BackingOff;
             s.restarts += 1;
-            s.detail = Some(format!("reconnecting in {:.1} s", backoff.as_secs_f64()));
+            s.failure_reason = Some(redact_text(&why));
         });
-        let until = Instant::now() + backoff;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) && !lane.is_shutdown() {
-            std::thread::sleep(Duration::from_millis(20));
+        live.wait_before_rebuild(ended, flowed);
+    }
+}
+
+/// A live source between pipeline runs: probes its server and waits as [`Reconnect`]
+/// decides, reporting each step in `/v1/cameras` and the metrics.
+struct LiveRetry<'a> {
+    cam: Arc<str>,
+    stop: &'a AtomicBool,
+    lane: &'a LaneSender,
+    health: &'a Health,
+    probes: prometheus::IntCounterVec,
+    target: Option<ProbeTarget>,
+    policy: Reconnect,
+    transport: TransportMemory,
+}
+
+impl<'a> LiveRetry<'a> {
+    fn new(spec: &SourceSpec, stop: &'a AtomicBool, lane: &'a LaneSender, metrics: &Metrics, health: &'a Health) -> Self {
+        let target = if spec.live { ProbeTarget::of(&spec.uri) } else { None };
+        let transport = TransportMemory::new(spec.rtsp_transport);
+        Self { cam: spec.camera_id.clone(), stop, lane, health, probes: metrics.source_probes.clone(), target, policy: Reconnect::default(), transport }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.lane.is_shutdown()
+    }
+
+    /// Sleeps until `until` or a stop, in short steps; false when stopped.
+    fn sleep_until(&self, until: Instant) -> bool {
+        while Instant::now() < until {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        !self.stopped()
+    }
+
+    fn probe(&self, target: &ProbeTarget) -> ProbeOutcome {
+        let outcome = probe::probe(target, ProbeTimeouts::default());
+        self.probes.with_label_values(&[&self.cam, outcome.label()]).inc();
+        self.health.update_source(&self.cam, |s| s.probes += 1);
+        outcome
+    }
+
+    fn announce_next(&self, state: SourceState, after: Duration, what: &str) {
+        let at = OffsetDateTime::now_utc() + after;
+        self.health.update_source(&self.cam, |s| {
+            s.state = state;
+            s.next_attempt_at = Some(at);
+            s.detail = Some(format!("{what} in {:.1} s", after.as_secs_f64()));
+        });
+    }
+
+    /// After a failed run: probe the server, then back off or wait for it to answer.
+    fn wait_before_rebuild(&mut self, ended: RunEnded, flowed: bool) {
+        let Some(target) = self.target.clone() else {
+            if let Next::Rebuild { after } = self.policy.after_run(ended, flowed, None) {
+                self.announce_next(SourceState::BackingOff, after, "reconnecting");
+                self.sleep_until(Instant::now() + after);
+            }
+            return;
+        };
+        let found = self.probe(&target);
+        match self.policy.after_run(ended, flowed, Some(&found)) {
+            Next::Rebuild { after } => {
+                self.announce_next(SourceState::BackingOff, after, "rebuilding (the server answers)");
+                self.sleep_until(Instant::now() + after);
+            }
+            Next::WaitForServer => self.wait_for_server(&target, found),
+        }
+    }
+
+    /// Probes every [`PROBE_INTERVAL`] until the server answers (or a stop).
+    fn wait_for_server(&mut self, target: &ProbeTarget, mut found: ProbeOutcome) {
+        let since = Instant::now();
+        tracing::warn!(server = %found.describe(target), every_s = PROBE_INTERVAL.as_secs_f64(), "camera's server is not answering; probing until it does");
+        loop {
+            let why = found.describe(target);
+            self.health.update_source(&self.cam, |s| s.failure_reason = Some(why));
+            self.announce_next(SourceState::Offline, PROBE_INTERVAL, "probing the server");
+            if !self.sleep_until(Instant::now() + PROBE_INTERVAL) {
+                return;
+            }
+            let now = self.probe(target);
+            if now.is_ready() {
+                tracing::info!(down_s = format!("{:.1}", since.elapsed().as_secs_f64()), "camera's server answers again; rebuilding now");
+                self.policy.server_back();
+                return;
+            }
+            if now != found {
+                tracing::info!(server = %now.describe(target), "camera's server still not answering");
+            }
+            found = now;
+        }
+    }
+}
+
+/// `rtsp_transport = "auto"`: the transport the last session that delivered frames
+/// used, tried alone on the next build, so that a reconnect does not first spend time on
+/// a transport the server refuses or whose packets never arrive. Forgotten when a build
+/// with it delivers nothing (the network changed): the next build offers all again.
+struct TransportMemory {
+    configured: RtspTransport,
+    learned: Option<RtspTransport>,
+    /// The transport of the run now going, as read from rtspsrc once frames flow.
+    current: Option<RtspTransport>,
+}
+
+impl TransportMemory {
+    fn new(configured: RtspTransport) -> Self {
+        Self { configured, learned: None, current: None }
+    }
+
+    /// What the next build asks rtspsrc for.
+    fn for_next_build(&mut self) -> RtspTransport {
+        self.current = None;
+        match (self.configured, self.learned) {
+            (RtspTransport::Auto, Some(t)) => t,
+            (c, _) => c,
+        }
+    }
+
+    /// The run's first frame came over `t`.
+    fn flowing(&mut self, t: RtspTransport) {
+        self.current = Some(t);
+        if self.configured == RtspTransport::Auto {
+            self.learned = Some(t);
+        }
+    }
+
+    /// A run ended without a frame.
+    fn nothing_flowed(&mut self) {
+        self.learned = None;
     }
 }
 
@@ -223,8 +358,19 @@ fn is_video_decoder(element: &gst::Element) -> bool {
     })
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An error in words, with the fix when the cause is a known one GStreamer words badly
+/// (a server refusing the transport shows as "missing a plug-in").
+fn with_hint(e: &GstError, spec: &SourceSpec) -> String {
+    let text = e.to_string();
+    let refused_setup = matches!(e, GstError::Stream { debug: Some(d), .. } if d.contains("setup_streams"));
+    match spec.rtsp_transport {
+        RtspTransport::Tcp | RtspTransport::Udp if refused_setup => {
+            let t = if spec.rtsp_transport == RtspTransport::Tcp { "tcp" } else { "udp" };
+            format!("the server refused to set up the stream over {t} (e.g. VLC serves UDP only): try rtsp_transport = \"auto\" ({text})")
+        }
+        _ => text,
+    }
+}
 
 fn note_error(health: &Health, cam: &str, e: &str) {
     health.update_source(cam, |s| s.last_error = Some(redact_text(e)));
@@ -243,7 +389,7 @@ fn fail(health: &Health, cam: &str, e: &GstError) {
     note_error(health, cam, &e.to_string());
 }
 
-fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
+fn build(spec: &SourceSpec, health: &Arc<Health>, transport: RtspTransport) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
     let b = |e: gst::glib::BoolError| GstError::Build(e.to_string());
     let pipeline = gst::Pipeline::with_name(&format!("argus-{}", spec.camera_id));
     let src = gst::ElementFactory::make("uridecodebin").property("uri", &spec.uri).build().map_err(b)?;
@@ -259,7 +405,7 @@ fn build(spec: &SourceSpec, health: &Arc<Health>) -> Result<(gst::Pipeline, gst_
         .sync(spec.realtime && !spec.live)
         .build();
     if spec.uri.starts_with("rtsp") {
-        let (transport, latency) = (spec.rtsp_transport, spec.rtsp_latency_ms);
+        let latency = spec.rtsp_latency_ms;
         src.connect("source-setup", false, move |args| {
             if let Some(source) = args.get(1).and_then(|v| v.get::<gst::Element>().ok()) {
                 configure_rtspsrc(&source, transport, latency);
@@ -315,6 +461,11 @@ fn configure_rtspsrc(source: &gst::Element, transport: RtspTransport, latency_ms
         RtspTransport::Auto => "udp+udp-mcast+tcp",
     };
     source.set_property_from_str("protocols", protocols);
+    if transport == RtspTransport::Auto && source.find_property("timeout").is_some() {
+        // No UDP packet for this long → retry over TCP (default 5 s, which the stall
+        // watchdog would cut short).
+        source.set_property("timeout", UDP_FALLBACK.as_micros() as u64);
+    }
     source.set_property("latency", latency_ms);
     // RTCP sender reports → NTP capture times on each buffer, when the camera sends them.
     if source.find_property("add-reference-timestamp-meta").is_some() {
@@ -324,6 +475,20 @@ fn configure_rtspsrc(source: &gst::Element, transport: RtspTransport, latency_ms
     if source.find_property("tcp-timeout").is_some() {
         source.set_property("tcp-timeout", 5_000_000u64);
     }
+}
+
+/// `auto`: how long rtspsrc waits for UDP packets before it retries over TCP; the
+/// first frame of such a run gets this much longer than `stall_timeout`.
+const UDP_FALLBACK: Duration = Duration::from_secs(2);
+
+/// Which transport a playing rtspsrc uses: UDP sessions have `udpsrc` children, TCP
+/// (interleaved) ones none. `None` when the pipeline has no rtspsrc.
+fn transport_in_use(pipeline: &gst::Pipeline) -> Option<RtspTransport> {
+    let is = |e: &gst::Element, name: &str| e.factory().is_some_and(|f| f.name() == name);
+    let rtspsrc = pipeline.iterate_recurse().into_iter().flatten().find(|e| is(e, "rtspsrc"))?;
+    let bin = rtspsrc.downcast::<gst::Bin>().ok()?;
+    let udp = bin.iterate_recurse().into_iter().flatten().any(|e| is(&e, "udpsrc"));
+    Some(if udp { RtspTransport::Udp } else { RtspTransport::Tcp })
 }
 
 /// Seconds between 1900-01-01 (NTP epoch) and 1970-01-01 (Unix epoch).
@@ -348,9 +513,17 @@ fn run_once(
     metrics: &Metrics,
     health: &Arc<Health>,
     counters: &mut Counters,
+    transport: &mut TransportMemory,
 ) -> Result<RunEnd, GstError> {
     let cam = &spec.camera_id;
-    let (pipeline, sink) = build(spec, health)?;
+    let asked = transport.for_next_build();
+    if counters.recording.is_none() {
+        // A live stream's time restarts at each run (from its first frame): a gate still
+        // due at the last run's stream time would drop every frame for as long as that
+        // run lasted.
+        counters.gate = FpsGate::new(spec.fps_cap);
+    }
+    let (pipeline, sink) = build(spec, health, asked)?;
     let pipeline = NullOnDrop(pipeline);
     if let Some(after) = counters.resume_after_ns {
         seek_past(&pipeline.0, after);
@@ -369,6 +542,9 @@ fn run_once(
     };
     let mut last_frame = Instant::now();
     let stall = spec.stall_timeout;
+    // Until the first frame: connecting, and for `auto` perhaps a UDP try first.
+    let mut deadline = stall + if asked == RtspTransport::Auto { UDP_FALLBACK } else { Duration::ZERO };
+    let mut first = true;
     loop {
         if stop.load(Ordering::Relaxed) || lane.is_shutdown() {
             return Ok(RunEnd::Stopped);
@@ -399,6 +575,16 @@ fn run_once(
         match sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
             Some(sample) => {
                 last_frame = Instant::now();
+                if first {
+                    first = false;
+                    deadline = stall;
+                    if let Some(t) = transport_in_use(&pipeline.0) {
+                        transport.flowing(t);
+                        let name = if t == RtspTransport::Udp { "udp" } else { "tcp" };
+                        tracing::info!(transport = name, "streaming");
+                        health.update_source(cam, |s| s.transport = Some(name));
+                    }
+                }
                 if run.deliver(&sample, counters)? {
                     return Ok(RunEnd::FrameLimit);
                 }
@@ -407,8 +593,8 @@ fn run_once(
                 if sink.is_eos() {
                     return Ok(RunEnd::Eos);
                 }
-                if last_frame.elapsed() > stall {
-                    return Err(GstError::Stalled(stall));
+                if last_frame.elapsed() > deadline {
+                    return Err(GstError::Stalled(deadline));
                 }
             }
         }

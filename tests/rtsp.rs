@@ -3,14 +3,18 @@
 //! slower than the camera, and credentials that must never leak.
 #![cfg(all(feature = "gstreamer", feature = "onnx"))]
 
-use std::io::{BufRead, BufReader};
+#[path = "common/camera_api.rs"]
+mod camera_api;
+#[path = "common/rtsp_server.rs"]
+mod rtsp_server;
+
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use camera_api::{camera, frames_processed as frames, get_json, wait_for};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -31,15 +35,7 @@ fn signal(p: &Proc, sig: &str) {
 
 /// Starts the test server on `port` and waits until it accepts clients.
 fn rtsp_server(port: u16, codec: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_argus-rtsp-testserver"))
-        .args(["--port", &port.to_string(), "--path", "/cam", "--codec", codec, "--fps", "15", "--size", "320x240"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("READY"), "test server said {line:?}");
-    Proc(child)
+    Proc(rtsp_server::spawn_test_server(&["--port", &port.to_string(), "--path", "/cam", "--codec", codec, "--fps", "15", "--size", "320x240"]))
 }
 
 fn cameras_toml(cams: &[(&str, u16)], stall_s: f64) -> String {
@@ -86,31 +82,6 @@ fn log_text(dir: &Path) -> String {
         }
     }
     out
-}
-
-fn get_json(url: &str) -> Option<Value> {
-    reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(3)).send().ok()?.json().ok()
-}
-
-fn camera(base: &str, id: &str) -> Value {
-    get_json(&format!("{base}/v1/cameras")).map(|v| v["cameras"][id].clone()).unwrap_or(Value::Null)
-}
-
-/// Waits up to `limit` for `cond` on the camera's status; returns how long it took.
-fn wait_for(base: &str, id: &str, limit: Duration, what: &str, cond: impl Fn(&Value) -> bool) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let c = camera(base, id);
-        if cond(&c) {
-            return t0.elapsed();
-        }
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}; camera {id}: {c}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn frames(c: &Value) -> u64 {
-    c["frames_processed"].as_u64().unwrap_or(0)
 }
 
 #[test]

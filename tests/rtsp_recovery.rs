@@ -12,8 +12,10 @@ mod camera_api;
 mod logs;
 #[path = "common/member.rs"]
 mod member;
+#[path = "common/rtsp_server.rs"]
+mod rtsp_server;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -65,16 +67,10 @@ impl GstServer {
 
 impl Server for GstServer {
     fn start(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_argus-rtsp-testserver"))
-            .args(["--port", &self.port.to_string(), "--path", "/cam", "--codec", "h264", "--fps", "10", "--size", "320x240"])
-            .args(&self.extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("READY"), "test server said {line:?}");
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--path", "/cam", "--codec", "h264", "--fps", "10", "--size", "320x240"];
+        args.extend(&self.extra);
+        let mut child = rtsp_server::spawn_test_server(&args);
         self.stdin = child.stdin.take();
         self.child = Some(child);
     }

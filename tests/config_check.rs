@@ -171,3 +171,12 @@ fn an_enabled_captioner_needs_its_files_and_sane_limits() {
     assert_issue(&list, "config/argus.toml", "captioner.model", "not set");
     assert_issue(&list, "config/argus.toml", "captioner.tokenizer", "not set");
 }
+
+#[test]
+fn two_sinks_sharing_one_spool_directory() {
+    let text = config::EMBEDDED_CONFIG
+        .replace("enabled = false            # scripts/services start clickhouse", "enabled = true            # scripts/services start clickhouse")
+        .replace("enabled = false            # scripts/services start kafka", "enabled = true            # scripts/services start kafka")
+        .replace("spool_dir = \"var/spool/kafka\"", "spool_dir = \"var/spool/clickhouse/\"");
+    assert_issue(&issues(&text, None), "config/argus.toml", "sinks.clickhouse.spool_dir", "is also sinks.kafka.spool_dir");
+}

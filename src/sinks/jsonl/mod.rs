@@ -1,7 +1,10 @@
-//! Events appended to a JSON-lines file, fsync'd per batch.
+//! Events appended to a JSON-lines file, fsync'd per batch. Every line is one whole
+//! event: a batch whose write fails (disk full, I/O or fsync error) is cut off again at
+//! once, and a torn last line a crash left behind (SIGKILL mid-write) is cut when the
+//! file is opened, so the next event never gets glued onto half of one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,10 +51,48 @@ impl JsonlSink {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| SinkError(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| SinkError(format!("cannot open {}: {e}", self.path.display())))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&self.path)
+            .map_err(|e| SinkError(format!("cannot open {}: {e}", self.path.display())))?;
+        cut_torn_tail(&f).map_err(|e| SinkError(format!("repairing {}: {e}", self.path.display())))?;
         self.file = Some(f);
         Ok(())
     }
+}
+
+/// Cuts a last line without its newline (a write that a crash interrupted): the events
+/// of that batch were never reported written, so they come again.
+fn cut_torn_tail(f: &File) -> std::io::Result<()> {
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Scan back from the end in blocks for the last newline.
+    let mut r = f;
+    let mut end = len;
+    let mut block = vec![0u8; 64 << 10];
+    let keep = loop {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = (end - start) as usize;
+        r.seek(SeekFrom::Start(start))?;
+        r.read_exact(&mut block[..n])?;
+        if let Some(i) = block[..n].iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    if keep < len {
+        tracing::warn!(torn_bytes = len - keep, "events file: cutting a torn last line (an interrupted write)");
+        f.set_len(keep)?;
+        f.sync_data()?;
+    }
+    Ok(())
 }
 
 impl Sink for JsonlSink {
@@ -71,14 +112,62 @@ impl Sink for JsonlSink {
             serde_json::to_writer(&mut buf, &**ev).map_err(|e| SinkError(e.to_string()))?;
             buf.push(b'\n');
         }
+        let before = file.metadata().map_err(|e| SinkError(format!("writing {}: {e}", self.path.display())))?.len();
         let res = {
             let mut w = BufWriter::with_capacity(buf.len().max(1), &*file);
             w.write_all(&buf).and_then(|_| w.flush())
         }
         .and_then(|_| file.sync_data());
-        res.map_err(|e| {
-            self.file = None; // reopen on the next try
-            SinkError(format!("writing {}: {e}", self.path.display()))
-        })
+        if let Err(e) = res {
+            // Roll the partial batch back; the batch is retried whole.
+            if let Err(cut) = file.set_len(before) {
+                tracing::error!(error = %cut, "events file: cannot roll back a failed write; the torn line is cut on reopen");
+            }
+            self.file = None; // reopen (and repair) on the next try
+            return Err(SinkError(format!("writing {}: {e}", self.path.display())));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_strictly(path: &Path) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "ends with a whole line");
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON value per line: {l:?}: {e}"))).collect()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_on_open_so_the_next_event_stands_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let whole = "{\"id\":\"a\"}\n".repeat(5000); // more than one scan block
+        std::fs::write(&path, format!("{whole}{{\"id\":\"torn")).unwrap();
+        let f = OpenOptions::new().append(true).read(true).open(&path).unwrap();
+        cut_torn_tail(&f).unwrap();
+        drop(f);
+        assert_eq!(lines_strictly(&path).len(), 5000);
+        // A file that is one torn line, and an empty one.
+        std::fs::write(&path, "{\"id\":").unwrap();
+        let f = OpenOptions::new().append(true).read(true).open(&path).unwrap();
+        cut_torn_tail(&f).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        cut_torn_tail(&f).unwrap();
+    }
+
+    #[test]
+    fn the_sink_repairs_the_file_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b").unwrap();
+        let mut sink = JsonlSink::open(&path).unwrap();
+        let ev = Arc::new(crate::model::sample_event("cam", 1_700_000_000_000, crate::model::EventKind::FrameAnalyzed));
+        sink.write_batch(&[ev.clone(), ev]).unwrap();
+        let lines = lines_strictly(&path);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["id"], "a");
     }
 }

@@ -6,7 +6,13 @@
 //! `SEGMENT_BYTES`) plus `DIR/cursor` (`segment offset`, replaced atomically) that says
 //! how far replay got. A crash between a replayed write and the cursor update replays
 //! those records again, which is harmless: event ids are deterministic and every sink
-//! upserts by id. A torn last line (crash mid-append) is cut off on open.
+//! upserts by id. A torn last line (crash mid-append) is cut off on open; a failed
+//! append (disk full, I/O or fsync error) is rolled back at once, so the next record is
+//! never glued onto a partial one. A segment is deleted only once replay has read it to
+//! its end, and a cursor left pointing into a segment that a crash inside `ack` already
+//! deleted never makes a new segment reuse that number (which would skip its first
+//! records). `DIR/lock` is held (flock) while the spool is open: a second process, or a
+//! second sink configured with the same directory, is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -22,6 +28,31 @@ pub enum SpoolError {
     Full { dir: String, used: u64, max: u64 },
     #[error("spool {dir}: a record contains a newline")]
     BadRecord { dir: String },
+    #[error("spool {dir} is in use by another Argus process or another sink (lock {dir}/lock is held): give each sink its own spool_dir")]
+    Locked { dir: String },
+    #[cfg(test)]
+    #[error("injected crash")]
+    Crash,
+}
+
+/// Test-only faults: a failing append, a crash at a step of `ack`.
+#[cfg(test)]
+#[derive(Debug, Default, Clone, Copy)]
+struct Faults {
+    /// The append writes this many bytes, then fails.
+    append_fails_after: Option<usize>,
+    /// The fsync after an append fails.
+    fsync_fails: bool,
+    /// `ack` stops (the process died) right after this step.
+    crash_after: Option<AckStep>,
+}
+
+/// The steps of `ack`, where a test can crash it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckStep {
+    Cursor,
+    RemovedOlder,
+    RemovedAll,
 }
 
 pub struct Spool {
@@ -35,6 +66,10 @@ pub struct Spool {
     pending_bytes: u64,
     /// Records not yet replayed.
     pending_records: u64,
+    /// Held open (and flock'ed) while the spool is.
+    _lock: File,
+    #[cfg(test)]
+    faults: Faults,
 }
 
 impl Spool {
@@ -47,6 +82,12 @@ impl Spool {
             move |source| SpoolError::Io { dir: d, op, source }
         };
         std::fs::create_dir_all(dir).map_err(io("create"))?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("lock")).map_err(io("open lock"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked { dir: d }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock")(e)),
+        }
         let mut segments: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io("list"))?
             .filter_map(|e| e.ok())
@@ -65,11 +106,28 @@ impl Spool {
         if let Some(last) = segments.last() {
             truncate_torn_tail(&segment_path(dir, *last)).map_err(io("repair"))?;
         }
-        let mut spool = Self { dir: dir.to_path_buf(), max_bytes, segments, read, pending_bytes: 0, pending_records: 0 };
+        let read = match segments.first() {
+            // The cursor's own segment: replay continues inside it.
+            Some(first) if *first == read.0 => read,
+            // It was deleted (replayed to its end): the next one from its start.
+            Some(first) => (*first, 0),
+            // None left (a crash inside `ack` after the deletions): never append to a
+            // segment number the stale cursor points into at an offset.
+            None if read.1 > 0 => (read.0 + 1, 0),
+            None => read,
+        };
+        let mut spool = Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segments,
+            read,
+            pending_bytes: 0,
+            pending_records: 0,
+            _lock: lock,
+            #[cfg(test)]
+            faults: Faults::default(),
+        };
         spool.recount().map_err(io("scan"))?;
-        if spool.segments.first().is_some_and(|s| *s > spool.read.0) {
-            spool.read = (spool.segments[0], 0);
-        }
         Ok(spool)
     }
 
@@ -135,8 +193,15 @@ impl Spool {
         };
         let path = segment_path(&self.dir, seg);
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(self.err("open segment"))?;
-        f.write_all(&buf).map_err(self.err("append"))?;
-        f.sync_data().map_err(self.err("fsync"))?;
+        let before = f.metadata().map_err(self.err("append"))?.len();
+        if let Err(e) = self.append(&mut f, &buf) {
+            // Roll the partial record back, or the next one would be glued onto it and
+            // both lost as unreadable.
+            if let Err(cut) = f.set_len(before).and_then(|_| f.sync_data()) {
+                tracing::error!(segment = %path.display(), error = %cut, "spool: cannot roll back a failed append; the torn record is cut when the spool is next opened");
+            }
+            return Err(e);
+        }
         if self.segments.last() != Some(&seg) {
             self.segments.push(seg);
             // A new file: its directory entry must be durable too.
@@ -150,6 +215,20 @@ impl Spool {
         self.pending_bytes += buf.len() as u64;
         self.pending_records += records.len() as u64;
         Ok(())
+    }
+
+    fn append(&self, f: &mut File, buf: &[u8]) -> Result<(), SpoolError> {
+        #[cfg(test)]
+        if let Some(n) = self.faults.append_fails_after {
+            f.write_all(&buf[..n.min(buf.len())]).map_err(self.err("append"))?;
+            return Err(self.err("append")(std::io::Error::other("injected: no space left on device")));
+        }
+        f.write_all(buf).map_err(self.err("append"))?;
+        #[cfg(test)]
+        if self.faults.fsync_fails {
+            return Err(self.err("fsync")(std::io::Error::other("injected: fsync failed")));
+        }
+        f.sync_data().map_err(self.err("fsync"))
     }
 
     /// Up to `max` of the oldest records, without consuming them; pass the returned
@@ -167,8 +246,20 @@ impl Spool {
             while out.len() < max {
                 line.clear();
                 let n = reader.read_until(b'\n', &mut line).map_err(self.err("read"))?;
-                if n == 0 || line.last() != Some(&b'\n') {
-                    break;
+                if n == 0 {
+                    break; // this segment's end: the next one may follow
+                }
+                if line.last() != Some(&b'\n') {
+                    if seg_idx + 1 == self.segments.len() {
+                        // The newest segment's tail: not a whole record (yet).
+                        return Ok((out, pos));
+                    }
+                    // Mid-spool torn record (the last of a crashed run, before a roll):
+                    // unreadable, skipped past so it does not block what follows.
+                    tracing::error!(segment = seg, offset, bytes = n, "spool: skipping a torn record");
+                    offset += n as u64;
+                    pos = SpoolPos { at: (seg, offset), records: pos.records, bytes: pos.bytes + n as u64 };
+                    continue;
                 }
                 offset += n as u64;
                 line.pop();
@@ -176,8 +267,12 @@ impl Spool {
                 pos = SpoolPos { at: (seg, offset), records: pos.records + 1, bytes: pos.bytes + n as u64 };
             }
             if out.len() < max {
+                // Read to its end: only now may an `ack` at the next one delete it.
                 seg_idx += 1;
                 offset = 0;
+                if let Some(next) = self.segments.get(seg_idx) {
+                    pos.at = (*next, 0);
+                }
             }
         }
         Ok((out, pos))
@@ -187,10 +282,12 @@ impl Spool {
     pub fn ack(&mut self, pos: SpoolPos) -> Result<(), SpoolError> {
         let (seg, offset) = pos.at;
         self.write_cursor(seg, offset)?;
+        self.crash_point(AckStep::Cursor)?;
         let before: Vec<u64> = self.segments.iter().copied().filter(|s| *s < seg).collect();
         for s in before {
             std::fs::remove_file(segment_path(&self.dir, s)).map_err(self.err("remove segment"))?;
         }
+        self.crash_point(AckStep::RemovedOlder)?;
         self.segments.retain(|s| *s >= seg);
         self.read = (seg, offset);
         // What `peek` read is exactly what leaves: no need to rescan the files.
@@ -201,10 +298,21 @@ impl Spool {
             for s in std::mem::take(&mut self.segments) {
                 std::fs::remove_file(segment_path(&self.dir, s)).map_err(self.err("remove segment"))?;
             }
+            self.crash_point(AckStep::RemovedAll)?;
             self.read = (seg + 1, 0);
             self.pending_bytes = 0;
             self.write_cursor(seg + 1, 0)?;
         }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn crash_point(&self, at: AckStep) -> Result<(), SpoolError> {
+        if self.faults.crash_after == Some(at) { Err(SpoolError::Crash) } else { Ok(()) }
+    }
+
+    #[cfg(not(test))]
+    fn crash_point(&self, _: AckStep) -> Result<(), SpoolError> {
         Ok(())
     }
 
@@ -338,5 +446,107 @@ mod tests {
         let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
         assert!(matches!(s.push(&["a\nb"]), Err(SpoolError::BadRecord { .. })));
         assert!(s.is_empty());
+    }
+    fn all(s: &Spool) -> Vec<String> {
+        s.peek(1000).unwrap().0.into_iter().map(|r| String::from_utf8(r).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_failed_append_is_rolled_back_and_the_next_record_reads_whole() {
+        for faults in [Faults { append_fails_after: Some(5), ..Faults::default() }, Faults { fsync_fails: true, ..Faults::default() }] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+            s.push(&recs(0..2)).unwrap();
+            s.faults = faults;
+            assert!(matches!(s.push(&recs(2..4)), Err(SpoolError::Io { .. })));
+            s.faults = Faults::default();
+            assert_eq!(s.len(), 2, "{faults:?}: nothing of the failed push counts");
+            s.push(&recs(4..5)).unwrap();
+            let want: Vec<String> = recs(0..2).into_iter().chain(recs(4..5)).collect();
+            assert_eq!(all(&s), want, "{faults:?}");
+            drop(s);
+            assert_eq!(all(&Spool::open(dir.path(), 1 << 20).unwrap()), want, "{faults:?}: after a reopen");
+        }
+    }
+
+    #[test]
+    fn a_crash_at_each_step_of_ack_loses_and_skips_nothing() {
+        for step in [AckStep::Cursor, AckStep::RemovedOlder, AckStep::RemovedAll] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+            s.push(&recs(0..3)).unwrap();
+            let (got, pos) = s.peek(3).unwrap();
+            assert_eq!(got.len(), 3);
+            s.faults.crash_after = Some(step);
+            assert!(matches!(s.ack(pos), Err(SpoolError::Crash)), "{step:?}");
+            drop(s); // the process died here
+            let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+            assert!(s.is_empty(), "{step:?}: what was acked before the crash is not pending again");
+            s.push(&recs(3..6)).unwrap();
+            assert_eq!(all(&s), recs(3..6), "{step:?}: the records after the crash, all of them");
+            drop(s);
+            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(all(&s), recs(3..6), "{step:?}: and again after another restart");
+        }
+    }
+
+    #[test]
+    fn a_crash_while_removing_a_replayed_segment_keeps_the_next_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 64 << 20).unwrap();
+        let big = vec!["x".repeat(1 << 20); 9];
+        s.push(&big).unwrap();
+        s.push(&recs(0..2)).unwrap(); // a second segment
+        let (got, pos) = s.peek(10).unwrap();
+        assert_eq!(got.len(), 10);
+        s.faults.crash_after = Some(AckStep::RemovedOlder);
+        assert!(matches!(s.ack(pos), Err(SpoolError::Crash)));
+        drop(s);
+        let mut s = Spool::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(all(&s), recs(1..2));
+        s.push(&recs(2..3)).unwrap();
+        assert_eq!(all(&s), recs(1..3));
+    }
+
+    #[test]
+    fn a_torn_record_inside_the_spool_is_skipped_not_the_segment_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 64 << 20).unwrap();
+        let big = vec!["x".repeat(1 << 20); 9];
+        s.push(&big).unwrap();
+        let first = segment_path(dir.path(), s.segments[0]);
+        OpenOptions::new().append(true).open(&first).unwrap().write_all(b"{\"torn").unwrap();
+        s.push(&recs(0..2)).unwrap(); // rolls to a second segment
+        assert_eq!(s.segments.len(), 2);
+        let (got, pos) = s.peek(100).unwrap();
+        assert_eq!(got.len(), 11, "9 + the 2 after the torn record");
+        assert_eq!(got[9], b"{\"n\":0}");
+        s.ack(pos).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_peek_that_stops_at_a_segments_end_lets_ack_delete_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 64 << 20).unwrap();
+        let big = vec!["x".repeat(1 << 20); 9];
+        s.push(&big).unwrap();
+        s.push(&recs(0..1)).unwrap();
+        // Stops with the first segment read up to, not past, its end.
+        let (got, pos) = s.peek(9).unwrap();
+        assert_eq!(got.len(), 9);
+        s.ack(pos).unwrap();
+        assert_eq!(all(&s), recs(0..1), "the second segment is still there");
+    }
+
+    #[test]
+    fn one_directory_serves_one_spool_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let e = Spool::open(dir.path(), 1 << 20).err().expect("a second open is refused");
+        assert!(matches!(e, SpoolError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("own spool_dir"), "{e}");
+        drop(s);
+        Spool::open(dir.path(), 1 << 20).expect("free again once the first is closed");
     }
 }

@@ -292,18 +292,15 @@ impl<'a> LiveRetry<'a> {
 struct TransportMemory {
     configured: RtspTransport,
     learned: Option<RtspTransport>,
-    /// The transport of the run now going, as read from rtspsrc once frames flow.
-    current: Option<RtspTransport>,
 }
 
 impl TransportMemory {
     fn new(configured: RtspTransport) -> Self {
-        Self { configured, learned: None, current: None }
+        Self { configured, learned: None }
     }
 
     /// What the next build asks rtspsrc for.
-    fn for_next_build(&mut self) -> RtspTransport {
-        self.current = None;
+    fn for_next_build(&self) -> RtspTransport {
         match (self.configured, self.learned) {
             (RtspTransport::Auto, Some(t)) => t,
             (c, _) => c,
@@ -312,7 +309,6 @@ impl TransportMemory {
 
     /// The run's first frame came over `t`.
     fn flowing(&mut self, t: RtspTransport) {
-        self.current = Some(t);
         if self.configured == RtspTransport::Auto {
             self.learned = Some(t);
         }

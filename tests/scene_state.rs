@@ -542,7 +542,7 @@ mod stage {
     type Collected = Arc<Mutex<Vec<Event>>>;
 
     /// The event bus with one sink that collects every event.
-    fn collecting(metrics: &Arc<Metrics>, health: &Arc<Health>) -> (argus::pipeline::bus::EventBus, Vec<std::thread::JoinHandle<()>>, Collected) {
+    fn collecting(metrics: &Arc<Metrics>, health: &Arc<Health>) -> (argus::pipeline::bus::EventBus, argus::sinks::SinkThreads, Collected) {
         let got = Arc::new(Mutex::new(Vec::new()));
         let (bus, sinks) = argus::sinks::start(vec![Box::new(Collect(got.clone()))], 1024, metrics.clone(), health.clone());
         (bus, sinks, got)
@@ -618,9 +618,7 @@ mod stage {
         }
         drop(lane);
         stages.join();
-        for h in sinks {
-            h.join().unwrap();
-        }
+        assert!(sinks.drain(Duration::from_secs(30)).is_empty());
         let v = got.lock().clone();
         (v, health.sources()["cam"].scene_state.clone().unwrap_or_default())
     }
@@ -756,9 +754,7 @@ mod stage {
         stages.begin_shutdown();
         drop(lane);
         stages.join();
-        for h in sinks {
-            h.join().unwrap();
-        }
+        assert!(sinks.drain(Duration::from_secs(30)).is_empty());
         assert_eq!(metrics.frames_dropped.with_label_values(&["cam", "not_assigned"]).get(), after, "frames after the release are another member's");
         got.lock().clone()
     }
@@ -842,9 +838,7 @@ mod stage {
         stages.begin_shutdown();
         drop(other);
         stages.join();
-        for h in sinks {
-            h.join().unwrap();
-        }
+        assert!(sinks.drain(Duration::from_secs(30)).is_empty());
         assert!(!store.0.lock().contains_key("cam"), "a stop after the end saves no state for the ended recording");
     }
 
@@ -916,9 +910,7 @@ mod stage {
         std::thread::sleep(down_after * 2);
         drop(lane);
         stages.join();
-        for h in sinks {
-            h.join().unwrap();
-        }
+        assert!(sinks.drain(Duration::from_secs(30)).is_empty());
         let all = got.lock().clone();
         let opened = all.iter().filter(|e| e.kind == EventKind::IncidentOpened).count();
         assert_eq!(

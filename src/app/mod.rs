@@ -43,6 +43,8 @@ pub enum AppError {
     Api(String),
     #[error("cannot start thread: {0}")]
     Thread(std::io::Error),
+    #[error("stopped after a failure: {0}")]
+    Panicked(String),
     #[error("every source has ended and the pipeline has finished; restart Argus to run new cameras")]
     Finished,
 }

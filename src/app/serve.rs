@@ -134,6 +134,9 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     Ok(state)
 }
 
+/// Beyond the drain deadline, how long stopping the stages and the API may take.
+const STOP_MARGIN: Duration = Duration::from_secs(15);
+
 /// Flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
 struct Signals {
     interrupted: Arc<AtomicBool>,
@@ -248,17 +251,25 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let signals = install_signals(&rt);
     let mut running = start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), board)?;
     health.set_pipeline(State::Running, None);
+    let drain = Duration::from_secs_f64(cfg.argus.limits.drain_timeout_s);
     let mut sink_threads = Some(sink_threads);
     let mut finished = false;
+    let mut panicked = None;
     while !signals.interrupted.load(Ordering::SeqCst) {
+        if let Some(why) = health.panicked() {
+            tracing::error!(reason = %why, "a thread panicked; stopping Argus");
+            health.set_pipeline(State::Error, Some(why.clone()));
+            panicked = Some(why);
+            break;
+        }
         if signals.reload.swap(false, Ordering::SeqCst) {
             reload(&opts, &cfg, &mut running, &info);
         }
         if !finished && running.wait_done(Duration::from_millis(200)) {
             finished = true;
             // The bus is gone, so each sink thread ends once its queue is written.
-            for h in sink_threads.take().into_iter().flatten() {
-                let _ = h.join();
+            if let Some(t) = sink_threads.take() {
+                t.drain(drain);
             }
             health.set_pipeline(State::Ended, Some("every source ended; every event is stored".into()));
             tracing::info!(events = store.count().unwrap_or(0), "all sources ended; every event written");
@@ -270,9 +281,23 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // Whatever the stop waits for (a stage that died, a source blocked on it), it ends
+    // within the drain deadline plus a margin: then the process exits anyway.
+    let watchdog_after = drain + STOP_MARGIN;
+    std::thread::Builder::new()
+        .name("stop-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(watchdog_after);
+            tracing::error!(after_s = watchdog_after.as_secs_f64(), "stopping took longer than limits.drain_timeout_s allows; exiting now (spools and offsets re-deliver what was in flight)");
+            std::process::exit(1);
+        })
+        .map_err(AppError::Thread)?;
     running.stop();
-    for h in sink_threads.into_iter().flatten() {
-        let _ = h.join();
+    if let Some(t) = sink_threads {
+        let stuck = t.drain(drain);
+        if !stuck.is_empty() {
+            tracing::error!(sinks = ?stuck, "sinks still busy at the drain deadline");
+        }
     }
     let _ = shutdown_tx.send(true);
     if let Some(s) = server {
@@ -280,5 +305,8 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(stored_events = store.count().unwrap_or(0), "argus stopped");
-    Ok(())
+    match panicked {
+        Some(why) => Err(AppError::Panicked(why)),
+        None => Ok(()),
+    }
 }

@@ -121,9 +121,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let elapsed = t_base.elapsed().as_secs_f64();
     let rss_end = rss_kib();
     running.stop();
-    for h in sinks {
-        let _ = h.join();
-    }
+    sinks.drain(Duration::from_secs(60));
     println!("per camera over the last {elapsed:.0} s:");
     println!("{:<10} {:>10} {:>10} {:>12} {:>9}", "camera", "received", "processed", "dropped", "restarts");
     for (i, id) in ids.iter().enumerate() {

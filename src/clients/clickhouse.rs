@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Issues;
+use crate::sinks::spool::{ReplayOrder, SpoolSettings, WhenFull};
 
 /// Events (and one row per object) into ClickHouse for analysts (`clickhouse` feature).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -24,8 +25,22 @@ pub struct ClickHouseConfig {
     pub max_wait_ms: u64,
     /// Events wait here (fsync'd) while ClickHouse is down, replayed in order on return.
     pub spool_dir: PathBuf,
-    /// A full spool makes the pipeline wait (and raises an alarm); nothing is dropped.
+    /// How large the spool may grow.
     pub spool_max_mb: u64,
+    /// A full spool: `"shed"` (default: this sink drops new events, counted and
+    /// alarmed, so an analysts' database down for days never stops control-room
+    /// delivery) or `"wait"` (the whole pipeline waits; nothing is dropped anywhere).
+    pub when_full: WhenFull,
+    /// While a backlog replays: `"live_first"` (default) or `"in_order"`.
+    pub replay: ReplayOrder,
+    /// Refusals of one event by the server (a `Code:` error that is not an outage)
+    /// before it is dead-lettered.
+    pub max_rejections: u32,
+    /// Each query (migrations, API reads), connecting included, gives up after this.
+    pub request_timeout_ms: u64,
+    /// Each insert, connecting and the server's answer included, gives up after this;
+    /// the batch then goes to the spool.
+    pub insert_timeout_ms: u64,
     /// The HTTP API answers event queries from ClickHouse instead of the embedded store.
     pub serve_api: bool,
     /// Drop partitions older than this many days (TTL; only on servers that support
@@ -45,9 +60,20 @@ impl Default for ClickHouseConfig {
             max_wait_ms: 1000,
             spool_dir: PathBuf::from("var/spool/clickhouse"),
             spool_max_mb: 1024,
+            when_full: WhenFull::Shed,
+            replay: ReplayOrder::LiveFirst,
+            max_rejections: 5,
+            request_timeout_ms: 10_000,
+            insert_timeout_ms: 30_000,
             serve_api: true,
             retention_days: 0,
         }
+    }
+}
+
+impl ClickHouseConfig {
+    pub fn spool_settings(&self) -> SpoolSettings {
+        SpoolSettings { max_bytes: self.spool_max_mb.saturating_mul(1 << 20), when_full: self.when_full, replay: self.replay, max_rejections: self.max_rejections }
     }
 }
 
@@ -71,5 +97,11 @@ pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
             iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
         }
         crate::clients::check_batching_and_spool(iss, "clickhouse", ("max_rows", ch.max_rows, 1_000_000, 10_000), ch.max_wait_ms, ch.spool_max_mb);
+        crate::sinks::spool::check_policy(iss, "clickhouse", ch.max_rejections);
+        for (key, ms) in [("request_timeout_ms", ch.request_timeout_ms), ("insert_timeout_ms", ch.insert_timeout_ms)] {
+            if !(100..=600_000).contains(&ms) {
+                iss.add(format!("sinks.clickhouse.{key}"), format!("{ms} ms"), "use 100..=600000, e.g. 10000");
+            }
+        }
     }
 }

@@ -58,11 +58,14 @@ pub struct LimitsConfig {
     pub frame_queue: usize,
     /// Events queued per sink before the pipeline waits for it.
     pub sink_queue: usize,
+    /// At shutdown, how long the sinks may take to write (or spool) what they hold;
+    /// past it they stop retrying, report what they could not write, and Argus exits.
+    pub drain_timeout_s: f64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { frame_queue: 4, sink_queue: 1024 }
+        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0 }
     }
 }
 

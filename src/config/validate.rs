@@ -84,6 +84,9 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     if a.limits.sink_queue == 0 {
         iss.add("limits.sink_queue", "must be at least 1", "use e.g. 1024");
     }
+    if !(a.limits.drain_timeout_s.is_finite() && (1.0..=3600.0).contains(&a.limits.drain_timeout_s)) {
+        iss.add("limits.drain_timeout_s", format!("{} s", a.limits.drain_timeout_s), "use 1..=3600, e.g. 30");
+    }
     crate::sinks::config::validate(&a.sinks, iss);
     crate::store::validate(&a.store, iss);
     crate::pipeline::scene_state::validate(&a.scene_state, iss);

@@ -25,6 +25,7 @@ use crate::detect::Detector;
 use crate::model::{Models, SCENE_CAPTIONER};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::supervise::Supervisor;
 use bus::EventBus;
 use detect_stage::Detected;
 use hub::{FrameHub, LaneSender, Overflow};
@@ -93,10 +94,11 @@ pub fn start(
     let (det_tx, det_rx) = bounded::<Detected>(settings.frame_queue.max(1) * 2);
     let (done_tx, done) = bounded::<()>(1);
     let mut threads = Vec::new();
+    let sup = Supervisor { health: cx.health.clone(), metrics: cx.metrics.clone() };
     {
         let (hub, m) = (hub.clone(), cx.metrics.clone());
         let (max_batch, max_wait) = (settings.max_batch, settings.max_wait);
-        threads.push(std::thread::Builder::new().name("stage-detect".into()).spawn(move || detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?);
+        threads.push(sup.spawn("stage-detect", move || detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?);
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };
@@ -115,7 +117,7 @@ pub fn start(
         released: Default::default(),
         ended: Default::default(),
     };
-    threads.push(std::thread::Builder::new().name("stage-scene".into()).spawn(move || {
+    threads.push(sup.spawn("stage-scene", move || {
         stage.run();
         let _ = done_tx.send(());
     })?);

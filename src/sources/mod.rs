@@ -44,9 +44,10 @@ pub trait Source: Send + 'static {
     fn run(self: Box<Self>, cx: SourceContext);
 }
 
-/// Starts a source on its own thread.
+/// Starts a source on its own thread (supervised: a panic is reported and stops Argus).
 pub fn spawn(source: Box<dyn Source>, cx: SourceContext) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(source.name()).spawn(move || source.run(cx))
+    let sup = crate::telemetry::supervise::Supervisor { health: cx.health.clone(), metrics: cx.metrics.clone() };
+    sup.spawn(source.name(), move || source.run(cx))
 }
 
 /// Where a camera's frames come from, as its `source` key says.

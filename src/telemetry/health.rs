@@ -171,6 +171,8 @@ struct Inner {
     detector: Option<ComponentStatus>,
     sources: BTreeMap<String, SourceStatus>,
     sinks: BTreeMap<String, ComponentStatus>,
+    /// Threads that panicked ("thread NAME panicked: MESSAGE"), oldest first.
+    panics: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +202,16 @@ impl Health {
 
     pub fn set_detector(&self, state: State, detail: Option<String>) {
         self.inner.write().detector = Some(status(state, detail));
+    }
+
+    /// A supervised thread panicked: Argus is not ready, and stops.
+    pub fn thread_panicked(&self, thread: &str, message: &str) {
+        self.inner.write().panics.push(format!("thread {thread} panicked: {message}"));
+    }
+
+    /// The first panic, once a supervised thread panicked.
+    pub fn panicked(&self) -> Option<String> {
+        self.inner.read().panics.first().cloned()
     }
 
     pub fn set_sink(&self, name: &str, state: State, detail: Option<String>) {
@@ -291,6 +303,7 @@ impl Health {
                 reasons.push(format!("sink {name} is failing{}", s.detail.as_deref().map(|x| format!(": {x}")).unwrap_or_default()));
             }
         }
+        reasons.extend(g.panics.iter().cloned());
         let (pipeline, detector, sinks) = (g.pipeline.clone(), g.detector.clone(), g.sinks.clone());
         drop(g);
         Readiness { ready: reasons.is_empty(), reasons, pipeline, detector, sources: self.sources(), sinks }

@@ -20,14 +20,14 @@ pub struct ClickHouseDelivery {
 }
 
 /// The sink the pipeline runs: ClickHouse behind a spool.
-pub type ClickHouseSink = SpooledSink<ClickHouseDelivery>;
+pub type ClickHouseSink = SpooledSink;
 
 /// Opens the ClickHouse sink (a server that is down now is not an error).
 pub fn open_sink(cfg: &ClickHouseConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<ClickHouseSink, SinkError> {
     let conn = Conn::new(cfg).map_err(|e| SinkError(e.to_string()))?;
     let delivery = ClickHouseDelivery { conn, retention_days: cfg.retention_days, metrics: metrics.clone() };
     let batching = Batching { max_events: cfg.max_rows, max_wait: Duration::from_millis(cfg.max_wait_ms) };
-    SpooledSink::open(delivery, &cfg.spool_dir, cfg.spool_max_mb.saturating_mul(1 << 20), batching, metrics, health)
+    SpooledSink::open(delivery, &cfg.spool_dir, cfg.spool_settings(), batching, metrics, health)
 }
 
 impl Delivery for ClickHouseDelivery {
@@ -66,5 +66,9 @@ impl Delivery for ClickHouseDelivery {
     /// table, a fresh server), so migrate again before the next insert.
     fn needs_prepare_after(&self, error: &str) -> bool {
         crate::store::clickhouse::error_code(error).is_some()
+    }
+
+    fn is_rejection(&self, error: &str) -> bool {
+        crate::store::clickhouse::is_rejection(error)
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Issues;
+use crate::sinks::spool::{ReplayOrder, SpoolSettings, WhenFull};
 
 /// `argus.event.v1` events to a Kafka topic for control rooms (`kafka` feature).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -23,8 +24,17 @@ pub struct KafkaSinkConfig {
     pub max_wait_ms: u64,
     /// Events wait here (fsync'd) while the broker is down, replayed in order.
     pub spool_dir: PathBuf,
-    /// A full spool makes the pipeline wait (and raises an alarm); nothing is dropped.
+    /// How large the spool may grow.
     pub spool_max_mb: u64,
+    /// A full spool: `"wait"` (default: the pipeline waits, the control room loses
+    /// nothing) or `"shed"` (this sink drops new events, counted; the others carry on).
+    pub when_full: WhenFull,
+    /// While a backlog replays: `"live_first"` (default: new events are not kept waiting
+    /// behind it; a partition may then hold newer events before older ones) or
+    /// `"in_order"` (strict order; new events wait).
+    pub replay: ReplayOrder,
+    /// Refusals of one event by the broker (e.g. too large) before it is dead-lettered.
+    pub max_rejections: u32,
     /// Extra librdkafka settings, e.g. `"security.protocol" = "SASL_SSL"`.
     pub options: std::collections::BTreeMap<String, String>,
 }
@@ -41,8 +51,17 @@ impl Default for KafkaSinkConfig {
             max_wait_ms: 50,
             spool_dir: PathBuf::from("var/spool/kafka"),
             spool_max_mb: 1024,
+            when_full: WhenFull::Wait,
+            replay: ReplayOrder::LiveFirst,
+            max_rejections: 5,
             options: Default::default(),
         }
+    }
+}
+
+impl KafkaSinkConfig {
+    pub fn spool_settings(&self) -> SpoolSettings {
+        SpoolSettings { max_bytes: self.spool_max_mb.saturating_mul(1 << 20), when_full: self.when_full, replay: self.replay, max_rejections: self.max_rejections }
     }
 }
 
@@ -58,6 +77,7 @@ pub fn validate(k: &KafkaSinkConfig, iss: &mut Issues) {
             iss.add("sinks.kafka.message_timeout_ms", format!("{} ms", k.message_timeout_ms), "use 1000..=600000, e.g. 10000");
         }
         crate::clients::check_batching_and_spool(iss, "kafka", ("max_events", k.max_events, 100_000, 1000), k.max_wait_ms, k.spool_max_mb);
+        crate::sinks::spool::check_policy(iss, "kafka", k.max_rejections);
         for key in ["bootstrap.servers", "enable.idempotence", "acks", "message.timeout.ms"] {
             if k.options.contains_key(key) {
                 iss.add(

@@ -165,4 +165,10 @@ impl Delivery for KafkaDelivery {
     fn needs_prepare_after(&self, error: &str) -> bool {
         error.contains("Unknown topic") || error.contains("UnknownTopic")
     }
+
+    /// The broker refused the record itself: larger than the topic accepts, or a
+    /// record it cannot store. Anything else (timeouts, brokers down) is an outage.
+    fn is_rejection(&self, error: &str) -> bool {
+        ["MessageSizeTooLarge", "Message size too large", "InvalidRecord", "RecordListTooLarge", "InvalidMessageSize"].iter().any(|s| error.contains(s))
+    }
 }

@@ -17,13 +17,13 @@ use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
 /// The sink the pipeline runs: Kafka behind a spool.
-pub type KafkaSink = SpooledSink<KafkaDelivery>;
+pub type KafkaSink = SpooledSink;
 
 /// Opens the Kafka sink (a broker that is down now is not an error).
 pub fn open_sink(cfg: &KafkaSinkConfig, metrics: Arc<Metrics>, health: Arc<Health>) -> Result<KafkaSink, SinkError> {
     let delivery = KafkaDelivery::new(cfg).map_err(SinkError)?;
     let batching = Batching { max_events: cfg.max_events, max_wait: Duration::from_millis(cfg.max_wait_ms) };
-    SpooledSink::open(delivery, &cfg.spool_dir, cfg.spool_max_mb.saturating_mul(1 << 20), batching, metrics, health)
+    SpooledSink::open(delivery, &cfg.spool_dir, cfg.spool_settings(), batching, metrics, health)
 }
 
 /// librdkafka settings from the sink's configuration: the fixed ones that make

@@ -39,6 +39,10 @@ pub struct Conn {
     server: clickhouse::Client,
     database: String,
     url: String,
+    /// Every query gives up after this (connecting included)…
+    request_timeout: std::time::Duration,
+    /// …and every insert after this.
+    insert_timeout: std::time::Duration,
 }
 
 impl Conn {
@@ -55,11 +59,31 @@ impl Conn {
             .with_password(cfg.password.clone())
             .with_validation(false);
         let client = server.clone().with_database(cfg.database.clone());
-        Ok(Self { rt: Some(rt), client, server, database: cfg.database.clone(), url: crate::telemetry::redact::redact_url(&cfg.url) })
+        Ok(Self {
+            rt: Some(rt),
+            client,
+            server,
+            database: cfg.database.clone(),
+            url: crate::telemetry::redact::redact_url(&cfg.url),
+            request_timeout: std::time::Duration::from_millis(cfg.request_timeout_ms),
+            insert_timeout: std::time::Duration::from_millis(cfg.insert_timeout_ms),
+        })
     }
 
-    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.rt.as_ref().expect("runtime lives as long as the connection").block_on(f)
+    /// Runs one query to its end, or gives up after `request_timeout_ms`: a server that
+    /// accepts the connection and never answers is an error, never a hang.
+    pub fn block_on<T>(&self, f: impl Future<Output = Result<T, clickhouse::error::Error>>) -> Result<T, clickhouse::error::Error> {
+        self.within(self.request_timeout, f)
+    }
+
+    /// Like `block_on`, with `insert_timeout_ms`.
+    pub fn block_on_insert<T>(&self, f: impl Future<Output = Result<T, clickhouse::error::Error>>) -> Result<T, clickhouse::error::Error> {
+        self.within(self.insert_timeout, f)
+    }
+
+    fn within<T>(&self, limit: std::time::Duration, f: impl Future<Output = Result<T, clickhouse::error::Error>>) -> Result<T, clickhouse::error::Error> {
+        let rt = self.rt.as_ref().expect("runtime lives as long as the connection");
+        rt.block_on(async { tokio::time::timeout(limit, f).await.unwrap_or(Err(clickhouse::error::Error::TimedOut)) })
     }
 
     pub fn client(&self) -> &clickhouse::Client {
@@ -110,7 +134,7 @@ pub fn insert_events(conn: &Conn, events: &[std::sync::Arc<crate::model::Event>]
         }
     }
     let c = conn.client();
-    conn.block_on(async {
+    conn.block_on_insert(async {
         if !objects.is_empty() {
             let mut ins = c.insert::<ObjectRow>("objects").await?;
             for r in &objects {
@@ -137,6 +161,17 @@ pub fn ch_err(e: clickhouse::error::Error) -> StoreError {
     StoreError::ClickHouse(crate::telemetry::redact::redact_text(&e.to_string()))
 }
 
+/// Server error codes that mean "not now" rather than "not this data": timeouts,
+/// network, memory, too many parts or queries, read-only replicas, the coordination
+/// service, missing tables or databases (the sink migrates again). Any other `Code:`
+/// refuses the data itself.
+const TRANSIENT_CODES: &[u32] = &[3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 242, 252, 285, 319, 394, 425, 439, 999];
+
+/// The server answered and refused the data itself (see `TRANSIENT_CODES`).
+pub fn is_rejection(message: &str) -> bool {
+    error_code(message).is_some_and(|c| !TRANSIENT_CODES.contains(&c))
+}
+
 /// The server's error code (`Code: N`) in an error message, if any.
 pub fn error_code(message: &str) -> Option<u32> {
     let at = message.find("Code: ")? + "Code: ".len();
@@ -153,5 +188,16 @@ mod tests {
         assert_eq!(error_code("Code: 60, e.displayText() = DB::Exception: Table argus.x doesn't exist., e.what() = DB::Exception"), Some(60));
         assert_eq!(error_code("Code: 60. DB::Exception: Unknown table expression identifier 'x'. (UNKNOWN_TABLE)"), Some(60));
         assert_eq!(error_code("connection refused"), None);
+    }
+
+    #[test]
+    fn refusals_are_told_from_outages() {
+        assert!(is_rejection("Code: 16, e.displayText() = DB::Exception: No such column zone in table argus.events"));
+        assert!(is_rejection("Code: 27. DB::Exception: Cannot parse input"));
+        assert!(!is_rejection("Code: 241. DB::Exception: Memory limit (total) exceeded"));
+        assert!(!is_rejection("Code: 252. DB::Exception: Too many parts"));
+        assert!(!is_rejection("Code: 60. DB::Exception: Table argus.events doesn't exist"));
+        assert!(!is_rejection("timeout expired"));
+        assert!(!is_rejection("network error: connection refused"));
     }
 }

@@ -16,6 +16,8 @@ use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows}
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
 
+#[path = "common/logs.rs"]
+mod logs;
 #[path = "common/store_suite.rs"]
 mod store_suite;
 
@@ -393,4 +395,232 @@ fn as_json<T: serde::Serialize>(v: &T) -> Value {
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Every record in a spool directory, oldest segment first (the spool's files are
+/// newline-separated events; `cursor` and `lock` are not records).
+fn spool_records(dir: &Path) -> Vec<Value> {
+    let mut segs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|n| n.parse().ok()).map(|n| (n, e.path())))
+        .collect();
+    segs.sort();
+    let mut out = Vec::new();
+    for (_, p) in segs {
+        for line in std::fs::read_to_string(&p).unwrap().lines() {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: a torn or bad record ({e}): {line}", p.display())));
+        }
+    }
+    out
+}
+
+/// A ClickHouse that accepts connections and never answers (a hung server, a stuck
+/// proxy): the inserts time out, every event goes to the spool, and the pipeline is not
+/// held up: the run ends on its own, the JSONL is complete, and the spool holds exactly
+/// its events, once each. A real server then receives all of them from that spool.
+#[test]
+fn a_clickhouse_that_never_answers_holds_nothing_up_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_url = format!("http://{}", hole.local_addr().unwrap());
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for s in hole.incoming().flatten() {
+                held.lock().unwrap().push(s); // never read, never answered
+            }
+        });
+    }
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.toml")).unwrap();
+    let demo = demo.replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
+    assert!(demo.contains("frame_summary_every_s = 0.000001"), "pipelines/demo.toml changed: update this test");
+    std::fs::write(d.join("demo.toml"), demo).unwrap();
+    let t0 = Instant::now();
+    let mut argus = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--exit-when-done", "--max-frames", "150", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", d.join("demo.toml").display().to_string()))
+        .env("ARGUS_SERVER__ENABLED", "false")
+        .env("ARGUS_STORE__PATH", d.join("a.db"))
+        .env("ARGUS_SINKS__JSONL__PATH", d.join("e.jsonl"))
+        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__ENABLED", "true")
+        .env("ARGUS_SINKS__CLICKHOUSE__URL", &hole_url)
+        .env("ARGUS_SINKS__CLICKHOUSE__SPOOL_DIR", d.join("spool"))
+        .env("ARGUS_SINKS__CLICKHOUSE__MAX_WAIT_MS", "100")
+        .env("ARGUS_SINKS__CLICKHOUSE__SERVE_API", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__REQUEST_TIMEOUT_MS", "1500")
+        .env("ARGUS_SINKS__CLICKHOUSE__INSERT_TIMEOUT_MS", "1500")
+        .env("ARGUS_LIMITS__DRAIN_TIMEOUT_S", "3")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = argus.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(240) {
+            let _ = argus.kill();
+            let log = std::fs::read_to_string(d.join("stderr")).unwrap_or_default();
+            panic!("Argus did not finish with a silent ClickHouse; log tail:\n{}", log.lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = logs::plain_log(&d.join("stderr"));
+    assert!(status.success(), "{status}\n{log}");
+    assert!(!held.lock().unwrap().is_empty(), "Argus connected to the silent server");
+    assert!(log.contains("no answer yet; spooling the batch meanwhile"), "{log}");
+
+    let jsonl = jsonl_events(&d.join("e.jsonl"));
+    assert!(jsonl.len() >= 150, "one frame summary per frame at least: {}", jsonl.len());
+    let want: Vec<&str> = jsonl.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let spooled = spool_records(&d.join("spool"));
+    let got: Vec<&str> = spooled.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    assert_eq!(got, want, "the spool holds the JSONL's events, once each, in order");
+
+    // A real server gets them all from that spool.
+    let server = Server::start(&d.join("ch"));
+    let metrics = Arc::new(argus::telemetry::metrics::Metrics::new());
+    let health = Arc::new(argus::telemetry::health::Health::default());
+    let mut sink = argus::sinks::clickhouse::open_sink(&server.config(&d.join("spool")), metrics.clone(), health).unwrap();
+    let t0 = Instant::now();
+    while metrics.spool_events.with_label_values(&["clickhouse"]).get() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the spool did not empty into the real server");
+        argus::sinks::Sink::idle(&mut sink);
+    }
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let mut stored: Vec<String> = server.sql("SELECT toString(event_id) FROM events FINAL").lines().map(String::from).collect();
+    stored.sort();
+    assert!(stored == want, "ClickHouse holds {} events, the JSONL {}", stored.len(), want.len());
+}
+
+/// A TCP proxy to a real server that can freeze: while frozen, every connection it
+/// holds, and every new one, stops forwarding for good (accepted, never answered, never
+/// closed: a server whose process hangs). Connections opened after a thaw work again.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FreezingProxy {
+    fn start(upstream: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let (f, st) = (frozen.clone(), stalled.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let dead = Arc::new(AtomicBool::new(false));
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    let (f, st, dead) = (f.clone(), st.clone(), dead.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        from.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                        let mut buf = [0u8; 16 * 1024];
+                        loop {
+                            if f.load(Ordering::SeqCst) && !dead.swap(true, Ordering::SeqCst) {
+                                st.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if dead.load(Ordering::SeqCst) {
+                                // Frozen for good: hold both ends open, move nothing.
+                                std::thread::sleep(Duration::from_secs(3600));
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr, frozen, stalled }
+    }
+
+    fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// ClickHouse hangs for 5 s in the middle of a camera-speed run (its connections stay
+/// open and never answer again). The timed-out inserts go to the spool, the client
+/// opens new connections once the server answers again, and ClickHouse ends up with
+/// exactly the JSONL's events. Without request timeouts the hung connection would hold
+/// the sink's delivery forever and the spool would never drain.
+#[test]
+fn a_clickhouse_that_hangs_mid_run_recovers_through_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = Server::start(&d.join("ch"));
+    let proxy = FreezingProxy::start(server.http);
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.toml")).unwrap();
+    let demo = demo.replace("realtime = false", "realtime = true").replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
+    assert!(demo.contains("realtime = true") && demo.contains("frame_summary_every_s = 0.000001"), "pipelines/demo.toml changed: update this test");
+    std::fs::write(d.join("demo.toml"), demo).unwrap();
+    let mut argus = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--exit-when-done", "--max-frames", "150", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", d.join("demo.toml").display().to_string()))
+        .env("ARGUS_SERVER__ENABLED", "false")
+        .env("ARGUS_STORE__PATH", d.join("a.db"))
+        .env("ARGUS_SINKS__JSONL__PATH", d.join("e.jsonl"))
+        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__ENABLED", "true")
+        .env("ARGUS_SINKS__CLICKHOUSE__URL", format!("http://{}", proxy.addr))
+        .env("ARGUS_SINKS__CLICKHOUSE__SPOOL_DIR", d.join("spool"))
+        .env("ARGUS_SINKS__CLICKHOUSE__MAX_WAIT_MS", "100")
+        .env("ARGUS_SINKS__CLICKHOUSE__SERVE_API", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__REQUEST_TIMEOUT_MS", "1500")
+        .env("ARGUS_SINKS__CLICKHOUSE__INSERT_TIMEOUT_MS", "1500")
+        .env("ARGUS_LIMITS__DRAIN_TIMEOUT_S", "30")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let count = |server: &Server| server.try_sql("SELECT count() FROM events").ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0);
+    let t0 = Instant::now();
+    while count(&server) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no events reached ClickHouse");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proxy.freeze(true);
+    std::thread::sleep(Duration::from_secs(5));
+    proxy.freeze(false);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = argus.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            let _ = argus.kill();
+            panic!("Argus did not finish; log:\n{}", logs::plain_log(&d.join("stderr")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = logs::plain_log(&d.join("stderr"));
+    assert!(status.success(), "{status}\n{log}");
+    assert!(proxy.stalled.load(std::sync::atomic::Ordering::SeqCst) > 0, "the freeze caught a connection");
+    assert!(log.contains("no answer yet; spooling the batch meanwhile"), "{log}");
+    assert!(log.contains("server is back; the spool is replayed"), "{log}");
+    assert!(spool_records(&d.join("spool")).is_empty(), "the spool emptied before the exit");
+    let jsonl = jsonl_events(&d.join("e.jsonl"));
+    let mut want: Vec<String> = jsonl.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
+    want.sort();
+    let mut stored: Vec<String> = server.sql("SELECT toString(event_id) FROM events FINAL").lines().map(String::from).collect();
+    stored.sort();
+    assert!(stored == want, "ClickHouse holds {} events, the JSONL {}", stored.len(), want.len());
 }

@@ -121,6 +121,10 @@ pub trait Delivery: Send {
     }
 }
 
+/// At most this many ids of late-confirmed events are remembered to skip at replay;
+/// beyond it they are replayed again (a harmless repeat).
+const CONFIRMED_LATE_MAX: usize = 100_000;
+
 /// The batch the courier has now.
 enum InFlight {
     /// New events, not spooled: the sink's thread is waiting for this answer.
@@ -128,7 +132,7 @@ enum InFlight {
     /// New events whose answer took longer than the hand-off, spooled meanwhile; when
     /// `at_head` they are the spool's first `events` records, so a late confirmation
     /// acknowledges them there instead of replaying them.
-    LiveSpooled { events: usize, at_head: bool },
+    LiveSpooled { ids: Vec<String>, at_head: bool },
     /// Records from the spool's head (raw, for a dead letter).
     Replay { pos: SpoolPos, records: Vec<Vec<u8>>, events: usize },
 }
@@ -153,6 +157,9 @@ pub struct SpooledSink {
     replay_size: usize,
     /// Refusals in a row of the spool's head record (once `replay_size` is 1).
     head_rejections: u32,
+    /// Spooled events the server confirmed late (not at the spool's head): the replay
+    /// skips them instead of sending them again.
+    confirmed_late: std::collections::HashSet<String>,
     /// Events dropped since the spool filled (`when_full = "shed"`); 0 when not shedding.
     shedding: u64,
     metrics: Arc<Metrics>,
@@ -203,6 +210,7 @@ impl SpooledSink {
             next_try: Instant::now(),
             replay_size: batching.max_events.max(1),
             head_rejections: 0,
+            confirmed_late: Default::default(),
             shedding: 0,
             metrics,
             health,
@@ -242,15 +250,19 @@ impl SpooledSink {
         match self.in_flight.take().expect("checked above") {
             // The sink's thread takes a live answer itself (`send_live`).
             InFlight::Live => unreachable!("live answers are taken where they are sent"),
-            InFlight::LiveSpooled { events, at_head } => match answer {
+            InFlight::LiveSpooled { ids, at_head } => match answer {
                 Outcome::Delivered => {
                     self.succeeded();
+                    // Confirmed after all: counted as delivered from the spool.
+                    self.metrics.spool_events_replayed.with_label_values(&[self.name]).inc_by(ids.len() as u64);
                     if at_head {
-                        self.ack_head(events);
+                        self.ack_head(ids.len());
+                    } else if self.confirmed_late.len() + ids.len() <= CONFIRMED_LATE_MAX {
+                        self.confirmed_late.extend(ids);
                     }
                 }
                 Outcome::Unavailable(e) | Outcome::Rejected(e) => {
-                    tracing::warn!(sink = self.name, error = %e, events, "delivery failed after the batch was spooled; it replays from there");
+                    tracing::warn!(sink = self.name, error = %e, events = ids.len(), "delivery failed after the batch was spooled; it replays from there");
                     self.failed();
                 }
             },
@@ -289,6 +301,7 @@ impl SpooledSink {
                 self.replay_size = (self.replay_size * 2).min(self.batching.max_events.max(1));
                 self.metrics.spool_events_replayed.with_label_values(&[name]).inc_by(events as u64);
                 if self.spool.is_empty() {
+                    self.confirmed_late.clear();
                     tracing::info!(sink = name, "server is back; the spool is replayed");
                 }
             }
@@ -317,7 +330,10 @@ impl SpooledSink {
                             tracing::error!(sink = name, error = %e, "cannot advance the spool");
                         }
                         self.head_rejections = 0;
-                        self.succeeded();
+                        // Next record now, but the backoff keeps growing until something
+                        // is delivered: when the server refuses everything (a broken
+                        // schema), events are dead-lettered slowly, not in a flood.
+                        self.next_try = Instant::now();
                     }
                     Err(e) => {
                         tracing::error!(sink = name, error = %e, file = %self.dead_letters.display(), "cannot keep a refused event; the spool waits");
@@ -345,6 +361,8 @@ impl SpooledSink {
             let mut bad = Vec::new();
             for r in records {
                 match serde_json::from_slice::<Event>(&r) {
+                    // Confirmed late while it waited here: already delivered.
+                    Ok(ev) if self.confirmed_late.remove(&ev.event_id) => {}
                     Ok(ev) => {
                         events.push(Arc::new(ev));
                         readable.push(r);
@@ -437,7 +455,7 @@ impl SpooledSink {
             }
             Ok(None) => {
                 tracing::warn!(sink = self.name, target = %self.target, waited_ms = HAND_OFF.as_millis() as u64, events = events.len(), "no answer yet; spooling the batch meanwhile");
-                self.in_flight = Some(InFlight::LiveSpooled { events: events.len(), at_head });
+                self.in_flight = Some(InFlight::LiveSpooled { ids: events.iter().map(|e| e.event_id.clone()).collect(), at_head });
                 Err(self.spool_events(events))
             }
             Err(CourierGone) => gone(self.name),
@@ -690,7 +708,26 @@ mod tests {
         sink.idle();
         assert_eq!(h.got(), ids(&all), "once each, in order (the late confirmation acknowledged its records)");
         assert_eq!(sink.spool.len(), 0);
-        assert_eq!(h.metrics.spool_events_replayed.with_label_values(&["fake"]).get(), 9);
+        assert_eq!(h.metrics.spool_events_replayed.with_label_values(&["fake"]).get(), 12, "9 replayed, 3 confirmed late");
+    }
+
+    /// A new batch sent past a backlog (live_first) and confirmed only after it was
+    /// spooled behind that backlog is not sent a second time by the replay.
+    #[test]
+    fn a_late_confirmation_behind_a_backlog_is_not_replayed() {
+        let h = Harness::new();
+        let mut sink = h.open(settings(1 << 20), 100);
+        let old: Vec<_> = (0..4).map(ev).collect();
+        let new = ev(10);
+        h.backlog(&mut sink, &old);
+        h.fake.hang.store(true, Ordering::SeqCst);
+        sink.write_batch(std::slice::from_ref(&new)).unwrap();
+        assert_eq!(sink.spool.len(), 5, "spooled behind the backlog meanwhile");
+        h.fake.hang.store(false, Ordering::SeqCst);
+        sink.idle();
+        let want: Vec<String> = std::iter::once(&new).chain(&old).map(|e| e.event_id.clone()).collect();
+        assert_eq!(h.got(), want, "each once");
+        assert_eq!(sink.spool.len(), 0);
     }
 
     /// live_first: with a backlog, each new batch goes out before the next backlog batch.

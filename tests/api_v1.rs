@@ -135,7 +135,7 @@ async fn start(o: Options) -> Server {
         let mut cams = CameraContexts::default();
         cams.insert(gate_camera());
         let cams = Arc::new(cams);
-        let pool = AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048 }, factory, cams.clone()).unwrap();
+        let pool = AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048, max_pixels: 1_000_000 }, factory, cams.clone()).unwrap();
         wait_until("the analysis pool loaded its detector", || pool.state() != argus::analysis::PoolState::Loading).await;
         state.analysis = Some(Arc::new(AnalysisApi {
             pool,
@@ -294,6 +294,20 @@ async fn errors_have_one_shape_and_the_right_codes() {
         assert_error(code, &body, 422, "UNPROCESSABLE");
         assert!(body["message"].as_str().unwrap().contains(what), "{what}: {body}");
     }
+    // Image bombs: ~150 bytes declaring 8192x8192 (200 MB of RGB; over the side limit)
+    // or 2000x2000 (over this server's 1 MP limit) are refused from their headers,
+    // with the numbers, as raw bytes and as base64.
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(argus::model::png_bomb(8192, 8192)))).await;
+    assert_error(code, &body, 422, "UNPROCESSABLE");
+    assert_eq!(body["details"]["max_side"], 2048, "{body}");
+    let bomb = argus::model::png_bomb(2000, 2000);
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).header("content-type", "image/png").body(bomb.clone()))).await;
+    assert_error(code, &body, 422, "UNPROCESSABLE");
+    assert_eq!(body["details"]["max_pixels"], 1_000_000, "{body}");
+    assert_eq!(body["details"]["width"], 2000, "{body}");
+    let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze")).json(&json!({ "image_base64": b64(&bomb) })))).await;
+    assert_error(code, &body, 422, "UNPROCESSABLE");
+    assert!(body["message"].as_str().unwrap().contains("limits.max_frame_pixels"), "{body}");
     let items: Vec<Value> = (0..4).map(|i| json!({ "id": format!("i{i}"), "image_base64": b64(&png(8, 8)) })).collect();
     let (code, _, body) = send(authed(c.post(format!("{b}/v1/analyze/batch")).json(&json!({ "items": items })))).await;
     assert_error(code, &body, 422, "UNPROCESSABLE");

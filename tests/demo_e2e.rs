@@ -342,3 +342,28 @@ fn sigterm_with_events_in_flight_loses_and_tears_nothing() {
         t0.elapsed()
     );
 }
+
+/// A camera whose frames are larger than `limits.max_frame_pixels` (the demo's 768x576
+/// against a 100 000-pixel limit) fails with a reason that names the size, the limit
+/// and the fix; no frame reaches the detector and Argus itself keeps going to its end.
+#[test]
+fn a_camera_over_the_pixel_limit_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--exit-when-done", "--max-frames", "20", "--config"])
+        .arg(&cfg)
+        .env("ARGUS_LIMITS__MAX_FRAME_PIXELS", "100000")
+        .env("ARGUS_SERVER__ENABLED", "false")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("the camera sends frames too large to analyse: image is 768x576 = 442368 pixels; the limit is 100000 (limits.max_frame_pixels)"),
+        "{log}"
+    );
+    assert!(log.contains("lower its resolution or raise limits.max_frame_pixels"), "{log}");
+    let events: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().all(|e| e["kind"] != "frame.analyzed"), "no frame was analysed: {events:?}");
+}

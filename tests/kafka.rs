@@ -782,6 +782,7 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
         }
         h
     };
+    let bomb = argus::model::png_bomb(8192, 8192);
     let mut oversized = jpg.clone();
     oversized.extend(std::iter::repeat_n(0u8, 2000));
     let msgs = vec![
@@ -790,7 +791,9 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
         (hdrs(2, Some(r#"{"lat": 95.0, "lon": 8.5, "alt_m": 100.0, "yaw": 0.0, "pitch": -90.0, "roll": 0.0, "hfov": 60.0}"#)), jpg.clone()),
         (hdrs(3, None), Vec::new()),
         (hdrs(4, None), oversized.clone()),
-        (hdrs(5, None), jpg.clone()),
+        // An image bomb: a 150-byte PNG declaring 8192x8192 (200 MB of RGB).
+        (hdrs(5, None), bomb.clone()),
+        (hdrs(6, None), jpg.clone()),
     ];
     produce_with_headers(&broker.brokers(), "frames", &msgs);
     let dlq = Reader::start(&broker.brokers(), "frames-dlq");
@@ -801,31 +804,32 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
     let (mut argus, base) = argus_on(d, &pipeline);
 
     let got = wait_frames(d, 2, Duration::from_secs(90));
-    assert_eq!(got, [T0_MS, T0_MS + 500].into_iter().collect(), "the two good frames, and only them");
+    assert_eq!(got, [T0_MS, T0_MS + 600].into_iter().collect(), "the two good frames, and only them");
     let t0 = Instant::now();
-    while dlq.got.lock().len() < 4 {
+    while dlq.got.lock().len() < 5 {
         assert!(t0.elapsed() < Duration::from_secs(30), "dead letters: {}", dlq.got.lock().len());
         std::thread::sleep(Duration::from_millis(200));
     }
     let letters = dlq.got.lock().clone();
-    assert_eq!(letters.len(), 4, "{letters:?}");
+    assert_eq!(letters.len(), 5, "{letters:?}");
     let summary: Vec<(String, String)> =
         letters.iter().map(|c| (c.headers["reason"].split(':').next().unwrap().to_string(), c.headers["source_offset"].clone())).collect();
     let want: Vec<(String, String)> =
-        [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
+        [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4"), ("too_large", "5")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
     assert_eq!(summary, want);
     assert!(letters[1].headers["reason"].contains("out of range"), "{}", letters[1].headers["reason"]);
     assert_eq!(letters[3].headers["reason"], format!("oversized: {} bytes is more than max_message_bytes {max}", oversized.len()));
-    for (c, original) in letters.iter().zip([&jpg, &jpg, &Vec::new(), &oversized]) {
+    assert!(letters[4].headers["reason"].contains("8192x8192") && letters[4].headers["reason"].contains("limits.max_frame_pixels"), "{}", letters[4].headers["reason"]);
+    for (c, original) in letters.iter().zip([&jpg, &jpg, &Vec::new(), &oversized, &bomb]) {
         assert!(c.raw == *original, "the dead letter carries the original bytes ({} vs {})", c.raw.len(), original.len());
         assert_eq!(c.key, "drone-1");
         assert_eq!(c.headers["source_topic"], "frames");
         assert_eq!(c.headers["source_partition"], "0");
     }
-    for (reason, n) in [("bad_telemetry", 2.0), ("empty", 1.0), ("oversized", 1.0), ("undecodable", 0.0)] {
+    for (reason, n) in [("bad_telemetry", 2.0), ("empty", 1.0), ("oversized", 1.0), ("too_large", 1.0), ("undecodable", 0.0)] {
         assert_eq!(metric(&base, &format!("argus_kafka_messages_rejected_total{{reason=\"{reason}\"}}")), n, "{reason}");
     }
-    assert_eq!(metric(&base, "argus_kafka_messages_consumed_total{topic=\"frames\"}"), 6.0);
+    assert_eq!(metric(&base, "argus_kafka_messages_consumed_total{topic=\"frames\"}"), 7.0);
     assert!(argus.try_wait().unwrap().is_none(), "bad messages never stop Argus");
     let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
     assert!(argus.wait().unwrap().success());

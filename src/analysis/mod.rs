@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 
 use crate::detect::Detector;
 use crate::model::Event;
-use crate::model::decode_image_within;
+use crate::model::decode_image_limited;
 pub use judge::{CameraContext, CameraContexts};
 pub use still::{AnalyzeError, analyze_image};
 
@@ -72,6 +72,8 @@ pub struct PoolSettings {
     pub workers: usize,
     pub queue: usize,
     pub max_side: u32,
+    /// `limits.max_frame_pixels`.
+    pub max_pixels: u64,
 }
 
 impl AnalysisPool {
@@ -88,7 +90,7 @@ impl AnalysisPool {
         for i in 0..workers {
             let (rx, state, in_flight, avg_us, factory, cameras) =
                 (rx.clone(), state.clone(), in_flight.clone(), avg_us.clone(), factory.clone(), cameras.clone());
-            let max_side = settings.max_side;
+            let limits = crate::model::ImageLimits { max_side: settings.max_side, max_pixels: settings.max_pixels };
             std::thread::Builder::new().name(format!("argus-analyze-{i}")).spawn(move || {
                 let mut detector = match factory() {
                     Ok(d) => {
@@ -107,7 +109,7 @@ impl AnalysisPool {
                 for job in rx.iter() {
                     (job.on_start)();
                     let t0 = Instant::now();
-                    let result = analyse(detector.as_mut(), &job.req, max_side, &cameras);
+                    let result = analyse(detector.as_mut(), &job.req, limits, &cameras);
                     let us = t0.elapsed().as_micros() as u64;
                     let old = avg_us.load(Ordering::Relaxed);
                     avg_us.store((old * 7 + us) / 8, Ordering::Relaxed);
@@ -166,8 +168,8 @@ impl AnalysisPool {
     }
 }
 
-fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, max_side: u32, cameras: &CameraContexts) -> Result<Event, AnalyzeError> {
-    let image = decode_image_within(&req.bytes, max_side)?;
+fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, limits: crate::model::ImageLimits, cameras: &CameraContexts) -> Result<Event, AnalyzeError> {
+    let image = decode_image_limited(&req.bytes, limits)?;
     let camera = match &req.camera_id {
         Some(id) => Some(cameras.get(id).ok_or_else(|| AnalyzeError::UnknownCamera(id.clone()))?),
         None => None,
@@ -225,7 +227,7 @@ mod tests {
             Arc::new(
                 move || if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) },
             );
-        AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64 }, factory, Arc::new(CameraContexts::default())).unwrap()
+        AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64, max_pixels: 64 * 64 }, factory, Arc::new(CameraContexts::default())).unwrap()
     }
 
     fn wait_ready(p: &AnalysisPool) {

@@ -243,6 +243,9 @@ fn analyze_error(e: &AnalyzeError) -> ApiError {
         AnalyzeError::Image(DecodeError::TooLarge { width, height, max }) => {
             ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_side": max }))
         }
+        AnalyzeError::Image(DecodeError::TooManyPixels { width, height, max_pixels }) => {
+            ApiError::unprocessable(e.to_string()).with_details(json!({ "width": width, "height": height, "max_pixels": max_pixels }))
+        }
         AnalyzeError::UnknownCamera(id) => ApiError::unprocessable(e.to_string()).with_details(json!({ "field": "camera_id", "value": id })),
         AnalyzeError::Detect(_) => ApiError::internal(format!("the detector failed: {e}")),
     }

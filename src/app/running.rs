@@ -146,7 +146,7 @@ impl Running {
         let cx = self.context();
         let stop = cx.stop.clone();
         let handoff = self.stages.handoff();
-        let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, lanes, handoff }), cx).map_err(AppError::Thread)?;
+        let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, max_pixels: cfg.argus.limits.max_frame_pixels, lanes, handoff }), cx).map_err(AppError::Thread)?;
         self.kafka_sources.push(SourceHandle { stop, thread });
         Ok(())
     }

@@ -99,7 +99,8 @@ pub fn build_scenes(cfg: &LoadedConfig, validated: &Validated, opts: &RunOptions
             // A scene state belongs to the calibration as configured, not to the last
             // bits of its fit (which may differ between builds and machines).
             let calibration_key = serde_json::to_string(&(&cam.calibration, &cam.origin)).expect("calibration serialises");
-            let spec = SourceSpec::from_camera(cam, &p.name, opts.max_frames);
+            let mut spec = SourceSpec::from_camera(cam, &p.name, opts.max_frames);
+            spec.max_pixels = cfg.argus.limits.max_frame_pixels;
             // A recording's state reflects one file; another file (size, time) starts over.
             let file = spec.recording_path().and_then(|p| crate::model::FileIdentity::of(&p).ok());
             scenes.insert(id.clone(), CameraScene::new(id, settings).with_drone(drone).with_calibration_key(calibration_key).with_source_file(file));

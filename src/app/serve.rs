@@ -99,7 +99,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     let factory: crate::analysis::DetectorFactory = Arc::new(move || crate::detect::build_detector(&det_cfg).map_err(|e| e.to_string()));
     let cameras = Arc::new(camera_contexts(cfg, &cfg.validated));
     let pool = crate::analysis::AnalysisPool::start(
-        crate::analysis::PoolSettings { workers: s.analyze_workers, queue: s.analyze_queue, max_side: s.max_image_side },
+        crate::analysis::PoolSettings { workers: s.analyze_workers, queue: s.analyze_queue, max_side: s.max_image_side, max_pixels: cfg.argus.limits.max_frame_pixels },
         factory,
         cameras.clone(),
     )

@@ -61,11 +61,14 @@ pub struct LimitsConfig {
     /// At shutdown, how long the sinks may take to write (or spool) what they hold;
     /// past it they stop retrying, report what they could not write, and Argus exits.
     pub drain_timeout_s: f64,
+    /// Largest frame, in pixels, accepted from any input (Kafka frames, cameras,
+    /// uploads); checked on the image header before decoding.
+    pub max_frame_pixels: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0 }
+        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS }
     }
 }
 

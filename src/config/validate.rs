@@ -87,6 +87,9 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     if !(a.limits.drain_timeout_s.is_finite() && (1.0..=3600.0).contains(&a.limits.drain_timeout_s)) {
         iss.add("limits.drain_timeout_s", format!("{} s", a.limits.drain_timeout_s), "use 1..=3600, e.g. 30");
     }
+    if !(1024..=8192 * 8192).contains(&a.limits.max_frame_pixels) {
+        iss.add("limits.max_frame_pixels", format!("{} pixels", a.limits.max_frame_pixels), "use 1024..=67108864, e.g. 16777216 (4096 x 4096)");
+    }
     crate::sinks::config::validate(&a.sinks, iss);
     crate::store::validate(&a.store, iss);
     crate::pipeline::scene_state::validate(&a.scene_state, iss);

@@ -93,6 +93,9 @@ pub struct SourceSpec {
     /// Recordings: continue after this frame when the file is still the same one (from
     /// the camera's scene state checkpoint).
     pub resume: Option<crate::model::FilePosition>,
+    /// `limits.max_frame_pixels`: a camera whose frames are larger fails with a clear
+    /// reason instead of feeding them on.
+    pub max_pixels: u64,
 }
 
 impl SourceSpec {
@@ -125,6 +128,7 @@ impl SourceSpec {
             stall_timeout: std::time::Duration::from_secs_f64(if is_file { cam.stall_timeout_s.max(60.0) } else { cam.stall_timeout_s }),
             start_time: cam.start_time,
             resume: None,
+            max_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS,
         }
     }
 

@@ -122,6 +122,8 @@ pub enum Rejected {
     Empty,
     #[error("undecodable: {0}")]
     Undecodable(String),
+    #[error("too_large: {0}")]
+    TooLarge(String),
 }
 
 impl Rejected {
@@ -135,6 +137,7 @@ impl Rejected {
             Self::Oversized(..) => "oversized",
             Self::Empty => "empty",
             Self::Undecodable(_) => "undecodable",
+            Self::TooLarge(_) => "too_large",
         }
     }
 }
@@ -160,6 +163,8 @@ pub fn parse_telemetry(v: &[u8]) -> Result<Telemetry, Rejected> {
 pub struct KafkaSource {
     pub pipeline: String,
     pub cfg: KafkaSourceConfig,
+    /// `limits.max_frame_pixels`.
+    pub max_pixels: u64,
     pub lanes: HashMap<Arc<str>, LaneSender>,
     /// Scene state handoff between members (`[scene_state]` enabled): cameras' states
     /// follow their partitions through the state topic.
@@ -191,7 +196,7 @@ struct Parsed {
     telemetry: Option<Telemetry>,
 }
 
-fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<str>, LaneSender>) -> Result<Parsed, Rejected> {
+fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, max_pixels: u64, lanes: &HashMap<Arc<str>, LaneSender>) -> Result<Parsed, Rejected> {
     let camera = header(m, "camera_id").map(|v| String::from_utf8_lossy(v).into_owned()).ok_or(Rejected::MissingCamera)?;
     let camera = match lanes.get_key_value(camera.as_str()) {
         Some((id, _)) => id.clone(),
@@ -209,7 +214,10 @@ fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, lanes: &HashMap<Arc<s
     if payload.len() > cfg.max_message_bytes {
         return Err(Rejected::Oversized(payload.len(), cfg.max_message_bytes));
     }
-    let image = crate::model::decode_image(payload).map_err(|e| Rejected::Undecodable(e.to_string()))?;
+    let image = crate::model::decode_image_limited(payload, crate::model::ImageLimits::pixels(max_pixels)).map_err(|e| match e {
+        crate::model::DecodeError::Decode(_) => Rejected::Undecodable(e.to_string()),
+        _ => Rejected::TooLarge(e.to_string()),
+    })?;
     Ok(Parsed { camera, captured_at, image, telemetry })
 }
 
@@ -431,7 +439,7 @@ impl FrameContext {
 }
 
 fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics: Arc<Metrics>, health: &Health) -> Result<(), String> {
-    let KafkaSource { cfg, lanes, handoff, .. } = src;
+    let KafkaSource { cfg, lanes, handoff, max_pixels, .. } = src;
     let handoff = match handoff {
         Some(scenes) => {
             let state = Arc::new(StateTopic::new(&cfg)?);
@@ -500,7 +508,7 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
         let (p, o) = (m.partition(), m.offset());
         let mut sh = ctx.shared.lock();
         sh.drain_acks();
-        let parsed = match parse(&m, &cfg, &lanes) {
+        let parsed = match parse(&m, &cfg, max_pixels, &lanes) {
             Ok(x) => x,
             Err(why) => {
                 metrics.kafka_messages_rejected.with_label_values(&[why.code()]).inc();

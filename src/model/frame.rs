@@ -159,14 +159,39 @@ pub struct Telemetry {
 
 /// Reports, when dropped, that a frame is fully processed: its events (if any) have been
 /// handed to the sinks, so once the sinks have written `published` events, the frame's
-/// source position can be committed. Dropping covers every path: analysed, failed,
-/// or discarded.
+/// source position can be committed. Dropping covers every path: analysed or
+/// discarded. A frame whose analysis failed is marked with [`FrameAck::fail`] first, so
+/// the source dead-letters it (or keeps it uncommitted) instead of committing it as if
+/// it had been analysed.
 pub struct FrameAck {
     pub partition: i32,
     pub offset: i64,
     /// Events published so far (the bus's counter).
     pub published: Arc<std::sync::atomic::AtomicU64>,
-    pub done: crossbeam_channel::Sender<(i32, i64, u64)>,
+    pub done: crossbeam_channel::Sender<AckReport>,
+    /// Why the frame's analysis failed, once it did.
+    pub failure: parking_lot::Mutex<Option<String>>,
+}
+
+/// What a dropped [`FrameAck`] tells its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckReport {
+    pub partition: i32,
+    pub offset: i64,
+    pub published: u64,
+    /// `Some(why)` when the frame could not be analysed.
+    pub failure: Option<String>,
+}
+
+impl FrameAck {
+    pub fn new(partition: i32, offset: i64, published: Arc<std::sync::atomic::AtomicU64>, done: crossbeam_channel::Sender<AckReport>) -> Self {
+        Self { partition, offset, published, done, failure: parking_lot::Mutex::new(None) }
+    }
+
+    /// The frame could not be analysed (the first reason is kept).
+    pub fn fail(&self, why: impl Into<String>) {
+        self.failure.lock().get_or_insert_with(|| why.into());
+    }
 }
 
 impl std::fmt::Debug for FrameAck {
@@ -178,6 +203,7 @@ impl std::fmt::Debug for FrameAck {
 impl Drop for FrameAck {
     fn drop(&mut self) {
         let published = self.published.load(std::sync::atomic::Ordering::SeqCst);
-        let _ = self.done.send((self.partition, self.offset, published));
+        let failure = self.failure.lock().take();
+        let _ = self.done.send(AckReport { partition: self.partition, offset: self.offset, published, failure });
     }
 }

@@ -65,13 +65,104 @@ fn detect(detector: &mut dyn Detector, batch: Vec<Frame>, out: &Sender<Detected>
                 }
             }
         }
+        Err(e) if batch.len() > 1 => {
+            // One bad frame (or a batch too large for the device) must not cost the
+            // others: each is tried alone.
+            tracing::warn!(error = %e, frames = batch.len(), "batch detection failed; trying each frame alone");
+            for f in batch {
+                if detect(detector, vec![f], out, metrics, hist) {
+                    return true;
+                }
+            }
+        }
         Err(e) => {
-            // No fake "nothing detected" results: these frames are counted as failed.
+            // No fake "nothing detected" result: the frame is counted as failed, and a
+            // source that commits (Kafka) is told, so it dead-letters the frame instead
+            // of committing it as analysed.
             for f in &batch {
                 metrics.frames_failed.with_label_values(&[&f.camera_id, "detect"]).inc();
+                tracing::error!(camera = %f.camera_id, seq = f.seq, error = %e, "detection failed; frame skipped");
+                if let Some(ack) = &f.ack {
+                    ack.fail(format!("detection failed: {e}"));
+                }
             }
-            tracing::error!(error = %e, frames = batch.len(), "detection failed; frames skipped");
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{DetectError, DetectorInfo};
+    use crate::model::{AckReport, FrameAck};
+
+    /// Fails every batch that holds a 13-pixel-wide image.
+    struct Picky(DetectorInfo);
+
+    impl Detector for Picky {
+        fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
+            if images.iter().any(|i| i.width == 13) {
+                return Err(DetectError::Engine { engine: "picky", reason: "cannot run this input".into() });
+            }
+            Ok(images.iter().map(|_| Vec::new()).collect())
+        }
+        fn info(&self) -> &DetectorInfo {
+            &self.0
+        }
+    }
+
+    fn frame(seq: u64, width: u32, acks: &crossbeam_channel::Sender<AckReport>) -> Frame {
+        Frame {
+            camera_id: Arc::from("cam"),
+            seq,
+            pts_ns: None,
+            captured_at: time::OffsetDateTime::UNIX_EPOCH,
+            time_source: "header",
+            received: Instant::now(),
+            image: Arc::new(RgbImage::new(width, 1, vec![0; width as usize * 3]).unwrap()),
+            ack: Some(Arc::new(FrameAck::new(0, seq as i64, Arc::default(), acks.clone()))),
+            telemetry: None,
+            position: None,
+        }
+    }
+
+    /// A batch that fails is tried frame by frame: the good frames are analysed, and
+    /// only the frame that fails alone is counted failed and reported failed to its
+    /// source (which must not commit it as analysed).
+    #[test]
+    fn a_failing_frame_costs_only_itself_and_is_reported_failed() {
+        let info = DetectorInfo {
+            model: "picky".into(),
+            model_id: "picky".into(),
+            backend: "test",
+            device: "cpu".into(),
+            input_size: [32, 32],
+            score_threshold: 0.5,
+            nms_iou: 0.5,
+            max_engine_batch: 8,
+        };
+        let mut det = Picky(info);
+        let (acks_tx, acks) = crossbeam_channel::unbounded();
+        let (out_tx, out) = crossbeam_channel::unbounded();
+        let metrics = Metrics::new();
+        let hist = metrics.stage_seconds.with_label_values(&["detect"]);
+        let batch = vec![frame(0, 8, &acks_tx), frame(1, 13, &acks_tx), frame(2, 8, &acks_tx)];
+        assert!(!detect(&mut det, batch, &out_tx, &metrics, &hist));
+        let passed: Vec<u64> = out
+            .try_iter()
+            .map(|d| match d {
+                Detected::Frame(f) => f.frame.seq,
+                Detected::SourceEnded(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(passed, vec![0, 2], "the good frames go on, in order");
+        let mut reports: Vec<AckReport> = acks.try_iter().collect();
+        reports.sort_by_key(|r| r.offset);
+        assert_eq!(reports.len(), 3, "every frame reported once (the good ones when dropped above)");
+        assert_eq!(reports[0].failure, None);
+        assert!(reports[1].failure.as_deref().is_some_and(|f| f.contains("detection failed") && f.contains("cannot run this input")), "{reports:?}");
+        assert_eq!(reports[2].failure, None);
+        assert_eq!(metrics.frames_failed.with_label_values(&["cam", "detect"]).get(), 1);
+    }
 }

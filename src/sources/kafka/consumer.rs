@@ -32,7 +32,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use time::OffsetDateTime;
 
 use super::state::{Loaded, StateTopic};
-use crate::model::{Frame, FrameAck, KafkaPosition, SourcePosition, Telemetry};
+use crate::model::{AckReport, Frame, FrameAck, KafkaPosition, SourcePosition, Telemetry};
 use crate::pipeline::SceneHandoff;
 use crate::pipeline::bus::Durability;
 use crate::pipeline::hub::{LaneSender, Pushed};
@@ -49,6 +49,9 @@ const COMMIT_EVERY: Duration = Duration::from_millis(250);
 pub struct OffsetTracker {
     /// partition → offset → the message.
     pending: HashMap<i32, BTreeMap<i64, Pending>>,
+    /// Frames whose analysis failed, not dead-lettered yet: never committable (their
+    /// partition's commits stop there), and not "processing" either.
+    failed: std::collections::BTreeSet<(i32, i64)>,
 }
 
 /// A message's camera (none for a rejected one) and `Some(events published when the
@@ -61,6 +64,7 @@ impl OffsetTracker {
     }
 
     pub fn done(&mut self, partition: i32, offset: i64, published: u64) {
+        self.failed.remove(&(partition, offset));
         if let Some(slot) = self.pending.get_mut(&partition).and_then(|p| p.get_mut(&offset)) {
             slot.1 = Some(published);
         }
@@ -96,12 +100,27 @@ impl OffsetTracker {
 
     /// Frames of `partition` still being processed.
     pub fn processing(&self, partition: i32) -> usize {
-        self.pending.get(&partition).map_or(0, |p| p.values().filter(|(_, m)| m.is_none()).count())
+        let failed = self.failed.range((partition, i64::MIN)..=(partition, i64::MAX)).count();
+        self.pending.get(&partition).map_or(0, |p| p.values().filter(|(_, m)| m.is_none()).count()) - failed
+    }
+
+    /// The frame's analysis failed: it stays uncommitted until `done` (after it was
+    /// dead-lettered).
+    pub fn failed(&mut self, partition: i32, offset: i64) {
+        if self.pending.get(&partition).is_some_and(|p| p.get(&offset).is_some_and(|(_, m)| m.is_none())) {
+            self.failed.insert((partition, offset));
+        }
+    }
+
+    /// Failed frames not dead-lettered yet.
+    pub fn failures(&self) -> usize {
+        self.failed.len()
     }
 
     /// Forgets a partition given up (its new owner re-reads from the last commit).
     pub fn forget(&mut self, partition: i32) {
         self.pending.remove(&partition);
+        self.failed.retain(|(p, _)| *p != partition);
     }
 }
 
@@ -124,6 +143,8 @@ pub enum Rejected {
     Undecodable(String),
     #[error("too_large: {0}")]
     TooLarge(String),
+    #[error("detect_failed: {0}")]
+    DetectFailed(String),
 }
 
 impl Rejected {
@@ -138,6 +159,7 @@ impl Rejected {
             Self::Empty => "empty",
             Self::Undecodable(_) => "undecodable",
             Self::TooLarge(_) => "too_large",
+            Self::DetectFailed(_) => "detect_failed",
         }
     }
 }
@@ -250,7 +272,7 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
-    fn send(&self, m: &BorrowedMessage<'_>, why: &Rejected) {
+    fn send<M: Message>(&self, m: &M, why: &Rejected) -> bool {
         let (p, o) = (m.partition().to_string(), m.offset().to_string());
         let reason = why.to_string();
         let headers = OwnedHeaders::new()
@@ -265,13 +287,93 @@ impl DeadLetters {
         }
         if let Err((e, _)) = self.producer.send(rec) {
             tracing::error!(error = %e, partition = m.partition(), offset = m.offset(), "cannot send to the dead-letter topic");
-            return;
+            return false;
         }
         // Rare: wait for it, so a crash right after does not lose the evidence.
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             tracing::error!(error = %e, "dead-letter topic did not confirm");
+            return false;
+        }
+        true
+    }
+}
+
+/// Frames the detector could not analyse. They are never committed as if analysed: with
+/// a `dead_letter_topic` each is fetched again by offset (a short-lived consumer outside
+/// the group, so the group's position does not move) and dead-lettered with the reason
+/// `detect_failed: …`, then committed; without one it stays uncommitted, so it is
+/// analysed again after a restart (the partition's commits wait for it).
+#[derive(Default)]
+struct FailedFrames {
+    /// Reported already (without a dead-letter topic): logged once each.
+    reported: std::collections::HashSet<(i32, i64)>,
+    next_try: Option<Instant>,
+}
+
+const REFETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const REFETCH_RETRY: Duration = Duration::from_secs(10);
+
+impl FailedFrames {
+    fn handle(&mut self, ctx: &FrameContext, cfg: &KafkaSourceConfig, dlq: Option<&DeadLetters>, metrics: &Metrics) {
+        let failed = std::mem::take(&mut ctx.shared.lock().failed);
+        if failed.is_empty() {
+            return;
+        }
+        let Some(dlq) = dlq else {
+            for (p, o, why) in &failed {
+                if self.reported.insert((*p, *o)) {
+                    metrics.kafka_messages_rejected.with_label_values(&["detect_failed"]).inc();
+                    tracing::error!(topic = %cfg.topic, partition = p, offset = o, reason = %why, "frame not analysed and not committed: it is analysed again after a restart (set kafka.dead_letter_topic to move such frames aside)");
+                }
+            }
+            return;
+        };
+        if self.next_try.is_some_and(|t| Instant::now() < t) {
+            ctx.shared.lock().failed.extend(failed);
+            return;
+        }
+        let mut left = Vec::new();
+        for (p, o, why) in failed {
+            match refetch(cfg, p, o).map(|m| dlq.send(&m, &Rejected::DetectFailed(why.clone()))) {
+                Ok(true) => {
+                    metrics.kafka_messages_rejected.with_label_values(&["detect_failed"]).inc();
+                    tracing::warn!(topic = %cfg.topic, partition = p, offset = o, reason = %why, "frame not analysed; dead-lettered");
+                    ctx.shared.lock().tracker.done(p, o, 0);
+                }
+                Ok(false) => left.push((p, o, why)),
+                Err(e) => {
+                    tracing::error!(topic = %cfg.topic, partition = p, offset = o, error = %e, "cannot fetch a failed frame again to dead-letter it; retrying (it stays uncommitted)");
+                    left.push((p, o, why));
+                }
+            }
+        }
+        self.next_try = (!left.is_empty()).then(|| Instant::now() + REFETCH_RETRY);
+        ctx.shared.lock().failed.extend(left);
+    }
+}
+
+/// The message at `offset` of `partition`, read by a consumer of its own (assigned, not
+/// subscribed, never committing).
+fn refetch(cfg: &KafkaSourceConfig, partition: i32, offset: i64) -> Result<rdkafka::message::OwnedMessage, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", format!("{}-refetch", cfg.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    let consumer: BaseConsumer = c.create().map_err(|e| format!("consumer: {e}"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&cfg.topic, partition, Offset::Offset(offset)).map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| format!("assign: {e}"))?;
+    let until = Instant::now() + REFETCH_TIMEOUT;
+    while Instant::now() < until {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.partition() == partition && m.offset() == offset => return Ok(m.detach()),
+            Some(Ok(m)) if m.offset() > offset => return Err(format!("offset {offset} is gone (the topic's retention removed it)")),
+            Some(Err(e)) => tracing::debug!(error = %e, "refetch"),
+            _ => {}
         }
     }
+    Err(format!("no message at offset {offset} within {REFETCH_TIMEOUT:?}"))
 }
 
 /// How long a revocation waits for the revoked partitions' frames in flight.
@@ -284,7 +386,9 @@ const RELEASE_WAIT: Duration = Duration::from_secs(20);
 /// `poll`, on the same thread, so the lock is never contended).
 struct Shared {
     tracker: OffsetTracker,
-    acks: Receiver<(i32, i64, u64)>,
+    acks: Receiver<AckReport>,
+    /// Frames whose analysis failed, waiting to be dead-lettered: (partition, offset, why).
+    failed: Vec<(i32, i64, String)>,
     /// Kafka cameras this member analyses now, and the partition their frames come from.
     owned: HashMap<Arc<str>, i32>,
     /// Per assigned partition, the state topic's checkpoints of cameras not taken over yet.
@@ -299,8 +403,14 @@ struct Shared {
 
 impl Shared {
     fn drain_acks(&mut self) {
-        while let Ok((p, o, mark)) = self.acks.try_recv() {
-            self.tracker.done(p, o, mark);
+        while let Ok(r) = self.acks.try_recv() {
+            match r.failure {
+                None => self.tracker.done(r.partition, r.offset, r.published),
+                Some(why) => {
+                    self.tracker.failed(r.partition, r.offset);
+                    self.failed.push((r.partition, r.offset, why));
+                }
+            }
         }
     }
 }
@@ -447,10 +557,11 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
         }
         None => None,
     };
-    let (ack_tx, ack_rx) = unbounded::<(i32, i64, u64)>();
+    let (ack_tx, ack_rx) = unbounded::<AckReport>();
     let shared = Shared {
         tracker: OffsetTracker::default(),
         acks: ack_rx,
+        failed: Vec::new(),
         owned: HashMap::new(),
         loaded: HashMap::new(),
         covered: HashMap::new(),
@@ -491,8 +602,10 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
     let skipped = metrics.kafka_messages_skipped.with_label_values(&[&cfg.topic]);
     let ctx = consumer.context();
 
+    let mut failures = FailedFrames::default();
     while !stop.load(Ordering::Relaxed) {
         if last_commit.elapsed() >= COMMIT_EVERY {
+            failures.handle(ctx, &cfg, dlq.as_ref(), &metrics);
             ctx.commit(&consumer);
             last_commit = Instant::now();
         }
@@ -545,7 +658,7 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
             time_source: "header",
             received: Instant::now(),
             image: Arc::new(parsed.image),
-            ack: Some(Arc::new(FrameAck { partition: p, offset: o, published: durability.published.clone(), done: ack_tx.clone() })),
+            ack: Some(Arc::new(FrameAck::new(p, o, durability.published.clone(), ack_tx.clone()))),
             telemetry: parsed.telemetry.map(Arc::new),
             position: Some(SourcePosition::Kafka(KafkaPosition { topic: cfg.topic.clone(), partition: p, offset: o, seq })),
         };
@@ -579,6 +692,8 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
     // does not leave: it comes back to the same partitions without a rebalance.
     let assigned = consumer.assignment().map(|a| partitions_in(&a, &cfg.topic)).unwrap_or_default();
     ctx.give_up(&consumer, &assigned, false);
+    failures.next_try = None;
+    failures.handle(ctx, &cfg, dlq.as_ref(), &metrics);
     ctx.commit(&consumer);
     if cfg.instance_id().is_none() {
         consumer.unsubscribe();
@@ -698,6 +813,27 @@ mod tests {
         assert_eq!(t.processing(0), 0);
         t.forget(0);
         assert_eq!(t.in_flight(), 0);
+    }
+
+    /// A frame the detector failed on is neither committed nor counted as processing
+    /// (a revocation does not wait for it) until it is dead-lettered.
+    #[test]
+    fn a_failed_frame_holds_its_partitions_commits_until_dead_lettered() {
+        let mut t = OffsetTracker::default();
+        let cam: Arc<str> = "a".into();
+        for o in 0..3 {
+            t.started(0, o, Some(cam.clone()));
+        }
+        t.done(0, 0, 0);
+        t.failed(0, 1);
+        t.done(0, 2, 0);
+        let all = |_: &str, _: i32, _: i64| true;
+        assert_eq!(t.committable(0, &all), vec![(0, 1)], "only the frame before the failed one");
+        assert_eq!(t.processing(0), 0);
+        assert_eq!(t.failures(), 1);
+        t.done(0, 1, 0); // dead-lettered
+        assert_eq!(t.committable(0, &all), vec![(0, 3)]);
+        assert_eq!(t.failures(), 0);
     }
 
     #[test]

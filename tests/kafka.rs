@@ -17,6 +17,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 
+#[path = "common/logs.rs"]
+mod logs;
 #[path = "common/broker.rs"]
 mod broker;
 #[path = "common/member.rs"]
@@ -831,6 +833,37 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
     }
     assert_eq!(metric(&base, "argus_kafka_messages_consumed_total{topic=\"frames\"}"), 7.0);
     assert!(argus.try_wait().unwrap().is_none(), "bad messages never stop Argus");
+    let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
+    assert!(argus.wait().unwrap().success());
+}
+
+/// SIGHUP cannot apply Kafka cameras (the pipeline's consumer owns them): a reload that
+/// adds one says so by name, with the fix, instead of skipping it silently; Argus goes on.
+#[test]
+fn a_reload_that_adds_a_kafka_camera_says_it_needs_a_restart() {
+    let broker = Broker::start(&[("frames", 1), ("frames-dlq", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pipeline = kafka_pipeline(d, &broker.brokers(), &format!("argus-{}", uuid::Uuid::new_v4()));
+    let (mut argus, _base) = argus_on(d, &pipeline);
+    let log = || logs::plain_log(&d.join("stderr"));
+    let wait_log = |what: &str| {
+        let t0 = Instant::now();
+        while !log().contains(what) {
+            assert!(t0.elapsed() < Duration::from_secs(60), "no `{what}` in the log:\n{}", log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_log("Kafka frame source started");
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text += "[[cameras]]\nid = \"drone-9\"\nsource = \"kafka\"\n";
+    std::fs::write(&pipeline, text).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &argus.id().to_string()]).status().unwrap().success());
+    wait_log("configuration reloaded");
+    let l = log();
+    assert!(l.contains("needs_restart=[\"drone-9\"]"), "{l}");
+    assert!(l.contains("are not reloaded by SIGHUP; restart Argus to apply them"), "{l}");
+    assert!(argus.try_wait().unwrap().is_none(), "Argus keeps running");
     let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
     assert!(argus.wait().unwrap().success());
 }

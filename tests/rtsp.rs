@@ -437,7 +437,7 @@ fn a_reload_that_changes_one_cameras_rules_restarts_that_camera_alone() {
     }
     assert_eq!(
         summary,
-        argus::app::ReloadSummary { added: vec![], removed: vec![], restarted: vec!["b".into()], unchanged: vec!["a".into()] },
+        argus::app::ReloadSummary { added: vec![], removed: vec![], restarted: vec!["b".into()], unchanged: vec!["a".into()], needs_restart: vec![] },
         "only b's rules changed"
     );
     let frames: Vec<u64> = samples.iter().map(|s| s.0).collect();

@@ -39,6 +39,9 @@ pub struct ReloadSummary {
     pub restarted: Vec<String>,
     /// The cameras the reload left running untouched.
     pub unchanged: Vec<String>,
+    /// Kafka cameras added, removed or changed in the new configuration: a pipeline's
+    /// consumer and its cameras are applied only by a restart (said in the log).
+    pub needs_restart: Vec<String>,
 }
 
 /// A started pipeline.
@@ -48,6 +51,8 @@ pub struct Running {
     cameras: HashMap<Arc<str>, CameraHandle>,
     /// One consumer per pipeline with a `[kafka]` table (restart Argus to change it).
     kafka_sources: Vec<SourceHandle>,
+    /// The Kafka cameras' fingerprints at start: what a reload compares against.
+    kafka_cameras: HashMap<Arc<str>, String>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     durability: Durability,
@@ -85,12 +90,13 @@ pub fn start(
     }
     let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
-    let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), metrics, health, durability, state_store };
+    let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
     for spec in sources {
         let lane = lanes.remove(&spec.camera_id).expect("a lane per source");
         if spec.kind == SourceKind::Kafka {
+            running.kafka_cameras.insert(spec.camera_id.clone(), fingerprints.remove(&spec.camera_id).unwrap_or_default());
             kafka_lanes.entry(spec.pipeline.clone()).or_default().insert(spec.camera_id.clone(), lane);
         } else {
             let fp = fingerprints.remove(&spec.camera_id).unwrap_or_default();
@@ -176,6 +182,7 @@ impl Running {
             return Err(AppError::Finished);
         }
         let mut new = build_scenes(cfg, validated, opts)?;
+        let needs_restart = self.kafka_changes(&new);
         let guard = self.stages.hold_open();
         let mut summary = ReloadSummary::default();
         let mut old: Vec<Arc<str>> = self.cameras.keys().cloned().collect();
@@ -210,7 +217,23 @@ impl Running {
         }
         drop(guard);
         summary.added.sort();
+        summary.needs_restart = needs_restart;
+        if !summary.needs_restart.is_empty() {
+            tracing::warn!(
+                cameras = ?summary.needs_restart,
+                "Kafka cameras were added, removed or changed: a pipeline's Kafka consumer and its cameras are not reloaded by SIGHUP; restart Argus to apply them (the other cameras were reloaded)"
+            );
+        }
         Ok(summary)
+    }
+
+    /// Kafka cameras that differ between the running pipeline and `new`, sorted.
+    fn kafka_changes(&self, new: &Scenes) -> Vec<String> {
+        let now: HashMap<&Arc<str>, &String> = new.sources.iter().filter(|s| s.kind == SourceKind::Kafka).map(|s| (&s.camera_id, &new.fingerprints[&s.camera_id])).collect();
+        let mut out: Vec<String> = self.kafka_cameras.iter().filter(|(id, fp)| now.get(id) != Some(fp)).map(|(id, _)| id.to_string()).collect();
+        out.extend(now.keys().filter(|id| !self.kafka_cameras.contains_key(**id)).map(|id| id.to_string()));
+        out.sort();
+        out
     }
 
     /// Waits up to `timeout` for every source to end and every event to reach the

@@ -61,7 +61,7 @@ fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &
     match running.reload(&new, &new.validated, &opts.run) {
         Ok(s) => {
             info.write().unwrap_or_else(|e| e.into_inner()).pipelines = pipeline_summaries(&new);
-            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = ?s.unchanged, "configuration reloaded");
+            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = ?s.unchanged, needs_restart = ?s.needs_restart, "configuration reloaded");
         }
         Err(e) => tracing::error!(error = %e, "reload failed"),
     }

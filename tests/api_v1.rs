@@ -232,6 +232,16 @@ async fn api_keys_guard_every_route_but_probes_and_metrics() {
     }
     let (code, _, body) = send(c.post(format!("{}/v1/analyze", s.base)).body(png(8, 8))).await;
     assert_error(code, &body, 401, "UNAUTHORIZED");
+    // /readyz answers probes without a key, but only ready or not: no camera URIs,
+    // errors or sink targets. With the key (or a wrong one) it is the full report or
+    // the bare one.
+    let (code, _, body) = send(c.get(format!("{}/readyz", s.base))).await;
+    assert_eq!(body.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()), Some(vec!["ready".to_string()]), "{body}");
+    assert_eq!(code == 200, body["ready"] == true);
+    let (_, _, body) = send(c.get(format!("{}/readyz", s.base)).bearer_auth("wrong-key-0123456789abc")).await;
+    assert!(body.get("sources").is_none(), "{body}");
+    let (_, _, body) = send(authed(c.get(format!("{}/readyz", s.base)))).await;
+    assert!(body["sources"].is_object() && body["reasons"].is_array(), "{body}");
     // The right key in the header, or as access_token (removed before the handler's
     // strict query parsing sees it).
     let (code, _, _) = send(authed(c.get(format!("{}/v1/cameras", s.base)))).await;

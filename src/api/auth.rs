@@ -107,6 +107,14 @@ fn without_token(uri: &Uri, rest: &str) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
+/// Who is asking, for routes that answer everyone but not everything (`/readyz`): set
+/// by [`require_key`] on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// A valid key was presented, or the API needs none.
+    pub authenticated: bool,
+}
+
 pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, next: Next) -> Response {
     let mut token = None;
     if let Some(q) = req.uri().query()
@@ -117,7 +125,8 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
         let uri = without_token(req.uri(), &rest);
         *req.uri_mut() = uri;
     }
-    if !keys.enabled() || keys.is_public(req.method(), req.uri().path()) {
+    if !keys.enabled() {
+        req.extensions_mut().insert(Caller { authenticated: true });
         return next.run(req).await;
     }
     let header_token = req
@@ -127,6 +136,13 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(|v| v.trim().to_string());
     let presented = header_token.or(token);
+    if keys.is_public(req.method(), req.uri().path()) {
+        // Public routes answer anyone, but say less to a caller without a key.
+        let authenticated = presented.as_deref().is_some_and(|t| keys.accepts(t));
+        req.extensions_mut().insert(Caller { authenticated });
+        return next.run(req).await;
+    }
+    req.extensions_mut().insert(Caller { authenticated: true });
     match presented {
         Some(t) if keys.accepts(&t) => next.run(req).await,
         Some(_) => ApiError::unauthorized("the API key is not valid").into_response(),

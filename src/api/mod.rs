@@ -159,9 +159,14 @@ async fn healthz() -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "health", summary = "Ready: model loaded, sources and sinks with their status", responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready, with reasons", body = Object)))]
-async fn readyz(State(st): State<AppState>) -> Response {
+async fn readyz(State(st): State<AppState>, caller: Option<axum::Extension<auth::Caller>>) -> Response {
     let r = st.health.readiness();
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    // With API keys, a probe without one learns ready or not, never the camera URIs,
+    // errors or sink targets in the reasons.
+    if !caller.is_some_and(|c| c.authenticated) {
+        return (code, axum::Json(serde_json::json!({ "ready": r.ready }))).into_response();
+    }
     (code, axum::Json(r)).into_response()
 }
 

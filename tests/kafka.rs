@@ -17,10 +17,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 
-#[path = "common/logs.rs"]
-mod logs;
 #[path = "common/broker.rs"]
 mod broker;
+#[path = "common/logs.rs"]
+mod logs;
 #[path = "common/member.rs"]
 mod member;
 use broker::{Broker, free_port};
@@ -816,12 +816,18 @@ fn telemetry_empty_and_oversized_messages_are_dead_lettered() {
     assert_eq!(letters.len(), 5, "{letters:?}");
     let summary: Vec<(String, String)> =
         letters.iter().map(|c| (c.headers["reason"].split(':').next().unwrap().to_string(), c.headers["source_offset"].clone())).collect();
-    let want: Vec<(String, String)> =
-        [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4"), ("too_large", "5")].iter().map(|(r, o)| (r.to_string(), o.to_string())).collect();
+    let want: Vec<(String, String)> = [("bad_telemetry", "1"), ("bad_telemetry", "2"), ("empty", "3"), ("oversized", "4"), ("too_large", "5")]
+        .iter()
+        .map(|(r, o)| (r.to_string(), o.to_string()))
+        .collect();
     assert_eq!(summary, want);
     assert!(letters[1].headers["reason"].contains("out of range"), "{}", letters[1].headers["reason"]);
     assert_eq!(letters[3].headers["reason"], format!("oversized: {} bytes is more than max_message_bytes {max}", oversized.len()));
-    assert!(letters[4].headers["reason"].contains("8192x8192") && letters[4].headers["reason"].contains("limits.max_frame_pixels"), "{}", letters[4].headers["reason"]);
+    assert!(
+        letters[4].headers["reason"].contains("8192x8192") && letters[4].headers["reason"].contains("limits.max_frame_pixels"),
+        "{}",
+        letters[4].headers["reason"]
+    );
     for (c, original) in letters.iter().zip([&jpg, &jpg, &Vec::new(), &oversized, &bomb]) {
         assert!(c.raw == *original, "the dead letter carries the original bytes ({} vs {})", c.raw.len(), original.len());
         assert_eq!(c.key, "drone-1");

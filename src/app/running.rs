@@ -90,7 +90,8 @@ pub fn start(
     }
     let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
-    let mut running = Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };
+    let mut running =
+        Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
     for spec in sources {
@@ -152,7 +153,9 @@ impl Running {
         let cx = self.context();
         let stop = cx.stop.clone();
         let handoff = self.stages.handoff();
-        let thread = sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, max_pixels: cfg.argus.limits.max_frame_pixels, lanes, handoff }), cx).map_err(AppError::Thread)?;
+        let thread =
+            sources::spawn(Box::new(sources::kafka::KafkaSource { pipeline, cfg: kcfg, max_pixels: cfg.argus.limits.max_frame_pixels, lanes, handoff }), cx)
+                .map_err(AppError::Thread)?;
         self.kafka_sources.push(SourceHandle { stop, thread });
         Ok(())
     }
@@ -229,7 +232,8 @@ impl Running {
 
     /// Kafka cameras that differ between the running pipeline and `new`, sorted.
     fn kafka_changes(&self, new: &Scenes) -> Vec<String> {
-        let now: HashMap<&Arc<str>, &String> = new.sources.iter().filter(|s| s.kind == SourceKind::Kafka).map(|s| (&s.camera_id, &new.fingerprints[&s.camera_id])).collect();
+        let now: HashMap<&Arc<str>, &String> =
+            new.sources.iter().filter(|s| s.kind == SourceKind::Kafka).map(|s| (&s.camera_id, &new.fingerprints[&s.camera_id])).collect();
         let mut out: Vec<String> = self.kafka_cameras.iter().filter(|(id, fp)| now.get(id) != Some(fp)).map(|(id, _)| id.to_string()).collect();
         out.extend(now.keys().filter(|id| !self.kafka_cameras.contains_key(**id)).map(|id| id.to_string()));
         out.sort();

@@ -85,7 +85,8 @@ pub fn build_scenes(cfg: &LoadedConfig, validated: &Validated, opts: &RunOptions
             let id: Arc<str> = Arc::from(cam.id.as_str());
             // A Kafka camera also depends on its pipeline's consumer (`[kafka]`).
             let consumer = (crate::sources::SourceKind::of(&cam.source) == crate::sources::SourceKind::Kafka).then_some(&p.kafka);
-            let fp = serde_json::to_string(&(&p.name, cam, &p.zones, &p.rules, &p.events, opts.max_frames, (&p.tracker, &p.risk), consumer)).expect("config serialises");
+            let fp = serde_json::to_string(&(&p.name, cam, &p.zones, &p.rules, &p.events, opts.max_frames, (&p.tracker, &p.risk), consumer))
+                .expect("config serialises");
             fingerprints.insert(id.clone(), fp);
             let settings = SceneSettings {
                 pipeline: p.name.clone(),

@@ -99,7 +99,12 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     let factory: crate::analysis::DetectorFactory = Arc::new(move || crate::detect::build_detector(&det_cfg).map_err(|e| e.to_string()));
     let cameras = Arc::new(camera_contexts(cfg, &cfg.validated));
     let pool = crate::analysis::AnalysisPool::start(
-        crate::analysis::PoolSettings { workers: s.analyze_workers, queue: s.analyze_queue, max_side: s.max_image_side, max_pixels: cfg.argus.limits.max_frame_pixels },
+        crate::analysis::PoolSettings {
+            workers: s.analyze_workers,
+            queue: s.analyze_queue,
+            max_side: s.max_image_side,
+            max_pixels: cfg.argus.limits.max_frame_pixels,
+        },
         factory,
         cameras.clone(),
     )
@@ -288,7 +293,10 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         .name("stop-watchdog".into())
         .spawn(move || {
             std::thread::sleep(watchdog_after);
-            tracing::error!(after_s = watchdog_after.as_secs_f64(), "stopping took longer than limits.drain_timeout_s allows; exiting now (spools and offsets re-deliver what was in flight)");
+            tracing::error!(
+                after_s = watchdog_after.as_secs_f64(),
+                "stopping took longer than limits.drain_timeout_s allows; exiting now (spools and offsets re-deliver what was in flight)"
+            );
             std::process::exit(1);
         })
         .map_err(AppError::Thread)?;

@@ -105,7 +105,12 @@ impl Metrics {
             spool_events,
             spool_bytes,
             spool_events_spooled: counter(r, "argus_spool_events_spooled_total", "Events written to a sink's spool while its server was down", &["sink"]),
-            spool_events_replayed: counter(r, "argus_spool_events_replayed_total", "Spooled events delivered to the server (replayed, or confirmed after they were spooled)", &["sink"]),
+            spool_events_replayed: counter(
+                r,
+                "argus_spool_events_replayed_total",
+                "Spooled events delivered to the server (replayed, or confirmed after they were spooled)",
+                &["sink"],
+            ),
             spool_full: counter(r, "argus_spool_full_total", "Times a spool was full and the pipeline had to wait (an alarm)", &["sink"]),
             spool_dead_letters: counter(
                 r,

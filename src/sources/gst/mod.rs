@@ -661,9 +661,9 @@ impl OneRun<'_> {
         let caps = sample.caps().ok_or_else(|| GstError::Build("sample without caps".into()))?;
         let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| GstError::Build(e.to_string()))?;
         let (w, h) = (info.width(), info.height());
-        crate::model::ImageLimits::pixels(spec.max_pixels)
-            .check(w, h)
-            .map_err(|e| GstError::Build(format!("the camera sends frames too large to analyse: {e}; lower its resolution or raise limits.max_frame_pixels")))?;
+        crate::model::ImageLimits::pixels(spec.max_pixels).check(w, h).map_err(|e| {
+            GstError::Build(format!("the camera sends frames too large to analyse: {e}; lower its resolution or raise limits.max_frame_pixels"))
+        })?;
         let stride = info.stride()[0] as usize;
         let map = buffer.map_readable().map_err(|e| GstError::Build(e.to_string()))?;
         let row = w as usize * 3;

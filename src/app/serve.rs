@@ -139,8 +139,10 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     Ok(state)
 }
 
-/// Beyond the drain deadline, how long stopping the stages and the API may take.
-const STOP_MARGIN: Duration = Duration::from_secs(15);
+/// Beyond the sinks' drain deadline, how long stopping may take: the stages' own bounded
+/// waits (a Kafka hand-over up to 30 s, the last scene checkpoints up to 10 s), the API,
+/// and a margin.
+const STOP_MARGIN: Duration = Duration::from_secs(60);
 
 /// Flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
 struct Signals {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::{ReplayOrder, SpoolSettings, WhenFull};
 use crate::model::Issues;
-use crate::sinks::spool::{ReplayOrder, SpoolSettings, WhenFull};
 
 /// Events (and one row per object) into ClickHouse for analysts (`clickhouse` feature).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,7 +102,7 @@ pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
             iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
         }
         crate::clients::check_batching_and_spool(iss, "clickhouse", ("max_rows", ch.max_rows, 1_000_000, 10_000), ch.max_wait_ms, ch.spool_max_mb);
-        crate::sinks::spool::check_policy(iss, "clickhouse", ch.max_rejections);
+        crate::clients::check_policy(iss, "clickhouse", ch.max_rejections);
         for (key, ms) in [("request_timeout_ms", ch.request_timeout_ms), ("insert_timeout_ms", ch.insert_timeout_ms)] {
             if !(100..=600_000).contains(&ms) {
                 iss.add(format!("sinks.clickhouse.{key}"), format!("{ms} ms"), "use 100..=600000, e.g. 10000");

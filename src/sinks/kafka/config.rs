@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::{ReplayOrder, SpoolSettings, WhenFull};
 use crate::model::Issues;
-use crate::sinks::spool::{ReplayOrder, SpoolSettings, WhenFull};
 
 /// `argus.event.v1` events to a Kafka topic for control rooms (`kafka` feature).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -82,7 +82,7 @@ pub fn validate(k: &KafkaSinkConfig, iss: &mut Issues) {
             iss.add("sinks.kafka.message_timeout_ms", format!("{} ms", k.message_timeout_ms), "use 1000..=600000, e.g. 10000");
         }
         crate::clients::check_batching_and_spool(iss, "kafka", ("max_events", k.max_events, 100_000, 1000), k.max_wait_ms, k.spool_max_mb);
-        crate::sinks::spool::check_policy(iss, "kafka", k.max_rejections);
+        crate::clients::check_policy(iss, "kafka", k.max_rejections);
         for key in ["bootstrap.servers", "enable.idempotence", "acks", "message.timeout.ms"] {
             if k.options.contains_key(key) {
                 iss.add(

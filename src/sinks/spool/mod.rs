@@ -37,8 +37,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::Event;
 use crate::sinks::{Batching, Sink, SinkError};
 use crate::telemetry::health::{Health, State};
@@ -57,43 +55,7 @@ const IDLE_REPLAY: Duration = Duration::from_millis(900);
 /// the server refused `max_rejections` times.
 pub const DEAD_LETTERS: &str = "dead-letters.jsonl";
 
-/// What a sink does while its spool is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// The write fails and the pipeline waits (nothing is dropped anywhere).
-    Wait,
-    /// This sink drops new events (counted, alarmed); the other sinks carry on.
-    Shed,
-}
-
-/// Which goes to the server first while a backlog replays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplayOrder {
-    /// New batches first, the backlog in between and when idle.
-    #[default]
-    LiveFirst,
-    /// Strictly oldest first: new batches wait behind the backlog.
-    InOrder,
-}
-
-/// A spooling sink's policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolSettings {
-    pub max_bytes: u64,
-    pub when_full: WhenFull,
-    pub replay: ReplayOrder,
-    /// Refusals of one event in a row before it is dead-lettered.
-    pub max_rejections: u32,
-}
-
-/// The spool policy keys every spooling sink shares (`sinks.<sink>.…`).
-pub fn check_policy(iss: &mut crate::model::Issues, sink: &str, max_rejections: u32) {
-    if !(1..=1000).contains(&max_rejections) {
-        iss.add(format!("sinks.{sink}.max_rejections"), format!("{max_rejections} is outside 1..=1000"), "use e.g. 5");
-    }
-}
+pub use crate::clients::{ReplayOrder, SpoolSettings, WhenFull, check_policy};
 
 /// Sends events to one server, all or nothing. Runs on the sink's courier thread.
 pub trait Delivery: Send {

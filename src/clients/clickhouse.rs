@@ -73,12 +73,7 @@ impl Default for ClickHouseConfig {
 
 impl ClickHouseConfig {
     pub fn spool_settings(&self) -> SpoolSettings {
-        SpoolSettings {
-            max_bytes: self.spool_max_mb.saturating_mul(1 << 20),
-            when_full: self.when_full,
-            replay: self.replay,
-            max_rejections: self.max_rejections,
-        }
+        SpoolSettings::from_keys(self.spool_max_mb, self.when_full, self.replay, self.max_rejections)
     }
 }
 

@@ -55,6 +55,13 @@ pub struct SpoolSettings {
     pub max_rejections: u32,
 }
 
+impl SpoolSettings {
+    /// From a sink's `spool_max_mb`, `when_full`, `replay` and `max_rejections` keys.
+    pub fn from_keys(spool_max_mb: u64, when_full: WhenFull, replay: ReplayOrder, max_rejections: u32) -> Self {
+        Self { max_bytes: spool_max_mb.saturating_mul(1 << 20), when_full, replay, max_rejections }
+    }
+}
+
 /// The spool policy keys every spooling sink shares (`sinks.<sink>.…`).
 pub fn check_policy(iss: &mut Issues, sink: &str, max_rejections: u32) {
     if !(1..=1000).contains(&max_rejections) {

@@ -393,7 +393,8 @@ fn media_that_stops_while_the_server_answers_a_tcp_only_server_and_dead_hosts() 
 
     // The media stops while RTSP still answers: the stall watchdog notices, rebuilds
     // come every stall + 1 s, and the media is picked up soon after it resumes.
-    let before = camera(&a.base, "paused")["restarts"].as_u64().unwrap();
+    let start = camera(&a.base, "paused");
+    let (before, probes_before) = (start["restarts"].as_u64().unwrap(), start["probes"].as_u64().unwrap_or(0));
     let t0 = Instant::now();
     paused.command("pause");
     let noticed = wait_for(&a.base, "paused", Duration::from_secs(10), "the stall noticed", |c| !streaming(c));
@@ -403,14 +404,20 @@ fn media_that_stops_while_the_server_answers_a_tcp_only_server_and_dead_hosts() 
     let back = wait_for(&a.base, "paused", Duration::from_secs(20), "media picked up again", |c| streaming(c) && frames_received(c) > frames);
     let c = camera(&a.base, "paused");
     let rebuilds = c["restarts"].as_u64().unwrap() - before;
+    let probed = c["probes"].as_u64().unwrap_or(0) - probes_before;
     eprintln!(
-        "media paused 20 s while the server answers: noticed after {noticed:.2?}, streaming again {back:.2?} after it resumed ({rebuilds} rebuilds, {} probes)",
-        c["probes"]
+        "media paused 20 s while the server answers: noticed after {noticed:.2?}, streaming again {back:.2?} after it resumed ({rebuilds} rebuilds, {probed} probes)"
     );
     assert!(noticed <= STALL_NOTICED_WITHIN, "stall noticed after {noticed:?}");
     assert!(back <= BACK_WITHIN, "streaming again {back:?} after the media resumed: {c}");
     // One session per stall_timeout (3 s) + at most 1 s: about 5 in 20 s, never a flood.
-    assert!((2..=8).contains(&rebuilds), "{rebuilds} rebuilds in 20 s without media: {c}");
+    // Once the last session is torn down, gst-rtsp-server unprepares the shared media
+    // and cannot preroll a new one while the payloader drops buffers, so DESCRIBE hangs:
+    // from then on the camera really is frozen and the supervisor probes (with backoff)
+    // instead of rebuilding. Which of the two happens depends on timing (CI saw 1 rebuild
+    // and 6 probes), so the bound is on attempts of either kind.
+    assert!((1..=8).contains(&rebuilds), "{rebuilds} rebuilds in 20 s without media: {c}");
+    assert!((2..=12).contains(&(rebuilds + probed)), "{rebuilds} rebuilds and {probed} probes in 20 s without media: {c}");
 
     // The TCP-only server goes away briefly: `auto` comes back over TCP at once,
     // without first waiting for UDP packets that never come.

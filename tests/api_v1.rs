@@ -28,6 +28,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 const KEY: &str = "test-key-0123456789abcdef";
+const KEY2: &str = "second-key-0123456789abcdef";
 const SECRET: &str = "webhook-secret-0123456789";
 
 /// One person filling the middle of the image, after `delay`.
@@ -67,6 +68,12 @@ fn fake_info() -> DetectorInfo {
 
 struct Options {
     keys: bool,
+    /// A second key, for per-key limits.
+    second_key: bool,
+    live: api::live::LiveLimits,
+    connections: api::server::ConnectionLimits,
+    /// `server.webhook_allow` (the receivers here are on loopback).
+    webhook_allow: Vec<String>,
     delay_ms: u64,
     queue: usize,
     max_body: usize,
@@ -76,7 +83,18 @@ struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { keys: true, delay_ms: 0, queue: 4, max_body: 1 << 20, analysis: true, model_fails: false }
+        Self {
+            keys: true,
+            second_key: false,
+            live: api::live::LiveLimits::default(),
+            connections: api::server::ConnectionLimits { max_connections: 64, header_read_timeout: Duration::from_secs(10), drain: Duration::from_secs(1) },
+            webhook_allow: vec!["127.0.0.1".into()],
+            delay_ms: 0,
+            queue: 4,
+            max_body: 1 << 20,
+            analysis: true,
+            model_fails: false,
+        }
     }
 }
 
@@ -122,12 +140,13 @@ async fn start(o: Options) -> Server {
         features: argus::app::compiled_features(),
     }));
     let metrics = Arc::new(Metrics::new());
-    let live = api::live::LiveHub::new(64, metrics.clone());
+    let live = api::live::LiveHub::with_limits(64, o.live, metrics.clone());
     let mut state = AppState::new(store, health, metrics, info, live);
     if o.keys {
-        state.keys = Arc::new(ApiKeys::new(vec![KEY.to_string()], false));
+        let keys = if o.second_key { vec![KEY.to_string(), KEY2.to_string()] } else { vec![KEY.to_string()] };
+        state.keys = Arc::new(ApiKeys::new(keys, false));
     }
-    state.limits = Limits { max_body_bytes: o.max_body, cors_origins: vec!["https://ops.example.com".into()] };
+    state.limits = Limits { max_body_bytes: o.max_body, cors_origins: vec!["https://ops.example.com".into()], ..Limits::default() };
     if o.analysis {
         let (delay, fails) = (Duration::from_millis(o.delay_ms), o.model_fails);
         let factory: DetectorFactory =
@@ -135,6 +154,7 @@ async fn start(o: Options) -> Server {
         let mut cams = CameraContexts::default();
         cams.insert(gate_camera());
         let cams = Arc::new(cams);
+        let destinations = Arc::new(argus::api::destination::DestinationPolicy::new(&o.webhook_allow).unwrap());
         let pool = AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048, max_pixels: 1_000_000 }, factory, cams.clone()).unwrap();
         wait_until("the analysis pool loaded its detector", || pool.state() != argus::analysis::PoolState::Loading).await;
         state.analysis = Some(Arc::new(AnalysisApi {
@@ -143,19 +163,20 @@ async fn start(o: Options) -> Server {
             tasks: Arc::new(argus::analysis::tasks::TaskStore::new(100)),
             webhook: Arc::new(WebhookSettings {
                 secret: Some(SECRET.into()),
+                destinations: destinations.clone(),
                 attempts: 3,
                 timeout: Duration::from_secs(2),
                 first_backoff: Duration::from_millis(200),
             }),
-            client: reqwest::Client::new(),
+            client: api::webhook::client(&destinations).unwrap(),
             timeout: Duration::from_secs(10),
             batch_max_items: 3,
         }));
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = api::router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (router, metrics, limits) = (api::router(state.clone()), state.metrics.clone(), o.connections);
+    tokio::spawn(async move { api::server::serve(listener, router, limits, metrics, std::future::pending()).await.unwrap() });
     Server { base: format!("http://{addr}"), state, _dir: dir }
 }
 
@@ -682,4 +703,161 @@ async fn the_openapi_document_matches_the_routes() {
     }
     let (code, _, body) = send(authed(client().get(format!("{}/v1/nothing-here", s.base)))).await;
     assert!(code == 404 && body["message"].as_str().unwrap().starts_with("no route for"), "{code} {body}");
+}
+
+fn hardened(connections: api::server::ConnectionLimits) -> Options {
+    Options { connections, analysis: false, ..Default::default() }
+}
+
+/// Whether the server has closed `t` (a read sees the end, an error, or the 408 hyper
+/// may write before closing), without waiting long.
+async fn closed_by_server(t: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    matches!(tokio::time::timeout(Duration::from_millis(5), t.read(&mut buf)).await, Ok(_))
+}
+
+#[tokio::test]
+async fn slowloris_and_idle_clients_are_cut_off_and_connections_are_limited() {
+    use tokio::io::AsyncWriteExt;
+    let limits = api::server::ConnectionLimits { max_connections: 3, header_read_timeout: Duration::from_secs(1), drain: Duration::from_secs(1) };
+    let s = start(hardened(limits)).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Two clients that send a header line every 300 ms and never the blank line, and one
+    // that sends nothing: together they hold every connection slot.
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut t = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i < 2 {
+            t.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+        }
+        clients.push(t);
+    }
+    let open = || s.state.metrics.http_connections_open.get();
+    wait_until("three connections held", || open() == 3).await;
+    // A well-behaved client waits for a slot instead of being refused.
+    let base = s.base.clone();
+    let legit = tokio::spawn(async move { client().get(format!("{base}/healthz")).timeout(Duration::from_secs(20)).send().await.map(|r| r.status().as_u16()) });
+    let t0 = std::time::Instant::now();
+    let mut cut = [None; 3];
+    while cut.iter().any(Option::is_none) && t0.elapsed() < Duration::from_secs(15) {
+        for (i, t) in clients.iter_mut().enumerate() {
+            if cut[i].is_some() {
+                continue;
+            }
+            let dripped = i >= 2 || t.write_all(format!("X-Drip: {}\r\n", t0.elapsed().as_millis()).as_bytes()).await.is_ok();
+            if !dripped || closed_by_server(t).await {
+                cut[i] = Some(t0.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("slow clients cut after {cut:?} (header_read_timeout 1 s)");
+    assert!(cut.iter().all(Option::is_some), "every slow or idle client is cut off: {cut:?}");
+    assert_eq!(legit.await.unwrap().unwrap(), 200, "the waiting client is served once a slot frees");
+    assert!(s.state.metrics.http_connections_failed.with_label_values(&["timeout"]).get() >= 2);
+    wait_until("the slots freed", || open() == 0).await;
+}
+
+#[tokio::test]
+async fn host_names_and_foreign_origins_are_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = start(Options::default()).await;
+    let c = client();
+    // DNS rebinding: a page's own name pointed at 127.0.0.1 arrives with its Host.
+    let (code, _, body) = send(authed(c.get(format!("{}/v1/info", s.base)).header("host", "rebind.evil.example"))).await;
+    assert_error(code, &body, 421, "MISDIRECTED");
+    assert!(body["details"]["fix"].as_str().unwrap().contains("server.allowed_hosts"), "{body}");
+    for host in ["localhost", "127.0.0.1:1234", "[::1]:8080"] {
+        let (code, _, body) = send(authed(c.get(format!("{}/v1/info", s.base)).header("host", host))).await;
+        assert_eq!(code, 200, "{host}: {body}");
+    }
+    // A foreign page may not open a live stream, post an analysis or read events through
+    // a visitor's browser; the API's own page and the configured origin may.
+    let foreign = "https://evil.example";
+    for rb in [
+        c.get(format!("{}/v1/events/stream", s.base)),
+        c.post(format!("{}/v1/analyze", s.base)).header("content-type", "image/png").body(png(8, 8)),
+        c.get(format!("{}/v1/events", s.base)),
+    ] {
+        let (code, _, body) = send(authed(rb.header("origin", foreign))).await;
+        assert_error(code, &body, 403, "FORBIDDEN");
+    }
+    let (code, _, _) = send(authed(c.get(format!("{}/v1/events", s.base)).header("origin", "null"))).await;
+    assert_eq!(code, 403);
+    for origin in [s.base.as_str(), "https://ops.example.com"] {
+        let (code, _, body) = send(authed(c.get(format!("{}/v1/events", s.base)).header("origin", origin))).await;
+        assert_eq!(code, 200, "{origin}: {body}");
+    }
+    let ws = format!("{}/v1/ws?access_token={KEY}", s.base.replace("http://", "ws://"));
+    let mut req = ws.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("origin", foreign.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "a WebSocket from a foreign page is refused");
+    let mut req = ws.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("origin", s.base.parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok(), "the API's own page may open one");
+}
+
+#[tokio::test]
+async fn live_clients_are_bounded_per_key_and_in_all() {
+    let s = start(Options { second_key: true, live: api::live::LiveLimits { total: 3, per_key: 2 }, analysis: false, ..Default::default() }).await;
+    let c = client();
+    let open = |key: &'static str| c.get(format!("{}/v1/events/stream", s.base)).bearer_auth(key).send();
+    let a1 = open(KEY).await.unwrap();
+    let a2 = open(KEY).await.unwrap();
+    assert_eq!((a1.status().as_u16(), a2.status().as_u16()), (200, 200));
+    let r = open(KEY).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    assert!(r.text().await.unwrap().contains("max_live_clients_per_key"));
+    // The WebSocket counts against the same limits.
+    let ws = format!("{}/v1/ws?access_token={KEY}", s.base.replace("http://", "ws://"));
+    assert!(tokio_tungstenite::connect_async(ws.as_str()).await.is_err(), "a third client for the key over WebSocket");
+    let b1 = open(KEY2).await.unwrap();
+    assert_eq!(b1.status().as_u16(), 200);
+    let r = open(KEY2).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.text().await.unwrap().contains("server.max_live_clients"));
+    let refused = |l: &str| s.state.metrics.live_clients_refused.with_label_values(&[l]).get();
+    assert_eq!((refused("per_key"), refused("total")), (2, 1));
+    // A client that leaves frees its place.
+    drop(a1);
+    let mut again = None;
+    for _ in 0..50 {
+        let r = open(KEY2).await.unwrap();
+        if r.status().as_u16() == 200 {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a place freed by a client that left");
+    drop((a2, b1));
+}
+
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
+    use reqwest::dns::Resolve;
+    let s = start(Options { webhook_allow: vec![], ..Default::default() }).await;
+    for (url, kind) in [
+        ("http://127.0.0.1:9/x", "loopback"),
+        ("http://[::1]:9/x", "loopback"),
+        ("http://localhost:9/x", "loopback"),
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+        ("http://10.0.0.8/hook", "private"),
+        ("http://[::ffff:192.168.0.1]/hook", "private"),
+    ] {
+        let payload = json!({ "image_base64": b64(&png(8, 8)), "webhook_url": url });
+        let (code, _, body) = send(authed(client().post(format!("{}/v1/analyze?async=true", s.base)).json(&payload))).await;
+        assert_error(code, &body, 422, "UNPROCESSABLE");
+        assert!(body["message"].as_str().unwrap().contains(kind), "{url}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("server.webhook_allow"), "{body}");
+    }
+    // Names are checked where the client resolves them: one that resolves only to
+    // loopback gets no address; allowed, it does.
+    let strict = Arc::new(argus::api::destination::DestinationPolicy::default());
+    assert!(strict.resolver().resolve("localhost".parse().unwrap()).await.is_err());
+    let allowed = Arc::new(argus::api::destination::DestinationPolicy::new(&["127.0.0.1".into()]).unwrap());
+    let addrs: Vec<_> = allowed.resolver().resolve("localhost".parse().unwrap()).await.unwrap().collect();
+    assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST), "{addrs:?}");
 }

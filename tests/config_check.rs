@@ -180,3 +180,48 @@ fn two_sinks_sharing_one_spool_directory() {
         .replace("spool_dir = \"var/spool/kafka\"", "spool_dir = \"var/spool/clickhouse/\"");
     assert_issue(&issues(&text, None), "config/argus.toml", "sinks.clickhouse.spool_dir", "is also sinks.kafka.spool_dir");
 }
+
+#[test]
+fn server_hardening_keys_are_checked() {
+    let text = config::EMBEDDED_CONFIG.replace(
+        "listen = \"127.0.0.1:8080\"",
+        "listen = \"127.0.0.1:8080\"\nrequest_timeout_s = 10.0\nwebhook_allow = [\"http://hooks.lan/x\"]\nallowed_hosts = [\"https://argus.lan/\"]\nmax_live_clients = 0",
+    );
+    let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "server.request_timeout_s", "longer than server.analyze_timeout_s");
+    assert_issue(&list, "config/argus.toml", "server.webhook_allow[0]", "neither a host name nor an address");
+    assert_issue(&list, "config/argus.toml", "server.allowed_hosts[0]", "not a host name");
+    assert_issue(&list, "config/argus.toml", "server.max_connections / max_live_clients / max_live_clients_per_key", "at least 1");
+}
+
+/// `argus run` with extra environment: it must refuse at once (before any model loads).
+fn run_refused(env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
+    cmd.args(["run", "--config", "config/argus.toml"]).env_remove("ARGUS_API_KEYS").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("argus run {env:?} did not refuse to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_api_open_to_the_network_without_keys_or_with_short_env_keys_is_refused() {
+    let err = run_refused(&[("ARGUS_SERVER__LISTEN", "0.0.0.0:0")]);
+    assert!(err.contains("server.listen = 0.0.0.0:0 is not loopback and no API keys are set"), "{err}");
+    assert!(err.contains("server.allow_open_network = true"), "{err}");
+    let err = run_refused(&[("ARGUS_API_KEYS", "0123456789abcdef0123,short")]);
+    assert!(err.contains("ARGUS_API_KEYS: key 2 of 2 is shorter than 16 characters"), "{err}");
+    let err = run_refused(&[("ARGUS_WEBHOOK_SECRET", "tiny")]);
+    assert!(err.contains("ARGUS_WEBHOOK_SECRET is shorter than 16 characters"), "{err}");
+}

@@ -333,7 +333,7 @@ pub async fn analyze(State(st): State<AppState>, RawQuery(raw): RawQuery, req: R
             if svc.webhook.secret.is_none() {
                 return Err(ApiError::unprocessable("webhooks are disabled: set server.webhook_secret (or ARGUS_WEBHOOK_SECRET) to sign them"));
             }
-            Some(webhook::check_url(u).map_err(|m| ApiError::unprocessable(m).with_details(json!({ "field": "webhook_url" })))?)
+            Some(webhook::check_url(u, &svc.webhook.destinations).map_err(|m| ApiError::unprocessable(m).with_details(json!({ "field": "webhook_url" })))?)
         }
         None => None,
     };

@@ -47,9 +47,20 @@ impl ApiKeys {
         Self { digests, protect_metrics }
     }
 
-    pub fn from_env_and(config: &[String], protect_metrics: bool) -> Self {
+    /// The configured keys plus those in `ARGUS_API_KEYS`, which must meet the same
+    /// rules as keys in a file (a short key in the environment is no safer).
+    pub fn from_env_and(config: &[String], protect_metrics: bool) -> Result<Self, String> {
         let env = std::env::var("ARGUS_API_KEYS").unwrap_or_default();
-        Self::new(config.iter().cloned().chain(env.split(',').map(str::to_string)), protect_metrics)
+        let from_env: Vec<String> = env.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+        if let Some(i) = from_env.iter().position(|k| !super::config::acceptable_key(k)) {
+            return Err(format!(
+                "ARGUS_API_KEYS: key {} of {} is shorter than {} characters or holds spaces (fix: generate one, e.g. `openssl rand -hex 24`)",
+                i + 1,
+                from_env.len(),
+                super::config::MIN_SECRET_LEN
+            ));
+        }
+        Ok(Self::new(config.iter().cloned().chain(from_env), protect_metrics))
     }
 
     pub fn enabled(&self) -> bool {
@@ -67,8 +78,14 @@ impl ApiKeys {
     /// Compares against every key (no early exit) so the time does not depend on which
     /// key matched, or how much of one did.
     pub fn accepts(&self, presented: &str) -> bool {
+        self.key_index(presented).is_some()
+    }
+
+    /// Which key matched (an index into the sorted digests: an identity for per-key
+    /// limits that reveals nothing about the key), compared against every key alike.
+    pub fn key_index(&self, presented: &str) -> Option<usize> {
         let d = digest(presented);
-        self.digests.iter().fold(false, |found, k| found | ct_eq(&d, k))
+        self.digests.iter().enumerate().fold(None, |found, (i, k)| if ct_eq(&d, k) { Some(i) } else { found })
     }
 
     /// Routes that answer without a key: probes, the static pages (they hold no data and
@@ -113,6 +130,8 @@ fn without_token(uri: &Uri, rest: &str) -> Uri {
 pub struct Caller {
     /// A valid key was presented, or the API needs none.
     pub authenticated: bool,
+    /// Which key (`None` without keys), for per-key limits.
+    pub key: Option<usize>,
 }
 
 pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, next: Next) -> Response {
@@ -126,7 +145,7 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
         *req.uri_mut() = uri;
     }
     if !keys.enabled() {
-        req.extensions_mut().insert(Caller { authenticated: true });
+        req.extensions_mut().insert(Caller { authenticated: true, key: None });
         return next.run(req).await;
     }
     let header_token = req
@@ -138,14 +157,16 @@ pub async fn require_key(State(keys): State<Arc<ApiKeys>>, mut req: Request, nex
     let presented = header_token.or(token);
     if keys.is_public(req.method(), req.uri().path()) {
         // Public routes answer anyone, but say less to a caller without a key.
-        let authenticated = presented.as_deref().is_some_and(|t| keys.accepts(t));
-        req.extensions_mut().insert(Caller { authenticated });
+        let key = presented.as_deref().and_then(|t| keys.key_index(t));
+        req.extensions_mut().insert(Caller { authenticated: key.is_some(), key });
         return next.run(req).await;
     }
-    req.extensions_mut().insert(Caller { authenticated: true });
-    match presented {
-        Some(t) if keys.accepts(&t) => next.run(req).await,
-        Some(_) => ApiError::unauthorized("the API key is not valid").into_response(),
+    match presented.as_deref().map(|t| keys.key_index(t)) {
+        Some(Some(key)) => {
+            req.extensions_mut().insert(Caller { authenticated: true, key: Some(key) });
+            next.run(req).await
+        }
+        Some(None) => ApiError::unauthorized("the API key is not valid").into_response(),
         None => ApiError::unauthorized("an API key is required: send `Authorization: Bearer <key>` (or `?access_token=<key>` where headers cannot be set)")
             .into_response(),
     }

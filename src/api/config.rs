@@ -17,6 +17,25 @@ pub struct ServerConfig {
     pub api_keys: Vec<String>,
     /// Also require a key for /metrics.
     pub protect_metrics: bool,
+    /// Without API keys the API refuses to listen beyond loopback; `true` says the
+    /// network in front of it is trusted (e.g. a container port published on loopback).
+    pub allow_open_network: bool,
+    /// Names accepted in the `Host` header besides loopback names and the listen
+    /// address (DNS rebinding guard). Empty: loopback names when listening on loopback,
+    /// any name when listening on a routable or unspecified address.
+    pub allowed_hosts: Vec<String>,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this (seconds), or is cut off
+    /// (slowloris). Also bounds an idle keep-alive connection.
+    pub header_read_timeout_s: f64,
+    /// A request (its body read included) must be answered within this (seconds), or
+    /// 408. Live streams count only until their first byte.
+    pub request_timeout_s: f64,
+    /// Live clients (SSE and WebSocket) at once, in all.
+    pub max_live_clients: usize,
+    /// Live clients at once per API key (without keys: the total applies).
+    pub max_live_clients_per_key: usize,
     /// Origins allowed by CORS (`["*"]`: any). Empty: no CORS headers.
     pub cors_origins: Vec<String>,
     /// Largest request body (bytes), uploads included: beyond it 413.
@@ -40,6 +59,10 @@ pub struct ServerConfig {
     pub webhook_attempts: u32,
     /// Per-attempt timeout (seconds).
     pub webhook_timeout_s: f64,
+    /// Webhooks to loopback, private, link-local and metadata addresses are refused
+    /// (after DNS resolution); these hosts or networks (`"10.1.2.0/24"`, `"hooks.lan"`)
+    /// are allowed anyway.
+    pub webhook_allow: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +72,13 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             protect_metrics: false,
+            allow_open_network: false,
+            allowed_hosts: Vec::new(),
+            max_connections: 512,
+            header_read_timeout_s: 10.0,
+            request_timeout_s: 60.0,
+            max_live_clients: 256,
+            max_live_clients_per_key: 32,
             cors_origins: Vec::new(),
             max_body_bytes: 10 << 20,
             max_image_side: 4096,
@@ -60,6 +90,7 @@ impl Default for ServerConfig {
             webhook_secret: None,
             webhook_attempts: 5,
             webhook_timeout_s: 10.0,
+            webhook_allow: Vec::new(),
         }
     }
 }
@@ -70,7 +101,7 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
         iss.add("server.listen", format!("`{}` is not an address:port", s.listen), "write it like \"127.0.0.1:8080\"");
     }
     for (i, k) in s.api_keys.iter().enumerate() {
-        if k.len() < 16 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !acceptable_key(k) {
             iss.add(format!("server.api_keys[{i}]"), "an API key must be at least 16 characters without spaces", "generate one, e.g. `openssl rand -hex 24`");
         }
     }
@@ -103,8 +134,43 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
         iss.add("server.batch_max_items / tasks_kept / webhook_attempts", "must be at least 1", "use the defaults 16, 1000 and 5");
     }
     if let Some(secret) = &s.webhook_secret
-        && secret.len() < 16
+        && secret.len() < MIN_SECRET_LEN
     {
         iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
     }
+    for (i, h) in s.allowed_hosts.iter().enumerate() {
+        if h.is_empty() || h.contains(['/', ' ', '@']) {
+            iss.add(
+                format!("server.allowed_hosts[{i}]"),
+                format!("`{h}` is not a host name"),
+                "write a name or address without scheme or path, e.g. \"argus.ops.example.com\"",
+            );
+        }
+    }
+    for (i, a) in s.webhook_allow.iter().enumerate() {
+        if let Err(e) = super::destination::Allowed::parse(a) {
+            iss.add(format!("server.webhook_allow[{i}]"), e, "write a host name, an address or a network such as \"10.1.2.0/24\"");
+        }
+    }
+    if s.max_connections == 0 || s.max_live_clients == 0 || s.max_live_clients_per_key == 0 {
+        iss.add("server.max_connections / max_live_clients / max_live_clients_per_key", "must be at least 1", "use the defaults 512, 256 and 32");
+    }
+    if !(s.header_read_timeout_s > 0.0) {
+        iss.add("server.header_read_timeout_s", "must be positive seconds", "use e.g. 10");
+    }
+    if !(s.request_timeout_s > s.analyze_timeout_s) {
+        iss.add(
+            "server.request_timeout_s",
+            format!("{} s must be longer than server.analyze_timeout_s ({} s), or a slow analysis is cut off as 408", s.request_timeout_s, s.analyze_timeout_s),
+            "use e.g. analyze_timeout_s + 30",
+        );
+    }
+}
+
+/// Shortest API key or webhook secret, from a file or the environment alike.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Whether `key` can be an API key: long enough, without spaces or control characters.
+pub fn acceptable_key(key: &str) -> bool {
+    key.len() >= MIN_SECRET_LEN && !key.chars().any(|c| c.is_whitespace() || c.is_control())
 }

@@ -77,6 +77,7 @@ impl ApiError {
             404 => "NOT_FOUND",
             405 => "METHOD_NOT_ALLOWED",
             408 => "TIMEOUT",
+            421 => "MISDIRECTED",
             413 => "PAYLOAD_TOO_LARGE",
             415 => "UNSUPPORTED_MEDIA_TYPE",
             422 => "UNPROCESSABLE",

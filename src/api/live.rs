@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::model::Event;
 use crate::model::Level;
@@ -85,25 +86,62 @@ impl Item {
 struct Client {
     filter: LiveFilter,
     tx: mpsc::Sender<Item>,
+    /// The API key it came with (`None` without keys).
+    key: Option<usize>,
+}
+
+/// How many live clients may be connected: each holds a task, a socket and a buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveLimits {
+    pub total: usize,
+    pub per_key: usize,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        let s = super::config::ServerConfig::default();
+        Self { total: s.max_live_clients, per_key: s.max_live_clients_per_key }
+    }
 }
 
 pub struct LiveHub {
     clients: Mutex<Vec<Client>>,
     buffer: usize,
+    limits: LiveLimits,
     metrics: Arc<Metrics>,
 }
 
 impl LiveHub {
     pub fn new(buffer: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self { clients: Mutex::new(Vec::new()), buffer: buffer.max(2), metrics })
+        Self::with_limits(buffer, LiveLimits::default(), metrics)
     }
 
-    pub(super) fn subscribe(&self, filter: LiveFilter) -> mpsc::Receiver<Item> {
-        let (tx, rx) = mpsc::channel(self.buffer);
+    pub fn with_limits(buffer: usize, limits: LiveLimits, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self { clients: Mutex::new(Vec::new()), buffer: buffer.max(2), limits, metrics })
+    }
+
+    /// A new client, or 429 when the hub (or the caller's key) is at its limit.
+    pub(super) fn subscribe(&self, filter: LiveFilter, key: Option<usize>) -> Result<mpsc::Receiver<Item>, ApiError> {
         let mut clients = self.clients.lock();
-        clients.push(Client { filter, tx });
+        clients.retain(|c| !c.tx.is_closed());
+        let refuse = |limit: &str, message: String| {
+            self.metrics.live_clients_refused.with_label_values(&[limit]).inc();
+            tracing::warn!(limit, clients = clients.len(), "live client refused");
+            Err(ApiError::too_many_requests(message, 5))
+        };
+        if clients.len() >= self.limits.total {
+            return refuse("total", format!("{} live clients are connected, the most server.max_live_clients allows", self.limits.total));
+        }
+        if key.is_some() && clients.iter().filter(|c| c.key == key).count() >= self.limits.per_key {
+            return refuse(
+                "per_key",
+                format!("this API key has {} live clients, the most server.max_live_clients_per_key allows; close one", self.limits.per_key),
+            );
+        }
+        let (tx, rx) = mpsc::channel(self.buffer);
+        clients.push(Client { filter, tx, key });
         self.metrics.live_clients.set(clients.len() as i64);
-        rx
+        Ok(rx)
     }
 
     pub fn clients(&self) -> usize {
@@ -170,9 +208,9 @@ pub fn parse_filter(raw: Option<&str>) -> Result<LiveFilter, ApiError> {
         ("min_level" = Option<crate::model::Level>, Query, description = "Events at or above this level"),
         ("task" = Option<String>, Query, description = "Follow an analysis task (`*`: every task) instead of events"),
     ), responses((status = 200, description = "text/event-stream", body = String, content_type = "text/event-stream"), (status = 400, description = "Bad parameter", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody)))]
-pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery, caller: Option<axum::Extension<Caller>>) -> Result<Response, ApiError> {
     let filter = parse_filter(raw.as_deref())?;
-    let rx = st.live.subscribe(filter);
+    let rx = st.live.subscribe(filter, caller.and_then(|c| c.key))?;
     let events = futures_util::stream::unfold((rx, false), |(mut rx, done)| async move {
         if done {
             return None;
@@ -200,14 +238,16 @@ pub async fn stream(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resu
 pub async fn websocket(
     State(st): State<AppState>,
     RawQuery(raw): RawQuery,
+    caller: Option<axum::Extension<Caller>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let filter = parse_filter(raw.as_deref())?;
     let Ok(ws) = ws else {
         return Err(ApiError::bad_request("this route speaks WebSocket: send an Upgrade: websocket request (or use /v1/events/stream for SSE)"));
     };
-    let hub = st.live.clone();
-    Ok(ws.on_upgrade(move |socket| serve_socket(socket, hub.subscribe(filter))))
+    // Subscribed before the upgrade, so a client over the limit gets a 429 it can read.
+    let rx = st.live.subscribe(filter, caller.and_then(|c| c.key))?;
+    Ok(ws.on_upgrade(move |socket| serve_socket(socket, rx)))
 }
 
 async fn serve_socket(mut socket: WebSocket, mut rx: mpsc::Receiver<Item>) {

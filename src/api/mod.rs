@@ -2,16 +2,20 @@
 //! queries, live events (SSE, WebSocket), image analysis and tasks, the OpenAPI document.
 //! Errors are JSON `{ "error": CODE, "message": …, "details": {…} }` everywhere.
 //!
-//! Layers, outermost first: CORS → JSON errors → API keys → request metrics.
+//! Layers, outermost first: CORS → Host/Origin checks and the request deadline → JSON
+//! errors → API keys → request metrics. Connections are limited and timed in `server`.
 
 pub mod analysis;
 pub mod auth;
 pub mod cameras;
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod live;
 pub mod openapi;
+pub mod server;
 mod web;
 pub mod webhook;
 
@@ -75,12 +79,21 @@ pub struct AppState {
 pub struct Limits {
     pub max_body_bytes: usize,
     pub cors_origins: Vec<String>,
+    /// `Host` names answered (DNS rebinding guard).
+    pub hosts: guard::HostPolicy,
+    /// A request must be answered within this, its body read included.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         let s = crate::api::config::ServerConfig::default();
-        Self { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins }
+        Self {
+            max_body_bytes: s.max_body_bytes,
+            cors_origins: s.cors_origins,
+            hosts: guard::HostPolicy::default(),
+            request_timeout: std::time::Duration::from_secs_f64(s.request_timeout_s),
+        }
     }
 }
 
@@ -95,6 +108,11 @@ pub fn router(state: AppState) -> Router {
     let keys = state.keys.clone();
     let cors = cors_layer(&state.limits.cors_origins);
     let max_body = state.limits.max_body_bytes;
+    let checks = Arc::new(guard::Guard {
+        hosts: state.limits.hosts.clone(),
+        cors_origins: state.limits.cors_origins.clone(),
+        request_timeout: state.limits.request_timeout,
+    });
     let router = Router::new()
         .route("/", get(web::index))
         .route("/docs", get(web::docs))
@@ -119,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(keys, auth::require_key))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(checks, guard::check))
         .with_state(state);
     match cors {
         Some(c) => router.layer(c),
@@ -186,8 +205,14 @@ async fn not_found(req: Request) -> ApiError {
 }
 
 /// Binds and serves until `shutdown` resolves.
-pub async fn serve(addr: SocketAddr, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    state: AppState,
+    limits: server::ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "HTTP API listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let metrics = state.metrics.clone();
+    server::serve(listener, router(state), limits, metrics, shutdown).await
 }

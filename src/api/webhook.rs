@@ -12,11 +12,14 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::destination::DestinationPolicy;
 use crate::analysis::tasks::TaskStore;
 use crate::telemetry::metrics::Metrics;
 
 pub struct WebhookSettings {
     pub secret: Option<String>,
+    /// Which addresses deliveries may reach (internal ones only when allowed).
+    pub destinations: Arc<DestinationPolicy>,
     pub attempts: u32,
     pub timeout: Duration,
     /// First backoff; doubled after each failure, capped at 60 s.
@@ -32,11 +35,22 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Checks a URL before a task is accepted: absolute http(s) with a host.
-pub fn check_url(url: &str) -> Result<reqwest::Url, String> {
+/// The client deliveries go through: no redirects (a redirect could point anywhere),
+/// no proxy from the environment (it would resolve names where the policy cannot see),
+/// and a resolver that drops internal addresses.
+pub fn client(destinations: &Arc<DestinationPolicy>) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().dns_resolver(destinations.resolver()).build()
+}
+
+/// Checks a URL before a task is accepted: absolute http(s) with a host that is not an
+/// internal address literal (names are checked again when they are resolved).
+pub fn check_url(url: &str, destinations: &DestinationPolicy) -> Result<reqwest::Url, String> {
     let u = reqwest::Url::parse(url).map_err(|e| format!("`webhook_url` is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
         return Err("`webhook_url` must be an absolute http:// or https:// URL".into());
+    }
+    if let Some(host) = u.host() {
+        destinations.check_host(&host).map_err(|e| format!("`webhook_url`: {e}"))?;
     }
     if u.scheme() == "https" && !cfg!(feature = "webhook-tls") {
         return Err("this build has no TLS for webhooks (feature `webhook-tls`); use http:// or rebuild".into());
@@ -72,13 +86,9 @@ pub async fn deliver(
         let error = match result {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Some(if e.is_timeout() {
-                "timed out".to_string()
-            } else if e.is_connect() {
-                "connection failed".to_string()
-            } else {
-                "request failed".to_string()
-            }),
+            // One wording for refused, unreachable and silent hosts alike: telling them
+            // apart would let a caller map the network behind Argus.
+            Err(_) => Some("no answer (connection failed or timed out)".to_string()),
         };
         let delivered = error.is_none();
         tasks.update(&task_id, |t| {
@@ -119,9 +129,14 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(check_url("http://127.0.0.1:9000/hook?t=1").is_ok());
-        assert!(check_url("ftp://example.com/x").is_err());
-        assert!(check_url("not a url").is_err());
-        assert!(check_url("/relative").is_err());
+        let open = DestinationPolicy::default();
+        assert!(check_url("http://hooks.example.com:9000/hook?t=1", &open).is_ok());
+        assert!(check_url("http://127.0.0.1:9000/hook", &open).unwrap_err().contains("loopback"));
+        assert!(check_url("http://169.254.169.254/latest/meta-data", &open).unwrap_err().contains("metadata"));
+        let local = DestinationPolicy::new(&["127.0.0.1".into()]).unwrap();
+        assert!(check_url("http://127.0.0.1:9000/hook?t=1", &local).is_ok());
+        assert!(check_url("ftp://example.com/x", &open).is_err());
+        assert!(check_url("not a url", &open).is_err());
+        assert!(check_url("/relative", &open).is_err());
     }
 }

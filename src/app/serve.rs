@@ -69,6 +69,7 @@ fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &
 
 /// What the API is built from besides the configuration.
 struct ApiParts {
+    keys: api::auth::ApiKeys,
     store: Arc<dyn EventStore>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -77,24 +78,48 @@ struct ApiParts {
     board: Arc<SnapshotBoard>,
 }
 
+/// The API keys (config and `ARGUS_API_KEYS`), checked before anything heavy starts: a
+/// short key or webhook secret from the environment, or an API open to the network
+/// without keys, is refused at once with the fix.
+fn api_keys(cfg: &ValidConfig) -> Result<api::auth::ApiKeys, AppError> {
+    let s = &cfg.argus.server;
+    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics).map_err(AppError::Config)?;
+    let listen: std::net::SocketAddr = s.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
+    if !s.enabled {
+        return Ok(keys);
+    }
+    if std::env::var("ARGUS_WEBHOOK_SECRET").is_ok_and(|v| !v.is_empty() && v.len() < api::config::MIN_SECRET_LEN) {
+        return Err(AppError::Config(format!(
+            "ARGUS_WEBHOOK_SECRET is shorter than {} characters (fix: generate one, e.g. `openssl rand -hex 32`)",
+            api::config::MIN_SECRET_LEN
+        )));
+    }
+    if keys.enabled() {
+        tracing::info!(keys = keys.len(), protect_metrics = s.protect_metrics, "API keys required");
+    } else if listen.ip().is_loopback() {
+        tracing::info!("no API keys configured: the API is open to this machine only ({})", s.listen);
+    } else if s.allow_open_network {
+        tracing::warn!(
+            "no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (server.allow_open_network = true)",
+            s.listen
+        );
+    } else {
+        return Err(AppError::Config(format!(
+            "{}: server.listen = {} is not loopback and no API keys are set, so anyone on the network could use the API \
+             (fix: set server.api_keys or ARGUS_API_KEYS; or listen on 127.0.0.1; or, on a network you trust, server.allow_open_network = true)",
+            cfg.file.display(),
+            s.listen
+        )));
+    }
+    Ok(keys)
+}
+
 /// The API's state: keys, limits, snapshots and the analysis workers (each loads its own
 /// detector in the background; the analyse routes answer 503 until one is ready).
 fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -> Result<api::AppState, AppError> {
     let s = &cfg.argus.server;
-    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics);
-    if keys.enabled() {
-        tracing::info!(keys = keys.len(), protect_metrics = s.protect_metrics, "API keys required");
-    } else {
-        let loopback = s.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
-        if loopback {
-            tracing::info!("no API keys configured: the API is open to this machine only ({})", s.listen);
-        } else {
-            tracing::warn!(
-                "no API keys configured and server.listen = {} is not loopback: anyone who reaches it can use the API (set server.api_keys or ARGUS_API_KEYS)",
-                s.listen
-            );
-        }
-    }
+    let keys = parts.keys;
+    let listen: std::net::SocketAddr = s.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
     let det_cfg = cfg.argus.detector.clone();
     let factory: crate::analysis::DetectorFactory = Arc::new(move || crate::detect::build_detector(&det_cfg).map_err(|e| e.to_string()));
     let cameras = Arc::new(camera_contexts(cfg, &cfg.validated));
@@ -110,12 +135,11 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     )
     .map_err(AppError::Thread)?;
     let secret = std::env::var("ARGUS_WEBHOOK_SECRET").ok().filter(|v| !v.is_empty()).or_else(|| s.webhook_secret.clone());
+    let destinations =
+        Arc::new(api::destination::DestinationPolicy::new(&s.webhook_allow).map_err(|e| AppError::Config(format!("server.webhook_allow: {e}")))?);
     let client = {
         let _guard = rt.enter();
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
+        api::webhook::client(&destinations).map_err(|e| AppError::Api(format!("building the webhook HTTP client: {e}")))?
     };
     let analysis = api::analysis::AnalysisApi {
         pool,
@@ -123,6 +147,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
         tasks: Arc::new(crate::analysis::tasks::TaskStore::new(s.tasks_kept)),
         webhook: Arc::new(api::webhook::WebhookSettings {
             secret,
+            destinations,
             attempts: s.webhook_attempts,
             timeout: Duration::from_secs_f64(s.webhook_timeout_s),
             first_backoff: Duration::from_secs(1),
@@ -135,7 +160,12 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     state.snapshots = parts.board;
     state.analysis = Some(Arc::new(analysis));
     state.keys = Arc::new(keys);
-    state.limits = api::Limits { max_body_bytes: s.max_body_bytes, cors_origins: s.cors_origins.clone() };
+    state.limits = api::Limits {
+        max_body_bytes: s.max_body_bytes,
+        cors_origins: s.cors_origins.clone(),
+        hosts: api::guard::HostPolicy::new(listen, &s.allowed_hosts),
+        request_timeout: Duration::from_secs_f64(s.request_timeout_s),
+    };
     Ok(state)
 }
 
@@ -189,6 +219,7 @@ fn install_signals(rt: &tokio::runtime::Runtime) -> Signals {
 
 pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     tracing::info!(config = %cfg.file.display(), pipelines = cfg.pipelines.len(), "starting argus {}", env!("CARGO_PKG_VERSION"));
+    let keys = api_keys(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
 
@@ -217,7 +248,8 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         .unwrap_or_else(|| store.clone());
     tracing::info!(store = %api_store.describe(), "the API answers event queries from this store");
     let (mut bus, sink_threads) = crate::sinks::start(sinks, cfg.argus.limits.sink_queue, metrics.clone(), health.clone());
-    let live = api::live::LiveHub::new(api::live::CLIENT_BUFFER, metrics.clone());
+    let live_limits = api::live::LiveLimits { total: cfg.argus.server.max_live_clients, per_key: cfg.argus.server.max_live_clients_per_key };
+    let live = api::live::LiveHub::with_limits(api::live::CLIENT_BUFFER, live_limits, metrics.clone());
     let board = Arc::new(SnapshotBoard::default());
     {
         let live = live.clone();
@@ -238,16 +270,18 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
         let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
-        let parts = ApiParts { store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
+        let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
         let state = api_state(&cfg, &rt, parts)?;
         let mut rx = shutdown_rx.clone();
         let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|source| AppError::Listen { addr: addr.to_string(), source })?;
         tracing::info!(%addr, "HTTP API listening");
+        let limits = api::server::ConnectionLimits::from_config(&cfg.argus.server);
+        let metrics = metrics.clone();
         Some(rt.spawn(async move {
             let shutdown = async move {
                 let _ = rx.wait_for(|v| *v).await;
             };
-            if let Err(e) = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = api::server::serve(listener, api::router(state), limits, metrics, shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }))

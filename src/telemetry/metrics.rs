@@ -40,6 +40,10 @@ pub struct Metrics {
     pub kafka_messages_skipped: IntCounterVec,
     pub kafka_rebalances: IntCounterVec,
     pub http_requests: IntCounterVec,
+    pub http_connections_open: IntGauge,
+    pub http_connections_accepted: prometheus::IntCounter,
+    pub http_connections_failed: IntCounterVec,
+    pub live_clients_refused: IntCounterVec,
     pub webhooks: IntCounterVec,
     pub images_analyzed: IntCounterVec,
     pub analyses_rejected: IntCounterVec,
@@ -189,6 +193,20 @@ impl Metrics {
                 &["camera", "result"],
             ),
             http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
+            http_connections_open: {
+                let g =
+                    IntGauge::new("argus_http_connections_open", "HTTP connections being served (at server.max_connections more wait)").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            http_connections_accepted: plain_counter(r, "argus_http_connections_accepted_total", "HTTP connections accepted"),
+            http_connections_failed: counter(
+                r,
+                "argus_http_connections_failed_total",
+                "HTTP connections cut off: headers not sent within server.header_read_timeout_s (timeout) or a protocol error (error)",
+                &["reason"],
+            ),
+            live_clients_refused: counter(r, "argus_live_clients_refused_total", "Live clients refused at a limit (total or per key)", &["limit"]),
             captions_failed: counter(r, "argus_captions_failed_total", "Events whose captioning model failed (they keep the scene caption)", &["camera"]),
             checkpoints_written: plain_counter(r, "argus_checkpoints_written_total", "Scene state checkpoints written to the embedded store"),
             checkpoint_bytes: plain_counter(r, "argus_checkpoint_bytes_total", "Bytes of scene state checkpoints written"),

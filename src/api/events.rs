@@ -87,7 +87,7 @@ pub fn parse_stats_query(raw: Option<&str>) -> Result<StatsQuery, ApiError> {
     }
     let qs = serde_urlencoded::to_string(&rest).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let filter = parse_query(Some(&qs))?;
-    Ok(StatsQuery { filter, bucket_s })
+    Ok(StatsQuery { filter, bucket_s, max_rows: Some(MAX_STATS_ROWS) })
 }
 
 fn parse_bucket(v: &str) -> Option<u64> {
@@ -136,6 +136,9 @@ pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resul
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::BadCursor => ApiError::bad_request(e.to_string()).with_details(json!({ "parameter": "cursor" })),
+        StoreError::TooMuchWork(budget) => ApiError::unprocessable(format!(
+            "the query needs more than {budget:?} of work: narrow `since`/`until`, filter by `camera`, or use a wider `bucket`"
+        )),
         StoreError::ClickHouse(msg) => {
             tracing::error!(error = %msg, "ClickHouse query failed");
             ApiError::unavailable("the event store (ClickHouse) is unavailable; retry shortly")

@@ -59,7 +59,13 @@ pub enum StoreError {
     Io(String),
     #[error("ClickHouse: {0}")]
     ClickHouse(String),
+    /// A query stopped at its work budget (`STATS_BUDGET`).
+    #[error("store: the query was stopped after {0:?} of work")]
+    TooMuchWork(std::time::Duration),
 }
+
+/// How long the embedded store may work on one `/v1/stats` query before it is stopped.
+pub const STATS_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Filters for listing events; newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +98,9 @@ pub struct StatsQuery {
     pub filter: EventQuery,
     /// Bucket width in seconds (≥ 1).
     pub bucket_s: u64,
+    /// At most this many rows plus one come back (the caller refuses more); `None`: all.
+    /// A bound the store applies while it works, not after.
+    pub max_rows: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

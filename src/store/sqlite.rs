@@ -15,6 +15,7 @@ pub struct SqliteStore {
     path: String,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    stats_budget: std::time::Duration,
 }
 
 const SCHEMA: &str = "
@@ -54,7 +55,7 @@ impl SqliteStore {
         writer.execute_batch(SCHEMA).map_err(err)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(err)?;
-        Ok(Self { path: p, writer: Mutex::new(writer), reader: Mutex::new(reader) })
+        Ok(Self { path: p, writer: Mutex::new(writer), reader: Mutex::new(reader), stats_budget: super::STATS_BUDGET })
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -226,8 +227,33 @@ impl EventStore for SqliteStore {
         let mut args: Vec<Value> = vec![Value::Integer(bucket_ms), Value::Integer(bucket_ms)];
         push_filters(&q.filter, &mut sql, &mut args);
         sql.push_str(" GROUP BY b, camera_id, level_rank ORDER BY b, camera_id, level_rank");
+        if let Some(max) = q.max_rows {
+            sql.push_str(" LIMIT ?");
+            args.push(Value::Integer(i64::try_from(max).unwrap_or(i64::MAX - 1) + 1));
+        }
         let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        // A GROUP BY over years of events is a long scan: stop it at the budget instead
+        // of holding the reader (and a blocking thread) for as long as it takes.
+        let deadline = std::time::Instant::now() + self.stats_budget;
+        conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+        let result = self.stats_rows(&conn, &sql, args);
+        conn.progress_handler(0, None::<fn() -> bool>);
+        match result {
+            Err(StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+                Err(StoreError::TooMuchWork(self.stats_budget))
+            }
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded SQLite store {}", self.path)
+    }
+}
+
+impl SqliteStore {
+    fn stats_rows(&self, conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<StatsRow>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))
             .map_err(|e| self.err(e))?;
@@ -240,8 +266,11 @@ impl EventStore for SqliteStore {
         Ok(out)
     }
 
-    fn describe(&self) -> String {
-        format!("embedded SQLite store {}", self.path)
+    /// A smaller work budget for `/v1/stats` queries (tests; the default is
+    /// [`super::STATS_BUDGET`]).
+    pub fn with_stats_budget(mut self, budget: std::time::Duration) -> Self {
+        self.stats_budget = budget;
+        self
     }
 }
 

@@ -89,7 +89,7 @@ pub fn filters_and_pages_newest_first(s: &dyn EventStore) {
 
 /// Expects exactly `events()` in the store.
 pub fn stats_per_camera_level_and_bucket(s: &dyn EventStore) {
-    let rows = s.stats(&StatsQuery { filter: q(), bucket_s: 10 }).unwrap();
+    let rows = s.stats(&StatsQuery { filter: q(), bucket_s: 10, max_rows: None }).unwrap();
     let total: u64 = rows.iter().map(|r| r.count).sum();
     assert_eq!(total, 25);
     assert!(rows.windows(2).all(|w| w[0] < w[1]), "ordered by bucket, camera, level");
@@ -99,7 +99,7 @@ pub fn stats_per_camera_level_and_bucket(s: &dyn EventStore) {
     assert_eq!(buckets.len(), 3);
     let high: u64 = rows.iter().filter(|r| r.level >= Level::Medium).map(|r| r.count).sum();
     assert_eq!(high, 5);
-    let east = s.stats(&StatsQuery { filter: EventQuery { camera: Some("east".into()), ..q() }, bucket_s: 3600 }).unwrap();
+    let east = s.stats(&StatsQuery { filter: EventQuery { camera: Some("east".into()), ..q() }, bucket_s: 3600, max_rows: None }).unwrap();
     assert!(east.iter().all(|r| r.camera_id == "east"));
     assert_eq!(east.iter().map(|r| r.count).sum::<u64>(), 13);
 }
@@ -110,7 +110,7 @@ pub fn same_answers(a: &dyn EventStore, b: &dyn EventStore, queries: &[EventQuer
         let (pa, pb) = (a.query(query).unwrap(), b.query(query).unwrap());
         assert_eq!(serde_json::to_value(&pa).unwrap(), serde_json::to_value(&pb).unwrap(), "{query:?}: {} vs {}", a.describe(), b.describe());
         for bucket_s in [1, 60, 3600] {
-            let sq = StatsQuery { filter: query.clone(), bucket_s };
+            let sq = StatsQuery { filter: query.clone(), bucket_s, max_rows: None };
             assert_eq!(a.stats(&sq).unwrap(), b.stats(&sq).unwrap(), "stats {sq:?}");
         }
     }

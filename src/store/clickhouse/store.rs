@@ -161,6 +161,9 @@ impl EventStore for ClickHouseStore {
         let mut args = vec![Arg::U64(bucket_ms), Arg::U64(bucket_ms)];
         push_filters(&q.filter, &mut sql, &mut args);
         sql.push_str(" GROUP BY bucket, camera_id, level");
+        if let Some(max) = q.max_rows {
+            sql.push_str(&format!(" LIMIT {}", max + 1));
+        }
         let lines: Vec<StatsLine> = self.conn.block_on(self.bind(&sql, args).fetch_all()).map_err(ch_err)?;
         let mut out = Vec::with_capacity(lines.len());
         for l in lines {

@@ -172,3 +172,36 @@ fn an_image_space_id_switch_keeps_the_incident() {
     assert!(k.iter().filter(|k| **k == "incident.updated").count() <= 1, "{switched:?}");
     assert!(switched.iter().all(|e| e.1 == switched[0].1), "one incident id");
 }
+
+/// A frame dated far ahead (a producer's clock gone wrong), then frames at the right
+/// time again: the camera's summaries go on instead of waiting for the future.
+#[test]
+fn a_frame_from_the_future_does_not_freeze_the_summaries() {
+    let p: argus::config::PipelineConfig = toml::from_str("name = \"img\"\n").unwrap();
+    let mut scene = CameraScene::new(
+        "cam".into(),
+        argus::pipeline::scene::SceneSettings {
+            pipeline: "img".into(),
+            geometry: Some(geometry()),
+            zones: Arc::new(vec![]),
+            rules: vec![],
+            classes: vec![],
+            summary_every_s: 1.0,
+            tracker: p.tracker.clone(),
+            risk: p.risk.clone(),
+        },
+    );
+    let models = Models { detector: "scripted".into(), captioner: "scene".into() };
+    let summaries = |scene: &mut CameraScene, times: &[f64]| {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| scene.process(&frame(i as u64, *t), vec![], &models).iter().filter(|e| e.kind == EventKind::FrameAnalyzed).count())
+            .sum::<usize>()
+    };
+    let before: Vec<f64> = (0..20).map(|i| i as f64 / FPS).collect();
+    assert_eq!(summaries(&mut scene, &before), 2);
+    assert_eq!(summaries(&mut scene, &[1.0e6]), 1);
+    let after: Vec<f64> = (20..60).map(|i| i as f64 / FPS).collect();
+    assert!(summaries(&mut scene, &after) >= 3, "summaries resume after the future frame");
+}

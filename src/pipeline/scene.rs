@@ -243,7 +243,9 @@ impl CameraScene {
         for change in self.risk.evaluate(t, &objects) {
             events.push(self.incident_event(frame.captured_at, &info, &objects, change, models));
         }
-        if self.summary_every_s > 0.0 && self.last_summary_t.is_none_or(|l| t - l >= self.summary_every_s) {
+        // Time going backwards (frames replayed, or a clock corrected after a frame dated
+        // ahead) restarts the summary period instead of waiting for the old time.
+        if self.summary_every_s > 0.0 && self.last_summary_t.is_none_or(|l| t - l >= self.summary_every_s || t < l) {
             self.last_summary_t = Some(t);
             let risk = Risk::none();
             let caption = caption::describe(EventKind::FrameAnalyzed, &objects, &risk, None);

@@ -7,6 +7,7 @@
 //! every build) and a type implementing [`Source`]; a [`SourceKind`] when cameras name it
 //! in `source`; the app starts it.
 
+pub mod clock;
 pub mod config;
 #[cfg(feature = "gstreamer")]
 pub mod gst;

@@ -136,6 +136,11 @@ pub struct SourceStatus {
     pub time_source: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_time")]
     pub last_frame_at: Option<OffsetDateTime>,
+    /// Steps of the capture clock (camera NTP or this machine's clock) of more than 2 s,
+    /// re-anchored (`argus_source_clock_jumps_total`), and the last one in words.
+    pub clock_jumps: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_clock_jump: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,6 +249,8 @@ impl Health {
                 transport: None,
                 time_source: None,
                 last_frame_at: None,
+                clock_jumps: 0,
+                last_clock_jump: None,
                 width: None,
                 height: None,
                 decoder: None,

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub sink_queue_depth: IntGaugeVec,
     pub source_restarts: IntCounterVec,
     pub source_probes: IntCounterVec,
+    pub source_clock_jumps: IntCounterVec,
     pub incidents_open: IntGauge,
     pub live_clients: IntGauge,
     pub live_clients_dropped: prometheus::IntCounter,
@@ -191,6 +192,12 @@ impl Metrics {
                 "argus_source_probes_total",
                 "Liveness probes of a live camera's server between rebuilds, by result (ready, refused, unreachable, connect_timeout, no_answer, not_serving, garbled, unresolved, failed)",
                 &["camera", "result"],
+            ),
+            source_clock_jumps: counter(
+                r,
+                "argus_source_clock_jumps_total",
+                "Steps of a camera's capture clock (more than 2 s off real pace), re-anchored; Kafka frames dated in the future, re-dated",
+                &["camera", "direction"],
             ),
             http_requests: counter(r, "argus_http_requests_total", "HTTP requests served", &["route", "status"]),
             http_connections_open: {

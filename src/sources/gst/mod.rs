@@ -69,6 +69,10 @@ struct Counters {
     gate: FpsGate,
     /// Capture times never go backwards per camera.
     last_captured: Option<OffsetDateTime>,
+    /// Live cameras: stamps re-anchored when the camera's or this machine's clock
+    /// steps, against the monotonic clock since `mono_origin` (kept across rebuilds).
+    clock: crate::sources::clock::CaptureClock,
+    mono_origin: Instant,
     /// A recording: the file as opened and when its first frame was captured.
     recording: Option<Recording>,
     /// Resuming: frames up to this stream time were processed before (the first run
@@ -101,7 +105,16 @@ impl Counters {
                 None
             }
         });
-        let mut c = Self { seq: 0, delivered: 0, gate: FpsGate::new(spec.fps_cap), last_captured: None, recording, resume_after_ns: None };
+        let mut c = Self {
+            seq: 0,
+            delivered: 0,
+            gate: FpsGate::new(spec.fps_cap),
+            last_captured: None,
+            clock: Default::default(),
+            mono_origin: Instant::now(),
+            recording,
+            resume_after_ns: None,
+        };
         if let (Some(pos), Some(rec)) = (&spec.resume, &c.recording) {
             if pos.file == rec.file {
                 tracing::info!(after_seq = pos.seq, after_s = pos.pts_ns as f64 / 1e9, "resuming the recording after its checkpoint's frame");
@@ -535,6 +548,7 @@ fn run_once(
         received: metrics.frames_received.with_label_values(&[cam]),
         dropped_queue: metrics.frames_dropped.with_label_values(&[cam, "queue_full"]),
         dropped_cap: metrics.frames_dropped.with_label_values(&[cam, "fps_cap"]),
+        clock_jumps: metrics.source_clock_jumps.clone(),
     };
     let mut last_frame = Instant::now();
     let stall = spec.stall_timeout;
@@ -624,13 +638,14 @@ struct OneRun<'a> {
     received: prometheus::IntCounter,
     dropped_queue: prometheus::IntCounter,
     dropped_cap: prometheus::IntCounter,
+    clock_jumps: prometheus::IntCounterVec,
 }
 
 impl OneRun<'_> {
     /// Turns one sample into a frame in the camera's lane; true once the frame limit is
     /// reached or the lane closed.
     fn deliver(&mut self, sample: &gst::Sample, counters: &mut Counters) -> Result<bool, GstError> {
-        let OneRun { spec, lane, health, wall_start, first_pts, received, dropped_queue, dropped_cap } = self;
+        let OneRun { spec, lane, health, wall_start, first_pts, received, dropped_queue, dropped_cap, clock_jumps } = self;
         let (spec, lane, health, wall_start) = (*spec, *lane, *health, *wall_start);
         let buffer = sample.buffer().ok_or_else(|| GstError::Build("sample without buffer".into()))?;
         let pts_ns = buffer.pts().map(|p| p.nseconds());
@@ -690,7 +705,19 @@ impl OneRun<'_> {
             let start = counters.recording.as_ref().map_or(wall_start, |r| r.start);
             (start + time::Duration::nanoseconds(rel_ns as i64), "stream")
         };
-        if let Some(last) = counters.last_captured
+        if spec.live {
+            let (at, jump) = counters.clock.stamp(captured_at, counters.mono_origin.elapsed());
+            if let Some(j) = jump {
+                clock_jumps.with_label_values(&[&spec.camera_id, j.direction.as_str()]).inc();
+                let what = format!("{} by {:.1} s ({time_source} time) at frame {seq}", j.direction.as_str(), j.by_s);
+                tracing::warn!(camera = %spec.camera_id, jump = %what, "the capture clock stepped; stamps re-anchored to real pace");
+                health.update_source(&spec.camera_id, |s| {
+                    s.clock_jumps += 1;
+                    s.last_clock_jump = Some(what);
+                });
+            }
+            captured_at = at;
+        } else if let Some(last) = counters.last_captured
             && captured_at <= last
         {
             captured_at = last + time::Duration::microseconds(1);

@@ -145,6 +145,8 @@ pub enum Rejected {
     TooLarge(String),
     #[error("detect_failed: {0}")]
     DetectFailed(String),
+    #[error("future_captured_at: `{0}` is more than 5 minutes ahead of this machine's clock, and so is the message's own time stamp")]
+    FutureCapturedAt(String),
 }
 
 impl Rejected {
@@ -160,6 +162,7 @@ impl Rejected {
             Self::Undecodable(_) => "undecodable",
             Self::TooLarge(_) => "too_large",
             Self::DetectFailed(_) => "detect_failed",
+            Self::FutureCapturedAt(_) => "future_captured_at",
         }
     }
 }
@@ -171,6 +174,29 @@ pub fn parse_captured_at(v: &str) -> Result<OffsetDateTime, Rejected> {
         return OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map_err(|_| Rejected::BadCapturedAt(v.into()));
     }
     crate::model::parse_time(v).map_err(|_| Rejected::BadCapturedAt(v.into()))
+}
+
+/// A frame may be dated at most this far ahead of this machine's clock.
+pub const MAX_FUTURE: time::Duration = time::Duration::minutes(5);
+
+/// A `captured_at` far in the future (a producer's clock gone wrong) would hold the
+/// camera's scene there: every later frame would look older, and time-based rules and
+/// summaries would wait for the clock to catch up. Such a frame is re-dated with the
+/// message's Kafka time stamp, which replays the same (so event ids stay the same);
+/// when that is in the future too, the frame is rejected. Returns the time to use and,
+/// when re-dated, the original.
+pub fn check_future(
+    captured_at: OffsetDateTime,
+    message_time: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(OffsetDateTime, Option<OffsetDateTime>), Rejected> {
+    if captured_at <= now + MAX_FUTURE {
+        return Ok((captured_at, None));
+    }
+    match message_time.filter(|t| *t <= now + MAX_FUTURE) {
+        Some(t) => Ok((t, Some(captured_at))),
+        None => Err(Rejected::FutureCapturedAt(crate::model::format_time(captured_at))),
+    }
 }
 
 pub fn parse_telemetry(v: &[u8]) -> Result<Telemetry, Rejected> {
@@ -214,6 +240,8 @@ fn header<'a>(m: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a [u8]> {
 struct Parsed {
     camera: Arc<str>,
     captured_at: OffsetDateTime,
+    /// The header's time when it was in the future and the message time is used.
+    redated_from: Option<OffsetDateTime>,
     image: crate::model::RgbImage,
     telemetry: Option<Telemetry>,
 }
@@ -228,6 +256,8 @@ fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, max_pixels: u64, lane
         Some(v) => parse_captured_at(&String::from_utf8_lossy(v))?,
         None => return Err(Rejected::BadCapturedAt("(missing)".into())),
     };
+    let message_time = m.timestamp().to_millis().and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+    let (captured_at, redated_from) = check_future(captured_at, message_time, OffsetDateTime::now_utc())?;
     let telemetry = header(m, "telemetry").map(parse_telemetry).transpose()?;
     let payload = m.payload().unwrap_or_default();
     if payload.is_empty() {
@@ -240,7 +270,7 @@ fn parse(m: &BorrowedMessage<'_>, cfg: &KafkaSourceConfig, max_pixels: u64, lane
         crate::model::DecodeError::Decode(_) => Rejected::Undecodable(e.to_string()),
         _ => Rejected::TooLarge(e.to_string()),
     })?;
-    Ok(Parsed { camera, captured_at, image, telemetry })
+    Ok(Parsed { camera, captured_at, redated_from, image, telemetry })
 }
 
 fn consumer_config(cfg: &KafkaSourceConfig) -> ClientConfig {
@@ -676,7 +706,21 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
         if pushed == Pushed::Closed {
             break;
         }
+        let redated = parsed.redated_from.map(|from| {
+            metrics.source_clock_jumps.with_label_values(&[&camera, "future"]).inc();
+            let what = format!(
+                "captured_at {} was in the future; re-dated with the message time {}",
+                crate::model::format_time(from),
+                crate::model::format_time(parsed.captured_at)
+            );
+            tracing::warn!(camera = %camera, partition = p, offset = o, "{what}");
+            what
+        });
         health.update_source(&camera, |s| {
+            if let Some(what) = redated {
+                s.clock_jumps += 1;
+                s.last_clock_jump = Some(what);
+            }
             s.state = SourceState::Streaming;
             s.detail = None;
             s.time_source = Some("header");
@@ -774,6 +818,20 @@ fn commit_offsets<C: rdkafka::consumer::ConsumerContext>(consumer: &BaseConsumer
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn future_frames_are_redated_with_the_message_time_or_rejected() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let soon = now + time::Duration::minutes(4);
+        assert_eq!(check_future(soon, None, now), Ok((soon, None)));
+        let far = now + time::Duration::days(365);
+        assert_eq!(check_future(far, Some(now), now), Ok((now, Some(far))));
+        assert_eq!(check_future(far, Some(far), now).unwrap_err().code(), "future_captured_at");
+        assert_eq!(check_future(far, None, now).unwrap_err().code(), "future_captured_at");
+        // The past is not this check's business (older frames replay after a restart).
+        let old = now - time::Duration::days(365);
+        assert_eq!(check_future(old, Some(now), now), Ok((old, None)));
+    }
 
     #[test]
     fn commits_only_contiguous_durable_offsets() {

@@ -861,3 +861,25 @@ async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
     let addrs: Vec<_> = allowed.resolver().resolve("localhost".parse().unwrap()).await.unwrap().collect();
     assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST), "{addrs:?}");
 }
+
+#[tokio::test]
+async fn a_websocket_client_sending_a_huge_message_is_cut_off() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(Options { analysis: false, ..Default::default() }).await;
+    let ws = format!("{}/v1/ws?access_token={KEY}", s.base.replace("http://", "ws://"));
+    let (mut sock, _) = tokio_tungstenite::connect_async(ws.as_str()).await.unwrap();
+    wait_until("the client subscribed", || s.state.live.clients() == 1).await;
+    let _ = sock.send(Message::Text("x".repeat(api::live::CLIENT_MESSAGE_MAX + 1).into())).await;
+    // The server ends the session: a close frame or the end of the stream, soon.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match sock.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "a message over the limit ends the session");
+}

@@ -183,10 +183,11 @@ fn two_sinks_sharing_one_spool_directory() {
 
 #[test]
 fn server_hardening_keys_are_checked() {
-    let text = config::EMBEDDED_CONFIG.replace(
-        "listen = \"127.0.0.1:8080\"",
-        "listen = \"127.0.0.1:8080\"\nrequest_timeout_s = 10.0\nwebhook_allow = [\"http://hooks.lan/x\"]\nallowed_hosts = [\"https://argus.lan/\"]\nmax_live_clients = 0",
-    );
+    let text = config::EMBEDDED_CONFIG
+        .replace("request_timeout_s = 60.0", "request_timeout_s = 10.0")
+        .replace("webhook_allow = []", "webhook_allow = [\"http://hooks.lan/x\"]")
+        .replace("allowed_hosts = []", "allowed_hosts = [\"https://argus.lan/\"]")
+        .replace("max_live_clients = 256", "max_live_clients = 0");
     let list = issues(&text, None);
     assert_issue(&list, "config/argus.toml", "server.request_timeout_s", "longer than server.analyze_timeout_s");
     assert_issue(&list, "config/argus.toml", "server.webhook_allow[0]", "neither a host name nor an address");

@@ -29,6 +29,8 @@ use crate::telemetry::metrics::Metrics;
 /// Events a client may have waiting before it is dropped.
 pub const CLIENT_BUFFER: usize = 256;
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Largest WebSocket message a client may send (bytes).
+pub const CLIENT_MESSAGE_MAX: usize = 64 << 10;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveFilter {
@@ -247,6 +249,10 @@ pub async fn websocket(
     };
     // Subscribed before the upgrade, so a client over the limit gets a 429 it can read.
     let rx = st.live.subscribe(filter, caller.and_then(|c| c.key))?;
+    // Clients have nothing to say here: a large message from one is refused (and ends
+    // the session) instead of being buffered; what Argus sends is bounded per client by
+    // CLIENT_BUFFER messages.
+    let ws = ws.max_message_size(CLIENT_MESSAGE_MAX).max_frame_size(CLIENT_MESSAGE_MAX).max_write_buffer_size(4 << 20);
     Ok(ws.on_upgrade(move |socket| serve_socket(socket, rx)))
 }
 

@@ -55,6 +55,8 @@ pub struct Running {
     kafka_cameras: HashMap<Arc<str>, String>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Latest frames, for snapshots: a removed camera's goes with it.
+    board: Arc<SnapshotBoard>,
     durability: Durability,
     /// Where scene states are checkpointed (`[scene_state]` enabled): recordings resume
     /// from the position their camera's checkpoint reflects.
@@ -88,10 +90,10 @@ pub fn start(
         let scene = scenes.remove(&spec.camera_id).expect("a scene per source");
         cameras.push((spec.camera_id.clone(), scene, spec.live));
     }
-    let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board };
+    let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board: board.clone() };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
     let mut running =
-        Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };
+        Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, board, durability, state_store };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
     for spec in sources {
@@ -172,6 +174,13 @@ impl Running {
             let _ = h.source.thread.join();
             self.stages.remove_camera(id, why);
             self.health.remove_source(id);
+            self.board.remove(id);
+            // Gone for good: its metric series go too, so a fleet that renames cameras
+            // does not grow the scrape without bound (a changed camera keeps counting).
+            if why == "camera removed" {
+                let n = self.metrics.forget_camera(id);
+                tracing::debug!(camera = %id, series = n, "metric series of a removed camera dropped");
+            }
             tracing::info!(camera = %id, "camera removed");
         }
     }

@@ -78,6 +78,23 @@ struct ApiParts {
     board: Arc<SnapshotBoard>,
 }
 
+/// The directories Argus writes: the store, the events file, the enabled spools.
+fn written_dirs(cfg: &ValidConfig) -> Vec<std::path::PathBuf> {
+    let parent = |p: &std::path::Path| p.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let s = &cfg.argus.sinks;
+    let mut dirs = vec![parent(&cfg.argus.store.path)];
+    if s.jsonl.enabled {
+        dirs.push(parent(&s.jsonl.path));
+    }
+    if s.kafka.enabled {
+        dirs.push(s.kafka.spool_dir.clone());
+    }
+    if s.clickhouse.enabled {
+        dirs.push(s.clickhouse.spool_dir.clone());
+    }
+    dirs
+}
+
 /// The API keys (config and `ARGUS_API_KEYS`), checked before anything heavy starts: a
 /// short key or webhook secret from the environment, or an API open to the network
 /// without keys, is refused at once with the fix.
@@ -241,8 +258,11 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let captioner_info = captioner.as_ref().map_or_else(|| SCENE_CAPTIONER.to_string(), |c| c.description().to_string());
     let scenes = build_scenes(&cfg, &cfg.validated, &opts.run)?.with_captioner(captioner).with_state_store(&cfg.argus.scene_state, sqlite);
 
-    let sinks = crate::sinks::build(&cfg.argus.sinks, &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone() })
-        .map_err(AppError::Sink)?;
+    let sinks = crate::sinks::build(
+        &cfg.argus.sinks,
+        &SinkContext { metrics: metrics.clone(), health: health.clone(), store: store.clone(), retention_days: cfg.argus.store.retention_days },
+    )
+    .map_err(AppError::Sink)?;
     let api_store = crate::store::api_store(&cfg.argus.sinks.clickhouse)
         .map_err(|e| AppError::Sink(crate::sinks::SinkError(format!("sinks.clickhouse: {e}"))))?
         .unwrap_or_else(|| store.clone());
@@ -290,6 +310,11 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     };
 
     let signals = install_signals(&rt);
+    let disk_stop = Arc::new(AtomicBool::new(false));
+    if cfg.argus.limits.min_free_disk_mb > 0 {
+        crate::telemetry::disk::spawn(written_dirs(&cfg), cfg.argus.limits.min_free_disk_mb, health.clone(), metrics.clone(), disk_stop.clone())
+            .map_err(AppError::Thread)?;
+    }
     let mut running = start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), board)?;
     health.set_pipeline(State::Running, None);
     let drain = Duration::from_secs_f64(cfg.argus.limits.drain_timeout_s);
@@ -344,6 +369,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         }
     }
     let _ = shutdown_tx.send(true);
+    disk_stop.store(true, Ordering::Relaxed);
     if let Some(s) = server {
         let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s).await });
     }

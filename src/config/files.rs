@@ -64,11 +64,15 @@ pub struct LimitsConfig {
     /// Largest frame, in pixels, accepted from any input (Kafka frames, cameras,
     /// uploads); checked on the image header before decoding.
     pub max_frame_pixels: u64,
+    /// Free space (MiB) below which a directory Argus writes (store, events file,
+    /// spools) raises an alarm: a readiness reason, a warning and
+    /// `argus_disk_low_total`, before the spool itself fails; 0: no check.
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS }
+        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS, min_free_disk_mb: 512 }
     }
 }
 

@@ -43,6 +43,8 @@ pub struct SinkContext {
     pub health: Arc<Health>,
     /// The embedded store (the `store` sink writes into it; the API reads it).
     pub store: Arc<dyn crate::store::EventStore>,
+    /// `store.retention_days`.
+    pub retention_days: f64,
 }
 
 /// The registry: every sink `[sinks]` enables, in delivery order (stdout, JSONL, the
@@ -53,9 +55,9 @@ pub fn build(cfg: &config::SinksConfig, cx: &SinkContext) -> Result<Vec<Box<dyn 
         sinks.push(Box::new(stdout::StdoutSink::default()));
     }
     if cfg.jsonl.enabled {
-        sinks.push(Box::new(jsonl::JsonlSink::open(&cfg.jsonl.path).map_err(|e| named("jsonl", e))?));
+        sinks.push(Box::new(jsonl::JsonlSink::with_config(&cfg.jsonl, Some(cx.metrics.clone())).map_err(|e| named("jsonl", e))?));
     }
-    sinks.push(Box::new(store::StoreSink { store: cx.store.clone() }));
+    sinks.push(Box::new(store::StoreSink::new(cx.store.clone(), cx.retention_days, cx.metrics.clone())));
     #[cfg(feature = "kafka")]
     if cfg.kafka.enabled {
         sinks.push(Box::new(kafka::open_sink(&cfg.kafka, cx.metrics.clone(), cx.health.clone()).map_err(|e| named("kafka", e))?));

@@ -19,11 +19,15 @@ use crate::model::{Event, EventKind};
 pub struct StoreConfig {
     /// Embedded SQLite event store (survives restarts); serves /v1/events.
     pub path: PathBuf,
+    /// Events stored longer ago than this are deleted (days, by when they were stored,
+    /// not when they were captured: re-processing an old recording keeps its events);
+    /// 0: keep everything.
+    pub retention_days: f64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("var/argus.db") }
+        Self { path: PathBuf::from("var/argus.db"), retention_days: 30.0 }
     }
 }
 
@@ -31,6 +35,9 @@ impl Default for StoreConfig {
 pub fn validate(c: &StoreConfig, iss: &mut crate::model::Issues) {
     if c.path.as_os_str().is_empty() {
         iss.add("store.path", "empty path", "set e.g. \"var/argus.db\"");
+    }
+    if !(c.retention_days >= 0.0) || !c.retention_days.is_finite() {
+        iss.add("store.retention_days", "must be 0 (keep everything) or positive days", "use e.g. 30");
     }
 }
 
@@ -123,6 +130,12 @@ pub trait EventStore: Send + Sync {
     fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
     /// Where the events live, for logs and `/v1/info`.
     fn describe(&self) -> String;
+    /// Deletes events stored before `stored_before`; how many. Stores with their own
+    /// retention (ClickHouse TTL) keep theirs.
+    fn prune(&self, stored_before: OffsetDateTime) -> Result<u64, StoreError> {
+        let _ = stored_before;
+        Ok(0)
+    }
 }
 
 /// Opaque paging cursor: position of the last event of a page in (time, id) order.

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS events (
     score        REAL NOT NULL,
     classes      TEXT NOT NULL,  -- ',person,car,' for LIKE filters
     zones        TEXT NOT NULL,
-    payload      TEXT NOT NULL
+    payload      TEXT NOT NULL,
+    stored_ms    INTEGER          -- wall clock at insert, Unix ms (retention)
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (captured_ms DESC, event_id DESC);
 CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera_id, captured_ms DESC);
@@ -53,6 +54,7 @@ impl SqliteStore {
         let writer = Connection::open(path).map_err(err)?;
         writer.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;").map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
+        migrate_stored_ms(&writer).map_err(err)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
         reader.execute_batch("PRAGMA busy_timeout=5000;").map_err(err)?;
         Ok(Self { path: p, writer: Mutex::new(writer), reader: Mutex::new(reader), stats_budget: super::STATS_BUDGET })
@@ -138,11 +140,12 @@ impl EventStore for SqliteStore {
     fn insert(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
         let mut conn = self.writer.lock();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let now_ms = unix_ms(time::OffsetDateTime::now_utc());
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO events (event_id, captured_ms, camera_id, pipeline, kind, incident_id, level_rank, priority, score, classes, zones, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    "INSERT OR REPLACE INTO events (event_id, captured_ms, camera_id, pipeline, kind, incident_id, level_rank, priority, score, classes, zones, payload, stored_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(|e| self.err(e))?;
             for ev in events {
@@ -161,7 +164,8 @@ impl EventStore for SqliteStore {
                     ev.risk.score,
                     classes,
                     zones,
-                    payload
+                    payload,
+                    now_ms
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -249,6 +253,36 @@ impl EventStore for SqliteStore {
     fn describe(&self) -> String {
         format!("embedded SQLite store {}", self.path)
     }
+
+    fn prune(&self, stored_before: time::OffsetDateTime) -> Result<u64, StoreError> {
+        let cutoff = unix_ms(stored_before);
+        let mut deleted = 0u64;
+        // In slices, so the writer lock (and every insert) waits for one slice only.
+        loop {
+            let n = {
+                let conn = self.writer.lock();
+                conn.prepare_cached("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE stored_ms < ?1 LIMIT 5000)")
+                    .and_then(|mut st| st.execute([cutoff]))
+                    .map_err(|e| self.err(e))?
+            };
+            deleted += n as u64;
+            if n < 5000 {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// Stores made before `stored_ms` existed get the column, and their events count as
+/// stored now (their retention starts at the upgrade rather than deleting them all).
+fn migrate_stored_ms(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'stored_ms'")?.exists([])?;
+    if !has {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN stored_ms INTEGER")?;
+        conn.execute("UPDATE events SET stored_ms = ?1", [unix_ms(time::OffsetDateTime::now_utc())])?;
+        tracing::info!("store: added stored_ms (retention) to an older events table");
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS events_stored ON events (stored_ms)")
 }
 
 impl SqliteStore {

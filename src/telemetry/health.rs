@@ -178,6 +178,8 @@ struct Inner {
     sinks: BTreeMap<String, ComponentStatus>,
     /// Threads that panicked ("thread NAME panicked: MESSAGE"), oldest first.
     panics: Vec<String>,
+    /// Directories whose filesystem is low on space, with the finding.
+    disk_low: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -212,6 +214,16 @@ impl Health {
     /// A supervised thread panicked: Argus is not ready, and stops.
     pub fn thread_panicked(&self, thread: &str, message: &str) {
         self.inner.write().panics.push(format!("thread {thread} panicked: {message}"));
+    }
+
+    /// A directory's filesystem fell below (`Some(finding)`) or is back above (`None`)
+    /// the free-space minimum. Low is a readiness reason: the spools fail next.
+    pub fn set_disk_low(&self, dir: &str, finding: Option<String>) {
+        let mut g = self.inner.write();
+        match finding {
+            Some(f) => g.disk_low.insert(dir.to_string(), f),
+            None => g.disk_low.remove(dir),
+        };
     }
 
     /// The first panic, once a supervised thread panicked.
@@ -311,6 +323,7 @@ impl Health {
             }
         }
         reasons.extend(g.panics.iter().cloned());
+        reasons.extend(g.disk_low.values().cloned());
         let (pipeline, detector, sinks) = (g.pipeline.clone(), g.detector.clone(), g.sinks.clone());
         drop(g);
         Readiness { ready: reasons.is_empty(), reasons, pipeline, detector, sources: self.sources(), sinks }

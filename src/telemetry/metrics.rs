@@ -42,6 +42,10 @@ pub struct Metrics {
     pub kafka_rebalances: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_connections_open: IntGauge,
+    pub jsonl_files_rotated: prometheus::IntCounter,
+    pub retention_deleted: IntCounterVec,
+    pub disk_free_bytes: IntGaugeVec,
+    pub disk_low: IntCounterVec,
     pub http_connections_accepted: prometheus::IntCounter,
     pub http_connections_failed: IntCounterVec,
     pub live_clients_refused: IntCounterVec,
@@ -53,6 +57,42 @@ pub struct Metrics {
     pub checkpoint_bytes: prometheus::IntCounter,
     pub checkpoint_seconds: Histogram,
     pub scene_restores: IntCounterVec,
+}
+
+impl Metrics {
+    /// Drops every series labelled `camera = id`; how many.
+    pub fn forget_camera(&self, id: &str) -> usize {
+        let counters = [
+            &self.frames_received,
+            &self.frames_dropped,
+            &self.frames_processed,
+            &self.frames_failed,
+            &self.source_restarts,
+            &self.source_probes,
+            &self.source_clock_jumps,
+            &self.captions_failed,
+        ];
+        let mut n = 0;
+        for vec in counters {
+            n += forget(vec, id);
+        }
+        n
+    }
+}
+
+/// Removes the series of `vec` whose `camera` label is `id`, whatever its other labels.
+fn forget<T: prometheus::core::Atomic>(vec: &prometheus::core::GenericCounterVec<T>, id: &str) -> usize {
+    use prometheus::core::Collector;
+    let mut n = 0;
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
+            if labels.get("camera") == Some(&id) && vec.remove(&labels).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 fn plain_counter(reg: &Registry, name: &str, help: &str) -> prometheus::IntCounter {
@@ -206,6 +246,20 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            jsonl_files_rotated: plain_counter(r, "argus_jsonl_files_rotated_total", "Times the JSON-lines events file was rotated at sinks.jsonl.max_bytes"),
+            retention_deleted: counter(
+                r,
+                "argus_retention_deleted_total",
+                "What retention deleted: rotated JSON-lines files (jsonl) and stored events past store.retention_days (store)",
+                &["store"],
+            ),
+            disk_free_bytes: {
+                let g = IntGaugeVec::new(Opts::new("argus_disk_free_bytes", "Free bytes on the filesystem of each directory Argus writes"), &["path"])
+                    .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            disk_low: counter(r, "argus_disk_low_total", "Times a directory's filesystem fell below limits.min_free_disk_mb (an alarm)", &["path"]),
             http_connections_accepted: plain_counter(r, "argus_http_connections_accepted_total", "HTTP connections accepted"),
             http_connections_failed: counter(
                 r,
@@ -252,5 +306,26 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_cameras_series_are_dropped_and_the_others_stay() {
+        let m = Metrics::new();
+        for cam in ["gone", "kept"] {
+            m.frames_received.with_label_values(&[cam]).inc();
+            m.frames_dropped.with_label_values(&[cam, "queue_full"]).inc();
+            m.frames_dropped.with_label_values(&[cam, "fps_cap"]).inc();
+            m.source_probes.with_label_values(&[cam, "refused"]).inc();
+        }
+        assert_eq!(m.forget_camera("gone"), 4);
+        let text = m.render();
+        assert!(!text.contains("camera=\"gone\""), "{text}");
+        assert!(text.contains("argus_frames_dropped_total{camera=\"kept\",reason=\"fps_cap\"} 1"), "{text}");
+        assert_eq!(m.forget_camera("gone"), 0);
     }
 }

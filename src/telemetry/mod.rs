@@ -2,6 +2,7 @@
 //! `/readyz` and `/v1/cameras` report, and the redaction of credentials in everything
 //! it logs or serves.
 
+pub mod disk;
 pub mod health;
 pub mod metrics;
 pub mod redact;

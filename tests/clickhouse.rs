@@ -386,6 +386,7 @@ fn demo_survives_a_60s_outage_with_nothing_lost_or_doubled() {
     assert!(argus.wait().unwrap().success());
     let log = std::fs::read_to_string(d.join("stderr")).unwrap();
     assert!(log.contains("server is back; the spool is replayed"), "{log}");
+    eprintln!("ClickHouse down 60 s (SIGTERM, restarted): {} events, {} rows, 0 lost, 0 doubled (raw rows, no FINAL)", want.len(), want.len());
 }
 
 /// Through text, as the API does (`to_value` would widen f32 fields to f64 digits).
@@ -491,11 +492,16 @@ fn a_clickhouse_that_never_answers_holds_nothing_up_and_loses_nothing() {
         assert!(t0.elapsed() < Duration::from_secs(60), "the spool did not empty into the real server");
         argus::sinks::Sink::idle(&mut sink);
     }
+    let drained = t0.elapsed();
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
     let mut stored: Vec<String> = server.sql("SELECT toString(event_id) FROM events FINAL").lines().map(String::from).collect();
     stored.sort();
     assert!(stored == want, "ClickHouse holds {} events, the JSONL {}", stored.len(), want.len());
+    eprintln!(
+        "ClickHouse accepting and never answering: {} events, all spooled in order, 0 lost; the spool emptied into a real server in {drained:.2?}",
+        want.len()
+    );
 }
 
 /// A TCP proxy to a real server that can freeze: while frozen, every connection it
@@ -623,4 +629,5 @@ fn a_clickhouse_that_hangs_mid_run_recovers_through_timeouts() {
     let mut stored: Vec<String> = server.sql("SELECT toString(event_id) FROM events FINAL").lines().map(String::from).collect();
     stored.sort();
     assert!(stored == want, "ClickHouse holds {} events, the JSONL {}", stored.len(), want.len());
+    eprintln!("ClickHouse hung 5 s mid-run: {} events, 0 lost; the run finished {:.1?} after the thaw with the spool empty", want.len(), t0.elapsed());
 }

@@ -571,6 +571,13 @@ fn a_killed_argus_resumes_from_committed_offsets_and_misses_no_frame() {
     let pipeline = kafka_pipeline(d, &broker.brokers(), &group);
     let (mut first, _) = argus_on(d, &pipeline);
     wait_frames(d, 30, Duration::from_secs(90));
+    // Killed once a commit reached the broker: offsets follow the scene checkpoints, and
+    // a run alone on a fast machine can write 30 frames before its first checkpoint.
+    let t0 = Instant::now();
+    while committed_offsets(&broker.brokers(), &group, "frames", 2).iter().sum::<i64>() == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no offset committed within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     first.kill().unwrap();
     first.wait().unwrap();
     assert_jsonl_whole(d);

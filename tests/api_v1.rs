@@ -695,6 +695,17 @@ async fn the_openapi_document_matches_the_routes() {
         }
     }
     assert!(checked >= 15, "{checked} documented operations checked");
+    // The guard's answers are documented on every operation, the live limits on the live routes.
+    for (path, item) in paths {
+        for (m, op) in item.as_object().unwrap() {
+            for code in ["403", "408", "421"] {
+                assert!(op["responses"][code]["content"]["application/json"].is_object(), "{m} {path} does not document {code}");
+            }
+        }
+    }
+    for path in ["/v1/events/stream", "/v1/ws"] {
+        assert!(doc["paths"][path]["get"]["responses"]["429"].is_object(), "{path} does not document 429");
+    }
     // The pages and the document itself are routes, not API operations.
     for p in ["/", "/docs", "/openapi.json"] {
         assert!(!paths.contains_key(p), "{p} is documented as an API operation");

@@ -159,6 +159,25 @@ pub fn build() -> Value {
             schemas.insert(format!("Event_{name}"), def);
         }
     }
+    // What the guard in front of every route answers (src/api/guard.rs), and the live
+    // routes' client limits: documented once here rather than on every handler.
+    let error = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } } });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+                responses
+                    .entry("403")
+                    .or_insert_with(|| error("A browser request from a foreign page (`Origin` not the API's own nor in server.cors_origins)"));
+                responses.entry("408").or_insert_with(|| error("The request was not complete within server.request_timeout_s"));
+                responses.entry("421").or_insert_with(|| error("A `Host` this API does not answer to (DNS rebinding guard; server.allowed_hosts)"));
+                if path == "/v1/events/stream" || path == "/v1/ws" {
+                    responses.entry("429").or_insert_with(|| error("Too many live clients, in all or for this API key (Retry-After)"));
+                }
+            }
+        }
+    }
     // Public routes: no security requirement.
     for path in ["/healthz", "/readyz", "/metrics"] {
         if let Some(get) = doc["paths"][path]["get"].as_object_mut() {

@@ -39,7 +39,7 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl ApiKeys {
-    /// Keys from the config plus `ARGUS_API_KEYS` (comma-separated), empty ones ignored.
+    /// These keys (empty ones ignored); [`ApiKeys::from_env_and`] adds `ARGUS_API_KEYS`.
     pub fn new<I: IntoIterator<Item = String>>(keys: I, protect_metrics: bool) -> Self {
         let mut digests: Vec<[u8; 32]> = keys.into_iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).map(|k| digest(&k)).collect();
         digests.sort();

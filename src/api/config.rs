@@ -127,8 +127,16 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     if s.analyze_queue == 0 {
         iss.add("server.analyze_queue", "0 would refuse every request", "use e.g. 8");
     }
-    if !(s.analyze_timeout_s > 0.0) || !(s.webhook_timeout_s > 0.0) {
-        iss.add("server.analyze_timeout_s / server.webhook_timeout_s", "timeouts must be positive seconds", "use e.g. 30 and 10");
+    // `inf` is valid TOML: an upper bound keeps every timeout a Duration.
+    for (key, v) in [
+        ("analyze_timeout_s", s.analyze_timeout_s),
+        ("webhook_timeout_s", s.webhook_timeout_s),
+        ("header_read_timeout_s", s.header_read_timeout_s),
+        ("request_timeout_s", s.request_timeout_s),
+    ] {
+        if !(v > 0.0 && v <= MAX_TIMEOUT_S) {
+            iss.add(format!("server.{key}"), format!("{v} s"), format!("use positive seconds up to {MAX_TIMEOUT_S}, e.g. the default"));
+        }
     }
     if s.batch_max_items == 0 || s.tasks_kept == 0 || s.webhook_attempts == 0 {
         iss.add("server.batch_max_items / tasks_kept / webhook_attempts", "must be at least 1", "use the defaults 16, 1000 and 5");
@@ -155,9 +163,6 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     if s.max_connections == 0 || s.max_live_clients == 0 || s.max_live_clients_per_key == 0 {
         iss.add("server.max_connections / max_live_clients / max_live_clients_per_key", "must be at least 1", "use the defaults 512, 256 and 32");
     }
-    if !(s.header_read_timeout_s > 0.0) {
-        iss.add("server.header_read_timeout_s", "must be positive seconds", "use e.g. 10");
-    }
     if !(s.request_timeout_s > s.analyze_timeout_s) {
         iss.add(
             "server.request_timeout_s",
@@ -166,6 +171,9 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
         );
     }
 }
+
+/// Longest timeout a server key accepts (a day).
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
 
 /// Shortest API key or webhook secret, from a file or the environment alike.
 pub const MIN_SECRET_LEN: usize = 16;

@@ -124,11 +124,8 @@ pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     let store = st.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.stats(&q)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     if rows.len() > MAX_STATS_ROWS {
-        return Err(ApiError::unprocessable(format!(
-            "{} buckets is more than {MAX_STATS_ROWS}: use a wider `bucket` or a narrower `since`/`until`",
-            rows.len()
-        ))
-        .with_details(json!({ "parameter": "bucket", "rows": rows.len() })));
+        return Err(ApiError::unprocessable(format!("more than {MAX_STATS_ROWS} buckets: use a wider `bucket` or a narrower `since`/`until`"))
+            .with_details(json!({ "parameter": "bucket", "max_rows": MAX_STATS_ROWS })));
     }
     Ok(axum::Json(json!({ "bucket_s": bucket_s, "rows": rows })).into_response())
 }

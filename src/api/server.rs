@@ -7,6 +7,10 @@
 //!   a client that does not send a request's headers in time, idle keep-alives included;
 //! - shutdown stops accepting, asks every connection to finish its request, and waits
 //!   for them at most `drain`.
+//!
+//! A WebSocket leaves both once upgraded (hyper hands the socket over and the
+//! connection's task ends): live clients have their own cap (`server.max_live_clients`)
+//! and end when the live hub closes at shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
 
 use crate::telemetry::metrics::Metrics;
+
+/// How long shutdown waits for open connections.
+pub const DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -29,7 +36,7 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     pub fn from_config(s: &super::config::ServerConfig) -> Self {
-        Self { max_connections: s.max_connections.max(1), header_read_timeout: Duration::from_secs_f64(s.header_read_timeout_s), drain: Duration::from_secs(5) }
+        Self { max_connections: s.max_connections.max(1), header_read_timeout: Duration::from_secs_f64(s.header_read_timeout_s), drain: DRAIN }
     }
 }
 

@@ -55,8 +55,6 @@ pub struct Running {
     kafka_cameras: HashMap<Arc<str>, String>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    /// Latest frames, for snapshots: a removed camera's goes with it.
-    board: Arc<SnapshotBoard>,
     durability: Durability,
     /// Where scene states are checkpointed (`[scene_state]` enabled): recordings resume
     /// from the position their camera's checkpoint reflects.
@@ -93,7 +91,7 @@ pub fn start(
     let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board: board.clone() };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
     let mut running =
-        Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, board, durability, state_store };
+        Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };
     // Cameras fed by a pipeline's Kafka topic share one consumer per pipeline.
     let mut kafka_lanes: HashMap<String, HashMap<Arc<str>, LaneSender>> = HashMap::new();
     for spec in sources {
@@ -172,15 +170,10 @@ impl Running {
         if let Some(h) = self.cameras.remove(id) {
             h.source.stop.store(true, Ordering::Relaxed);
             let _ = h.source.thread.join();
+            // The scene stage drops its snapshot and, when removed for good, its
+            // metric series.
             self.stages.remove_camera(id, why);
             self.health.remove_source(id);
-            self.board.remove(id);
-            // Gone for good: its metric series go too, so a fleet that renames cameras
-            // does not grow the scrape without bound (a changed camera keeps counting).
-            if why == "camera removed" {
-                let n = self.metrics.forget_camera(id);
-                tracing::debug!(camera = %id, series = n, "metric series of a removed camera dropped");
-            }
             tracing::info!(camera = %id, "camera removed");
         }
     }
@@ -202,7 +195,7 @@ impl Running {
         for id in old {
             match new.fingerprints.get(&id) {
                 None => {
-                    self.remove_camera(&id, "camera removed");
+                    self.remove_camera(&id, crate::pipeline::scene_stage::REMOVED);
                     summary.removed.push(id.to_string());
                 }
                 Some(fp) if *fp != self.cameras[&id].fingerprint => {

@@ -20,6 +20,9 @@ use crate::model::{EventKind, Level, Models, SourcePosition};
 use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
+/// The `why` of a camera removed for good (not restarted with a new configuration).
+pub const REMOVED: &str = "camera removed";
+
 /// Changes to the scene stage's set of cameras (config reload).
 pub enum SceneCtl {
     /// A camera, its scene, and whether it is live.
@@ -518,6 +521,13 @@ impl SceneStage {
                         k.save(&id, &scene, &self.bus.durability(), &self.metrics, true);
                     }
                 }
+                // Gone for good: its metric series go too, here where the last of them
+                // are written, so a fleet that renames cameras does not grow the scrape
+                // without bound (a changed camera keeps counting).
+                if why == REMOVED {
+                    let n = self.metrics.forget_camera(&id);
+                    tracing::debug!(camera = %id, series = n, "metric series of a removed camera dropped");
+                }
             }
         }
     }
@@ -595,8 +605,9 @@ impl SceneStage {
                 }
             }
             let Some(scene) = self.scenes.get_mut(&frame.camera_id) else {
-                // A camera just removed: its last frames are dropped.
-                self.metrics.frames_dropped.with_label_values(&[&frame.camera_id, "camera_removed"]).inc();
+                // A camera just removed: its last frames are dropped, counted under no
+                // camera's name (its series are gone).
+                self.metrics.frames_dropped.with_label_values(&["", "camera_removed"]).inc();
                 continue;
             };
             if self.released.contains(&frame.camera_id) {

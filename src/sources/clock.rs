@@ -53,6 +53,9 @@ pub struct CaptureClock {
     last: Option<(OffsetDateTime, Duration)>,
     /// Added to the source's times after a backward step.
     offset: time::Duration,
+    /// Where the previous candidate came from (`ntp`, `arrival`): a change of source is
+    /// a re-anchor, not a step of either clock.
+    source: &'static str,
 }
 
 impl Default for CaptureClock {
@@ -63,12 +66,14 @@ impl Default for CaptureClock {
 
 impl CaptureClock {
     pub fn new(threshold: Duration) -> Self {
-        Self { threshold: time::Duration::try_from(threshold).unwrap_or(time::Duration::SECOND * 2), last: None, offset: time::Duration::ZERO }
+        Self { threshold: time::Duration::try_from(threshold).unwrap_or(time::Duration::SECOND * 2), last: None, offset: time::Duration::ZERO, source: "" }
     }
 
-    /// The stamp for a frame whose source says `candidate`, received at monotonic time
-    /// `mono` (any fixed origin, e.g. the source's start), and the jump it showed if any.
-    pub fn stamp(&mut self, candidate: OffsetDateTime, mono: Duration) -> (OffsetDateTime, Option<Jump>) {
+    /// The stamp for a frame whose source (`source`: `ntp`, `arrival`) says `candidate`,
+    /// received at monotonic time `mono` (any fixed origin, e.g. the source's start),
+    /// and the jump it showed if any.
+    pub fn stamp(&mut self, candidate: OffsetDateTime, mono: Duration, source: &'static str) -> (OffsetDateTime, Option<Jump>) {
+        let switched = std::mem::replace(&mut self.source, source) != source;
         let Some((last_at, last_mono)) = self.last else {
             self.last = Some((candidate, mono));
             return (candidate, None);
@@ -76,26 +81,37 @@ impl CaptureClock {
         let elapsed = time::Duration::try_from(mono.saturating_sub(last_mono)).unwrap_or(time::Duration::ZERO);
         let projected = last_at + elapsed;
         let near = |t: OffsetDateTime| (t - projected).abs() <= self.threshold;
-        let (at, jump) = if near(candidate + self.offset) {
-            (candidate + self.offset, None)
+        let adjusted = candidate + self.offset;
+        let (at, jump) = if near(adjusted) {
+            (adjusted, None)
         } else if near(candidate) {
             // Back in line after an earlier backward step.
             let by = self.offset;
             self.offset = time::Duration::ZERO;
             (candidate, Some(Jump { direction: JumpDirection::Forward, by_s: by.as_seconds_f64().abs() }))
-        } else if candidate + self.offset > projected {
-            let by = candidate + self.offset - projected;
+        } else if candidate > projected {
+            // A forward step past real time: followed.
+            let by = adjusted - projected;
             self.offset = time::Duration::ZERO;
             (candidate, Some(Jump { direction: JumpDirection::Forward, by_s: by.as_seconds_f64() }))
+        } else if adjusted > projected {
+            // Part of an earlier backward step undone: still behind, a smaller offset.
+            let by = adjusted - projected;
+            self.offset = projected - candidate;
+            (projected, Some(Jump { direction: JumpDirection::Forward, by_s: by.as_seconds_f64() }))
+        } else if adjusted >= last_at - self.threshold {
+            // Not a step: frames delivered late (a stall, then a burst) carry their own
+            // earlier times, which are right.
+            (adjusted, None)
         } else {
-            let by = projected - candidate - self.offset;
+            let by = projected - adjusted;
             self.offset = projected - candidate;
             (projected, Some(Jump { direction: JumpDirection::Backward, by_s: by.as_seconds_f64() }))
         };
         // Never the same time twice, never backwards (jitter within the threshold).
         let at = at.max(last_at + time::Duration::MICROSECOND);
         self.last = Some((at, mono));
-        (at, jump)
+        (at, jump.filter(|_| !switched))
     }
 }
 
@@ -117,43 +133,84 @@ mod tests {
         let mono = |s: f64| Duration::from_secs_f64(s);
         // 10 fps for 1 s, then the camera's clock steps back one hour.
         for i in 0..10 {
-            assert_eq!(c.stamp(t(i as f64 * 0.1), mono(i as f64 * 0.1)), (t(i as f64 * 0.1), None));
+            assert_eq!(c.stamp(t(i as f64 * 0.1), mono(i as f64 * 0.1), "ntp"), (t(i as f64 * 0.1), None));
         }
-        let (at, jump) = c.stamp(t(1.0 - 3600.0), mono(1.0));
+        let (at, jump) = c.stamp(t(1.0 - 3600.0), mono(1.0), "ntp");
         assert_eq!(jump.map(|j| j.direction), Some(JumpDirection::Backward));
         assert!((jump.unwrap().by_s - 3600.0).abs() < 1e-6);
         assert!((secs(at) - 1.0).abs() < 1e-6, "{}", secs(at));
         // The next frames: 100 ms apart, as they really are (not 1 µs).
         let mut prev = at;
         for i in 11..40 {
-            let (at, jump) = c.stamp(t(i as f64 * 0.1 - 3600.0), mono(i as f64 * 0.1));
+            let (at, jump) = c.stamp(t(i as f64 * 0.1 - 3600.0), mono(i as f64 * 0.1), "ntp");
             assert_eq!(jump, None);
             assert!(((at - prev).as_seconds_f64() - 0.1).abs() < 1e-6);
             prev = at;
         }
         // The camera's clock is corrected: taken, reported as a forward step.
-        let (at, jump) = c.stamp(t(4.0), mono(4.0));
+        let (at, jump) = c.stamp(t(4.0), mono(4.0), "ntp");
         assert_eq!(jump.map(|j| j.direction), Some(JumpDirection::Forward));
         assert!((secs(at) - 4.0).abs() < 1e-6);
-        assert_eq!(c.stamp(t(4.1), mono(4.1)), (t(4.1), None));
+        assert_eq!(c.stamp(t(4.1), mono(4.1), "ntp"), (t(4.1), None));
     }
 
     #[test]
     fn a_forward_step_is_followed_and_jitter_is_no_jump() {
         let mut c = CaptureClock::default();
         let mono = |s: f64| Duration::from_secs_f64(s);
-        c.stamp(t(0.0), mono(0.0));
+        c.stamp(t(0.0), mono(0.0), "ntp");
         // Network jitter: 300 ms early, then late; monotonic, not a jump.
-        let (a, j) = c.stamp(t(0.1 - 0.3), mono(0.1));
+        let (a, j) = c.stamp(t(0.1 - 0.3), mono(0.1), "ntp");
         assert_eq!(j, None);
         assert!(a > t(0.0));
-        assert_eq!(c.stamp(t(0.9), mono(0.5)).1, None);
-        let (at, j) = c.stamp(t(600.0), mono(0.6));
+        assert_eq!(c.stamp(t(0.9), mono(0.5), "ntp").1, None);
+        let (at, j) = c.stamp(t(600.0), mono(0.6), "ntp");
         assert_eq!(j.map(|j| j.direction), Some(JumpDirection::Forward));
         assert_eq!(at, t(600.0));
-        assert_eq!(c.stamp(t(600.1), mono(0.7)), (t(600.1), None));
+        assert_eq!(c.stamp(t(600.1), mono(0.7), "ntp"), (t(600.1), None));
         // A stall: no frames for 30 s of monotonic time, the source's time moved with it.
-        assert_eq!(c.stamp(t(630.1), mono(30.7)), (t(630.1), None));
+        assert_eq!(c.stamp(t(630.1), mono(30.7), "ntp"), (t(630.1), None));
+    }
+
+    #[test]
+    fn frames_delivered_late_keep_their_own_times_and_leave_no_offset() {
+        let mut c = CaptureClock::default();
+        let mono = |s: f64| Duration::from_secs_f64(s);
+        for i in 0..10 {
+            c.stamp(t(i as f64 * 0.1), mono(i as f64 * 0.1), "ntp");
+        }
+        // Delivery stalls 2.9 s, then the held frames arrive at once with their times.
+        for i in 10..40 {
+            let (at, j) = c.stamp(t(i as f64 * 0.1), mono(0.9 + 2.9 + (i - 10) as f64 * 0.001), "ntp");
+            assert_eq!((at, j), (t(i as f64 * 0.1), None), "frame {i}");
+        }
+        // Afterwards the camera's times are taken as they are: no stamp in the future.
+        assert_eq!(c.stamp(t(4.0), mono(4.0), "ntp"), (t(4.0), None));
+    }
+
+    #[test]
+    fn a_partial_correction_is_one_step_and_a_source_switch_none() {
+        let mut c = CaptureClock::default();
+        let mono = |s: f64| Duration::from_secs_f64(s);
+        c.stamp(t(0.0), mono(0.0), "ntp");
+        assert_eq!(c.stamp(t(0.1 - 3600.0), mono(0.1), "ntp").1.map(|j| j.direction), Some(JumpDirection::Backward));
+        // Half of the hour is corrected: one forward step of 1800 s, still at real pace.
+        let (at, j) = c.stamp(t(0.2 - 1800.0), mono(0.2), "ntp");
+        assert!(j.is_some_and(|j| j.direction == JumpDirection::Forward && (j.by_s - 1800.0).abs() < 1e-3), "{j:?}");
+        assert!((secs(at) - 0.2).abs() < 1e-6);
+        let (at, j) = c.stamp(t(0.3 - 1800.0), mono(0.3), "ntp");
+        assert_eq!(j, None, "not counted a second time");
+        assert!((secs(at) - 0.3).abs() < 1e-6);
+
+        // Arrival time until RTCP sender reports come, then a camera clock 3 s behind.
+        let mut c = CaptureClock::default();
+        c.stamp(t(0.0), mono(0.0), "arrival");
+        let (at, j) = c.stamp(t(0.1 - 3.0), mono(0.1), "ntp");
+        assert_eq!(j, None, "a switch of time source is no jump");
+        assert!((secs(at) - 0.1).abs() < 1e-6);
+        assert_eq!(c.stamp(t(0.2 - 3.0), mono(0.2), "ntp").1, None);
+        // A real step later is still reported.
+        assert!(c.stamp(t(0.3 - 3.0 - 60.0), mono(0.3), "ntp").1.is_some());
     }
 
     #[test]
@@ -163,7 +220,7 @@ mod tests {
         for i in 0..200u64 {
             // A source that sends the same time over and over, and steps back now and then.
             let cand = t(if i % 50 == 49 { -100.0 } else { 5.0 });
-            let (at, _) = c.stamp(cand, Duration::from_millis(i * 40));
+            let (at, _) = c.stamp(cand, Duration::from_millis(i * 40), "ntp");
             if let Some(p) = prev {
                 assert!(at > p, "frame {i}");
             }

@@ -36,8 +36,8 @@ pub fn validate(c: &StoreConfig, iss: &mut crate::model::Issues) {
     if c.path.as_os_str().is_empty() {
         iss.add("store.path", "empty path", "set e.g. \"var/argus.db\"");
     }
-    if !(c.retention_days >= 0.0) || !c.retention_days.is_finite() {
-        iss.add("store.retention_days", "must be 0 (keep everything) or positive days", "use e.g. 30");
+    if !(0.0..=36_500.0).contains(&c.retention_days) {
+        iss.add("store.retention_days", format!("{} days", c.retention_days), "use 0 (keep everything) or up to 36500 days, e.g. 30");
     }
 }
 
@@ -98,6 +98,9 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// Rows one `prune` call deletes at most, so a writer never waits long behind it.
+pub const PRUNE_MAX_PER_CALL: u64 = 100_000;
+
 /// Counts per camera × level × time bucket (`GET /v1/stats`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsQuery {
@@ -106,7 +109,8 @@ pub struct StatsQuery {
     /// Bucket width in seconds (≥ 1).
     pub bucket_s: u64,
     /// At most this many rows plus one come back (the caller refuses more); `None`: all.
-    /// A bound the store applies while it works, not after.
+    /// It bounds the answer; the work of a query is bounded by the store's own budget
+    /// (SQLite's progress handler, ClickHouse's settings).
     pub max_rows: Option<usize>,
 }
 
@@ -130,7 +134,8 @@ pub trait EventStore: Send + Sync {
     fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
     /// Where the events live, for logs and `/v1/info`.
     fn describe(&self) -> String;
-    /// Deletes events stored before `stored_before`; how many. Stores with their own
+    /// Deletes events stored before `stored_before`, at most [`PRUNE_MAX_PER_CALL`]
+    /// (call again while it deletes that many); how many. Stores with their own
     /// retention (ClickHouse TTL) keep theirs.
     fn prune(&self, stored_before: OffsetDateTime) -> Result<u64, StoreError> {
         let _ = stored_before;

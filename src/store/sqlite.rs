@@ -257,8 +257,10 @@ impl EventStore for SqliteStore {
     fn prune(&self, stored_before: time::OffsetDateTime) -> Result<u64, StoreError> {
         let cutoff = unix_ms(stored_before);
         let mut deleted = 0u64;
-        // In slices, so the writer lock (and every insert) waits for one slice only.
-        loop {
+        // In slices, so a scene-state checkpoint (another thread) waits for one slice at
+        // most; at most PRUNE_SLICES per call, so after a long downtime the sink's next
+        // batch does not wait behind millions of deletions (the next call goes on).
+        for _ in 0..PRUNE_SLICES {
             let n = {
                 let conn = self.writer.lock();
                 conn.prepare_cached("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE stored_ms < ?1 LIMIT 5000)")
@@ -267,20 +269,32 @@ impl EventStore for SqliteStore {
             };
             deleted += n as u64;
             if n < 5000 {
-                return Ok(deleted);
+                break;
             }
         }
+        Ok(deleted)
     }
 }
+
+/// Slices of 5000 rows one `prune` call deletes at most.
+const PRUNE_SLICES: usize = (crate::store::PRUNE_MAX_PER_CALL / 5000) as usize;
 
 /// Stores made before `stored_ms` existed get the column, and their events count as
 /// stored now (their retention starts at the upgrade rather than deleting them all).
 fn migrate_stored_ms(conn: &Connection) -> rusqlite::Result<()> {
     let has: bool = conn.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'stored_ms'")?.exists([])?;
     if !has {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN stored_ms INTEGER")?;
-        conn.execute("UPDATE events SET stored_ms = ?1", [unix_ms(time::OffsetDateTime::now_utc())])?;
-        tracing::info!("store: added stored_ms (retention) to an older events table");
+        // One transaction: a crash between adding the column and filling it would leave
+        // rows whose NULL `stored_ms` no retention ever matches.
+        conn.execute_batch("BEGIN IMMEDIATE; ALTER TABLE events ADD COLUMN stored_ms INTEGER;")?;
+        let filled = conn.execute("UPDATE events SET stored_ms = ?1", [unix_ms(time::OffsetDateTime::now_utc())]);
+        match filled.and_then(|_| conn.execute_batch("COMMIT")) {
+            Ok(()) => tracing::info!("store: added stored_ms (retention) to an older events table"),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
     }
     conn.execute_batch("CREATE INDEX IF NOT EXISTS events_stored ON events (stored_ms)")
 }

@@ -115,6 +115,13 @@ pub struct SourceStatus {
     pub frames_received: u64,
     pub frames_dropped: u64,
     pub frames_processed: u64,
+    /// `argus ingest`: frames the broker confirmed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub frames_published: u64,
+    /// `frames_dropped` by reason (`queue_full`, `fps_cap`; for `argus ingest` also
+    /// `expired`, `too_large`, `rejected`, `encode_failed`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub drops: BTreeMap<&'static str, u64>,
     pub fps_in: f64,
     pub fps_processed: f64,
     pub restarts: u64,
@@ -252,6 +259,8 @@ impl Health {
                 frames_received: 0,
                 frames_dropped: 0,
                 frames_processed: 0,
+                frames_published: 0,
+                drops: BTreeMap::new(),
                 fps_in: 0.0,
                 fps_processed: 0.0,
                 restarts: 0,
@@ -328,4 +337,8 @@ impl Health {
         drop(g);
         Readiness { ready: reasons.is_empty(), reasons, pipeline, detector, sources: self.sources(), sinks }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -52,8 +52,8 @@ pub fn validate(c: &JsonlSinkConfig, iss: &mut crate::model::Issues) {
             "use e.g. 268435456 (256 MiB), or 0 to never rotate",
         );
     }
-    if !(c.max_age_days >= 0.0) || !c.max_age_days.is_finite() {
-        iss.add("sinks.jsonl.max_age_days", "must be 0 (no limit) or positive days", "use e.g. 30");
+    if !(0.0..=36_500.0).contains(&c.max_age_days) {
+        iss.add("sinks.jsonl.max_age_days", format!("{} days", c.max_age_days), "use 0 (no limit) or up to 36500 days, e.g. 30");
     }
 }
 

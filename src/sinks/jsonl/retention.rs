@@ -24,13 +24,21 @@ pub struct Policy {
 /// Renames `path` to its rotated name for `now`; returns the new name.
 pub fn rotate(path: &Path, now: time::OffsetDateTime) -> std::io::Result<PathBuf> {
     let stamp = format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", now.year(), u8::from(now.month()), now.day(), now.hour(), now.minute(), now.second());
+    // Within the newest rotation's second, or after the wall clock stepped back (a name
+    // for `now` would sort before older files and be pruned first): the newest stamp
+    // with the next suffix.
+    let (stamp, mut n) = match rotated(path)?.last().map(|p| rotation_key(p)) {
+        Some((newest, k)) if newest >= stamp => (newest, k + 1),
+        _ => (stamp, 0),
+    };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut to = path.with_file_name(format!("{name}.{stamp}"));
-    let mut n = 1;
-    while to.exists() {
-        to = path.with_file_name(format!("{name}.{stamp}-{n}"));
+    let to = loop {
+        let to = path.with_file_name(if n == 0 { format!("{name}.{stamp}") } else { format!("{name}.{stamp}-{n}") });
+        if !to.exists() {
+            break to;
+        }
         n += 1;
-    }
+    };
     std::fs::rename(path, &to)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
@@ -86,6 +94,20 @@ pub fn prune(path: &Path, policy: &Policy, now: SystemTime) -> std::io::Result<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_after_the_clock_stepped_back_still_sorts_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let at = |s: i64| time::OffsetDateTime::from_unix_timestamp(1_764_000_000 + s).unwrap();
+        let mut made = Vec::new();
+        for s in [100, 100, -3600, 50] {
+            std::fs::write(&path, format!("{s}\n")).unwrap();
+            made.push(rotate(&path, at(s)).unwrap());
+        }
+        assert_eq!(rotated(&path).unwrap(), made, "in rotation order whatever the clock said");
+        assert!(made[3].to_string_lossy().ends_with("-3"), "{:?}", made[3]);
+    }
 
     #[test]
     fn rotated_files_are_named_in_order_and_pruned_by_count_and_age() {

@@ -34,6 +34,10 @@ impl StoreSink {
         let cutoff = time::OffsetDateTime::now_utc() - keep;
         match self.store.prune(cutoff) {
             Ok(n) => {
+                if n >= crate::store::PRUNE_MAX_PER_CALL {
+                    // More to delete: go on at the next batch instead of in 10 minutes.
+                    self.last_prune = None;
+                }
                 if n > 0 {
                     tracing::info!(deleted = n, retention_days = keep.as_secs_f64() / 86_400.0, "store: deleted events past retention");
                     self.metrics.retention_deleted.with_label_values(&["store"]).inc_by(n);

@@ -706,7 +706,7 @@ impl OneRun<'_> {
             (start + time::Duration::nanoseconds(rel_ns as i64), "stream")
         };
         if spec.live {
-            let (at, jump) = counters.clock.stamp(captured_at, counters.mono_origin.elapsed());
+            let (at, jump) = counters.clock.stamp(captured_at, counters.mono_origin.elapsed(), time_source);
             if let Some(j) = jump {
                 clock_jumps.with_label_values(&[&spec.camera_id, j.direction.as_str()]).inc();
                 let what = format!("{} by {:.1} s ({time_source} time) at frame {seq}", j.direction.as_str(), j.by_s);
@@ -753,7 +753,9 @@ impl OneRun<'_> {
             s.time_source = Some(time_source);
             s.rate_in.tick();
             s.frames_received = counters.seq;
-            s.frames_dropped = dropped_queue.get() + dropped_cap.get();
+            s.drops.insert("queue_full", dropped_queue.get());
+            s.drops.insert("fps_cap", dropped_cap.get());
+            s.frames_dropped = s.drops.values().sum();
             s.last_frame_at = Some(captured_at);
             s.width = Some(w);
             s.height = Some(h);

@@ -30,6 +30,8 @@ async fn start() -> Server {
     let health = Arc::new(Health::default());
     let info = Arc::new(std::sync::RwLock::new(Info {
         name: "argus",
+        role: "run",
+        shard: None,
         version: "test",
         schema: "argus.event.v1",
         detector: None,

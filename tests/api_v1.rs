@@ -132,6 +132,8 @@ async fn start(o: Options) -> Server {
     health.register_source("gate", "test", "rtsp://cam.example/stream", true);
     let info = Arc::new(std::sync::RwLock::new(Info {
         name: "argus",
+        role: "run",
+        shard: None,
         version: "test",
         schema: "argus.event.v1",
         detector: None,

@@ -42,11 +42,27 @@ pub use error::ApiError;
 pub struct Info {
     pub name: &'static str,
     pub version: &'static str,
+    /// `run` (analysis: sources or the frames topic → events) or `ingest` (cameras →
+    /// the frames topic, no detector).
+    pub role: &'static str,
+    /// `argus ingest`: the shard this member runs (`I/N`), and how cameras map to shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
     pub schema: &'static str,
     pub detector: Option<crate::detect::DetectorInfo>,
     pub captioner: String,
     pub pipelines: Vec<PipelineSummary>,
     pub features: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    /// Where the shard came from (`--shard`, `ARGUS_SHARD`, the pod name, or `all`).
+    pub from: String,
+    /// The camera → shard map, so an operator can check it by hand.
+    pub map: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]

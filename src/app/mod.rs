@@ -1,15 +1,17 @@
 //! Layer 6, the composition root: turns a validated configuration into running parts
 //! and wires them (`scenes`: a scene and a source per camera; `running`: the stages
 //! plus the sources, and reloads; `serve`: store, detector, sinks, API and signals for
-//! `argus run`; `info`: what `/v1/info` reports). The only module that knows every
+//! `argus run`; `ingest`: cameras to the frames topic for `argus ingest`; `info`: what `/v1/info` reports). The only module that knows every
 //! other one; nothing below imports it.
 
 mod info;
+mod ingest;
 mod running;
 mod scenes;
 mod serve;
 
 pub use info::{FEATURES, compiled_features, pipeline_summaries};
+pub use ingest::{IngestOptions, IngestPlan, plan as ingest_plan, run_ingest};
 pub use running::{ReloadSummary, Running, start};
 pub use scenes::{Scenes, build_scenes, camera_contexts};
 pub use serve::{ServeOptions, load_valid, run};

@@ -98,7 +98,7 @@ fn written_dirs(cfg: &ValidConfig) -> Vec<std::path::PathBuf> {
 /// The API keys (config and `ARGUS_API_KEYS`), checked before anything heavy starts: a
 /// short key or webhook secret from the environment, or an API open to the network
 /// without keys, is refused at once with the fix.
-fn api_keys(cfg: &ValidConfig) -> Result<api::auth::ApiKeys, AppError> {
+pub(super) fn api_keys(cfg: &ValidConfig) -> Result<api::auth::ApiKeys, AppError> {
     let s = &cfg.argus.server;
     let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics).map_err(AppError::Config)?;
     let listen: std::net::SocketAddr = s.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
@@ -177,27 +177,53 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     state.snapshots = parts.board;
     state.analysis = Some(Arc::new(analysis));
     state.keys = Arc::new(keys);
-    state.limits = api::Limits {
+    state.limits = api_limits(&cfg.argus.server, listen);
+    Ok(state)
+}
+
+pub(super) fn api_limits(s: &api::config::ServerConfig, listen: std::net::SocketAddr) -> api::Limits {
+    api::Limits {
         max_body_bytes: s.max_body_bytes,
         cors_origins: s.cors_origins.clone(),
         hosts: api::guard::HostPolicy::new(listen, &s.allowed_hosts),
         request_timeout: Duration::from_secs_f64(s.request_timeout_s),
-    };
-    Ok(state)
+    }
+}
+
+/// Binds `server.listen` and serves `state` until `shutdown` turns true.
+pub(super) fn start_server(
+    cfg: &ValidConfig,
+    rt: &tokio::runtime::Runtime,
+    state: api::AppState,
+    metrics: Arc<Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, AppError> {
+    let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|source| AppError::Listen { addr: addr.to_string(), source })?;
+    tracing::info!(%addr, "HTTP API listening");
+    let limits = api::server::ConnectionLimits::from_config(&cfg.argus.server);
+    Ok(rt.spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|v| *v).await;
+        };
+        if let Err(e) = api::server::serve(listener, api::router(state), limits, metrics, stop).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }))
 }
 
 /// Beyond the sinks' drain deadline, how long stopping may take: the stages' own bounded
 /// waits (a Kafka hand-over up to 30 s, the last scene checkpoints up to 10 s), the API,
 /// and a margin.
-const STOP_MARGIN: Duration = Duration::from_secs(60);
+pub(super) const STOP_MARGIN: Duration = Duration::from_secs(60);
 
 /// Flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
-struct Signals {
-    interrupted: Arc<AtomicBool>,
-    reload: Arc<AtomicBool>,
+pub(super) struct Signals {
+    pub(super) interrupted: Arc<AtomicBool>,
+    pub(super) reload: Arc<AtomicBool>,
 }
 
-fn install_signals(rt: &tokio::runtime::Runtime) -> Signals {
+pub(super) fn install_signals(rt: &tokio::runtime::Runtime) -> Signals {
     let s = Signals { interrupted: Arc::new(AtomicBool::new(false)), reload: Arc::new(AtomicBool::new(false)) };
     let flag = s.reload.clone();
     rt.spawn(async move {
@@ -278,6 +304,8 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
 
     let info = Arc::new(RwLock::new(api::Info {
         name: "argus",
+        role: "run",
+        shard: None,
         version: env!("CARGO_PKG_VERSION"),
         schema: crate::model::SCHEMA,
         detector: Some(det_info),
@@ -289,22 +317,9 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = if cfg.argus.server.enabled {
-        let addr: std::net::SocketAddr = cfg.argus.server.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
         let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
         let state = api_state(&cfg, &rt, parts)?;
-        let mut rx = shutdown_rx.clone();
-        let listener = rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|source| AppError::Listen { addr: addr.to_string(), source })?;
-        tracing::info!(%addr, "HTTP API listening");
-        let limits = api::server::ConnectionLimits::from_config(&cfg.argus.server);
-        let metrics = metrics.clone();
-        Some(rt.spawn(async move {
-            let shutdown = async move {
-                let _ = rx.wait_for(|v| *v).await;
-            };
-            if let Err(e) = api::server::serve(listener, api::router(state), limits, metrics, shutdown).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }))
+        Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx.clone())?)
     } else {
         None
     };
@@ -371,7 +386,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let _ = shutdown_tx.send(true);
     disk_stop.store(true, Ordering::Relaxed);
     if let Some(s) = server {
-        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), s).await });
+        let _ = rt.block_on(async { tokio::time::timeout(api::server::DRAIN + Duration::from_secs(1), s).await });
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(stored_events = store.count().unwrap_or(0), "argus stopped");

@@ -5,6 +5,7 @@ mod analyze;
 mod bench;
 mod calibrate;
 mod check;
+mod ingest;
 mod run;
 mod soak;
 
@@ -26,6 +27,9 @@ pub enum Command {
     /// Run the pipelines and the HTTP API (default config: config/argus.toml, or the
     /// embedded demo when that file is absent).
     Run(run::RunArgs),
+    /// Publish this shard's RTSP and file cameras' frames to their pipelines' [kafka]
+    /// topics for `argus run` workers (no detector).
+    Ingest(ingest::IngestArgs),
     /// Detect objects in still images and print one argus.event.v1 JSON per image.
     Analyze(analyze::AnalyzeArgs),
     /// Validate the config and pipelines without running anything.
@@ -53,6 +57,7 @@ pub fn dispatch(command: Command) -> Result<ExitCode> {
     let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match command {
         Command::Run(args) => done(run::run(args)),
+        Command::Ingest(args) => done(ingest::run(args)),
         Command::Analyze(args) => done(analyze::run(args)),
         Command::Check { config } => Ok(check::run(config)),
         Command::Calibrate(args) => done(calibrate::run(args)),

@@ -13,6 +13,7 @@ use crate::detect::config::DetectorConfig;
 use crate::pipeline::scene_state::SceneStateConfig;
 use crate::risk::config::{RiskConfig, RuleConfig, ZoneConfig};
 use crate::sinks::config::SinksConfig;
+use crate::sinks::frames::config::IngestConfig;
 use crate::sources::config::CameraConfig;
 use crate::sources::kafka::config::KafkaSourceConfig;
 use crate::store::StoreConfig;
@@ -33,6 +34,8 @@ pub struct ArgusConfig {
     pub scene_state: SceneStateConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    /// `argus ingest`: how frames are published to the pipelines' `[kafka]` topics.
+    pub ingest: IngestConfig,
 }
 
 impl Default for ArgusConfig {
@@ -47,6 +50,7 @@ impl Default for ArgusConfig {
             scene_state: SceneStateConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }

@@ -93,6 +93,7 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     crate::sinks::config::validate(&a.sinks, iss);
     crate::store::validate(&a.store, iss);
     crate::pipeline::scene_state::validate(&a.scene_state, iss);
+    crate::sinks::frames::config::validate(&a.ingest, iss);
 }
 
 fn valid_id(s: &str) -> bool {
@@ -107,7 +108,7 @@ fn validate_pipeline(p: &PipelineConfig, classes: Option<&[String]>, camera_ids:
         iss.add("cameras", "no cameras", "add a [[cameras]] table with id and source");
     }
     if let Some(k) = &p.kafka {
-        crate::sources::kafka::config::validate(k, p.cameras.iter().any(|c| c.kind() == SourceKind::Kafka), iss);
+        crate::sources::kafka::config::validate(k, iss);
     }
     let check_classes = |iss: &mut Issues, key: String, list: &[String]| {
         if let Some(known) = classes {

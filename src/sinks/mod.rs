@@ -12,6 +12,7 @@
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod config;
+pub mod frames;
 pub mod jsonl;
 pub mod kafka;
 pub mod spool;

@@ -14,6 +14,7 @@ pub mod gst;
 pub mod kafka;
 pub mod probe;
 pub mod reconnect;
+pub mod shard;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

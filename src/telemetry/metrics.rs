@@ -8,6 +8,10 @@ pub struct Metrics {
     pub frames_dropped: IntCounterVec,
     pub frames_processed: IntCounterVec,
     pub frames_failed: IntCounterVec,
+    /// `argus ingest`: frames the broker confirmed.
+    pub frames_published: IntCounterVec,
+    /// `argus ingest`: from capture to the broker's confirmation.
+    pub frame_publish_seconds: Histogram,
     pub stage_seconds: HistogramVec,
     pub frame_latency_seconds: Histogram,
     pub batch_size: Histogram,
@@ -67,6 +71,7 @@ impl Metrics {
             &self.frames_dropped,
             &self.frames_processed,
             &self.frames_failed,
+            &self.frames_published,
             &self.source_restarts,
             &self.source_probes,
             &self.source_clock_jumps,
@@ -124,6 +129,12 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(frame_latency_seconds.clone())).expect("unique metric");
+        let frame_publish_seconds = Histogram::with_opts(
+            HistogramOpts::new("argus_frame_publish_seconds", "argus ingest: from a frame's capture to the broker confirming it")
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(frame_publish_seconds.clone())).expect("unique metric");
         let batch_size =
             Histogram::with_opts(HistogramOpts::new("argus_detector_batch_size", "Frames per detector call").buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]))
                 .expect("valid metric");
@@ -204,6 +215,8 @@ impl Metrics {
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),
             frames_processed: counter(r, "argus_frames_processed_total", "Frames fully analysed", &["camera"]),
             frames_failed: counter(r, "argus_frames_failed_total", "Frames whose analysis failed", &["camera", "stage"]),
+            frames_published: counter(r, "argus_frames_published_total", "argus ingest: frames the broker confirmed", &["camera"]),
+            frame_publish_seconds,
             events_emitted: counter(r, "argus_events_emitted_total", "Events produced by the pipeline", &["kind"]),
             events_published: counter(r, "argus_events_published_total", "Events written durably by each sink", &["sink"]),
             sink_writes_failed: counter(r, "argus_sink_writes_failed_total", "Failed sink writes (retried)", &["sink"]),

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::clients::kafka::{check_brokers, check_topic};
 use crate::model::Issues;
 
-/// A consumer-group source of encoded frames (`kafka` feature). Each message: value =
+/// The pipeline's frames topic: where `argus ingest` publishes the frames of the
+/// pipeline's RTSP and file cameras, and a consumer-group source of encoded frames
+/// (`kafka` feature) for its `source = "kafka"` cameras (for every camera with
+/// `argus run --worker`). Each message: value =
 /// JPEG or PNG bytes; headers `camera_id` (one of this pipeline's `source = "kafka"`
 /// cameras), `captured_at` (RFC 3339 or Unix ms), optional `telemetry` (drone pose JSON).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -63,11 +66,10 @@ fn default_max_frame_bytes() -> usize {
     8 << 20
 }
 
-/// `kafka.*` keys (`has_kafka_cameras`: some camera of the pipeline reads the topic).
-pub fn validate(k: &KafkaSourceConfig, has_kafka_cameras: bool, iss: &mut Issues) {
-    if !has_kafka_cameras {
-        iss.add("kafka", "no camera has source = \"kafka\"", "set source = \"kafka\" on the cameras whose frames come from the topic, or remove [kafka]");
-    }
+/// `kafka.*` keys. A table without `source = "kafka"` cameras is valid: it is where
+/// `argus ingest` publishes the pipeline's camera frames and where `argus run --worker`
+/// reads them.
+pub fn validate(k: &KafkaSourceConfig, iss: &mut Issues) {
     check_brokers(iss, "kafka.brokers", &k.brokers);
     check_topic(iss, "kafka.topic", &k.topic);
     if let Some(t) = &k.dead_letter_topic {

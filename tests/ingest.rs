@@ -1,0 +1,243 @@
+//! `argus ingest` through the binary against a real broker (tansu): shards split the
+//! cameras exactly, every sampled frame reaches the topic as a JPEG with the headers the
+//! Kafka source reads, and an `argus run` worker over the topic analyses every one.
+#![cfg(all(feature = "gstreamer", feature = "kafka", feature = "onnx"))]
+
+#[path = "common/broker.rs"]
+mod broker;
+#[path = "common/logs.rs"]
+mod logs;
+#[path = "common/member.rs"]
+mod member;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use argus::sources::shard::shard_of;
+use broker::{Broker, free_port};
+use logs::plain_log;
+use member::argus_on_with;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use serde_json::Value;
+
+const VIDEO: &str = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
+const CAMERAS: [&str; 4] = ["gate", "lobby", "dock", "yard"];
+/// Frames each camera publishes (after `fps_cap = 5` of vtest.avi's 10 fps).
+const FRAMES: u64 = 12;
+
+/// The ingest side: the cameras read the video file; `[kafka]` names the frames topic.
+fn ingest_pipeline(dir: &Path, brokers: &str, realtime: bool) -> PathBuf {
+    let cams: String = CAMERAS.iter().map(|c| format!("[[cameras]]\nid = \"{c}\"\nsource = \"{VIDEO}\"\nfps_cap = 5.0\nrealtime = {realtime}\n")).collect();
+    let p = dir.join("site.toml");
+    std::fs::write(&p, format!("name = \"site\"\n{cams}[kafka]\nbrokers = \"{brokers}\"\ntopic = \"frames\"\ngroup_id = \"workers\"\n")).unwrap();
+    p
+}
+
+/// The worker side: the same cameras, read from the topic.
+fn worker_pipeline(dir: &Path, brokers: &str) -> PathBuf {
+    let cams: String = CAMERAS.iter().map(|c| format!("[[cameras]]\nid = \"{c}\"\nsource = \"kafka\"\n")).collect();
+    let p = dir.join("workers.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"site\"\n{cams}[events]\nframe_summary_every_s = 0.000001\n[kafka]\nbrokers = \"{brokers}\"\ntopic = \"frames\"\ngroup_id = \"workers\"\n\
+             [kafka.options]\n\"session.timeout.ms\" = \"6000\"\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn ingest(dir: &Path, pipeline: &Path, shard: &str, extra: &[&str]) -> (Child, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["ingest", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml"), "--shard", shard])
+        .args(extra)
+        .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
+        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("ingest-{}.stderr", shard.replace('/', "of")))).unwrap())
+        .spawn()
+        .unwrap();
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn wait_exit(child: &mut Child, within: Duration, what: &str, log: &Path) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "{what}: {s}; log:\n{}", plain_log(log));
+            return;
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            panic!("{what}: still running after {within:?}; log:\n{}", plain_log(log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn get(url: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        match reqwest::blocking::get(url).and_then(|r| r.json()) {
+            Ok(v) => return v,
+            Err(e) if t0.elapsed() > Duration::from_secs(30) => panic!("{url}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One message of the frames topic.
+struct Published {
+    camera: String,
+    key: String,
+    partition: i32,
+    captured_at: String,
+    width: u32,
+}
+
+/// Everything on the topic (memory storage: read until `want` or quiet for a while).
+fn read_topic(brokers: &str, want: usize) -> Vec<Published> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", free_port()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    c.subscribe(&["frames"]).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    while out.len() < want && quiet_since.elapsed() < Duration::from_secs(20) {
+        let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+        let m = m.unwrap();
+        quiet_since = Instant::now();
+        let header = |k: &str| {
+            m.headers().and_then(|h| h.iter().find(|x| x.key == k).and_then(|x| x.value)).map(|v| String::from_utf8(v.to_vec()).unwrap()).unwrap_or_default()
+        };
+        let img = image::load_from_memory_with_format(m.payload().unwrap(), image::ImageFormat::Jpeg).expect("a JPEG");
+        out.push(Published {
+            camera: header("camera_id"),
+            key: String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+            partition: m.partition(),
+            captured_at: header("captured_at"),
+            width: img.width(),
+        });
+    }
+    out
+}
+
+#[test]
+fn two_shards_publish_every_camera_exactly_once_and_a_worker_analyses_every_frame() {
+    let broker = Broker::start(&[("frames", 4)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let site = ingest_pipeline(d, &broker.brokers(), false);
+
+    // Shard 1 of 2 runs to the end by itself; shard 0 keeps serving its API afterwards.
+    let (mut one, _) = ingest(d, &site, "1/2", &["--exit-when-done", "--max-frames", &FRAMES.to_string()]);
+    let (mut zero, base) = ingest(d, &site, "0/2", &["--max-frames", &FRAMES.to_string()]);
+    let info = get(&format!("{base}/v1/info"));
+    assert_eq!(info["role"], "ingest");
+    assert_eq!((info["shard"]["index"].as_u64(), info["shard"]["count"].as_u64()), (Some(0), Some(2)), "{info}");
+    let mine: BTreeSet<&str> = CAMERAS.iter().copied().filter(|c| shard_of(c, 2) == 0).collect();
+    let theirs: BTreeSet<&str> = CAMERAS.iter().copied().filter(|c| shard_of(c, 2) == 1).collect();
+    assert!(!mine.is_empty() && !theirs.is_empty(), "the cameras' ids split over both shards: {mine:?} {theirs:?}");
+    wait_exit(&mut one, Duration::from_secs(120), "ingest shard 1/2", &d.join("ingest-1of2.stderr"));
+    // Shard 0's cameras end (files); it keeps answering until stopped.
+    let t0 = Instant::now();
+    let cameras = loop {
+        let cams = get(&format!("{base}/v1/cameras"))["cameras"].clone();
+        let listed: BTreeSet<String> = cams.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(listed, mine.iter().map(|c| c.to_string()).collect(), "/v1/cameras lists this shard's cameras only: {cams}");
+        if cams.as_object().unwrap().values().all(|c| c["frames_published"].as_u64() == Some(FRAMES)) {
+            break cams;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "shard 0 did not publish everything: {cams}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Sampled by fps_cap, nothing else dropped (a recording waits for the broker).
+    for c in cameras.as_object().unwrap().values() {
+        let drops = c["drops"].as_object().unwrap();
+        assert!(drops.iter().all(|(why, n)| why == "fps_cap" || n == 0), "{cameras}");
+        assert_eq!(c["frames_dropped"], drops["fps_cap"], "{cameras}");
+    }
+    let metrics = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
+    for c in &mine {
+        assert!(metrics.contains(&format!("argus_frames_published_total{{camera=\"{c}\"}} {FRAMES}")), "{metrics}");
+    }
+    Command::new("kill").args(["-TERM", &zero.id().to_string()]).status().unwrap();
+    wait_exit(&mut zero, Duration::from_secs(30), "ingest shard 0/2 after SIGTERM", &d.join("ingest-0of2.stderr"));
+
+    // On the topic: every camera's frames exactly once, keyed by camera, one partition
+    // per camera, in capture order, decodable JPEGs of the video's size.
+    let total = CAMERAS.len() * FRAMES as usize;
+    let got = read_topic(&broker.brokers(), total);
+    assert_eq!(got.len(), total, "frames on the topic");
+    let mut per: BTreeMap<&str, Vec<&Published>> = BTreeMap::new();
+    for p in &got {
+        assert_eq!(p.key, p.camera);
+        assert_eq!(p.width, 768);
+        per.entry(p.camera.as_str()).or_default().push(p);
+    }
+    for c in CAMERAS {
+        let frames = &per[c];
+        assert_eq!(frames.len() as u64, FRAMES, "{c}");
+        assert_eq!(frames.iter().map(|p| p.partition).collect::<BTreeSet<_>>().len(), 1, "{c}: one partition");
+        let times: Vec<&str> = frames.iter().map(|p| p.captured_at.as_str()).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{c}: in capture order, no repeats: {times:?}");
+    }
+
+    // A worker over the topic analyses every one of those frames.
+    let wdir = d.join("worker");
+    std::fs::create_dir(&wdir).unwrap();
+    let (mut worker, _) = argus_on_with(&wdir, &worker_pipeline(d, &broker.brokers()), &[]);
+    let t0 = Instant::now();
+    let analysed = loop {
+        let text = std::fs::read_to_string(wdir.join("e.jsonl")).unwrap_or_default();
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let seen: BTreeSet<(String, String)> = complete
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["kind"] == "frame.analyzed")
+            .map(|e| (e["camera_id"].as_str().unwrap().to_string(), e["captured_at"].as_str().unwrap().to_string()))
+            .collect();
+        if seen.len() >= total || t0.elapsed() > Duration::from_secs(180) {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let published: BTreeSet<(String, String)> = got.iter().map(|p| (p.camera.clone(), p.captured_at[..23].to_string() + "Z")).collect();
+    assert_eq!(analysed.len(), total, "frames analysed by the worker; log:\n{}", plain_log(&wdir.join("stderr")));
+    assert_eq!(analysed, published, "the worker analysed exactly the published frames (events carry milliseconds)");
+}
+
+#[test]
+fn a_pipeline_without_a_kafka_table_and_a_bad_shard_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = d.join("plain.toml");
+    std::fs::write(&p, format!("name = \"plain\"\n[[cameras]]\nid = \"cam\"\nsource = \"{VIDEO}\"\n")).unwrap();
+    let (mut child, _) = ingest(d, &p, "0/1", &[]);
+    let status = child.wait().unwrap();
+    let log = plain_log(&d.join("ingest-0of1.stderr"));
+    assert!(!status.success());
+    assert!(log.contains("camera `cam`") && log.contains("fix: add [kafka]"), "{log}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["ingest", "--shard", "2/2"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--shard: shard 2 of 2 does not exist") && err.contains("fix:"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["ingest"]).env("ARGUS_SHARD_COUNT", "3").env("POD_NAME", "argus-ingest").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("POD_NAME") && err.contains("-ORDINAL"), "{err}");
+}

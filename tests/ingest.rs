@@ -241,3 +241,77 @@ fn a_pipeline_without_a_kafka_table_and_a_bad_shard_are_refused_with_the_fix() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("POD_NAME") && err.contains("-ORDINAL"), "{err}");
 }
+
+/// The camera's status in `/v1/cameras`.
+fn camera(base: &str, id: &str) -> Value {
+    get(&format!("{base}/v1/cameras"))["cameras"][id].clone()
+}
+
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> Option<Value>) -> Value {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < within, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_frozen_broker_drops_a_live_cameras_frames_by_reason_and_publishing_resumes_after_it() {
+    let broker = Broker::start(&[("frames", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = d.join("live.toml");
+    // A recording played like a live camera: its lane keeps the newest frames.
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"live\"\n[[cameras]]\nid = \"cam\"\nsource = \"{VIDEO}\"\nlive = true\nrealtime = true\n\
+             [kafka]\nbrokers = \"{}\"\ntopic = \"frames\"\ngroup_id = \"workers\"\n",
+            broker.brokers()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = d.join("ingest.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["ingest", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", p.display().to_string()))
+        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("ARGUS_INGEST__MESSAGE_TIMEOUT_MS", "1000")
+        .env("ARGUS_INGEST__MAX_IN_FLIGHT", "4")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let published = |c: &Value| c["frames_published"].as_u64().unwrap_or(0);
+    let drops = |c: &Value, why: &str| c["drops"][why].as_u64().unwrap_or(0);
+    wait_for("frames published", Duration::from_secs(60), || Some(camera(&base, "cam")).filter(|c| published(c) >= 10));
+    assert_eq!(get(&format!("{base}/readyz"))["ready"], true);
+
+    broker.signal("-STOP");
+    let frozen = camera(&base, "cam");
+    let during = wait_for("frames expire and the live lane drops its oldest", Duration::from_secs(30), || {
+        Some(camera(&base, "cam")).filter(|c| drops(c, "expired") >= 1 && drops(c, "queue_full") >= 5)
+    });
+    assert!(published(&during) <= published(&frozen) + 4, "nothing confirmed by a frozen broker: {during}");
+    let ready: Value = reqwest::blocking::get(format!("{base}/readyz")).unwrap().json().unwrap();
+    assert_eq!(ready["ready"], false, "{ready}");
+    let metrics = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
+    assert!(metrics.contains("argus_frames_dropped_total{camera=\"cam\",reason=\"expired\"}"), "{metrics}");
+    // Decoding never waited: frames kept arriving at the camera's pace.
+    let received = |c: &Value| c["frames_received"].as_u64().unwrap();
+    let before = camera(&base, "cam");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(received(&camera(&base, "cam")) >= received(&before) + 10, "the source kept decoding while the broker was frozen");
+
+    broker.signal("-CONT");
+    let back = published(&camera(&base, "cam"));
+    wait_for("publishing resumes", Duration::from_secs(60), || Some(camera(&base, "cam")).filter(|c| published(c) >= back + 20));
+    wait_for("ready again", Duration::from_secs(30), || Some(get(&format!("{base}/readyz"))).filter(|r| r["ready"] == true));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    wait_exit(&mut child, Duration::from_secs(30), "ingest after SIGTERM", &log);
+}

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -23,7 +24,11 @@ pub struct Sent {
     captured_at: OffsetDateTime,
 }
 
-struct Reports(Tally);
+struct Reports {
+    tally: Tally,
+    /// Set by a report that says this producer will never deliver again.
+    renew: Arc<AtomicBool>,
+}
 
 impl ClientContext for Reports {}
 
@@ -32,11 +37,14 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
         match result {
-            Ok(_) => self.0.published(&sent.camera, sent.captured_at),
+            Ok(_) => self.tally.published(&sent.camera, sent.captured_at),
             Err((e, _)) => {
                 let reason = drop_reason(e);
                 tracing::debug!(camera = %sent.camera, error = %e, reason, "frame not delivered");
-                self.0.dropped(&sent.camera, reason);
+                if is_dead_producer(e) {
+                    self.renew.store(true, Ordering::Relaxed);
+                }
+                self.tally.dropped(&sent.camera, reason);
             }
         }
     }
@@ -52,10 +60,27 @@ fn drop_reason(e: &KafkaError) -> &'static str {
     }
 }
 
+/// Refusals after which this producer's id or epoch is no good: after frames timed out
+/// (a frozen or restarted broker), the broker may fence it for good without librdkafka
+/// raising a fatal error (seen with tansu), so every later frame would be refused.
+fn is_dead_producer(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::InvalidProducerIdMapping
+        )
+    )
+}
+
 /// One producer for one broker list.
 struct Link {
     brokers: String,
     producer: BaseProducer<Reports>,
+    renew: Arc<AtomicBool>,
     /// When the last fatal error was logged (a fenced producer is replaced at once;
     /// one that cannot be created is retried, logged at most every 10 s).
     last_fatal_log: Option<Instant>,
@@ -76,8 +101,8 @@ impl KafkaFramePublisher {
             let link = match p.links.iter().position(|l| l.brokers == route.brokers) {
                 Some(i) => i,
                 None => {
-                    let producer = p.producer(&route.brokers)?;
-                    p.links.push(Link { brokers: route.brokers.clone(), producer, last_fatal_log: None });
+                    let (producer, renew) = p.producer(&route.brokers)?;
+                    p.links.push(Link { brokers: route.brokers.clone(), producer, renew, last_fatal_log: None });
                     p.links.len() - 1
                 }
             };
@@ -86,7 +111,7 @@ impl KafkaFramePublisher {
         Ok(p)
     }
 
-    fn producer(&self, brokers: &str) -> Result<BaseProducer<Reports>, String> {
+    fn producer(&self, brokers: &str) -> Result<(BaseProducer<Reports>, Arc<AtomicBool>), String> {
         let c = &self.cfg;
         let mut conf = rdkafka::ClientConfig::new();
         conf.set("bootstrap.servers", brokers)
@@ -104,20 +129,29 @@ impl KafkaFramePublisher {
         for (k, v) in &c.options {
             conf.set(k, v);
         }
-        conf.create_with_context(Reports(self.tally.clone())).map_err(|e| format!("cannot create the Kafka producer for {brokers}: {e}"))
+        let renew = Arc::new(AtomicBool::new(false));
+        let reports = Reports { tally: self.tally.clone(), renew: renew.clone() };
+        let producer = conf.create_with_context(reports).map_err(|e| format!("cannot create the Kafka producer for {brokers}: {e}"))?;
+        Ok((producer, renew))
     }
 
-    /// An idempotent producer can fail fatally (fenced after timeouts, a broker that
+    /// An idempotent producer can fail for good (fenced after timeouts, a broker that
     /// lost its producer ids): it never delivers again, so it is replaced.
-    fn renew_fatal(&mut self) {
+    fn renew_dead(&mut self) {
         for i in 0..self.links.len() {
-            let Some((code, reason)) = self.links[i].producer.client().fatal_error() else { continue };
-            let brokers = self.links[i].brokers.clone();
+            let link = &self.links[i];
+            let why = match link.producer.client().fatal_error() {
+                Some((code, reason)) => format!("{code:?}: {reason}"),
+                None if link.renew.load(Ordering::Relaxed) => "the broker fenced its producer id".to_string(),
+                None => continue,
+            };
+            let brokers = link.brokers.clone();
             match self.producer(&brokers) {
-                Ok(p) => {
-                    tracing::warn!(%brokers, error = %format!("{code:?}: {reason}"), "the frame producer failed fatally; replaced (its unconfirmed frames are dropped)");
+                Ok((p, renew)) => {
+                    tracing::warn!(%brokers, error = %why, "the frame producer can deliver no more; replaced (its unconfirmed frames are dropped)");
                     // Dropping the old one purges what it held (reported as `stopping`).
                     self.links[i].producer = p;
+                    self.links[i].renew = renew;
                 }
                 Err(e) => {
                     let link = &mut self.links[i];
@@ -156,7 +190,7 @@ impl FramePublisher for KafkaFramePublisher {
         for l in rest {
             l.producer.poll(Duration::ZERO);
         }
-        self.renew_fatal();
+        self.renew_dead();
     }
 
     fn flush(&mut self, timeout: Duration) -> usize {

@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// end-to-end objects and on synthetic crowds.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     scene_state: bool,
+    /// Also measure JPEG encoding of frames for `argus ingest` against the image crate.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    encode: bool,
 }
 
 struct Stats {
@@ -132,6 +135,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
+    if args.encode {
+        super::encode::run(&image, args.iterations, cfg.argus.ingest.jpeg_quality)?;
+    }
     if args.frames == 0 {
         return if args.scene_state { super::scene_state::run(&cfg, None) } else { Ok(()) };
     }

@@ -4,6 +4,7 @@
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
 pub mod detector;
+mod encode;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod scene_state;

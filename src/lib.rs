@@ -8,7 +8,7 @@
 //! | 0 | `model` | the vocabulary: frames, detections, objects, risks, events, ids |
 //! | 1 | `telemetry`, `detect`, `track`, `geo`, `risk`, `caption` | metrics and health; the domain, each with its `config` |
 //! | 2 | `pipeline` | topology: frame hub, event bus, detect and scene stages, snapshots |
-//! | 3 | `sources`, `sinks`, `store` | frames in (GStreamer, Kafka), events out, the queryable stores |
+//! | 3 | `sources`, `sinks`, `store`, `fleet` | frames in (GStreamer, Kafka), events out, the queryable stores; members' status records |
 //! | 4 | `analysis`, `api` | still images; the HTTP API and web page |
 //! | 5 | `config` | loading files, their shapes, validation across components |
 //! | 6 | `app` | the composition root: builds and runs pipelines, API, signals, reloads |
@@ -23,6 +23,7 @@ pub mod caption;
 pub mod clients;
 pub mod config;
 pub mod detect;
+pub mod fleet;
 pub mod geo;
 pub mod model;
 pub mod pipeline;

@@ -54,10 +54,15 @@ fn worker_pipeline(dir: &Path, brokers: &str) -> PathBuf {
 }
 
 fn ingest(dir: &Path, pipeline: &Path, shard: &str, extra: &[&str]) -> (Child, String) {
+    ingest_with(dir, pipeline, shard, extra, &[])
+}
+
+fn ingest_with(dir: &Path, pipeline: &Path, shard: &str, extra: &[&str], env: &[(&str, String)]) -> (Child, String) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_argus"))
         .args(["ingest", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml"), "--shard", shard])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
         .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
@@ -248,12 +253,18 @@ fn camera(base: &str, id: &str) -> Value {
 }
 
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> Option<Value>) -> Value {
+    wait_showing(what, within, || f().ok_or(Value::Null))
+}
+
+/// Like `wait_for`; the failure shows the last value seen.
+fn wait_showing(what: &str, within: Duration, mut f: impl FnMut() -> Result<Value, Value>) -> Value {
     let t0 = Instant::now();
     loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "{what} within {within:?}");
+        let last = match f() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        assert!(t0.elapsed() < within, "{what} within {within:?}; last seen: {last}");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -314,4 +325,73 @@ fn a_frozen_broker_drops_a_live_cameras_frames_by_reason_and_publishing_resumes_
     wait_for("ready again", Duration::from_secs(30), || Some(get(&format!("{base}/readyz"))).filter(|r| r["ready"] == true));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     wait_exit(&mut child, Duration::from_secs(30), "ingest after SIGTERM", &log);
+}
+
+/// `[fleet]` for one member, publishing twice a second.
+fn fleet_env(brokers: &str, member: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ARGUS_FLEET__ENABLED", "true".into()),
+        ("ARGUS_FLEET__BROKERS", brokers.into()),
+        ("ARGUS_FLEET__MEMBER_ID", member.into()),
+        ("ARGUS_FLEET__PUBLISH_EVERY_S", "0.5".into()),
+        ("ARGUS_FLEET__STALE_AFTER_S", "3".into()),
+    ]
+}
+
+fn member<'a>(fleet: &'a Value, id: &str) -> Option<&'a Value> {
+    fleet["members"].as_array().unwrap().iter().find(|m| m["member"] == id)
+}
+
+#[test]
+fn every_member_shows_the_whole_fleet_a_killed_one_goes_stale_and_a_stopped_one_leaves() {
+    let broker = Broker::start(&[("frames", 2)]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let b = broker.brokers();
+    let site = ingest_pipeline(d, &b, true);
+    let (mut zero, zero_api) = ingest_with(d, &site, "0/2", &[], &fleet_env(&b, "ingest-0"));
+    let (mut one, _) = ingest_with(d, &site, "1/2", &[], &fleet_env(&b, "ingest-1"));
+    let wdir = d.join("worker");
+    std::fs::create_dir(&wdir).unwrap();
+    let (mut worker, worker_api) = argus_on_with(&wdir, &worker_pipeline(d, &b), &fleet_env(&b, "worker-1"));
+
+    let shard_cams = |i: u32| -> BTreeSet<String> { CAMERAS.iter().filter(|c| shard_of(c, 2) == i).map(|c| c.to_string()).collect() };
+    let whole = wait_for("the worker's view shows all three members, the worker with both partitions", Duration::from_secs(90), || {
+        let f = get(&format!("{worker_api}/v1/fleet"));
+        let ok = ["ingest-0", "ingest-1", "worker-1"].iter().all(|m| member(&f, m).is_some_and(|m| m["stale"] == false))
+            && member(&f, "worker-1").is_some_and(|w| w["partitions"].as_array().is_some_and(|p| p.len() == 2));
+        ok.then_some(f)
+    });
+    for (i, id) in [(0, "ingest-0"), (1, "ingest-1")] {
+        let m = member(&whole, id).unwrap();
+        assert_eq!((m["role"].as_str(), m["shard"].as_str()), (Some("ingest"), Some(if i == 0 { "0/2" } else { "1/2" })), "{m}");
+        let cams: BTreeSet<String> = m["cameras"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(cams, shard_cams(i), "{id} runs its shard's cameras");
+    }
+    let w = member(&whole, "worker-1").unwrap();
+    assert_eq!(w["role"], "run");
+    for c in CAMERAS {
+        let runners: Vec<&str> = whole["cameras"][c].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).filter(|m| m.starts_with("ingest-")).collect();
+        assert_eq!(runners.len(), 1, "{c} is ingested by exactly one shard: {}", whole["cameras"]);
+    }
+    // Any member answers with the same fleet.
+    wait_showing("the ingest shard's view", Duration::from_secs(30), || {
+        let f = get(&format!("{zero_api}/v1/fleet"));
+        if member(&f, "worker-1").is_some() && member(&f, "ingest-1").is_some() && f["complete"] == true { Ok(f) } else { Err(f) }
+    });
+
+    one.kill().unwrap();
+    one.wait().unwrap();
+    wait_for("the killed shard goes stale", Duration::from_secs(30), || {
+        let f = get(&format!("{worker_api}/v1/fleet"));
+        (member(&f, "ingest-1").is_some_and(|m| m["stale"] == true) && member(&f, "ingest-0").is_some_and(|m| m["stale"] == false)).then_some(f)
+    });
+    Command::new("kill").args(["-TERM", &zero.id().to_string()]).status().unwrap();
+    wait_exit(&mut zero, Duration::from_secs(30), "ingest 0/2 after SIGTERM", &d.join("ingest-0of2.stderr"));
+    wait_for("the stopped shard leaves the view", Duration::from_secs(30), || {
+        let f = get(&format!("{worker_api}/v1/fleet"));
+        member(&f, "ingest-0").is_none().then_some(f)
+    });
+    let _ = worker.kill();
+    let _ = worker.wait();
 }

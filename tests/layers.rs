@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("sources", 3),
     ("sinks", 3),
     ("store", 3),
+    ("fleet", 3),
     ("analysis", 4),
     ("api", 4),
     ("config", 5),

@@ -89,6 +89,8 @@ pub struct AppState {
     pub analysis: Option<Arc<analysis::AnalysisApi>>,
     pub keys: Arc<auth::ApiKeys>,
     pub limits: Limits,
+    /// Every member's status record (`[fleet]` enabled).
+    pub fleet: Option<Arc<crate::fleet::FleetView>>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ impl Default for Limits {
 impl AppState {
     /// A state with no API keys, no analysis and default limits.
     pub fn new(store: Arc<dyn EventStore>, health: Arc<Health>, metrics: Arc<Metrics>, info: Arc<std::sync::RwLock<Info>>, live: Arc<live::LiveHub>) -> Self {
-        Self { store, health, metrics, info, live, snapshots: Arc::default(), analysis: None, keys: Arc::default(), limits: Limits::default() }
+        Self { store, health, metrics, info, live, snapshots: Arc::default(), analysis: None, keys: Arc::default(), limits: Limits::default(), fleet: None }
     }
 }
 
@@ -137,6 +139,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/v1/info", get(info))
+        .route("/v1/fleet", get(fleet))
         .route("/v1/cameras", get(cameras::list))
         .route("/v1/cameras/{id}", get(cameras::one))
         .route("/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))
@@ -231,4 +234,13 @@ pub async fn serve(
     tracing::info!(%addr, "HTTP API listening");
     let metrics = state.metrics.clone();
     server::serve(listener, router(state), limits, metrics, shutdown).await
+}
+
+#[utoipa::path(get, path = "/v1/fleet", tag = "info", summary = "Every member of the fleet (workers, ingest shards), which runs which camera, stale members marked", responses((status = 200, description = "`{member, complete, members: [{member, role, shard, cameras, partitions, age_s, stale, …}], cameras: {id: [member]}}`", body = Object), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "The fleet view is off (`fleet.enabled = false`)", body = crate::api::openapi::ErrorBody)))]
+async fn fleet(State(st): State<AppState>) -> Result<Response, error::ApiError> {
+    match &st.fleet {
+        Some(v) => Ok(axum::Json(v.answer(std::time::Instant::now())).into_response()),
+        None => Err(error::ApiError::not_found("the fleet view is off on this member")
+            .with_details(serde_json::json!({ "hint": "set [fleet] enabled = true with the brokers of the fleet topic on every member" }))),
+    }
 }

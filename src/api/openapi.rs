@@ -115,6 +115,7 @@ impl Modify for Security {
         super::readyz,
         super::metrics,
         super::info,
+        super::fleet,
         super::cameras::list,
         super::cameras::one,
         super::cameras::snapshot,

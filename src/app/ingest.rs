@@ -108,6 +108,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         pipelines,
         features: compiled_features(),
     }));
+    let fleet = super::fleet::start(&cfg, "ingest", Some(opts.shard.to_string()), &health, &metrics)?;
     let server = if cfg.argus.server.enabled {
         // No events here: the API's event routes read the fleet's ClickHouse when one is
         // configured, else an empty in-memory store.
@@ -120,6 +121,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         state.keys = Arc::new(keys);
         let listen = cfg.argus.server.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
         state.limits = api_limits(&cfg.argus.server, listen);
+        state.fleet = fleet.as_ref().map(|f| f.view.clone());
         Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx)?)
     } else {
         None
@@ -203,6 +205,9 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         let _ = t.join();
     }
     let _ = forwarding.join();
+    if let Some(f) = fleet {
+        f.stop();
+    }
     let _ = shutdown_tx.send(true);
     if let Some(s) = server {
         let _ = rt.block_on(async { tokio::time::timeout(api::server::DRAIN + Duration::from_secs(1), s).await });

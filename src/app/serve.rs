@@ -316,9 +316,11 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let fleet = super::fleet::start(&cfg, "run", None, &health, &metrics)?;
     let server = if cfg.argus.server.enabled {
         let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
-        let state = api_state(&cfg, &rt, parts)?;
+        let mut state = api_state(&cfg, &rt, parts)?;
+        state.fleet = fleet.as_ref().map(|f| f.view.clone());
         Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx.clone())?)
     } else {
         None
@@ -385,6 +387,9 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     }
     let _ = shutdown_tx.send(true);
     disk_stop.store(true, Ordering::Relaxed);
+    if let Some(f) = fleet {
+        f.stop();
+    }
     if let Some(s) = server {
         let _ = rt.block_on(async { tokio::time::timeout(api::server::DRAIN + Duration::from_secs(1), s).await });
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::config::ServerConfig;
 use crate::caption::model::config::CaptionerConfig;
 use crate::detect::config::DetectorConfig;
+use crate::fleet::config::FleetConfig;
 use crate::pipeline::scene_state::SceneStateConfig;
 use crate::risk::config::{RiskConfig, RuleConfig, ZoneConfig};
 use crate::sinks::config::SinksConfig;
@@ -36,6 +37,8 @@ pub struct ArgusConfig {
     pub log: LogConfig,
     /// `argus ingest`: how frames are published to the pipelines' `[kafka]` topics.
     pub ingest: IngestConfig,
+    /// Every member's status record on a compacted topic, for `GET /v1/fleet`.
+    pub fleet: FleetConfig,
 }
 
 impl Default for ArgusConfig {
@@ -51,6 +54,7 @@ impl Default for ArgusConfig {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }

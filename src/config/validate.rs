@@ -94,6 +94,7 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     crate::store::validate(&a.store, iss);
     crate::pipeline::scene_state::validate(&a.scene_state, iss);
     crate::sinks::frames::config::validate(&a.ingest, iss);
+    crate::fleet::config::validate(&a.fleet, iss);
 }
 
 fn valid_id(s: &str) -> bool {

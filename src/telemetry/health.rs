@@ -187,6 +187,9 @@ struct Inner {
     panics: Vec<String>,
     /// Directories whose filesystem is low on space, with the finding.
     disk_low: BTreeMap<String, String>,
+    /// Kafka sources: per topic, the partitions assigned to this member and their
+    /// consumer lag (messages behind the high watermark) once the client measured it.
+    partitions: BTreeMap<String, BTreeMap<i32, Option<i64>>>,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +234,37 @@ impl Health {
             Some(f) => g.disk_low.insert(dir.to_string(), f),
             None => g.disk_low.remove(dir),
         };
+    }
+
+    /// Partitions of `topic` newly assigned to this member.
+    pub fn partitions_assigned(&self, topic: &str, partitions: &[i32]) {
+        let mut g = self.inner.write();
+        let t = g.partitions.entry(topic.to_string()).or_default();
+        for p in partitions {
+            t.entry(*p).or_insert(None);
+        }
+    }
+
+    /// Partitions of `topic` taken away from this member.
+    pub fn partitions_revoked(&self, topic: &str, partitions: &[i32]) {
+        let mut g = self.inner.write();
+        if let Some(t) = g.partitions.get_mut(topic) {
+            for p in partitions {
+                t.remove(p);
+            }
+        }
+    }
+
+    /// The consumer lag of an assigned partition (ignored when it is not assigned).
+    pub fn partition_lag(&self, topic: &str, partition: i32, lag: i64) {
+        if let Some(l) = self.inner.write().partitions.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
+            *l = Some(lag);
+        }
+    }
+
+    /// Per topic, the assigned partitions and their lag.
+    pub fn partitions(&self) -> BTreeMap<String, BTreeMap<i32, Option<i64>>> {
+        self.inner.read().partitions.clone()
     }
 
     /// The first panic, once a supervised thread panicked.

@@ -44,6 +44,11 @@ pub struct Metrics {
     pub kafka_pauses: IntCounterVec,
     pub kafka_messages_skipped: IntCounterVec,
     pub kafka_rebalances: IntCounterVec,
+    /// Messages behind the high watermark, per assigned partition (librdkafka's
+    /// statistics; tansu's memory storage reports a wrong high watermark).
+    pub kafka_consumer_lag: IntGaugeVec,
+    /// Status records this member published to the fleet topic, by result.
+    pub fleet_records: IntCounterVec,
     pub http_requests: IntCounterVec,
     pub http_connections_open: IntGauge,
     pub jsonl_files_rotated: prometheus::IntCounter,
@@ -210,6 +215,21 @@ impl Metrics {
                 "argus_kafka_rebalances_total",
                 "Partitions assigned to or revoked from this member, by rebalance",
                 &["topic", "change"],
+            ),
+            kafka_consumer_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new("argus_kafka_consumer_lag", "Messages behind the high watermark per assigned partition"),
+                    &["topic", "partition"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            fleet_records: counter(
+                r,
+                "argus_fleet_records_published_total",
+                "Status records published to the fleet topic, by result (ok, failed)",
+                &["result"],
             ),
             frames_received: counter(r, "argus_frames_received_total", "Frames decoded by sources", &["camera"]),
             frames_dropped: counter(r, "argus_frames_dropped_total", "Frames dropped before analysis", &["camera", "reason"]),

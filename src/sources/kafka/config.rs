@@ -53,7 +53,7 @@ impl KafkaSourceConfig {
 }
 
 /// `HOSTNAME`, else /etc/hostname, else "argus".
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -286,7 +286,9 @@ fn consumer_config(cfg: &KafkaSourceConfig) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky")
         // A paused consumer still polls, but a slow pipeline must not cost the group.
         .set("max.poll.interval.ms", "600000")
-        .set("fetch.message.max.bytes", (cfg.max_message_bytes + 65_536).to_string());
+        .set("fetch.message.max.bytes", (cfg.max_message_bytes + 65_536).to_string())
+        // Per-partition lag for the metrics and the fleet view.
+        .set("statistics.interval.ms", "5000");
     if let Some(id) = cfg.instance_id() {
         c.set("group.instance.id", id);
     }
@@ -459,10 +461,23 @@ struct FrameContext {
     handoff: Option<Handoff>,
     durability: Durability,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     stop: Arc<AtomicBool>,
 }
 
-impl rdkafka::ClientContext for FrameContext {}
+impl rdkafka::ClientContext for FrameContext {
+    /// librdkafka's statistics (`statistics.interval.ms`): each assigned partition's lag.
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let Some(topic) = stats.topics.get(&self.topic) else { return };
+        for (id, p) in &topic.partitions {
+            // -1: not measured yet (or not assigned); the internal partition -1 is no partition.
+            if *id >= 0 && p.consumer_lag >= 0 {
+                self.metrics.kafka_consumer_lag.with_label_values(&[&self.topic, &id.to_string()]).set(p.consumer_lag);
+                self.health.partition_lag(&self.topic, *id, p.consumer_lag);
+            }
+        }
+    }
+}
 
 impl rdkafka::consumer::ConsumerContext for FrameContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -478,11 +493,17 @@ impl rdkafka::consumer::ConsumerContext for FrameContext {
                 let partitions = partitions_in(tpl, &self.topic);
                 tracing::info!(?partitions, "partitions assigned");
                 self.metrics.kafka_rebalances.with_label_values(&[&self.topic, "assigned"]).inc();
+                self.health.partitions_assigned(&self.topic, &partitions);
                 self.take(&partitions);
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?partitions_in(tpl, &self.topic), "partitions revoked");
+                let partitions = partitions_in(tpl, &self.topic);
+                tracing::info!(?partitions, "partitions revoked");
                 self.metrics.kafka_rebalances.with_label_values(&[&self.topic, "revoked"]).inc();
+                self.health.partitions_revoked(&self.topic, &partitions);
+                for p in &partitions {
+                    let _ = self.metrics.kafka_consumer_lag.remove_label_values(&[&self.topic, &p.to_string()]);
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
@@ -578,7 +599,7 @@ impl FrameContext {
     }
 }
 
-fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics: Arc<Metrics>, health: &Health) -> Result<(), String> {
+fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics: Arc<Metrics>, health: &Arc<Health>) -> Result<(), String> {
     let KafkaSource { cfg, lanes, handoff, max_pixels, .. } = src;
     let handoff = match handoff {
         Some(scenes) => {
@@ -604,6 +625,7 @@ fn run(src: KafkaSource, durability: Durability, stop: Arc<AtomicBool>, metrics:
         handoff,
         durability: durability.clone(),
         metrics: metrics.clone(),
+        health: health.clone(),
         stop: stop.clone(),
     };
     let consumer: BaseConsumer<FrameContext> = consumer_config(&cfg).create_with_context(context).map_err(|e| format!("consumer: {e}"))?;

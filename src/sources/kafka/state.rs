@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -151,17 +150,10 @@ impl StateTopic {
             }
             None => {}
         }
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> = self.client_config().create().map_err(|e| format!("admin client: {e}"))?;
-        let topic = NewTopic::new(&self.topic, frames_partitions as i32, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = rt.block_on(admin.create_topics([&topic], &opts)).map_err(|e| format!("create state topic {}: {e}", self.topic))?;
-        for r in results {
-            match r {
-                Ok(_) => tracing::info!(topic = %self.topic, partitions = frames_partitions, "state topic created (cleanup.policy=compact)"),
-                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, e)) => return Err(format!("create state topic {t}: {e}")),
-            }
+        if crate::clients::kafka::create_compacted_topic(&self.client_config(), &self.topic, frames_partitions as i32)
+            .map_err(|e| format!("state topic: {e}"))?
+        {
+            tracing::info!(topic = %self.topic, partitions = frames_partitions, "state topic created (cleanup.policy=compact)");
         }
         Ok(())
     }

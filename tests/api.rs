@@ -32,6 +32,7 @@ async fn start() -> Server {
         name: "argus",
         role: "run",
         shard: None,
+        fleet: None,
         version: "test",
         schema: "argus.event.v1",
         detector: None,

@@ -134,6 +134,7 @@ async fn start(o: Options) -> Server {
         name: "argus",
         role: "run",
         shard: None,
+        fleet: None,
         version: "test",
         schema: "argus.event.v1",
         detector: None,

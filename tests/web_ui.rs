@@ -62,6 +62,11 @@ struct Argus {
 }
 
 fn start_argus(api_keys: Option<&str>) -> Argus {
+    start_argus_with(api_keys, &[])
+}
+
+/// `env`: more environment (e.g. `[fleet]`).
+fn start_argus_with(api_keys: Option<&str>, env: &[(&str, String)]) -> Argus {
     let dir = tempfile::tempdir().unwrap();
     let repo = env!("CARGO_MANIFEST_DIR");
     let demo = std::fs::read_to_string(format!("{repo}/pipelines/demo.toml")).unwrap();
@@ -86,6 +91,7 @@ fn start_argus(api_keys: Option<&str>) -> Argus {
     let cfg_path = dir.path().join("argus.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_argus"));
+    cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     cmd.args(["run", "--config"]).arg(&cfg_path).stdout(Stdio::null()).stderr(std::fs::File::create(dir.path().join("argus.log")).unwrap());
     match api_keys {
         Some(k) => cmd.env("ARGUS_API_KEYS", k),
@@ -444,6 +450,15 @@ const PAGE_STATE: &str = r#"(() => {
            html: document.documentElement.outerHTML.length };
 })()"#;
 
+/// The fleet panel: hidden unless the member has `[fleet]` on; one row per member.
+const FLEET_STATE: &str = r#"(() => {
+  const p = document.getElementById('fleet-panel');
+  if (document.readyState !== 'complete' || !p) return { loading: location.href };
+  return { hidden: p.hidden, count: document.getElementById('fleet-count').textContent,
+           members: [...document.querySelectorAll('#fleet .member')].map(m => ({
+             member: m.dataset.member, role: m.dataset.role, stale: m.dataset.stale, text: m.innerText })) };
+})()"#;
+
 /// Per operation on /docs: the response codes, parameter names and code spans shown.
 const DOCS_DETAIL: &str = r#"(() => {
   const out = {};
@@ -531,6 +546,7 @@ fn operator_page_shows_cameras_live_events_and_snapshots() {
     b.navigate(&format!("{}/", argus.base));
     let s = wait_for_operator_view(&mut b);
     check_operator_view(&s);
+    assert_eq!(b.eval(FLEET_STATE)["hidden"], true, "no [fleet]: no fleet panel");
     assert_eq!(s["auth"], "none", "no key configured: no prompt");
     assert_eq!(s["auth_visible"], false);
     // A few seconds more: the snapshot refreshes and the feed keeps growing.
@@ -674,6 +690,54 @@ fn operator_page_asks_for_the_api_key_and_never_shows_it() {
     let s = wait_for_operator_view(&mut b);
     assert_eq!(s["auth"], "ok");
     b.screenshot(&artefacts_dir().join("web-ui-with-key.png"));
+    b.assert_no_problems();
+    b.close();
+}
+
+#[cfg(feature = "kafka")]
+#[path = "common/broker.rs"]
+mod broker;
+
+/// With `[fleet]` on, the page lists every member of the fleet topic: this one (its
+/// cameras) and one that published once and went quiet, marked stale.
+#[cfg(feature = "kafka")]
+#[test]
+fn operator_page_shows_the_fleet_with_a_quiet_member_marked_stale() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let broker = broker::Broker::start(&[]);
+    let env: Vec<(&str, String)> = vec![
+        ("ARGUS_FLEET__ENABLED", "true".into()),
+        ("ARGUS_FLEET__BROKERS", broker.brokers()),
+        ("ARGUS_FLEET__MEMBER_ID", "web-run".into()),
+        ("ARGUS_FLEET__PUBLISH_EVERY_S", "0.5".into()),
+        ("ARGUS_FLEET__STALE_AFTER_S", "3".into()),
+    ];
+    let argus = start_argus_with(None, &env);
+    // The member created the fleet topic at its start; a second member's one record.
+    let ghost = json!({ "schema": "argus.member.v1", "member": "ingest-gone", "role": "ingest", "version": "0.1.0", "shard": "1/2",
+                        "api": "10.0.0.9:8080", "started_at": "2026-01-01T00:00:00.000Z", "at": "2026-01-01T00:00:05.000Z", "every_s": 5.0,
+                        "cameras": { "dock": { "state": "streaming", "fps_in": 5.0, "fps_processed": 0.0, "frames_received": 10,
+                                               "frames_processed": 0, "frames_published": 10, "frames_dropped": 0 } } });
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().unwrap();
+    let payload = serde_json::to_vec(&ghost).unwrap();
+    producer.send(BaseRecord::<str, [u8]>::to("argus.fleet").key("ingest-gone").payload(&payload)).map_err(|(e, _)| e).unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let mut b = Browser::launch();
+    b.navigate(&format!("{}/", argus.base));
+    let member = |s: &Value, id: &str| s["members"].as_array().and_then(|m| m.iter().find(|m| m["member"] == id).cloned());
+    let s = b.wait_for("both members, the quiet one stale", FLEET_STATE, Duration::from_secs(60), |s| {
+        s["hidden"] == false && member(s, "web-run").is_some_and(|m| m["stale"] == "false") && member(s, "ingest-gone").is_some_and(|m| m["stale"] == "true")
+    });
+    let me = member(&s, "web-run").unwrap();
+    assert_eq!(me["role"], "run");
+    let text = me["text"].as_str().unwrap();
+    assert!(text.contains("(this)") && text.contains("plaza") && text.contains(SECOND), "{text}");
+    let gone = member(&s, "ingest-gone").unwrap();
+    let text = gone["text"].as_str().unwrap();
+    assert!(text.contains("shard 1/2") && text.contains("dock") && text.contains("stale"), "{text}");
+    b.screenshot(&artefacts_dir().join("web-fleet.png"));
     b.assert_no_problems();
     b.close();
 }

@@ -48,6 +48,9 @@ pub struct Info {
     /// `argus ingest`: the shard this member runs (`I/N`), and how cameras map to shards.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// This member's id in the fleet view (`[fleet]` enabled: `GET /v1/fleet` answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
     pub schema: &'static str,
     pub detector: Option<crate::detect::DetectorInfo>,
     pub captioner: String,

@@ -12,6 +12,7 @@ use crate::telemetry::health::Health;
 use crate::telemetry::metrics::Metrics;
 
 pub(super) struct Fleet {
+    pub member: String,
     pub view: Arc<FleetView>,
     pub stop: Arc<AtomicBool>,
     pub thread: Option<std::thread::JoinHandle<()>>,
@@ -47,7 +48,8 @@ pub(super) fn start(
         every: Duration::from_secs_f64(f.publish_every_s),
     };
     tracing::info!(member = %identity.member, topic = %f.topic, "publishing this member's status to the fleet topic");
-    let view = Arc::new(FleetView::new(&identity.member, Duration::from_secs_f64(f.stale_after_s)));
+    let member = identity.member.clone();
+    let view = Arc::new(FleetView::new(&member, Duration::from_secs_f64(f.stale_after_s)));
     let stop = Arc::new(AtomicBool::new(false));
     #[cfg(feature = "kafka")]
     let thread = Some(
@@ -67,5 +69,5 @@ pub(super) fn start(
         let _ = (identity, health, metrics);
         None
     };
-    Ok(Some(Fleet { view, stop, thread }))
+    Ok(Some(Fleet { member, view, stop, thread }))
 }

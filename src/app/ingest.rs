@@ -101,6 +101,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         name: "argus",
         version: env!("CARGO_PKG_VERSION"),
         role: "ingest",
+        fleet: None,
         shard: Some(api::ShardInfo { index: opts.shard.index, count: opts.shard.count, from: opts.shard_from.clone(), map: crate::sources::shard::MAP }),
         schema: crate::model::SCHEMA,
         detector: None,
@@ -109,6 +110,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         features: compiled_features(),
     }));
     let fleet = super::fleet::start(&cfg, "ingest", Some(opts.shard.to_string()), &health, &metrics)?;
+    info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
     let server = if cfg.argus.server.enabled {
         // No events here: the API's event routes read the fleet's ClickHouse when one is
         // configured, else an empty in-memory store.

@@ -306,6 +306,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         name: "argus",
         role: "run",
         shard: None,
+        fleet: None,
         version: env!("CARGO_PKG_VERSION"),
         schema: crate::model::SCHEMA,
         detector: Some(det_info),
@@ -317,6 +318,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let fleet = super::fleet::start(&cfg, "run", None, &health, &metrics)?;
+    info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
     let server = if cfg.argus.server.enabled {
         let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
         let mut state = api_state(&cfg, &rt, parts)?;

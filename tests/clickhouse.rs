@@ -16,94 +16,14 @@ use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows}
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
 
+#[path = "common/clickhouse_server.rs"]
+mod clickhouse_server;
 #[path = "common/logs.rs"]
 mod logs;
 #[path = "common/store_suite.rs"]
 mod store_suite;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A clickhouse-server child process; stopped (SIGTERM) on drop.
-struct Server {
-    child: Option<Child>,
-    dir: PathBuf,
-    http: u16,
-    tcp: u16,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        // Both held at once: two `free_port()` calls in a row may return the same port
-        // (the first listener is closed before the second binds), and a server whose HTTP
-        // and TCP ports collide never starts.
-        let (a, b) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
-        let (http, tcp) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
-        drop((a, b));
-        let mut s = Self { child: None, dir: dir.to_path_buf(), http, tcp };
-        s.restart();
-        s
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/clickhouse-config");
-        let ok = Command::new(script).args([self.dir.to_str().unwrap(), &self.http.to_string(), &self.tcp.to_string()]).status().unwrap();
-        assert!(ok.success());
-        let child = Command::new("clickhouse-server")
-            .arg(format!("--config-file={}/config.xml", self.dir.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("clickhouse-server (installed by scripts/setup)");
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while reqwest::blocking::get(format!("{}/ping", self.url())).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "clickhouse-server did not start; see {}/log", self.dir.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let t0 = Instant::now();
-            while c.try_wait().unwrap().is_none() {
-                if t0.elapsed() > Duration::from_secs(15) {
-                    let _ = c.kill();
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http)
-    }
-
-    fn config(&self, spool: &Path) -> ClickHouseConfig {
-        ClickHouseConfig { enabled: true, url: self.url(), spool_dir: spool.to_path_buf(), ..Default::default() }
-    }
-
-    /// Runs SQL through the HTTP interface, returning the body (TSV).
-    fn sql(&self, sql: &str) -> String {
-        self.try_sql(sql).unwrap_or_else(|e| panic!("{sql}\n→ {e}"))
-    }
-
-    fn try_sql(&self, sql: &str) -> Result<String, String> {
-        let r = reqwest::blocking::Client::new().post(format!("{}/?database=argus", self.url())).body(sql.to_string()).send().map_err(|e| e.to_string())?;
-        let status = r.status();
-        let body = r.text().map_err(|e| e.to_string())?;
-        if status.is_success() { Ok(body) } else { Err(format!("{status}: {body}")) }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use clickhouse_server::{Server, free_port};
 
 fn store(server: &Server, dir: &Path) -> ClickHouseStore {
     let s = ClickHouseStore::new(&server.config(&dir.join("spool"))).unwrap();
@@ -250,7 +170,7 @@ fn a_modern_clickhouse_takes_the_same_schema_data_and_queries() {
     let server = Server::start(&dir.path().join("ch"));
     let s = store(&server, dir.path());
     s.insert(&store_suite::events()).unwrap();
-    let ddl: Vec<&str> = argus::store::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements.iter().copied()).collect();
+    let ddl: Vec<String> = argus::store::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements(&argus::store::clickhouse::Layout::Single)).collect();
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
     let queries: Vec<&str> = doc.split("```sql").skip(1).map(|b| b.split("```").next().unwrap().trim()).collect();
     let tables = serde_json::json!({

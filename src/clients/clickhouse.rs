@@ -43,6 +43,12 @@ pub struct ClickHouseConfig {
     pub insert_timeout_ms: u64,
     /// The HTTP API answers event queries from ClickHouse instead of the embedded store.
     pub serve_api: bool,
+    /// The cluster (`<remote_servers>` in the servers' config) the tables live on;
+    /// empty = one server. Set, migrations run `ON CLUSTER`, each table is a
+    /// `ReplicatedReplacingMergeTree` `<table>_local` on every host plus a `Distributed`
+    /// `<table>` sharded by camera, which the sink inserts into (synchronously) and the
+    /// API reads. The servers need the `{shard}` and `{replica}` macros and ZooKeeper.
+    pub cluster: String,
     /// Drop partitions older than this many days (TTL; only on servers that support
     /// it, ClickHouse ≥ 20; 0 = keep forever).
     pub retention_days: u32,
@@ -66,6 +72,7 @@ impl Default for ClickHouseConfig {
             request_timeout_ms: 10_000,
             insert_timeout_ms: 30_000,
             serve_api: true,
+            cluster: String::new(),
             retention_days: 0,
         }
     }
@@ -96,6 +103,13 @@ pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
         if !ident(&ch.database) {
             iss.add("sinks.clickhouse.database", format!("`{}` is not a plain identifier", ch.database), "use letters, digits and _, e.g. \"argus\"");
         }
+        if !ch.cluster.is_empty() && !ident(&ch.cluster) {
+            iss.add(
+                "sinks.clickhouse.cluster",
+                format!("`{}` is not a plain identifier", ch.cluster),
+                "use the cluster's name from the servers' <remote_servers> (letters, digits and _), or \"\" for one server",
+            );
+        }
         crate::clients::check_batching_and_spool(iss, "clickhouse", ("max_rows", ch.max_rows, 1_000_000, 10_000), ch.max_wait_ms, ch.spool_max_mb);
         crate::clients::check_policy(iss, "clickhouse", ch.max_rejections);
         for (key, ms) in [("request_timeout_ms", ch.request_timeout_ms), ("insert_timeout_ms", ch.insert_timeout_ms)] {
@@ -103,5 +117,28 @@ pub fn validate(ch: &ClickHouseConfig, iss: &mut Issues) {
                 iss.add(format!("sinks.clickhouse.{key}"), format!("{ms} ms"), "use 100..=600000, e.g. 10000");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(ch: &ClickHouseConfig) -> Vec<String> {
+        let path = std::path::Path::new("argus.toml");
+        let mut iss = Issues::new(path);
+        validate(ch, &mut iss);
+        iss.into_vec().into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn a_cluster_name_is_a_plain_identifier_or_empty() {
+        let base = ClickHouseConfig { enabled: true, ..Default::default() };
+        let ok = |c: &str| keys(&ClickHouseConfig { cluster: c.into(), ..base.clone() }).iter().all(|k| k != "sinks.clickhouse.cluster");
+        assert!(ok(""));
+        assert!(ok("argus_cluster"));
+        assert!(!ok("argus cluster"));
+        assert!(!ok("x; DROP TABLE events"));
+        assert!(!ok("1st"));
     }
 }

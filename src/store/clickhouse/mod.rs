@@ -22,7 +22,7 @@ mod store;
 use std::future::Future;
 
 pub use rows::{EventRow, ObjectRow, event_rows, kind_code};
-pub use schema::{MIGRATIONS, migrate};
+pub use schema::{Layout, MIGRATIONS, migrate};
 pub use store::ClickHouseStore;
 
 use crate::clients::clickhouse::ClickHouseConfig;
@@ -43,6 +43,7 @@ pub struct Conn {
     request_timeout: std::time::Duration,
     /// …and every insert after this.
     insert_timeout: std::time::Duration,
+    layout: schema::Layout,
 }
 
 impl Conn {
@@ -58,7 +59,18 @@ impl Conn {
             .with_user(cfg.user.clone())
             .with_password(cfg.password.clone())
             .with_validation(false);
-        let client = server.clone().with_database(cfg.database.clone());
+        let layout = if cfg.cluster.is_empty() {
+            schema::Layout::Single
+        } else {
+            schema::Layout::Cluster { cluster: cfg.cluster.clone(), database: cfg.database.clone() }
+        };
+        let mut client = server.clone().with_database(cfg.database.clone());
+        if !cfg.cluster.is_empty() {
+            // An insert into a distributed table returns once a replica of each shard it
+            // touched has the rows, not when this server queued them for later: the spool
+            // (and the Kafka offsets behind it) let go of events only once they are there.
+            client = client.with_setting("insert_distributed_sync", "1");
+        }
         Ok(Self {
             rt: Some(rt),
             client,
@@ -67,6 +79,7 @@ impl Conn {
             url: crate::telemetry::redact::redact_url(&cfg.url),
             request_timeout: std::time::Duration::from_millis(cfg.request_timeout_ms),
             insert_timeout: std::time::Duration::from_millis(cfg.insert_timeout_ms),
+            layout,
         })
     }
 
@@ -84,6 +97,17 @@ impl Conn {
     fn within<T>(&self, limit: std::time::Duration, f: impl Future<Output = Result<T, clickhouse::error::Error>>) -> Result<T, clickhouse::error::Error> {
         let rt = self.rt.as_ref().expect("runtime lives as long as the connection");
         rt.block_on(async { tokio::time::timeout(limit, f).await.unwrap_or(Err(clickhouse::error::Error::TimedOut)) })
+    }
+
+    /// One server, or a cluster (`sinks.clickhouse.cluster`).
+    pub fn layout(&self) -> &schema::Layout {
+        &self.layout
+    }
+
+    /// How long the server waits for every host of an `ON CLUSTER` statement: well
+    /// inside the request timeout, so the server's answer (Code 159) comes first.
+    fn ddl_wait_s(&self) -> u64 {
+        (self.request_timeout.as_secs() / 2).max(1)
     }
 
     pub fn client(&self) -> &clickhouse::Client {
@@ -163,9 +187,10 @@ pub fn ch_err(e: clickhouse::error::Error) -> StoreError {
 
 /// Server error codes that mean "not now" rather than "not this data": timeouts,
 /// network, memory, too many parts or queries, read-only replicas, the coordination
-/// service, missing tables or databases (the sink migrates again). Any other `Code:`
+/// service (225, 999), every replica of a shard unreachable (279), missing tables or
+/// databases (the sink migrates again). Any other `Code:`
 /// refuses the data itself.
-const TRANSIENT_CODES: &[u32] = &[3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 242, 252, 285, 319, 394, 425, 439, 999];
+const TRANSIENT_CODES: &[u32] = &[3, 60, 81, 159, 164, 202, 203, 209, 210, 225, 236, 241, 242, 252, 279, 285, 319, 394, 425, 439, 999];
 
 /// The server answered and refused the data itself (see `TRANSIENT_CODES`).
 pub fn is_rejection(message: &str) -> bool {

@@ -6,11 +6,10 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argus::clients::clickhouse::ClickHouseConfig;
 use argus::model::{EventKind, sample_event};
 use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
 use argus::store::{EventQuery, EventStore, StatsQuery};
@@ -550,4 +549,124 @@ fn a_clickhouse_that_hangs_mid_run_recovers_through_timeouts() {
     stored.sort();
     assert!(stored == want, "ClickHouse holds {} events, the JSONL {}", stored.len(), want.len());
     eprintln!("ClickHouse hung 5 s mid-run: {} events, 0 lost; the run finished {:.1?} after the thaw with the spool empty", want.len(), t0.elapsed());
+}
+
+/// A small tmpfs mounted for one test (the spool's own disk, so it can really fill);
+/// unmounted on drop. None where this process may not mount (not root, no
+/// CAP_SYS_ADMIN).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, kib: u32) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", at.to_str().unwrap()]).output().ok()?;
+        if !out.status.success() {
+            eprintln!("cannot mount a tmpfs here ({}); the full-disk test needs root", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        Some(Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The ClickHouse spool on a real 384 KiB filesystem while ClickHouse is down: the disk
+/// check alarms first (`argus_disk_low_total`), then appends fail with ENOSPC. A failed
+/// append is rolled back (every spooled line still parses), the pipeline waits instead
+/// of dropping, and once ClickHouse is up the spool drains, the disk frees and the run
+/// ends with exactly the JSONL's events in ClickHouse.
+#[test]
+fn a_full_disk_under_the_spool_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spool = d.join("spoolfs");
+    let Some(_disk) = SmallDisk::mount(&spool, 384) else {
+        // SAFETY: geteuid has no preconditions.
+        assert!(unsafe { libc::geteuid() } != 0, "root, yet no tmpfs could be mounted");
+        return;
+    };
+    let mut server = Server::start(&d.join("ch"));
+    server.stop();
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.toml")).unwrap();
+    let demo = demo.replace("frame_summary_every_s = 5.0", "frame_summary_every_s = 0.000001");
+    assert!(demo.contains("frame_summary_every_s = 0.000001"), "pipelines/demo.toml changed: update this test");
+    std::fs::write(d.join("demo.toml"), demo).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = d.join("stderr");
+    let mut argus = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["run", "--exit-when-done", "--max-frames", "400", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", d.join("demo.toml").display().to_string()))
+        .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("ARGUS_STORE__PATH", d.join("a.db"))
+        .env("ARGUS_SINKS__JSONL__PATH", d.join("e.jsonl"))
+        .env("ARGUS_SINKS__STDOUT__ENABLED", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__ENABLED", "true")
+        .env("ARGUS_SINKS__CLICKHOUSE__URL", server.url())
+        .env("ARGUS_SINKS__CLICKHOUSE__SPOOL_DIR", &spool)
+        .env("ARGUS_SINKS__CLICKHOUSE__SPOOL_MAX_MB", "64")
+        .env("ARGUS_SINKS__CLICKHOUSE__WHEN_FULL", "wait")
+        .env("ARGUS_SINKS__CLICKHOUSE__SERVE_API", "false")
+        .env("ARGUS_SINKS__CLICKHOUSE__MAX_WAIT_MS", "200")
+        .env("ARGUS_LIMITS__MIN_FREE_DISK_MB", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !logs::plain_log(&log).contains("No space left on device") {
+        assert!(argus.try_wait().unwrap().is_none(), "argus ended before the disk filled:\n{}", logs::plain_log(&log));
+        assert!(t0.elapsed() < Duration::from_secs(120), "the spool's disk never filled:\n{}", logs::plain_log(&log));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let full_at = t0.elapsed();
+    // The pipeline waits for the sink (when_full = "wait"): nothing more is analysed.
+    let m = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
+    assert!(m.lines().any(|l| l.starts_with("argus_disk_low_total") && l.contains("spoolfs")), "the disk check alarmed first:\n{m}");
+    let spooled = spool_records(&spool);
+    assert!(!spooled.is_empty(), "events spooled before the disk filled");
+    let ready = get_json(&format!("{base}/readyz")).unwrap_or_default();
+    assert_eq!(ready["ready"], false, "/readyz says why: {ready}");
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("spoolfs"), "/readyz names the low disk: {ready}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(argus.try_wait().unwrap().is_none(), "argus is still up with a full disk:\n{}", logs::plain_log(&log));
+
+    server.restart();
+    let status = {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = argus.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(180) {
+                let _ = argus.kill();
+                panic!("argus did not finish after ClickHouse came back:\n{}", logs::plain_log(&log));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let recovered = t0.elapsed();
+    assert!(status.success(), "argus: {status}\n{}", logs::plain_log(&log));
+    let jsonl = jsonl_events(&d.join("e.jsonl"));
+    assert!(jsonl.len() >= 400, "a summary per frame at least: {}", jsonl.len());
+    let mut want: Vec<String> = jsonl.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
+    want.sort();
+    let mut got: Vec<String> = server.sql("SELECT toString(event_id) FROM events FINAL").lines().map(String::from).collect();
+    got.sort();
+    let left = spool_records(&spool).len();
+    assert!(got == want, "ClickHouse holds {} events, the JSONL {}, the spool {left}; log:\n{}", got.len(), want.len(), logs::plain_log(&log));
+    assert_eq!(left, 0, "the spool emptied");
+    eprintln!(
+        "spool on a 384 KiB tmpfs, ClickHouse down: disk full after {full_at:.1?} ({} events spooled, /readyz {}), \
+         ClickHouse back: run finished {:.1?} later with all {} events in ClickHouse, 0 lost",
+        spooled.len(),
+        ready["reasons"],
+        recovered - full_at,
+        want.len()
+    );
 }

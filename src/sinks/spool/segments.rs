@@ -13,12 +13,21 @@
 //! deleted never makes a new segment reuse that number (which would skip its first
 //! records). `DIR/lock` is held (flock) while the spool is open: a second process, or a
 //! second sink configured with the same directory, is refused.
+//!
+//! A full disk must not wedge the spool: replaying frees space only once `ack` has
+//! written the cursor, and writing the cursor needs a little space. `DIR/reserve`
+//! (`RESERVE_BYTES` of real blocks) is kept for that: appends happen only while it
+//! exists (one that cannot be recreated fails like a full disk, and the pipeline
+//! waits), and a cursor write that fails deletes it and tries again.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// Space kept back for cursor writes on a full disk (each takes a block or two).
+const RESERVE_BYTES: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -45,6 +54,8 @@ struct Faults {
     fsync_fails: bool,
     /// `ack` stops (the process died) right after this step.
     crash_after: Option<AckStep>,
+    /// Cursor writes fail (no space) while the reserve exists.
+    cursor_needs_reserve: bool,
 }
 
 /// The steps of `ack`, where a test can crash it.
@@ -68,6 +79,8 @@ pub struct Spool {
     pending_records: u64,
     /// Held open (and flock'ed) while the spool is.
     _lock: File,
+    /// `DIR/reserve` exists.
+    reserve: bool,
     #[cfg(test)]
     faults: Faults,
 }
@@ -124,10 +137,14 @@ impl Spool {
             pending_bytes: 0,
             pending_records: 0,
             _lock: lock,
+            reserve: dir.join("reserve").metadata().is_ok_and(|m| m.len() == RESERVE_BYTES as u64),
             #[cfg(test)]
             faults: Faults::default(),
         };
         spool.recount().map_err(io("scan"))?;
+        if let Err(e) = spool.keep_reserve() {
+            tracing::warn!(spool = %d, error = %e, "spool: no room for its reserve; events are spooled again once the disk has room");
+        }
         Ok(spool)
     }
 
@@ -186,6 +203,8 @@ impl Spool {
         if self.pending_bytes + buf.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full { dir: self.dir.display().to_string(), used: self.pending_bytes, max: self.max_bytes });
         }
+        // Never fill the disk past the reserve: the cursor writes that free it need it.
+        self.keep_reserve()?;
         let seg = match self.segments.last() {
             Some(s) if std::fs::metadata(segment_path(&self.dir, *s)).map(|m| m.len()).unwrap_or(0) < SEGMENT_BYTES => *s,
             Some(s) => s + 1,
@@ -316,8 +335,43 @@ impl Spool {
         Ok(())
     }
 
-    /// Replaces `cursor` atomically and durably.
-    fn write_cursor(&self, seg: u64, offset: u64) -> Result<(), SpoolError> {
+    /// Creates `DIR/reserve` when it is missing (real blocks, not a sparse file).
+    fn keep_reserve(&mut self) -> Result<(), SpoolError> {
+        if self.reserve {
+            return Ok(());
+        }
+        let path = self.dir.join("reserve");
+        let made = File::create(&path).and_then(|mut f| {
+            f.write_all(&[0u8; RESERVE_BYTES])?;
+            f.sync_all()
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(self.err("keep the reserve (the disk is full)")(e));
+        }
+        self.reserve = true;
+        Ok(())
+    }
+
+    /// Replaces `cursor` atomically and durably; on a full disk, with the reserve's room.
+    fn write_cursor(&mut self, seg: u64, offset: u64) -> Result<(), SpoolError> {
+        match self.try_write_cursor(seg, offset) {
+            Err(e) if self.reserve => {
+                let _ = std::fs::remove_file(self.dir.join("cursor.tmp"));
+                std::fs::remove_file(self.dir.join("reserve")).map_err(self.err("remove the reserve"))?;
+                self.reserve = false;
+                tracing::warn!(spool = %self.dir.display(), error = %e, "spool: the disk is full; writing the cursor in the reserve's room (appends wait until it is back)");
+                self.try_write_cursor(seg, offset)
+            }
+            other => other,
+        }
+    }
+
+    fn try_write_cursor(&self, seg: u64, offset: u64) -> Result<(), SpoolError> {
+        #[cfg(test)]
+        if self.faults.cursor_needs_reserve && self.reserve {
+            return Err(self.err("write cursor")(std::io::Error::other("injected: no space left on device")));
+        }
         let tmp = self.dir.join("cursor.tmp");
         {
             let mut f = File::create(&tmp).map_err(self.err("write cursor"))?;
@@ -467,6 +521,29 @@ mod tests {
             drop(s);
             assert_eq!(all(&Spool::open(dir.path(), 1 << 20).unwrap()), want, "{faults:?}: after a reopen");
         }
+    }
+
+    #[test]
+    fn a_full_disk_frees_the_reserve_for_the_cursor_and_appends_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(dir.path().join("reserve").metadata().unwrap().len() == RESERVE_BYTES as u64);
+        s.push(&recs(0..10)).unwrap();
+        s.faults.cursor_needs_reserve = true;
+        let (got, pos) = s.peek(4).unwrap();
+        assert_eq!(got.len(), 4);
+        s.ack(pos).expect("the cursor is written in the reserve's room");
+        assert!(!dir.path().join("reserve").exists());
+        // The disk is still full: no append without the reserve back.
+        let no_room = dir.path().join("reserve");
+        std::fs::create_dir(&no_room).unwrap(); // makes creating the file fail
+        assert!(matches!(s.push(&recs(10..11)), Err(SpoolError::Io { .. })));
+        std::fs::remove_dir(&no_room).unwrap();
+        s.push(&recs(10..11)).unwrap();
+        assert!(s.reserve);
+        drop(s);
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(all(&s), recs(4..11), "nothing lost or skipped across the full disk");
     }
 
     #[test]

@@ -226,3 +226,29 @@ fn an_api_open_to_the_network_without_keys_or_with_short_env_keys_is_refused() {
     let err = run_refused(&[("ARGUS_WEBHOOK_SECRET", "tiny")]);
     assert!(err.contains("ARGUS_WEBHOOK_SECRET is shorter than 16 characters"), "{err}");
 }
+
+/// `argus check --worker` and `argus run --worker` read the files as the analysis tier
+/// of a fleet does: the demo pipeline (a file camera, no [kafka]) is refused with the
+/// file and the fix; with [kafka] it checks out.
+#[test]
+fn a_worker_needs_a_kafka_table_in_every_pipeline() {
+    let out = Command::new(env!("CARGO_BIN_EXE_argus")).args(["check", "--worker", "--config", "config/argus.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("pipelines/demo.toml: kafka: `argus run --worker` reads cameras from the pipeline's [kafka] topic"), "{stderr}");
+    assert!(stderr.contains("(fix: add [kafka]"), "{stderr}");
+    let run = Command::new(env!("CARGO_BIN_EXE_argus")).args(["run", "--worker", "--config", "config/argus.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && stderr.contains("(fix: add [kafka]"), "argus run --worker refuses at start: {stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string("pipelines/demo.toml").unwrap();
+    let pipe = dir.path().join("site.toml");
+    std::fs::write(&pipe, format!("{demo}\n[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic = \"frames\"\ngroup_id = \"workers\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_argus"))
+        .args(["check", "--worker", "--config", "config/argus.toml"])
+        .env("ARGUS_PIPELINES", format!("[{:?}]", pipe.display().to_string()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

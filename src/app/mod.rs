@@ -15,7 +15,7 @@ pub use info::{FEATURES, compiled_features, pipeline_summaries};
 pub use ingest::{IngestOptions, IngestPlan, plan as ingest_plan, run_ingest};
 pub use running::{ReloadSummary, Running, start};
 pub use scenes::{Scenes, build_scenes, camera_contexts};
-pub use serve::{ServeOptions, load_valid, run};
+pub use serve::{ServeOptions, load_valid, load_valid_as, run};
 
 use crate::geo::CalibrationError;
 

@@ -30,15 +30,33 @@ pub struct ServeOptions {
     /// serving the API until a signal).
     pub exit_when_done: bool,
     pub run: RunOptions,
+    /// `--worker`: every camera from its pipeline's `[kafka]` topic (see
+    /// `LoadedConfig::as_worker`); SIGHUP reloads the same way.
+    pub worker: bool,
+}
+
+impl ServeOptions {
+    /// The role in `/v1/info` and the fleet view.
+    pub fn role(&self) -> &'static str {
+        if self.worker { "worker" } else { "run" }
+    }
 }
 
 /// Loads and validates; every problem in one error.
 pub fn load_valid(path: Option<&Path>) -> Result<ValidConfig, AppError> {
+    load_valid_as(path, false)
+}
+
+/// Like [`load_valid`]; with `worker`, as `argus run --worker` sees it.
+pub fn load_valid_as(path: Option<&Path>, worker: bool) -> Result<ValidConfig, AppError> {
     let cfg = crate::config::load(path).map_err(|e| AppError::Config(format!("invalid configuration:\n{e}")))?;
-    crate::config::validated(cfg).map_err(|issues| {
-        let text: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
-        AppError::Config(format!("invalid configuration ({} problem(s)):\n{}", issues.len(), text.join("\n")))
-    })
+    let cfg = if worker { cfg.as_worker().map_err(|issues| invalid(&issues))? } else { cfg };
+    crate::config::validated(cfg).map_err(|issues| invalid(&issues))
+}
+
+fn invalid(issues: &[crate::model::ConfigIssue]) -> AppError {
+    let text: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+    AppError::Config(format!("invalid configuration ({} problem(s)):\n{}", issues.len(), text.join("\n")))
 }
 
 /// SIGHUP: re-reads the configuration the process started with and applies its
@@ -46,7 +64,7 @@ pub fn load_valid(path: Option<&Path>) -> Result<ValidConfig, AppError> {
 /// running cameras keep going on the old one.
 fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &RwLock<api::Info>) {
     tracing::info!(config = %cfg.file.display(), "SIGHUP: reloading the configuration");
-    let new = match load_valid(opts.config.as_deref()) {
+    let new = match load_valid_as(opts.config.as_deref(), opts.worker) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(config = %cfg.file.display(), error = %e, "reload rejected; the running configuration stays");
@@ -304,7 +322,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
 
     let info = Arc::new(RwLock::new(api::Info {
         name: "argus",
-        role: "run",
+        role: opts.role(),
         shard: None,
         fleet: None,
         version: env!("CARGO_PKG_VERSION"),
@@ -317,7 +335,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let fleet = super::fleet::start(&cfg, "run", None, &health, &metrics)?;
+    let fleet = super::fleet::start(&cfg, opts.role(), None, &health, &metrics)?;
     info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
     let server = if cfg.argus.server.enabled {
         let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use argus::config;
 
-pub fn run(path: Option<PathBuf>) -> ExitCode {
-    match config::load(path.as_deref()) {
+pub fn run(path: Option<PathBuf>, worker: bool) -> ExitCode {
+    let loaded = config::load(path.as_deref()).and_then(|c| if worker { c.as_worker().map_err(config::ConfigError::Invalid) } else { Ok(c) });
+    match loaded {
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)

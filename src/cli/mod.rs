@@ -36,6 +36,9 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Check as `argus run --worker` reads the files (every camera from [kafka]).
+        #[arg(long)]
+        worker: bool,
     },
     /// Fit and print each camera's homography, each point's error in metres and a
     /// [cameras.calibration] snippet to paste (from the config, or from a points file).
@@ -59,7 +62,7 @@ pub fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run(args) => done(run::run(args)),
         Command::Ingest(args) => done(ingest::run(args)),
         Command::Analyze(args) => done(analyze::run(args)),
-        Command::Check { config } => Ok(check::run(config)),
+        Command::Check { config, worker } => Ok(check::run(config, worker)),
         Command::Calibrate(args) => done(calibrate::run(args)),
         Command::Bench(args) => done(bench::detector::run(args)),
         Command::Soak(args) => done(soak::run(args)),

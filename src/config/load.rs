@@ -36,6 +36,41 @@ pub struct LoadedConfig {
     pub pipelines: Vec<(PathBuf, PipelineConfig)>,
 }
 
+impl LoadedConfig {
+    /// `argus run --worker`: the analysis tier of a fleet reads every camera from its
+    /// pipeline's `[kafka]` topic, where `argus ingest` publishes the same pipeline
+    /// files' cameras, so one set of files serves both tiers. A camera keeps its id,
+    /// calibration, zones and rules; what only decoding needs (`realtime`, `live`,
+    /// `start_time`, `fps_cap`: ingest applied it) is dropped. A pipeline without
+    /// `[kafka]` is refused: every worker would run its cameras itself.
+    pub fn as_worker(mut self) -> Result<Self, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        for (file, p) in &mut self.pipelines {
+            if p.kafka.is_none() {
+                issues.push(ConfigIssue {
+                    file: file.clone(),
+                    key: "kafka".into(),
+                    line: None,
+                    problem: format!("`argus run --worker` reads cameras from the pipeline's [kafka] topic, and pipeline `{}` has none", p.name),
+                    fix: "add [kafka] with brokers, topic and group_id (the topic `argus ingest` publishes to), or run this pipeline with plain `argus run`"
+                        .into(),
+                });
+                continue;
+            }
+            for c in &mut p.cameras {
+                if c.source != crate::sources::KAFKA_SOURCE {
+                    c.source = crate::sources::KAFKA_SOURCE.into();
+                    c.live = None;
+                    c.realtime = false;
+                    c.start_time = Default::default();
+                    c.fps_cap = 0.0;
+                }
+            }
+        }
+        if issues.is_empty() { Ok(self) } else { Err(issues) }
+    }
+}
+
 /// Loads `path`, or with `None` the `config/argus.toml` in the working directory when it
 /// exists, else the embedded default. Environment overrides apply to argus.toml.
 pub fn load(path: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
@@ -230,5 +265,29 @@ mod tests {
         let text = "[captioner]   # optional\nmodle = 1\n";
         let at = text.find("modle").unwrap();
         assert_eq!(key_path_at(text, at, at + 5), "captioner.modle");
+    }
+
+    fn loaded(pipelines: &[(&str, &str)]) -> LoadedConfig {
+        let list: Vec<String> = pipelines.iter().map(|(f, _)| format!("{f:?}")).collect();
+        let text = format!("pipelines = [{}]\n", list.join(", "));
+        let files: Vec<(PathBuf, String)> = pipelines.iter().map(|(f, t)| (PathBuf::from(f), t.to_string())).collect();
+        load_from_str(Path::new("argus.toml"), &text, &[], &|p: &Path| Ok(files.iter().find(|(f, _)| f == p).expect("a test pipeline").1.clone())).unwrap()
+    }
+
+    #[test]
+    fn a_worker_reads_every_camera_of_a_kafka_pipeline_from_the_topic_and_refuses_the_others() {
+        let site = "name = \"site\"\n[[cameras]]\nid = \"gate\"\nsource = \"rtsp://cam/1\"\nfps_cap = 5.0\n\
+                    [[cameras]]\nid = \"dock\"\nsource = \"/videos/dock.mp4\"\nrealtime = true\nclasses = [\"person\"]\n\
+                    [[cameras]]\nid = \"drone\"\nsource = \"kafka\"\n\
+                    [kafka]\nbrokers = \"127.0.0.1:9092\"\ntopic = \"frames\"\ngroup_id = \"workers\"\n";
+        let w = loaded(&[("site.toml", site)]).as_worker().unwrap();
+        let cams = &w.pipelines[0].1.cameras;
+        assert!(cams.iter().all(|c| c.source == "kafka" && c.fps_cap == 0.0 && !c.realtime && c.live.is_none()), "{cams:?}");
+        assert_eq!(cams[1].classes, ["person"], "what analysis needs stays");
+        let plain = "name = \"lab\"\n[[cameras]]\nid = \"bench\"\nsource = \"/videos/bench.mp4\"\n";
+        let issues = loaded(&[("site.toml", site), ("lab.toml", plain)]).as_worker().unwrap_err();
+        assert_eq!(issues.len(), 1);
+        assert_eq!((issues[0].file.to_str(), issues[0].key.as_str()), (Some("lab.toml"), "kafka"));
+        assert!(issues[0].to_string().contains("add [kafka]"), "{}", issues[0]);
     }
 }

@@ -52,6 +52,9 @@ pub fn spawn(source: Box<dyn Source>, cx: SourceContext) -> std::io::Result<Join
     sup.spawn(source.name(), move || source.run(cx))
 }
 
+/// The `source` of a camera whose frames come from its pipeline's `[kafka]` topic.
+pub const KAFKA_SOURCE: &str = "kafka";
+
 /// Where a camera's frames come from, as its `source` key says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -66,7 +69,7 @@ pub enum SourceKind {
 impl SourceKind {
     pub fn of(source: &str) -> Self {
         match source.split_once("://") {
-            _ if source == "kafka" => Self::Kafka,
+            _ if source == KAFKA_SOURCE => Self::Kafka,
             None | Some(("file", _)) => Self::File,
             Some(_) => Self::Stream,
         }

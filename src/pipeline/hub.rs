@@ -42,10 +42,37 @@ impl Lane {
     }
 }
 
+impl Lane {
+    /// Closed, drained and nothing left to report: its slot can go (a camera removed or
+    /// restarted by a reload, a Kafka partition handed over), so lanes do not pile up.
+    fn finished(&self) -> bool {
+        !self.open && self.queue.is_empty() && !self.end_due()
+    }
+}
+
 struct State {
-    lanes: Vec<Lane>,
+    /// One slot per lane; a finished lane's slot is emptied and reused by the next.
+    lanes: Vec<Option<Lane>>,
     next: usize,
     shutdown: bool,
+}
+
+impl State {
+    fn live(&self) -> impl Iterator<Item = &Lane> {
+        self.lanes.iter().flatten()
+    }
+
+    fn lane(&mut self, idx: usize) -> &mut Lane {
+        self.lanes[idx].as_mut().expect("a sender's lane lives until the sender is dropped")
+    }
+
+    fn reclaim(&mut self) {
+        for slot in &mut self.lanes {
+            if slot.as_ref().is_some_and(Lane::finished) {
+                *slot = None;
+            }
+        }
+    }
 }
 
 /// Shared by every source (producers) and the detect stage (consumer).
@@ -79,17 +106,28 @@ impl FrameHub {
     /// Opens a lane for one camera.
     pub fn lane(self: &Arc<Self>, camera_id: Arc<str>, capacity: usize, overflow: Overflow) -> LaneSender {
         let mut st = self.state.lock();
-        st.lanes.push(Lane {
+        st.reclaim();
+        let lane = Lane {
             camera_id,
-            queue: VecDeque::with_capacity(capacity),
+            queue: VecDeque::with_capacity(capacity.min(64)),
             capacity: capacity.max(1),
             overflow,
             open: true,
             ended: false,
             end_reported: false,
             dropped: 0,
-        });
-        LaneSender { hub: self.clone(), lane: st.lanes.len() - 1 }
+        };
+        let idx = match st.lanes.iter().position(Option::is_none) {
+            Some(free) => {
+                st.lanes[free] = Some(lane);
+                free
+            }
+            None => {
+                st.lanes.push(Some(lane));
+                st.lanes.len() - 1
+            }
+        };
+        LaneSender { hub: self.clone(), lane: idx }
     }
 
     /// Stops producers and consumers: blocked pushes return `Closed`, `take_batch`
@@ -100,14 +138,19 @@ impl FrameHub {
         self.not_full.notify_all();
     }
 
-    /// Frames dropped so far per camera.
+    /// Frames dropped so far per camera (lanes still open or draining).
     pub fn dropped(&self) -> Vec<(Arc<str>, u64)> {
-        self.state.lock().lanes.iter().map(|l| (l.camera_id.clone(), l.dropped)).collect()
+        self.state.lock().live().map(|l| (l.camera_id.clone(), l.dropped)).collect()
     }
 
     /// Frames currently queued, all cameras.
     pub fn depth(&self) -> usize {
-        self.state.lock().lanes.iter().map(|l| l.queue.len()).sum()
+        self.state.lock().live().map(|l| l.queue.len()).sum()
+    }
+
+    /// Lanes held (open, or closed with frames or news still to take).
+    pub fn lanes(&self) -> usize {
+        self.state.lock().live().count()
     }
 
     /// Takes up to `max` frames, round-robin over cameras. Blocks until at least one
@@ -128,12 +171,13 @@ impl FrameHub {
             if !batch.is_empty() {
                 self.not_full.notify_all();
             }
-            let all_closed = st.shutdown || st.lanes.iter().all(|l| !l.open);
-            if batch.len() >= max || (all_closed && st.lanes.iter().all(|l| l.queue.is_empty())) {
+            st.reclaim();
+            let all_closed = st.shutdown || st.live().all(|l| !l.open);
+            if batch.len() >= max || (all_closed && st.live().all(|l| l.queue.is_empty())) {
                 return batch;
             }
             // An ended lane's news must not wait for another camera's frame.
-            if batch.is_empty() && st.lanes.iter().any(Lane::end_due) {
+            if batch.is_empty() && st.live().any(Lane::end_due) {
                 return batch;
             }
             if batch.is_empty() {
@@ -160,7 +204,7 @@ impl FrameHub {
     pub fn take_ended(&self) -> Vec<Arc<str>> {
         let mut st = self.state.lock();
         let mut out = Vec::new();
-        for l in st.lanes.iter_mut().filter(|l| l.end_due()) {
+        for l in st.lanes.iter_mut().flatten().filter(|l| l.end_due()) {
             l.end_reported = true;
             out.push(l.camera_id.clone());
         }
@@ -171,7 +215,7 @@ impl FrameHub {
         let n = st.lanes.len();
         for i in 0..n {
             let idx = (st.next + i) % n;
-            if let Some(f) = st.lanes[idx].queue.pop_front() {
+            if let Some(f) = st.lanes[idx].as_mut().and_then(|l| l.queue.pop_front()) {
                 st.next = (idx + 1) % n;
                 return Some(f);
             }
@@ -188,7 +232,7 @@ impl LaneSender {
             if st.shutdown {
                 return Pushed::Closed;
             }
-            let lane = &mut st.lanes[self.lane];
+            let lane = st.lane(self.lane);
             if lane.queue.len() < lane.capacity {
                 lane.queue.push_back(frame);
                 drop(st);
@@ -211,8 +255,8 @@ impl LaneSender {
 
     /// Whether a push now would queue without waiting.
     pub fn has_room(&self) -> bool {
-        let st = self.hub.state.lock();
-        let lane = &st.lanes[self.lane];
+        let mut st = self.hub.state.lock();
+        let lane = st.lane(self.lane);
         lane.queue.len() < lane.capacity
     }
 
@@ -220,7 +264,7 @@ impl LaneSender {
     /// removed: the camera's open incidents close ("source ended") once its last frames
     /// are analysed, while the other cameras go on.
     pub fn end(&self) {
-        self.hub.state.lock().lanes[self.lane].ended = true;
+        self.hub.state.lock().lane(self.lane).ended = true;
         self.hub.not_empty.notify_all();
     }
 
@@ -232,7 +276,10 @@ impl LaneSender {
 
 impl Drop for LaneSender {
     fn drop(&mut self) {
-        self.hub.state.lock().lanes[self.lane].open = false;
+        let mut st = self.hub.state.lock();
+        st.lane(self.lane).open = false;
+        st.reclaim();
+        drop(st);
         self.hub.not_empty.notify_all();
     }
 }
@@ -268,6 +315,33 @@ mod tests {
         let got: Vec<u64> = hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect();
         assert_eq!(got, vec![1, 2]);
         assert_eq!(hub.dropped()[0].1, 1);
+    }
+
+    #[test]
+    fn lanes_of_removed_cameras_do_not_pile_up() {
+        let hub = FrameHub::new();
+        let keep = hub.lane("keep".into(), 8, Overflow::Block);
+        // A thousand reloads that remove and re-add a camera.
+        for i in 0..1000 {
+            let l = hub.lane("moving".into(), 8, Overflow::DropOldest);
+            l.push(frame("moving", i));
+            drop(l);
+            // Its last frame is still analysed, then the slot goes.
+            assert_eq!(hub.take_batch(4, Duration::ZERO).len(), 1);
+        }
+        assert_eq!(hub.lanes(), 1, "only the open lane is held");
+        // A closed lane with frames queued, or an end still to report, is kept until taken.
+        let a = hub.lane("a".into(), 8, Overflow::Block);
+        a.push(frame("a", 0));
+        a.end();
+        drop(a);
+        assert_eq!(hub.lanes(), 2);
+        assert_eq!(hub.take_batch(4, Duration::ZERO).len(), 1);
+        assert_eq!(hub.take_ended(), vec![Arc::<str>::from("a")]);
+        let b = hub.lane("b".into(), 8, Overflow::Block);
+        assert_eq!(hub.lanes(), 2, "a's slot was reused");
+        assert_eq!(hub.dropped().len(), 2, "no counts of removed cameras");
+        drop((b, keep));
     }
 
     #[test]
@@ -328,7 +402,7 @@ mod tests {
         }
         producer.join().unwrap();
         assert_eq!(seen, (0..50).collect::<Vec<_>>());
-        assert_eq!(hub.dropped()[0].1, 0);
+        assert_eq!(hub.lanes(), 0, "closed and drained: the lane is gone");
     }
 
     #[test]

@@ -186,12 +186,17 @@ fn server_hardening_keys_are_checked() {
     let text = config::EMBEDDED_CONFIG
         .replace("request_timeout_s = 60.0", "request_timeout_s = 10.0")
         .replace("webhook_allow = []", "webhook_allow = [\"http://hooks.lan/x\"]")
-        .replace("allowed_hosts = []", "allowed_hosts = [\"https://argus.lan/\"]")
+        .replace("allowed_hosts = []", "allowed_hosts = [\"https://argus.lan/\", \"argus.lan:8080\", \"[fd00::1]\", \"fd00::2\"]")
         .replace("max_live_clients = 256", "max_live_clients = 0");
     let list = issues(&text, None);
     assert_issue(&list, "config/argus.toml", "server.request_timeout_s", "longer than server.analyze_timeout_s");
     assert_issue(&list, "config/argus.toml", "server.webhook_allow[0]", "neither a host name nor an address");
     assert_issue(&list, "config/argus.toml", "server.allowed_hosts[0]", "not a host name");
+    assert_issue(&list, "config/argus.toml", "server.allowed_hosts[1]", "has a port");
+    assert!(
+        list.iter().all(|i| !i.key.starts_with("server.allowed_hosts[2]") && !i.key.starts_with("server.allowed_hosts[3]")),
+        "IPv6 addresses are names: {list:?}"
+    );
     assert_issue(&list, "config/argus.toml", "server.max_connections / max_live_clients / max_live_clients_per_key", "at least 1");
 }
 

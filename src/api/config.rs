@@ -147,11 +147,19 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
         iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
     }
     for (i, h) in s.allowed_hosts.iter().enumerate() {
+        let bare = h.trim_start_matches('[').trim_end_matches(']');
         if h.is_empty() || h.contains(['/', ' ', '@']) {
             iss.add(
                 format!("server.allowed_hosts[{i}]"),
                 format!("`{h}` is not a host name"),
                 "write a name or address without scheme or path, e.g. \"argus.ops.example.com\"",
+            );
+        } else if h.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() {
+            // `Host` headers are matched without their port, so `name:8080` never would.
+            iss.add(
+                format!("server.allowed_hosts[{i}]"),
+                format!("`{h}` has a port; names are matched without one, so it would never match"),
+                format!("write the name alone, e.g. \"{}\"", h.rsplit_once(':').map_or(h.as_str(), |(n, _)| n)),
             );
         }
     }

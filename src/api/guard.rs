@@ -38,7 +38,8 @@ impl HostPolicy {
         }
         let mut names: Vec<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
         names.push(listen.ip().to_string());
-        names.extend(allowed.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()));
+        // `[v6]` as in a URL, or bare: compared bare, like `host_name` gives it.
+        names.extend(allowed.iter().map(|h| h.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.').to_ascii_lowercase()));
         Self { names: Some(names) }
     }
 
@@ -134,6 +135,8 @@ mod tests {
         assert!(HostPolicy::new("0.0.0.0:8080".parse().unwrap(), &[]).accepts("whatever:1"));
         let p = HostPolicy::new("0.0.0.0:8080".parse().unwrap(), &["argus.lan".into()]);
         assert!(p.accepts("argus.lan:8080") && p.accepts("0.0.0.0:8080") && !p.accepts("evil.example"));
+        let p = HostPolicy::new("0.0.0.0:8080".parse().unwrap(), &["[fd00::1]".into(), "fd00::2".into()]);
+        assert!(p.accepts("[fd00::1]:8080") && p.accepts("[fd00::2]:8080") && !p.accepts("[fd00::3]:8080"));
     }
 
     #[test]

@@ -8,9 +8,15 @@ use std::process::{Child, Command, Stdio};
 
 /// The child and its API's base URL; `env`: more environment (e.g. the Kafka event sink).
 pub fn argus_on_with(dir: &Path, pipeline: &Path, env: &[(&str, String)]) -> (Child, String) {
+    argus_run(dir, pipeline, &[], env)
+}
+
+/// Like `argus_on_with`, with more `argus run` arguments (e.g. `--worker`).
+pub fn argus_run(dir: &Path, pipeline: &Path, args: &[&str], env: &[(&str, String)]) -> (Child, String) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(env!("CARGO_BIN_EXE_argus"))
         .args(["run", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/argus.toml")])
+        .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("ARGUS_PIPELINES", format!("[{:?}]", pipeline.display().to_string()))
         .env("ARGUS_SERVER__LISTEN", format!("127.0.0.1:{port}"))

@@ -66,8 +66,7 @@ const FPS_CAP: f64 = 4.0;
 
 /// One pipeline file for both tiers (ingest shards decode its cameras, workers run
 /// `argus run --worker` on it): the demo's calibration, zones and rules for four
-/// cameras playing the video at its own pace (`realtime`; a file with `live = true` is
-/// not paced), stamped from the wall clock at their start plus the video's time
+/// cameras playing the video at its own pace (`realtime`), stamped from the wall clock at their start plus the video's time
 /// (`start_time = "now"`), so capture → event is a real latency and a restarted shard's
 /// frames come after the killed one's; a `frame.analyzed` per frame, and a short
 /// session timeout so a killed member's partitions move soon.

@@ -85,6 +85,10 @@ struct Counters {
 struct Recording {
     file: crate::model::FileIdentity,
     start: OffsetDateTime,
+    /// `start_time = "now"`: `start` is set when the first frame arrives (the wall clock
+    /// then, less its stream time), not when the source was built: building and
+    /// prerolling take a few hundred ms, which every capture time would carry.
+    start_at_first_frame: bool,
 }
 
 impl Counters {
@@ -98,7 +102,7 @@ impl Counters {
                     StartTime::Now => OffsetDateTime::now_utc(),
                     StartTime::At(t) => t,
                 };
-                Some(Recording { file, start })
+                Some(Recording { file, start, start_at_first_frame: spec.start_time == StartTime::Now })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the file's size and time; capture times start now");
@@ -123,6 +127,9 @@ impl Counters {
                 c.gate = FpsGate::resumed(spec.fps_cap, pos.gate_next_ns);
                 c.last_captured = Some(rec.start + time::Duration::nanoseconds(pos.pts_ns as i64));
                 c.resume_after_ns = Some(pos.pts_ns);
+                if let Some(r) = c.recording.as_mut() {
+                    r.start_at_first_frame = false;
+                }
             } else {
                 tracing::info!(was = ?pos.file, now = ?rec.file, "the checkpoint is of another recording: reading from the beginning");
             }
@@ -411,7 +418,9 @@ fn build(spec: &SourceSpec, health: &Arc<Health>, transport: RtspTransport) -> R
         // backpressure so decoding never runs far ahead of analysis.
         .max_buffers(if spec.live { 2 } else { 4 })
         .drop(false)
-        .sync(spec.realtime && !spec.live)
+        // `realtime` paces a file at its own frame rate, `live` or not (a recording
+        // played like a camera); streams are paced by the sender.
+        .sync(spec.realtime && spec.kind == crate::sources::SourceKind::File)
         .build();
     if spec.uri.starts_with("rtsp") {
         let latency = spec.rtsp_latency_ms;
@@ -702,6 +711,10 @@ impl OneRun<'_> {
                 None => (OffsetDateTime::now_utc(), "arrival"),
             }
         } else {
+            if let Some(r) = counters.recording.as_mut().filter(|r| r.start_at_first_frame) {
+                r.start = OffsetDateTime::now_utc() - time::Duration::nanoseconds(rel_ns as i64);
+                r.start_at_first_frame = false;
+            }
             let start = counters.recording.as_ref().map_or(wall_start, |r| r.start);
             (start + time::Duration::nanoseconds(rel_ns as i64), "stream")
         };

@@ -705,7 +705,9 @@ fn two_shards_and_three_workers_lose_nothing_and_double_no_incident_when_a_worke
             assert!(at >= from && to.is_none_or(|t| at <= t), "incident {inc} updated outside its life: {e}");
         }
     }
-    let mut spans: BTreeMap<(String, String), Vec<(OffsetDateTime, Option<OffsetDateTime>, &str)>> = BTreeMap::new();
+    /// (opened at, closed at, incident id) per (camera, rule).
+    type Span<'a> = (OffsetDateTime, Option<OffsetDateTime>, &'a str);
+    let mut spans: BTreeMap<(String, String), Vec<Span>> = BTreeMap::new();
     for (inc, o) in &opened {
         let e = o[0];
         let rule = e["risk"]["reasons"][0]["rule"].as_str().unwrap_or_default().to_string();
@@ -808,7 +810,7 @@ fn two_shards_and_three_workers_lose_nothing_and_double_no_incident_when_a_worke
     let produced: BTreeMap<(String, String), OffsetDateTime> = topic.iter().filter_map(|f| f.produced_at.map(|p| ((f.camera.clone(), f.at_ms()), p))).collect();
     // `pick(captured_at, processed_at)`.
     let report = |label: &str, pick: &dyn Fn(OffsetDateTime, OffsetDateTime) -> bool| {
-        let chosen: Vec<(&(String, String), &(OffsetDateTime, OffsetDateTime, f64))> = first.iter().filter(|(_, v)| pick(v.0, v.1)).collect();
+        let chosen: Vec<_> = first.iter().filter(|(_, v)| pick(v.0, v.1)).collect();
         let sorted = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v

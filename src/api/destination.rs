@@ -70,8 +70,28 @@ pub fn internal_kind(ip: IpAddr) -> Option<&'static str> {
             }
             let seg = v6.segments();
             // NAT64 (64:ff9b::/96) reaches the IPv4 address in its low 32 bits.
+            let v4_at = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
             if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                return internal_v4(Ipv4Addr::from((u32::from(seg[6]) << 16) | u32::from(seg[7])));
+                return internal_v4(v4_at(seg[6], seg[7]));
+            }
+            // IPv4-compatible (`::a.b.c.d`, deprecated but still routed by some stacks).
+            if seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return internal_v4(v4_at(seg[6], seg[7])).or(Some("reserved"));
+            }
+            // 6to4 (2002::/16) carries the IPv4 address in bits 16..48; Teredo
+            // (2001::/32) its client's, inverted, in the low 32 bits.
+            if seg[0] == 0x2002
+                && let Some(kind) = internal_v4(v4_at(seg[1], seg[2]))
+            {
+                return Some(kind);
+            }
+            if seg[..2] == [0x2001, 0]
+                && let Some(kind) = internal_v4(v4_at(!seg[6], !seg[7]))
+            {
+                return Some(kind);
+            }
+            if seg[0] & 0xffc0 == 0xfec0 {
+                return Some("private"); // site-local, deprecated
             }
             if v6.is_loopback() {
                 Some("loopback")
@@ -209,10 +229,17 @@ mod tests {
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:169.254.169.254", "cloud metadata"),
             ("64:ff9b::a00:1", "private"),
+            ("::127.0.0.1", "loopback"),
+            ("::a9fe:a9fe", "cloud metadata"),
+            ("::8.8.8.8", "reserved"),
+            ("2002:7f00:1::", "loopback"),
+            ("2002:c0a8:101::1", "private"),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+            ("fec0::1", "private"),
         ] {
             assert_eq!(internal_kind(ip(a)), Some(kind), "{a}");
         }
-        for a in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "::ffff:1.1.1.1"] {
+        for a in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860:4860::8888", "::ffff:1.1.1.1", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7"] {
             assert_eq!(internal_kind(ip(a)), None, "{a}");
         }
     }

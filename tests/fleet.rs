@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use argus::model::{format_time, parse_time};
 use argus::sources::shard::shard_of;
 use broker::{Broker, free_port};
-use events::by_id;
+use events::{by_id, open_incidents};
 use logs::plain_log;
 use member::argus_run;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -259,25 +259,6 @@ fn lines(dir: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(dir.join("e.jsonl")).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     complete.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", dir.display()))).collect()
-}
-
-/// Incidents opened in `events` that they do not close (camera, incident id).
-fn open_incidents(events: &[Value]) -> BTreeSet<(String, String)> {
-    let mut open = BTreeSet::new();
-    for e in events {
-        let (Some(inc), Some(kind)) = (e["incident_id"].as_str(), e["kind"].as_str()) else { continue };
-        let key = (e["camera_id"].as_str().unwrap().to_string(), inc.to_string());
-        match kind {
-            "incident.opened" => {
-                open.insert(key);
-            }
-            "incident.closed" => {
-                open.remove(&key);
-            }
-            _ => {}
-        }
-    }
-    open
 }
 
 fn member<'a>(fleet: &'a Value, id: &str) -> Option<&'a Value> {

@@ -21,7 +21,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use events::by_id;
+use events::{by_id, open_incidents};
 use logs::plain_log;
 use member::argus_on_with;
 use rdkafka::ClientConfig;
@@ -181,25 +181,6 @@ fn tail(dir: &Path) -> String {
     let log = plain_log(&dir.join("stderr"));
     let all: Vec<&str> = log.lines().collect();
     format!("== {} ==\n{}", dir.display(), all[all.len().saturating_sub(40)..].join("\n"))
-}
-
-/// Incidents opened in `events` that they do not close.
-fn open_incidents(events: &[Value]) -> BTreeSet<(String, String)> {
-    let mut open = BTreeSet::new();
-    for e in events {
-        let (Some(inc), Some(kind)) = (e["incident_id"].as_str(), e["kind"].as_str()) else { continue };
-        let key = (e["camera_id"].as_str().unwrap().to_string(), inc.to_string());
-        match kind {
-            "incident.opened" => {
-                open.insert(key);
-            }
-            "incident.closed" => {
-                open.remove(&key);
-            }
-            _ => {}
-        }
-    }
-    open
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Comparing the events of two runs over the same frames.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -28,4 +28,23 @@ pub fn by_id(all: &[Value]) -> BTreeMap<String, Value> {
         out.insert(id, n);
     }
     out
+}
+
+/// Incidents opened in `events` that they do not close.
+pub fn open_incidents(events: &[Value]) -> BTreeSet<(String, String)> {
+    let mut open = BTreeSet::new();
+    for e in events {
+        let (Some(inc), Some(kind)) = (e["incident_id"].as_str(), e["kind"].as_str()) else { continue };
+        let key = (e["camera_id"].as_str().unwrap().to_string(), inc.to_string());
+        match kind {
+            "incident.opened" => {
+                open.insert(key);
+            }
+            "incident.closed" => {
+                open.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    open
 }

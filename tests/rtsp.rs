@@ -1,6 +1,7 @@
 //! RTSP cameras against a real RTSP server (argus-rtsp-testserver, gst-rtsp-server on
 //! loopback): codecs, a server that dies and returns, a server that freezes, a detector
-//! slower than the camera, and credentials that must never leak.
+//! slower than the camera, a camera whose clock steps, and credentials that must never
+//! leak.
 #![cfg(all(feature = "gstreamer", feature = "onnx"))]
 
 #[path = "common/camera_api.rs"]
@@ -152,6 +153,63 @@ fn survives_server_restart_and_freeze_and_never_leaks_credentials() {
     }
     assert!(everything.contains("rtsp://***@127.0.0.1"), "the redacted URL is shown");
     assert!(!everything.contains("s3cr3t-pw") && !everything.contains("operator:"), "credentials leaked");
+}
+
+/// A camera whose clock steps back a minute and later back into line (the NTP time of
+/// its RTCP sender reports, which is the capture time). Capture times must go on at real
+/// pace: before `CaptureClock` they were previous + 1 µs after a backward step, so
+/// summaries stopped, dwell never grew and speeds came out at ~10⁵ m/s; taken as sent,
+/// every event would be a minute old. Each step is counted once, in words in
+/// `/v1/cameras` and in `argus_source_clock_jumps_total`.
+#[test]
+fn a_camera_clock_that_steps_back_and_forth_keeps_capture_times_at_real_pace() {
+    use std::io::Write;
+    let port = free_port();
+    let mut server = rtsp_server(port, "h264");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut argus_proc, base) = argus(dir.path(), &cameras_toml(&[("gate", port)], 5.0));
+    wait_for(&base, "gate", Duration::from_secs(30), "capture times from sender reports", |c| frames(c) >= 15 && c["time_source"] == "ntp");
+    let mut tell = |line: &str| writeln!(server.0.stdin.as_mut().unwrap(), "{line}").unwrap();
+
+    tell("clock -60");
+    let took = wait_for(&base, "gate", Duration::from_secs(30), "the backward step", |c| c["clock_jumps"] == 1);
+    let c = camera(&base, "gate");
+    let what = c["last_clock_jump"].as_str().unwrap_or_default().to_string();
+    assert!(what.starts_with("backward by 6") && what.contains("ntp time"), "{c}");
+    eprintln!("backward step noticed {took:?} after the camera's clock moved (next sender report): {what}");
+    std::thread::sleep(Duration::from_secs(4));
+
+    tell("clock 0");
+    let took = wait_for(&base, "gate", Duration::from_secs(30), "the step back into line", |c| c["clock_jumps"] == 2);
+    let c = camera(&base, "gate");
+    assert!(c["last_clock_jump"].as_str().unwrap_or_default().starts_with("forward by 6"), "{c}");
+    eprintln!("forward step noticed {took:?} after: {}", c["last_clock_jump"]);
+    let at = frames(&c);
+    wait_for(&base, "gate", Duration::from_secs(15), "frames after the steps", |c| frames(c) >= at + 30);
+
+    let metrics = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
+    for direction in ["backward", "forward"] {
+        let series = format!("argus_source_clock_jumps_total{{camera=\"gate\",direction=\"{direction}\"}} 1");
+        assert!(metrics.contains(&series), "{series} missing: {metrics}");
+    }
+    signal(&argus_proc, "-TERM");
+    assert!(argus_proc.0.wait().unwrap().success());
+
+    // Every line parses; capture times strictly increase, one summary per second of
+    // capture time, and none is more than moments older than when it was processed.
+    let text = std::fs::read_to_string(dir.path().join("e.jsonl")).unwrap();
+    let events: Vec<argus::model::Event> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let summaries: Vec<_> = events.iter().filter(|e| e.kind == argus::model::EventKind::FrameAnalyzed).collect();
+    assert!(summaries.len() >= 8, "{} summaries", summaries.len());
+    for pair in summaries.windows(2) {
+        let gap = (pair[1].captured_at - pair[0].captured_at).as_seconds_f64();
+        assert!((0.9..6.0).contains(&gap), "summaries {gap:.3} s of capture time apart: {:?} then {:?}", pair[0].captured_at, pair[1].captured_at);
+    }
+    let age = |e: &&argus::model::Event| (e.processed_at - e.captured_at).as_seconds_f64() * 1000.0;
+    let late = summaries.iter().map(age).fold(f64::MIN, f64::max);
+    let early = summaries.iter().map(age).fold(f64::MAX, f64::min);
+    assert!(late < 5000.0 && early > -2000.0, "capture→processed from {early:.0} to {late:.0} ms");
+    eprintln!("{} summaries across both steps, capture→processed {early:.0}..{late:.0} ms", summaries.len());
 }
 
 /// A detector far slower than the camera (and no objects).

@@ -5,11 +5,14 @@
 //!                              [--protocols all|tcp|udp]
 //! Prints `READY rtsp://127.0.0.1:PORT/PATH` once it accepts clients (port 0 = any free).
 //! Runs until killed (SIGTERM/SIGINT). Lines on stdin: `pause` stops the media while the
-//! server keeps answering RTSP (a camera whose encoder hangs), `resume` restarts it.
+//! server keeps answering RTSP (a camera whose encoder hangs), `resume` restarts it, and
+//! `clock SECONDS` shifts the camera's clock — the NTP time in its RTCP sender reports,
+//! which receivers use as capture time — by SECONDS from real time (`clock -60` is a
+//! camera whose clock stepped back a minute, `clock 0` puts it back in line).
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -78,6 +81,41 @@ fn launch_line(a: &Args) -> Result<String, String> {
     Ok(format!("( {raw} ! {caps} ! {enc} )"))
 }
 
+/// RTCP packet type of a sender report (RFC 3550 §6.4.1).
+const RTCP_SR: u8 = 200;
+
+/// Adds `shift` seconds to the NTP time of the sender report that opens every RTCP
+/// compound packet rtpbin sends from `bin` (over UDP and interleaved TCP alike: both leave
+/// through its `send_rtcp_src_N` pads).
+fn shift_sender_reports(bin: &gst::Bin, shift: &Arc<AtomicI64>) {
+    let mut rtpbins = Vec::new();
+    let mut it = bin.iterate_recurse();
+    while let Ok(Some(e)) = it.next() {
+        if e.factory().is_some_and(|f| f.name() == "rtpbin") {
+            rtpbins.push(e);
+        }
+    }
+    for rtpbin in rtpbins {
+        for pad in rtpbin.src_pads().into_iter().filter(|p| p.name().starts_with("send_rtcp_src")) {
+            let shift = shift.clone();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let by = shift.load(Ordering::Relaxed);
+                if by != 0
+                    && let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut()
+                    && let Ok(mut map) = buffer.make_mut().map_writable()
+                    && map.len() >= 16
+                    && map[1] == RTCP_SR
+                {
+                    // Bytes 8..12: NTP seconds since 1900, big-endian (wraps in 2036).
+                    let secs = u32::from_be_bytes([map[8], map[9], map[10], map[11]]);
+                    map[8..12].copy_from_slice(&(secs as i64 + by).rem_euclid(1 << 32).to_be_bytes()[4..]);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+    }
+}
+
 fn main() {
     let args = match parse() {
         Ok(a) => a,
@@ -119,12 +157,36 @@ fn run(a: Args) -> Result<(), String> {
             );
         }
     });
+    // `clock S`: every sender report leaving the session's rtpbin carries NTP time + S.
+    let clock_shift = Arc::new(AtomicI64::new(0));
+    let shift = clock_shift.clone();
+    factory.connect_media_configure(move |_, media| {
+        let shift = shift.clone();
+        media.connect_prepared(move |media| {
+            for i in 0..media.n_streams() {
+                if let Some(bin) = media.stream(i).and_then(|s| s.joined_bin()) {
+                    shift_sender_reports(&bin, &shift);
+                }
+            }
+        });
+    });
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            match line.trim() {
+            let line = line.trim();
+            if let Some(s) = line.strip_prefix("clock ") {
+                match s.trim().parse::<i64>() {
+                    Ok(s) => {
+                        clock_shift.store(s, Ordering::Relaxed);
+                        eprintln!("argus-rtsp-testserver: camera clock at real time {s:+} s");
+                    }
+                    Err(e) => eprintln!("argus-rtsp-testserver: clock {s:?}: {e} (whole seconds, e.g. clock -60)"),
+                }
+                continue;
+            }
+            match line {
                 "pause" => paused.store(true, Ordering::Relaxed),
                 "resume" => paused.store(false, Ordering::Relaxed),
-                other => eprintln!("argus-rtsp-testserver: unknown command {other:?} (pause, resume)"),
+                other => eprintln!("argus-rtsp-testserver: unknown command {other:?} (pause, resume, clock SECONDS)"),
             }
             eprintln!("argus-rtsp-testserver: media {}", if paused.load(Ordering::Relaxed) { "paused" } else { "flowing" });
         }

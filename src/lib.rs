@@ -6,7 +6,7 @@
 //! | layer | modules | what |
 //! |---|---|---|
 //! | 0 | `model` | the vocabulary: frames, detections, objects, risks, events, ids |
-//! | 1 | `telemetry`, `detect`, `track`, `geo`, `risk`, `caption` | metrics and health; the domain, each with its `config` |
+//! | 1 | `telemetry`, `detect`, `track`, `geo`, `risk`, `caption`, `evidence` | metrics and health; the domain, each with its `config`; incident evidence files |
 //! | 2 | `pipeline` | topology: frame hub, event bus, detect and scene stages, snapshots |
 //! | 3 | `sources`, `sinks`, `store`, `fleet` | frames in (GStreamer, Kafka), events out, the queryable stores; members' status records |
 //! | 4 | `analysis`, `api` | still images; the HTTP API and web page |
@@ -23,6 +23,7 @@ pub mod caption;
 pub mod clients;
 pub mod config;
 pub mod detect;
+pub mod evidence;
 pub mod fleet;
 pub mod geo;
 pub mod model;

@@ -79,6 +79,8 @@ struct Options {
     max_body: usize,
     analysis: bool,
     model_fails: bool,
+    /// `[evidence]` on, its files in the test's directory.
+    evidence: bool,
 }
 
 impl Default for Options {
@@ -94,6 +96,7 @@ impl Default for Options {
             max_body: 1 << 20,
             analysis: true,
             model_fails: false,
+            evidence: true,
         }
     }
 }
@@ -148,6 +151,10 @@ async fn start(o: Options) -> Server {
     if o.keys {
         let keys = if o.second_key { vec![KEY.to_string(), KEY2.to_string()] } else { vec![KEY.to_string()] };
         state.keys = Arc::new(ApiKeys::new(keys, false));
+    }
+    if o.evidence {
+        let cfg = argus::evidence::EvidenceConfig { dir: dir.path().join("evidence"), ..Default::default() };
+        state.evidence = argus::evidence::EvidenceStore::open(&cfg).unwrap().map(Arc::new);
     }
     state.limits = Limits { max_body_bytes: o.max_body, cors_origins: vec!["https://ops.example.com".into()], ..Limits::default() };
     if o.analysis {
@@ -896,4 +903,51 @@ async fn a_websocket_client_sending_a_huge_message_is_cut_off() {
     })
     .await;
     assert_eq!(ended, Ok(true), "a message over the limit ends the session");
+}
+
+/// `GET /v1/events/{id}/evidence.jpg`: the stored JPEG, byte for byte, behind the key, with
+/// its digest as ETag; every way it can be missing answered 404 with the reason; a file
+/// changed on disk is an error, never served as evidence.
+#[tokio::test]
+async fn evidence_is_served_by_digest_and_its_absence_explained() {
+    use argus::model::{EventKind, sample_event};
+    let s = start(Options { analysis: false, ..Options::default() }).await;
+    let files = s.state.evidence.clone().unwrap();
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(32, 24, image::Rgb([200, 40, 40])).write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    let mut opened = sample_event("gate", 1_700_000_000_000, EventKind::IncidentOpened);
+    opened.evidence = Some(files.put(&opened.event_id, &jpeg).unwrap());
+    let summary = sample_event("gate", 1_700_000_000_500, EventKind::FrameAnalyzed);
+    let mut gone = sample_event("gate", 1_700_000_001_000, EventKind::IncidentClosed);
+    gone.evidence = Some(argus::model::Evidence { url: argus::evidence::url_of(&gone.event_id), sha256: "ab".repeat(32), bytes: 10 });
+    s.state.store.insert(&[Arc::new(opened.clone()), Arc::new(summary.clone()), Arc::new(gone.clone())]).unwrap();
+    let url = |id: &str| format!("{}/v1/events/{id}/evidence.jpg", s.base);
+
+    let r = authed(client().get(url(&opened.event_id))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let sha = &opened.evidence.as_ref().unwrap().sha256;
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), format!("\"{sha}\""));
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), jpeg.as_slice());
+
+    let (status, _, body) = send(client().get(url(&opened.event_id))).await;
+    assert_error(status, &body, 401, "UNAUTHORIZED");
+    for (id, says) in
+        [(&summary.event_id, "no evidence"), (&gone.event_id, "no longer kept"), (&"00000000-0000-0000-0000-000000000000".to_string(), "no event")]
+    {
+        let (status, _, body) = send(authed(client().get(url(id)))).await;
+        assert_error(status, &body, 404, "NOT_FOUND");
+        assert!(body["message"].as_str().unwrap().contains(says), "{says}: {body}");
+    }
+    let (status, _, body) = send(authed(client().get(url("../../etc/passwd")))).await;
+    assert!(status == 400 || status == 404, "{status} {body}");
+    let (status, _, body) = send(authed(client().get(url("not-a-uuid")))).await;
+    assert_error(status, &body, 400, "BAD_REQUEST");
+
+    // Changed on disk: refused, not served.
+    std::fs::write(files.path_of(sha).unwrap(), b"not the evidence").unwrap();
+    let (status, _, body) = send(authed(client().get(url(&opened.event_id)))).await;
+    assert_error(status, &body, 500, "INTERNAL");
+    assert!(body["message"].as_str().unwrap().contains("does not match its digest"), "{body}");
 }

@@ -58,6 +58,73 @@ fn check_snapshot_and_analysis(base: &str) {
     assert!(objects.iter().all(|o| ["person", "bicycle", "car", "truck", "dog"].contains(&o["class"].as_str().unwrap())), "{ev}");
 }
 
+/// `GET /v1/events/{id}/evidence.jpg`: an incident event's JPEG with its digest as the
+/// ETag; a summary has none (404), a bad id is a 400.
+fn check_evidence_route(base: &str, events: &[Value]) {
+    let c = reqwest::blocking::Client::new();
+    let opened = events.iter().find(|e| e["kind"] == "incident.opened").unwrap();
+    let r = c.get(format!("{base}{}", opened["evidence"]["url"].as_str().unwrap())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), format!("\"{}\"", opened["evidence"]["sha256"].as_str().unwrap()));
+    let body = r.bytes().unwrap();
+    assert_eq!(body.len() as u64, opened["evidence"]["bytes"].as_u64().unwrap());
+    let summary = events.iter().find(|e| e["kind"] == "frame.analyzed").unwrap();
+    let r = c.get(format!("{base}/v1/events/{}/evidence.jpg", summary["event_id"].as_str().unwrap())).send().unwrap();
+    assert_eq!(r.status(), 404);
+    let err: Value = r.json().unwrap();
+    assert!(err["error"] == "NOT_FOUND" && err["message"].as_str().unwrap_or_default().contains("no evidence"), "{err}");
+    assert_eq!(c.get(format!("{base}/v1/events/not-an-id/evidence.jpg")).send().unwrap().status(), 400);
+}
+
+/// Every incident event has evidence, and only those: a JPEG named by its SHA-256, of the
+/// frame's size, with a box in the box colours along the edges of each of the event's
+/// objects (JPEG blurs colours, so most of each edge, not every pixel).
+fn check_evidence_files(dir: &std::path::Path, events: &[Value]) {
+    use sha2::Digest;
+    let box_colours = [[0i32, 200, 255], [255, 60, 60]];
+    let near = |p: &image::Rgb<u8>| box_colours.iter().any(|c| (0..3).map(|i| (p[i] as i32 - c[i]).pow(2)).sum::<i32>() < 90 * 90);
+    let (mut checked, mut worst, mut inside, mut inside_total) = (0, 1.0f64, 0, 0);
+    for ev in events {
+        if ev["kind"] == "frame.analyzed" {
+            assert!(ev.get("evidence").is_none(), "a summary with evidence: {ev}");
+            continue;
+        }
+        let e = &ev["evidence"];
+        let sha = e["sha256"].as_str().unwrap_or_else(|| panic!("an incident event without evidence: {ev}"));
+        assert_eq!(e["url"], format!("/v1/events/{}/evidence.jpg", ev["event_id"].as_str().unwrap()));
+        let bytes = std::fs::read(dir.join(&sha[..2]).join(format!("{sha}.jpg"))).unwrap();
+        let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest, sha);
+        assert_eq!(bytes.len() as u64, e["bytes"].as_u64().unwrap());
+        let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert_eq!((img.width() as u64, img.height() as u64), (ev["frame"]["width"].as_u64().unwrap(), ev["frame"]["height"].as_u64().unwrap()));
+        for o in ev["objects"].as_array().unwrap() {
+            let b: Vec<i64> = o["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as i64).collect();
+            let (x1, y1, x2, y2) = (b[0].max(0), b[1].max(0), b[2].min(img.width() as i64 - 1), b[3].min(img.height() as i64 - 1));
+            // The 2-pixel stroke's inner half, on the left, right and bottom edges (the top
+            // one carries the label).
+            let mut edge: Vec<(i64, i64)> = (y1 + 2..y2 - 2).flat_map(|y| [(x1, y), (x2 - 1, y)]).collect();
+            edge.extend((x1 + 2..x2 - 2).map(|x| (x, y2 - 1)));
+            let hits = edge.iter().filter(|(x, y)| near(img.get_pixel(*x as u32, *y as u32))).count();
+            assert!(hits * 10 >= edge.len() * 6, "event {} object {}: {hits} of {} edge pixels in a box colour", ev["event_id"], o["bbox"], edge.len());
+            worst = worst.min(hits as f64 / edge.len().max(1) as f64);
+            // Control: the same edges moved 6 px into the box are mostly not box-coloured.
+            let inner: Vec<(i64, i64)> = (y1 + 8..y2 - 8).flat_map(|y| [(x1 + 6, y), (x2 - 7, y)]).collect();
+            inside += inner.iter().filter(|(x, y)| near(img.get_pixel(*x as u32, *y as u32))).count();
+            inside_total += inner.len();
+        }
+        checked += 1;
+    }
+    assert!(checked >= 18, "{checked} incident events checked");
+    assert!(inside * 4 < inside_total, "{inside} of {inside_total} pixels inside the boxes look like box edges: the check cannot tell");
+    eprintln!(
+        "evidence boxes: the worst object had {:.0} % of its edge in a box colour, {:.0} % inside the boxes",
+        worst * 100.0,
+        inside as f64 * 100.0 / inside_total.max(1) as f64
+    );
+}
+
 #[test]
 fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,7 +255,15 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     let metrics = reqwest::blocking::get(format!("{base}/metrics")).unwrap().text().unwrap();
     assert!(metrics.contains("argus_frames_processed_total{camera=\"plaza\"} 320"), "{metrics}");
     assert!(metrics.contains("argus_events_published_total{sink=\"store\"}"));
+    // What evidence costs (printed for the notes): render + encode + fsync per incident event.
+    let value = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0);
+    let (written, bytes) = (value("argus_evidence_written_total "), value("argus_evidence_bytes_written_total "));
+    let (secs, count) = (value("argus_stage_duration_seconds_sum{stage=\"evidence\"} "), value("argus_stage_duration_seconds_count{stage=\"evidence\"} "));
+    assert_eq!(value("argus_evidence_failed_total "), 0.0);
+    assert!(written >= 18.0 && count == written, "{written} evidence files, {count} timed");
+    eprintln!("evidence: {written} JPEGs, {:.1} ms and {:.0} KiB each", secs / count * 1000.0, bytes / written / 1024.0);
     check_snapshot_and_analysis(&base);
+    check_evidence_route(&base, &events);
 
     // Graceful stop.
     Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
@@ -214,6 +289,8 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
         let errors: Vec<String> = validator.iter_errors(ev).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:?}\n{ev}");
     }
+
+    check_evidence_files(&dir.path().join("evidence"), &lines);
 
     // Restart on the same store over the first 60 frames: the recording's frames carry
     // their own times (`start_time = "file"`), so re-processing them yields the same

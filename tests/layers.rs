@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("geo", 1),
     ("risk", 1),
     ("caption", 1),
+    ("evidence", 1),
     ("pipeline", 2),
     ("clients", 3),
     ("sources", 3),

@@ -259,7 +259,7 @@ fn a_slow_detector_drops_stale_frames_instead_of_falling_behind() {
         nms_iou: 0.5,
         max_engine_batch: 1,
     };
-    let running = argus::app::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, metrics.clone(), health, Default::default()).unwrap();
+    let running = argus::app::start(&cfg, scenes, Box::new(SlowDetector(info)), bus, argus::pipeline::StageContext::new(metrics.clone(), health)).unwrap();
     // Until the detector fell behind for a while: 10 frames analysed and frames dropped.
     let t0 = Instant::now();
     let counts = || {
@@ -455,7 +455,7 @@ fn a_reload_that_changes_one_cameras_rules_restarts_that_camera_alone() {
         nms_iou: 0.5,
         max_engine_batch: 8,
     };
-    let mut running = argus::app::start(&before, scenes, Box::new(OnePerson(info)), bus, metrics, health.clone(), Default::default()).unwrap();
+    let mut running = argus::app::start(&before, scenes, Box::new(OnePerson(info)), bus, argus::pipeline::StageContext::new(metrics, health.clone())).unwrap();
     let opened = |cam: &str, rule: &str| {
         events.lock().iter().filter(|e| e.camera_id == cam && e.kind == EventKind::IncidentOpened && e.risk.reasons[0].rule == rule).count()
     };

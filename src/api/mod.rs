@@ -88,6 +88,8 @@ pub struct AppState {
     pub live: Arc<live::LiveHub>,
     /// Latest frame per camera, for snapshots.
     pub snapshots: Arc<SnapshotBoard>,
+    /// Incident evidence files (`[evidence]` enabled), for `/v1/events/{id}/evidence.jpg`.
+    pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
     /// Image analysis (`None`: the routes answer 503).
     pub analysis: Option<Arc<analysis::AnalysisApi>>,
     pub keys: Arc<auth::ApiKeys>,
@@ -121,7 +123,19 @@ impl Default for Limits {
 impl AppState {
     /// A state with no API keys, no analysis and default limits.
     pub fn new(store: Arc<dyn EventStore>, health: Arc<Health>, metrics: Arc<Metrics>, info: Arc<std::sync::RwLock<Info>>, live: Arc<live::LiveHub>) -> Self {
-        Self { store, health, metrics, info, live, snapshots: Arc::default(), analysis: None, keys: Arc::default(), limits: Limits::default(), fleet: None }
+        Self {
+            store,
+            health,
+            metrics,
+            info,
+            live,
+            snapshots: Arc::default(),
+            evidence: None,
+            analysis: None,
+            keys: Arc::default(),
+            limits: Limits::default(),
+            fleet: None,
+        }
     }
 }
 
@@ -149,6 +163,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(live::stream))
         .route("/v1/events/{id}", get(events::one))
+        .route("/v1/events/{id}/evidence.jpg", get(events::evidence))
         .route("/v1/stats", get(events::stats))
         .route("/v1/ws", get(live::websocket))
         .route("/v1/analyze", post(analysis::analyze))

@@ -121,6 +121,7 @@ impl Modify for Security {
         super::cameras::snapshot,
         super::events::list,
         super::events::one,
+        super::events::evidence,
         super::events::stats,
         super::live::stream,
         super::live::websocket,

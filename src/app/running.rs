@@ -15,7 +15,6 @@ use crate::model::{FilePosition, SourcePosition};
 use crate::pipeline::bus::{Durability, EventBus};
 use crate::pipeline::hub::LaneSender;
 use crate::pipeline::scene_state::{SceneState, StateStore};
-use crate::pipeline::snapshot::SnapshotBoard;
 use crate::pipeline::{StageContext, StageSettings, Stages};
 use crate::sources::{self, CameraSource, SourceContext, SourceKind, SourceSpec};
 use crate::telemetry::health::Health;
@@ -62,15 +61,8 @@ pub struct Running {
 }
 
 /// Starts the stages, then every camera's source.
-pub fn start(
-    cfg: &LoadedConfig,
-    scenes: Scenes,
-    detector: Box<dyn Detector>,
-    bus: EventBus,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    board: Arc<SnapshotBoard>,
-) -> Result<Running, AppError> {
+pub fn start(cfg: &LoadedConfig, scenes: Scenes, detector: Box<dyn Detector>, bus: EventBus, cx: StageContext) -> Result<Running, AppError> {
+    let (metrics, health) = (cx.metrics.clone(), cx.health.clone());
     let limits = &cfg.argus.limits;
     let det = &cfg.argus.detector;
     let settings = StageSettings {
@@ -88,7 +80,6 @@ pub fn start(
         let scene = scenes.remove(&spec.camera_id).expect("a scene per source");
         cameras.push((spec.camera_id.clone(), scene, spec.live));
     }
-    let cx = StageContext { metrics: metrics.clone(), health: health.clone(), board: board.clone() };
     let (stages, mut lanes) = crate::pipeline::start(cameras, captioner, detector, bus, settings, cx, state).map_err(AppError::Thread)?;
     let mut running =
         Running { stages, cameras: HashMap::new(), kafka_sources: Vec::new(), kafka_cameras: HashMap::new(), metrics, health, durability, state_store };

@@ -94,6 +94,7 @@ struct ApiParts {
     info: Arc<RwLock<api::Info>>,
     live: Arc<api::live::LiveHub>,
     board: Arc<SnapshotBoard>,
+    evidence: Option<Arc<crate::evidence::EvidenceStore>>,
 }
 
 /// The directories Argus writes: the store, the events file, the enabled spools.
@@ -109,6 +110,9 @@ fn written_dirs(cfg: &ValidConfig) -> Vec<std::path::PathBuf> {
     }
     if s.clickhouse.enabled {
         dirs.push(s.clickhouse.spool_dir.clone());
+    }
+    if cfg.argus.evidence.enabled {
+        dirs.push(cfg.argus.evidence.dir.clone());
     }
     dirs
 }
@@ -193,6 +197,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     };
     let mut state = api::AppState::new(parts.store, parts.health, parts.metrics, parts.info, parts.live);
     state.snapshots = parts.board;
+    state.evidence = parts.evidence;
     state.analysis = Some(Arc::new(analysis));
     state.keys = Arc::new(keys);
     state.limits = api_limits(&cfg.argus.server, listen);
@@ -315,6 +320,15 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let live_limits = api::live::LiveLimits { total: cfg.argus.server.max_live_clients, per_key: cfg.argus.server.max_live_clients_per_key };
     let live = api::live::LiveHub::with_limits(api::live::CLIENT_BUFFER, live_limits, metrics.clone());
     let board = Arc::new(SnapshotBoard::default());
+    let evidence = crate::evidence::EvidenceStore::open(&cfg.argus.evidence)
+        .map_err(|e| {
+            AppError::Config(format!(
+                "{}: evidence.dir {}: {e} (make it writable, or set [evidence] enabled = false)",
+                cfg.file.display(),
+                cfg.argus.evidence.dir.display()
+            ))
+        })?
+        .map(Arc::new);
     {
         let live = live.clone();
         bus.add_listener(move |ev| live.publish(ev));
@@ -338,7 +352,16 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let fleet = super::fleet::start(&cfg, opts.role(), None, &health, &metrics)?;
     info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
     let server = if cfg.argus.server.enabled {
-        let parts = ApiParts { keys, store: api_store, health: health.clone(), metrics: metrics.clone(), info: info.clone(), live, board: board.clone() };
+        let parts = ApiParts {
+            keys,
+            store: api_store,
+            health: health.clone(),
+            metrics: metrics.clone(),
+            info: info.clone(),
+            live,
+            board: board.clone(),
+            evidence: evidence.clone(),
+        };
         let mut state = api_state(&cfg, &rt, parts)?;
         state.fleet = fleet.as_ref().map(|f| f.view.clone());
         Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx.clone())?)
@@ -352,7 +375,8 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         crate::telemetry::disk::spawn(written_dirs(&cfg), cfg.argus.limits.min_free_disk_mb, health.clone(), metrics.clone(), disk_stop.clone())
             .map_err(AppError::Thread)?;
     }
-    let mut running = start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), board)?;
+    let cx = crate::pipeline::StageContext { metrics: metrics.clone(), health: health.clone(), board, evidence };
+    let mut running = start(&cfg, scenes, detector, bus, cx)?;
     health.set_pipeline(State::Running, None);
     let drain = Duration::from_secs_f64(cfg.argus.limits.drain_timeout_s);
     let mut sink_threads = Some(sink_threads);

@@ -94,7 +94,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         cfg.argus.detector.backend.as_str(),
         args.seconds
     );
-    let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health.clone(), Default::default())?;
+    let running = argus::app::start(&cfg, scenes, detector, bus, argus::pipeline::StageContext::new(metrics.clone(), health.clone()))?;
     let t0 = Instant::now();
     // Let connections and the allocator settle before the baseline sample.
     std::thread::sleep(Duration::from_secs(10.min(args.seconds)));

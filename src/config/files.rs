@@ -31,6 +31,8 @@ pub struct ArgusConfig {
     pub captioner: CaptionerConfig,
     pub sinks: SinksConfig,
     pub store: StoreConfig,
+    /// The annotated frame of every incident event, as a JPEG under the data directory.
+    pub evidence: crate::evidence::EvidenceConfig,
     /// Checkpoints of every camera's scene in the embedded store.
     pub scene_state: SceneStateConfig,
     pub limits: LimitsConfig,
@@ -50,6 +52,7 @@ impl Default for ArgusConfig {
             captioner: CaptionerConfig::default(),
             sinks: SinksConfig::default(),
             store: StoreConfig::default(),
+            evidence: Default::default(),
             scene_state: SceneStateConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),

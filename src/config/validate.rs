@@ -92,6 +92,7 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     }
     crate::sinks::config::validate(&a.sinks, iss);
     crate::store::validate(&a.store, iss);
+    crate::evidence::validate(&a.evidence, iss);
     crate::pipeline::scene_state::validate(&a.scene_state, iss);
     crate::sinks::frames::config::validate(&a.ingest, iss);
     crate::fleet::config::validate(&a.fleet, iss);

@@ -81,6 +81,22 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_caption: Option<String>,
     pub models: Models,
+    /// The annotated frame of an incident event (`[evidence]`), stored under the data
+    /// directory; absent on summaries, and on incidents closed with no frame to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// Where an event's evidence JPEG is served and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// API path, `/v1/events/{event_id}/evidence.jpg`.
+    pub url: String,
+    /// SHA-256 of the JPEG, lowercase hex (its file is named by it).
+    pub sha256: String,
+    /// Size of the JPEG.
+    pub bytes: u64,
 }
 
 impl Event {
@@ -154,6 +170,7 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
         }],
         caption: "1 person in view.".into(),
         model_caption: None,
+        evidence: None,
         models: Models { detector: "test".into(), captioner: SCENE_CAPTIONER.into() },
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod bus;
 pub mod detect_stage;
+pub mod evidence;
 pub mod hub;
 pub mod scene;
 pub mod scene_stage;
@@ -53,6 +54,15 @@ pub struct StageContext {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub board: Arc<SnapshotBoard>,
+    /// Where incident evidence is stored (`[evidence]` enabled).
+    pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
+}
+
+impl StageContext {
+    /// A context with its own snapshot board and no evidence (benchmarks, tests).
+    pub fn new(metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        Self { metrics, health, board: Arc::default(), evidence: None }
+    }
 }
 
 /// The running stages.
@@ -111,6 +121,7 @@ pub fn start(
         metrics: cx.metrics,
         health: cx.health,
         board: cx.board,
+        evidence: cx.evidence,
         captioner,
         state,
         down,

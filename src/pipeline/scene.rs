@@ -380,6 +380,7 @@ impl CameraScene {
             objects,
             caption,
             model_caption: None,
+            evidence: None,
             models: models.clone(),
         }
     }

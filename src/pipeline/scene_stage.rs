@@ -60,6 +60,8 @@ pub struct SceneStage {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub board: Arc<SnapshotBoard>,
+    /// Where incident evidence goes (`[evidence]`); rendered on this thread.
+    pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
     /// The optional captioning model; runs on this thread.
     pub captioner: Option<Captioner>,
     /// Scene state checkpoints, when `[scene_state]` is enabled.
@@ -551,6 +553,10 @@ impl SceneStage {
             let why = format!("not observed since {} (no frame for {:.0} s)", scene_state::wall_time(since), silent_for.as_secs_f64());
             let mut events = scene.finish(&why, &self.models);
             scene_state::mark_unobserved(&mut events, since, now);
+            // No frame closed these: the evidence is the last frame the camera sent.
+            if let (Some(store), Some(last)) = (&self.evidence, self.board.get(&id)) {
+                super::evidence::attach(store, &mut events, &last, &self.metrics);
+            }
             tracing::warn!(camera = %id, closed = events.len(), silent_s = silent_for.as_secs_f64(), "camera silent: its open incidents closed");
             for ev in events {
                 self.bus.publish(ev);
@@ -639,18 +645,19 @@ impl SceneStage {
                     };
                 }
             }
-            self.board.update(
-                &frame.camera_id,
-                Snapshot {
-                    image: frame.image.clone(),
-                    seq: frame.seq,
-                    captured_at: frame.captured_at,
-                    objects: scene.last_objects().to_vec(),
-                    zones: scene.zones().clone(),
-                    world_to_image: scene.world_to_image(),
-                    level: levels.values().copied().max(),
-                },
-            );
+            let snapshot = Snapshot {
+                image: frame.image.clone(),
+                seq: frame.seq,
+                captured_at: frame.captured_at,
+                objects: scene.last_objects().to_vec(),
+                zones: scene.zones().clone(),
+                world_to_image: scene.world_to_image(),
+                level: levels.values().copied().max(),
+            };
+            if let Some(store) = &self.evidence {
+                super::evidence::attach(store, &mut events, &snapshot, &self.metrics);
+            }
+            self.board.update(&frame.camera_id, snapshot);
             // A frame that changed an incident is checkpointed at once (not at the next
             // interval), so a restart after the gap knows every incident it must close.
             let incident_changed = events.iter().any(|e| e.incident_id.is_some());
@@ -675,7 +682,10 @@ impl SceneStage {
         if self.state.as_ref().is_some_and(|k| k.stopping.load(Ordering::Relaxed)) {
             return; // stopping: the checkpoint keeps the incidents for the next start
         }
-        let events = scene.finish("source ended", &self.models);
+        let mut events = scene.finish("source ended", &self.models);
+        if let (Some(store), Some(last)) = (&self.evidence, self.board.get(&id)) {
+            super::evidence::attach(store, &mut events, &last, &self.metrics);
+        }
         tracing::info!(camera = %id, closed = events.len(), "source ended: its open incidents closed");
         for ev in events {
             self.bus.publish(ev);

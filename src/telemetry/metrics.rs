@@ -66,6 +66,10 @@ pub struct Metrics {
     pub checkpoint_bytes: prometheus::IntCounter,
     pub checkpoint_seconds: Histogram,
     pub scene_restores: IntCounterVec,
+    /// Incident evidence JPEGs stored (`[evidence]`), their bytes, and failures.
+    pub evidence_written: prometheus::IntCounter,
+    pub evidence_bytes: prometheus::IntCounter,
+    pub evidence_failed: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -279,6 +283,13 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            evidence_written: plain_counter(r, "argus_evidence_written_total", "Annotated incident frames stored as evidence JPEGs"),
+            evidence_bytes: plain_counter(r, "argus_evidence_bytes_written_total", "Bytes of evidence JPEGs stored"),
+            evidence_failed: plain_counter(
+                r,
+                "argus_evidence_failed_total",
+                "Incident events published without evidence: rendering or writing failed (see the log)",
+            ),
             jsonl_files_rotated: plain_counter(r, "argus_jsonl_files_rotated_total", "Times the JSON-lines events file was rotated at sinks.jsonl.max_bytes"),
             retention_deleted: counter(
                 r,

@@ -18,7 +18,13 @@ pub fn events() -> Vec<Arc<Event>> {
         .map(|i| {
             let cam = if i % 2 == 0 { "east" } else { "west" };
             let kind = if i % 5 == 0 { EventKind::IncidentOpened } else { EventKind::FrameAnalyzed };
-            Arc::new(sample_event(cam, 1_700_000_000_000 + i * 1000, kind))
+            let mut ev = sample_event(cam, 1_700_000_000_000 + i * 1000, kind);
+            if kind != EventKind::FrameAnalyzed {
+                // Incident events carry their evidence's reference, kept by every store.
+                let sha256 = format!("{:064x}", i + 1);
+                ev.evidence = Some(argus::model::Evidence { url: format!("/v1/events/{}/evidence.jpg", ev.event_id), sha256, bytes: 1000 + i as u64 });
+            }
+            Arc::new(ev)
         })
         .collect()
 }
@@ -31,6 +37,9 @@ pub fn replays_are_idempotent(s: &dyn EventStore) {
     assert_eq!(s.count().unwrap(), 25);
     let got = s.get(&events[3].event_id).unwrap().unwrap();
     assert_eq!(got, *events[3]);
+    let opened = s.get(&events[5].event_id).unwrap().unwrap();
+    assert!(opened.evidence.is_some());
+    assert_eq!(opened, *events[5], "an incident event comes back with its evidence");
     assert!(s.get("00000000-0000-0000-0000-000000000000").unwrap().is_none());
 }
 

@@ -215,7 +215,7 @@ fn end_to_end(
     let (events, people, summaries) = (sink.events.clone(), sink.people.clone(), sink.summaries.clone());
     let (bus, sinks) = argus::sinks::start(vec![Box::new(sink)], 1024, metrics.clone(), health.clone());
     let t0 = Instant::now();
-    let running = argus::app::start(&cfg, scenes, detector, bus, metrics.clone(), health, Default::default())?;
+    let running = argus::app::start(&cfg, scenes, detector, bus, argus::pipeline::StageContext::new(metrics.clone(), health))?;
     while !running.wait_done(Duration::from_millis(100)) {}
     running.stop();
     sinks.drain(Duration::from_secs(60));

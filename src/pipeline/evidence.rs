@@ -13,13 +13,14 @@ use std::time::Instant;
 
 use super::snapshot::{Snapshot, render_jpeg};
 use crate::evidence::EvidenceStore;
-use crate::model::Event;
+use crate::model::{Event, EventKind};
 use crate::telemetry::metrics::Metrics;
 
 /// Adds `evidence` to each incident event of `events`, drawn on `frame` (the frame the
 /// events come from, or for a closing without a frame the camera's last one).
 pub fn attach(store: &EvidenceStore, events: &mut [Event], frame: &Snapshot, metrics: &Metrics) {
     let hist = metrics.stage_seconds.with_label_values(&["evidence"]);
+    let mut wrote = false;
     for ev in events.iter_mut().filter(|e| e.incident_id.is_some()) {
         let t0 = Instant::now();
         let picture = annotated(ev, frame);
@@ -31,7 +32,13 @@ pub fn attach(store: &EvidenceStore, events: &mut [Event], frame: &Snapshot, met
             Ok(evidence) => {
                 metrics.evidence_written.inc();
                 metrics.evidence_bytes.inc_by(evidence.bytes);
+                let incident = ev.incident_id.as_deref().expect("filtered");
+                match ev.kind {
+                    EventKind::IncidentClosed => store.unpin(incident),
+                    _ => store.pin(incident, &evidence.sha256),
+                }
                 ev.evidence = Some(evidence);
+                wrote = true;
             }
             Err(e) => {
                 metrics.evidence_failed.inc();
@@ -39,6 +46,18 @@ pub fn attach(store: &EvidenceStore, events: &mut [Event], frame: &Snapshot, met
             }
         }
     }
+    if wrote {
+        prune(store, metrics);
+    }
+}
+
+/// Retention after writes, and now and then (age): counted per file deleted.
+pub fn prune(store: &EvidenceStore, metrics: &Metrics) {
+    let pruned = store.prune(std::time::SystemTime::now());
+    if pruned.files > 0 {
+        metrics.retention_deleted.with_label_values(&["evidence"]).inc_by(pruned.files);
+    }
+    metrics.evidence_bytes_kept.set(pruned.bytes_kept as i64);
 }
 
 /// What the evidence shows: the event's objects and level on the frame, with the zones
@@ -53,7 +72,7 @@ fn annotated(ev: &Event, frame: &Snapshot) -> Snapshot {
 mod tests {
     use super::*;
     use crate::evidence::EvidenceConfig;
-    use crate::model::{EventKind, Level, RgbImage, sample_event};
+    use crate::model::{Level, RgbImage, sample_event};
     use crate::risk::Zone;
 
     fn frame() -> Snapshot {

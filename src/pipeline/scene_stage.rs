@@ -577,6 +577,9 @@ impl SceneStage {
         loop {
             if last_sweep.elapsed() >= DOWN_SWEEP {
                 self.close_silent_cameras();
+                if let Some(store) = &self.evidence {
+                    super::evidence::prune(store, &self.metrics);
+                }
                 if let Some(k) = self.state.as_mut() {
                     k.save_due(&self.scenes, &durability, &self.metrics);
                 }

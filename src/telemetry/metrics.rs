@@ -70,6 +70,8 @@ pub struct Metrics {
     pub evidence_written: prometheus::IntCounter,
     pub evidence_bytes: prometheus::IntCounter,
     pub evidence_failed: prometheus::IntCounter,
+    /// What the evidence directory holds now (`evidence.max_mb` caps it).
+    pub evidence_bytes_kept: IntGauge,
 }
 
 impl Metrics {
@@ -290,11 +292,16 @@ impl Metrics {
                 "argus_evidence_failed_total",
                 "Incident events published without evidence: rendering or writing failed (see the log)",
             ),
+            evidence_bytes_kept: {
+                let g = IntGauge::new("argus_evidence_bytes", "Bytes of evidence JPEGs kept (evidence.max_mb caps them)").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             jsonl_files_rotated: plain_counter(r, "argus_jsonl_files_rotated_total", "Times the JSON-lines events file was rotated at sinks.jsonl.max_bytes"),
             retention_deleted: counter(
                 r,
                 "argus_retention_deleted_total",
-                "What retention deleted: rotated JSON-lines files (jsonl) and stored events past store.retention_days (store)",
+                "What retention deleted: rotated JSON-lines files (jsonl), stored events past store.retention_days (store), evidence JPEGs past evidence.max_mb or max_age_days (evidence)",
                 &["store"],
             ),
             disk_free_bytes: {

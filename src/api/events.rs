@@ -169,31 +169,27 @@ pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result
 
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "events", summary = "One event", params(("id" = String, Path, description = "event_id (a UUID)")), responses((status = 200, description = "The event", body = ref("#/components/schemas/Event")), (status = 400, description = "Not a UUID", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such event", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if uuid::Uuid::parse_str(&id).is_err() {
+    Ok(axum::Json(event(&st, &id).await?).into_response())
+}
+
+/// The stored event `id`: 400 for what is not an event id, 404 for an unknown one.
+async fn event(st: &AppState, id: &str) -> Result<crate::model::Event, ApiError> {
+    if uuid::Uuid::parse_str(id).is_err() {
         return Err(ApiError::bad_request(format!("`{id}` is not an event id (a UUID)")));
     }
     let store = st.store.clone();
-    let key = id.clone();
+    let key = id.to_string();
     let ev = tokio::task::spawn_blocking(move || store.get(&key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
-    match ev {
-        Some(ev) => Ok(axum::Json(ev).into_response()),
-        None => Err(ApiError::not_found(format!("no event {id}"))),
-    }
+    ev.ok_or_else(|| ApiError::not_found(format!("no event {id}")))
 }
 
 #[utoipa::path(get, path = "/v1/events/{id}/evidence.jpg", tag = "events", summary = "The annotated frame of an incident event: its objects boxed, its zones, its level", description = "Content-addressed: the body's SHA-256 is the event's `evidence.sha256` (also the ETag); it never changes, so it may be cached for good.", params(("id" = String, Path, description = "event_id (a UUID)")), responses((status = 200, description = "JPEG", body = Vec<u8>, content_type = "image/jpeg"), (status = 400, description = "Not a UUID", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such event, an event without evidence (summaries; evidence off), or a file no longer kept", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn evidence(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     use axum::http::header;
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return Err(ApiError::bad_request(format!("`{id}` is not an event id (a UUID)")));
-    }
+    let ev = event(&st, &id).await?;
     let Some(files) = st.evidence.clone() else {
         return Err(ApiError::not_found("evidence is not kept here ([evidence] enabled = false)"));
     };
-    let store = st.store.clone();
-    let key = id.clone();
-    let ev = tokio::task::spawn_blocking(move || store.get(&key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
-    let ev = ev.ok_or_else(|| ApiError::not_found(format!("no event {id}")))?;
     let Some(reference) = ev.evidence else {
         return Err(ApiError::not_found(format!("event {id} has no evidence (only incident events have one)")).with_details(json!({ "kind": ev.kind })));
     };

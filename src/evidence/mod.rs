@@ -166,7 +166,7 @@ impl EvidenceStore {
     /// Stores `jpeg` for the event `event_id` and returns the reference the event carries.
     /// A picture stored already (same digest) is not written again.
     pub fn put(&self, event_id: &str, jpeg: &[u8]) -> std::io::Result<Evidence> {
-        let sha256 = hex(&Sha256::digest(jpeg));
+        let sha256 = hex::encode(Sha256::digest(jpeg));
         let path = self.path_of(&sha256).expect("a digest");
         let evidence = Evidence { url: url_of(event_id), sha256, bytes: jpeg.len() as u64 };
         let mut files = self.files.lock();
@@ -241,15 +241,11 @@ impl EvidenceStore {
     pub fn read(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
         let path = self.path_of(sha256).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a SHA-256"))?;
         let bytes = std::fs::read(path)?;
-        if hex(&Sha256::digest(&bytes)) != sha256 {
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the file of {sha256} does not match its digest")));
         }
         Ok(bytes)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -267,7 +263,7 @@ mod tests {
     fn files_are_content_addressed_whole_and_checked_on_read() {
         let (_d, s) = store();
         let e = s.put("11111111-1111-1111-1111-111111111111", b"\xff\xd8 a picture").unwrap();
-        assert_eq!(e.sha256, hex(&Sha256::digest(b"\xff\xd8 a picture")));
+        assert_eq!(e.sha256, hex::encode(Sha256::digest(b"\xff\xd8 a picture")));
         assert_eq!(e.bytes, 12);
         assert_eq!(e.url, "/v1/events/11111111-1111-1111-1111-111111111111/evidence.jpg");
         let path = s.path_of(&e.sha256).unwrap();
@@ -296,7 +292,7 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_no_file() {
         let (_d, s) = store();
-        let digest = hex(&Sha256::digest(b"x"));
+        let digest = hex::encode(Sha256::digest(b"x"));
         // The shard directory's name taken by a file: nothing can be created under it.
         std::fs::write(s.dir().join(&digest[..2]), b"").unwrap();
         assert!(s.put("e", b"x").is_err());

@@ -951,3 +951,64 @@ async fn evidence_is_served_by_digest_and_its_absence_explained() {
     assert_error(status, &body, 500, "INTERNAL");
     assert!(body["message"].as_str().unwrap().contains("does not match its digest"), "{body}");
 }
+
+#[tokio::test]
+async fn incidents_are_listed_open_first_and_detailed_with_their_lifecycle() {
+    use argus::model::{EventKind, sample_event};
+    let s = start(Options { analysis: false, ..Options::default() }).await;
+    let incident = |cam: &str, name: &str, t0: i64, closed: bool| {
+        let id = argus::model::derive_id(&[name.as_bytes()]);
+        let mut evs = vec![sample_event(cam, t0, EventKind::IncidentOpened)];
+        if closed {
+            evs.push(sample_event(cam, t0 + 4_000, EventKind::IncidentClosed));
+        }
+        for e in &mut evs {
+            e.incident_id = Some(id.clone());
+            e.event_id = argus::model::derive_id(&[name.as_bytes(), &e.captured_ms().to_le_bytes()]);
+        }
+        (id, evs)
+    };
+    let (old, mut events) = incident("gate", "old", 1_700_000_000_000, true);
+    let (open, more) = incident("gate", "open", 1_700_000_010_000, false);
+    events.extend(more);
+    events.push(sample_event("gate", 1_700_000_011_000, EventKind::FrameAnalyzed));
+    s.state.store.insert(&events.into_iter().map(Arc::new).collect::<Vec<_>>()).unwrap();
+    let get = |path: &str| send(authed(client().get(format!("{}{path}", s.base))));
+
+    let (status, _, body) = get("/v1/incidents").await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["incidents"].as_array().unwrap().iter().map(|i| i["incident_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [open.as_str(), old.as_str()], "open first: {body}");
+    assert_eq!(body["incidents"][0]["state"], "open");
+    assert!(body["incidents"][0].get("closed_at").is_none());
+    assert_eq!(body["incidents"][1]["state"], "closed");
+    assert_eq!(body["incidents"][1]["duration_s"], 4.0);
+    assert!(body.get("next_cursor").is_none());
+    let (_, _, page) = get("/v1/incidents?limit=1").await;
+    let (_, _, next) = get(&format!("/v1/incidents?limit=1&cursor={}", page["next_cursor"].as_str().unwrap())).await;
+    assert_eq!(next["incidents"][0]["incident_id"], old.as_str(), "the cursor goes on: {next}");
+    let (_, _, closed) = get("/v1/incidents?state=closed&camera=gate").await;
+    assert_eq!(closed["incidents"].as_array().unwrap().len(), 1);
+
+    let (status, _, detail) = get(&format!("/v1/incidents/{old}")).await;
+    assert_eq!(status, 200, "{detail}");
+    let kinds: Vec<&str> = detail["lifecycle"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["incident.opened", "incident.closed"], "oldest first");
+    assert_eq!(detail["lifecycle_truncated"], false);
+    assert_eq!(detail["events"], 2);
+
+    for (path, status_want, code, says) in [
+        ("/v1/incidents/00000000-0000-0000-0000-000000000000".to_string(), 404, "NOT_FOUND", "no incident"),
+        ("/v1/incidents/not-an-id".to_string(), 400, "BAD_REQUEST", "not an incident id"),
+        ("/v1/incidents?state=acked".to_string(), 400, "BAD_REQUEST", "open or closed"),
+        ("/v1/incidents?limit=500".to_string(), 400, "BAD_REQUEST", "1..=200"),
+        ("/v1/incidents?cursor=abc".to_string(), 400, "BAD_REQUEST", "cursor"),
+        ("/v1/incidents?colour=red".to_string(), 400, "BAD_REQUEST", "unknown parameter"),
+    ] {
+        let (status, _, body) = get(&path).await;
+        assert_error(status, &body, status_want, code);
+        assert!(body["message"].as_str().unwrap().contains(says), "{path}: {body}");
+    }
+    let (status, _, body) = send(client().get(format!("{}/v1/incidents", s.base))).await;
+    assert_error(status, &body, 401, "UNAUTHORIZED");
+}

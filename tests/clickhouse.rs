@@ -124,9 +124,11 @@ fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
     store_suite::filters_and_pages_newest_first(&ch);
     store_suite::stats_per_camera_level_and_bucket(&ch);
     store_suite::known_answers(&ch);
+    store_suite::incident_board(&ch);
 
     let sqlite = argus::store::sqlite::SqliteStore::open(&dir.path().join("a.db")).unwrap();
     sqlite.insert(&store_suite::events()).unwrap();
+    sqlite.insert(&store_suite::board_events()).unwrap();
     let q = store_suite::q;
     let events = store_suite::events();
     let page2 = sqlite.query(&EventQuery { limit: 4, ..q() }).unwrap().next_cursor;
@@ -143,6 +145,22 @@ fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
             EventQuery { zone: Some("gate".into()), class: Some("person".into()), ..q() },
         ],
     );
+    // The board, over both event sets (the suite's own incidents among them), equal to
+    // the last byte, each page and each detail.
+    use argus::store::incidents::{IncidentQuery, detail, list};
+    let iq = |qs: &str| argus::api::incidents::parse_incident_query(Some(qs)).unwrap();
+    let mut queries: Vec<IncidentQuery> = ["", "state=open", "state=closed&limit=2", "camera=west&min_level=medium", "since=2023-11-16T02:00:35Z"].iter().map(|qs| iq(qs)).collect();
+    let first = list(&sqlite, &iq("limit=3")).unwrap();
+    queries.push(IncidentQuery { cursor: first.next_cursor.clone(), ..iq("limit=3") });
+    for q in &queries {
+        let (a, b) = (list(&ch, q).unwrap(), list(&sqlite, q).unwrap());
+        assert!(!b.incidents.is_empty() || q.state.is_some(), "{q:?} lists something");
+        assert_eq!(serde_json::to_value(&a).unwrap(), serde_json::to_value(&b).unwrap(), "incidents {q:?}");
+    }
+    for inc in list(&sqlite, &iq("limit=200")).unwrap().incidents {
+        let (a, b) = (detail(&ch, &inc.incident_id).unwrap(), detail(&sqlite, &inc.incident_id).unwrap());
+        assert_eq!(serde_json::to_value(&a).unwrap(), serde_json::to_value(&b).unwrap(), "incident {}", inc.incident_id);
+    }
 }
 
 /// Every ```sql block in docs/analysts.md runs on the real server and returns rows.

@@ -77,6 +77,38 @@ fn check_evidence_route(base: &str, events: &[Value]) {
     assert_eq!(c.get(format!("{base}/v1/events/not-an-id/evidence.jpg")).send().unwrap().status(), 400);
 }
 
+/// The board lists exactly the demo's incidents, each summarised from its events (closed
+/// at the run's end, its peak level, a thumbnail that is served), and each detail holds
+/// its whole lifecycle in order.
+fn check_incidents(base: &str, events: &[Value]) {
+    let rank = |l: &Value| ["low", "medium", "high", "critical"].iter().position(|x| l == *x).unwrap();
+    let (status, board) = get(&format!("{base}/v1/incidents?limit=200")).unwrap();
+    assert_eq!(status, 200, "{board}");
+    let listed = board["incidents"].as_array().unwrap();
+    let want: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["incident_id"].as_str()).collect();
+    let got: std::collections::BTreeSet<&str> = listed.iter().map(|i| i["incident_id"].as_str().unwrap()).collect();
+    assert_eq!(got, want, "the board lists every incident once");
+    assert!(board.get("next_cursor").is_none());
+    let c = reqwest::blocking::Client::new();
+    for inc in listed {
+        let id = inc["incident_id"].as_str().unwrap();
+        let mut life: Vec<&Value> = events.iter().filter(|e| e["incident_id"] == id).collect();
+        life.sort_by_key(|e| (e["captured_at"].as_str().unwrap().to_string(), e["event_id"].as_str().unwrap().to_string()));
+        assert_eq!(inc["state"], "closed", "{inc}");
+        assert_eq!(inc["events"].as_u64().unwrap() as usize, life.len(), "{inc}");
+        assert_eq!(inc["opened_at"], life[0]["captured_at"]);
+        let peak = life.iter().map(|e| rank(&e["risk"]["level"])).max().unwrap();
+        assert_eq!(rank(&inc["peak_level"]), peak, "{inc}");
+        let thumb = inc["thumbnail"]["url"].as_str().unwrap_or_else(|| panic!("no thumbnail: {inc}"));
+        assert_eq!(c.get(format!("{base}{thumb}")).send().unwrap().status(), 200, "{thumb}");
+        let (status, detail) = get(&format!("{base}/v1/incidents/{id}")).unwrap();
+        assert_eq!(status, 200);
+        let ids: Vec<&str> = detail["lifecycle"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, life.iter().map(|e| e["event_id"].as_str().unwrap()).collect::<Vec<_>>(), "{id}: the lifecycle, oldest first");
+    }
+    eprintln!("incident board: {} incidents, {} events", listed.len(), events.iter().filter(|e| e["incident_id"].is_string()).count());
+}
+
 /// Every incident event has evidence, and only those: a JPEG named by its SHA-256, of the
 /// frame's size, with a box in the box colours along the edges of each of the event's
 /// objects (JPEG blurs colours, so most of each edge, not every pixel).
@@ -264,6 +296,7 @@ fn demo_pipeline_produces_events_served_over_http_and_survives_restart() {
     eprintln!("evidence: {written} JPEGs, {:.1} ms and {:.0} KiB each", secs / count * 1000.0, bytes / written / 1024.0);
     check_snapshot_and_analysis(&base);
     check_evidence_route(&base, &events);
+    check_incidents(&base, &events);
 
     // Graceful stop.
     Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();

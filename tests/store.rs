@@ -23,6 +23,7 @@ fn shared_suite() {
     store_suite::filters_and_pages_newest_first(&s);
     store_suite::stats_per_camera_level_and_bucket(&s);
     store_suite::known_answers(&s);
+    store_suite::incident_board(&s);
 }
 
 #[test]

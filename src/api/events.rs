@@ -130,7 +130,8 @@ pub async fn stats(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     Ok(axum::Json(json!({ "bucket_s": bucket_s, "rows": rows })).into_response())
 }
 
-fn store_error(e: StoreError) -> ApiError {
+/// A store's failure as the API answers it (shared by every store-backed route).
+pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::BadCursor => ApiError::bad_request(e.to_string()).with_details(json!({ "parameter": "cursor" })),
         StoreError::TooMuchWork(budget) => ApiError::unprocessable(format!(

@@ -13,6 +13,7 @@ pub mod destination;
 pub mod error;
 pub mod events;
 pub mod guard;
+pub mod incidents;
 pub mod live;
 pub mod openapi;
 pub mod server;
@@ -165,6 +166,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(events::one))
         .route("/v1/events/{id}/evidence.jpg", get(events::evidence))
         .route("/v1/stats", get(events::stats))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::one))
         .route("/v1/ws", get(live::websocket))
         .route("/v1/analyze", post(analysis::analyze))
         .route("/v1/analyze/batch", post(analysis::batch))

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "clickhouse")]
 pub mod clickhouse;
+pub mod incidents;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -132,6 +133,15 @@ pub trait EventStore: Send + Sync {
     fn count(&self) -> Result<u64, StoreError>;
     /// Rows ordered by bucket, camera, level; empty buckets are left out.
     fn stats(&self, q: &StatsQuery) -> Result<Vec<StatsRow>, StoreError>;
+    /// Incidents matching `q` in board order: open first (no `incident.closed` stored),
+    /// then by opening time (their first event's capture time), newest first, then by
+    /// id, descending. Paged with `incidents::encode_cursor`. Summaries come from
+    /// [`incidents::list`].
+    fn incident_ids(&self, q: &incidents::IncidentQuery) -> Result<incidents::IncidentIdPage, StoreError>;
+    /// One mark per stored event of the incidents `ids`, in any order.
+    fn incident_marks(&self, ids: &[String]) -> Result<Vec<incidents::IncidentMark>, StoreError>;
+    /// The stored events among `ids`, in any order (unknown ids are left out).
+    fn events_by_id(&self, ids: &[String]) -> Result<Vec<Event>, StoreError>;
     /// Where the events live, for logs and `/v1/info`.
     fn describe(&self) -> String;
     /// Deletes events stored before `stored_before`, at most [`PRUNE_MAX_PER_CALL`]

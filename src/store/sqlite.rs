@@ -7,9 +7,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value};
 
+use super::incidents::{self, IncidentIdPage, IncidentMark, IncidentQuery, IncidentState};
 use super::{EventPage, EventQuery, EventStore, StatsQuery, StatsRow, StoreError, decode_cursor, encode_cursor, unix_ms};
-use crate::model::Event;
 use crate::model::Level;
+use crate::model::{Event, EventKind};
 
 pub struct SqliteStore {
     path: String,
@@ -36,7 +37,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (captured_ms DESC, event_id DESC);
 CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera_id, captured_ms DESC);
-CREATE INDEX IF NOT EXISTS events_incident ON events (incident_id);
+-- Covers the incident listing (an aggregate over incident events only) and its marks.
+CREATE INDEX IF NOT EXISTS events_incident_marks ON events (incident_id, captured_ms, kind, level_rank, score);
+DROP INDEX IF EXISTS events_incident;
 CREATE TABLE IF NOT EXISTS scene_state (
     camera_id    TEXT PRIMARY KEY,
     saved_at     INTEGER NOT NULL,  -- wall clock, Unix ms
@@ -236,18 +239,100 @@ impl EventStore for SqliteStore {
             args.push(Value::Integer(i64::try_from(max).unwrap_or(i64::MAX - 1) + 1));
         }
         let conn = self.reader.lock();
-        // A GROUP BY over years of events is a long scan: stop it at the budget instead
-        // of holding the reader (and a blocking thread) for as long as it takes.
-        let deadline = std::time::Instant::now() + self.stats_budget;
-        conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
-        let result = self.stats_rows(&conn, &sql, args);
-        conn.progress_handler(0, None::<fn() -> bool>);
-        match result {
-            Err(StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
-                Err(StoreError::TooMuchWork(self.stats_budget))
-            }
-            other => other,
+        self.within_budget(&conn, || self.stats_rows(&conn, &sql, args))
+    }
+
+    fn incident_ids(&self, q: &IncidentQuery) -> Result<IncidentIdPage, StoreError> {
+        let mut sql = String::from(
+            "SELECT incident_id, MIN(captured_ms) AS opened, MAX(kind = 'incident.closed') AS closed FROM events WHERE incident_id IS NOT NULL",
+        );
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(c) = &q.camera {
+            sql.push_str(" AND camera_id = ?");
+            args.push(Value::Text(c.clone()));
         }
+        if let Some(p) = &q.pipeline {
+            sql.push_str(" AND pipeline = ?");
+            args.push(Value::Text(p.clone()));
+        }
+        sql.push_str(" GROUP BY incident_id HAVING 1 = 1");
+        if let Some(state) = q.state {
+            sql.push_str(" AND closed = ?");
+            args.push(Value::Integer((state == IncidentState::Closed) as i64));
+        }
+        if let Some(l) = q.min_level {
+            sql.push_str(" AND MAX(level_rank) >= ?");
+            args.push(Value::Integer(l.rank() as i64));
+        }
+        let (since, until) = incidents::window_ms(q);
+        if let Some(until) = until {
+            sql.push_str(" AND opened < ?");
+            args.push(Value::Integer(until));
+        }
+        if let Some(since) = since {
+            sql.push_str(" AND (closed = 0 OR MAX(captured_ms) >= ?)");
+            args.push(Value::Integer(since));
+        }
+        if let Some(c) = &q.cursor {
+            let (closed, ms, id) = incidents::decode_cursor(c)?;
+            sql.push_str(" AND (closed > ? OR (closed = ? AND (opened < ? OR (opened = ? AND incident_id < ?))))");
+            let closed = Value::Integer(closed as i64);
+            args.extend([closed.clone(), closed, Value::Integer(ms), Value::Integer(ms), Value::Text(id)]);
+        }
+        let limit = q.limit.clamp(1, incidents::MAX_INCIDENTS_PER_PAGE);
+        sql.push_str(" ORDER BY closed ASC, opened DESC, incident_id DESC LIMIT ?");
+        args.push(Value::Integer(limit as i64 + 1));
+        let conn = self.reader.lock();
+        let rows: Vec<(String, i64, bool)> = self.within_budget(&conn, || {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))?;
+            rows.collect()
+        })?;
+        let more = rows.len() > limit;
+        let next_cursor = if more { rows.get(limit - 1).map(|(id, ms, closed)| incidents::encode_cursor(*closed, *ms, id)) } else { None };
+        Ok(IncidentIdPage { ids: rows.into_iter().take(limit).map(|r| r.0).collect(), next_cursor })
+    }
+
+    fn incident_marks(&self, ids: &[String]) -> Result<Vec<IncidentMark>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT incident_id, event_id, captured_ms, kind, level_rank, score FROM events WHERE incident_id IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        );
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(ids.iter()), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, f64>(5)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (incident_id, event_id, captured_ms, kind, rank, score) = row.map_err(|e| self.err(e))?;
+            let corrupt = |what: String| StoreError::Corrupt { id: event_id.clone(), reason: what };
+            let kind = EventKind::parse(&kind).ok_or_else(|| corrupt(format!("unknown kind {kind}")))?;
+            let level = Level::from_rank(rank as u8).ok_or_else(|| corrupt(format!("unknown level rank {rank}")))?;
+            out.push(IncidentMark { incident_id, event_id, captured_ms, kind, level, score });
+        }
+        Ok(out)
+    }
+
+    fn events_by_id(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT event_id, payload FROM events WHERE event_id IN ({})", vec!["?"; ids.len()].join(", "));
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params_from_iter(ids.iter()), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, payload) = row.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt { id, reason: e.to_string() })?);
+        }
+        Ok(out)
     }
 
     fn describe(&self) -> String {
@@ -276,6 +361,24 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// What a budgeted query may fail with: the store's own errors or SQLite's.
+enum StoreErrorOrSqlite {
+    Store(StoreError),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<StoreError> for StoreErrorOrSqlite {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<rusqlite::Error> for StoreErrorOrSqlite {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
 /// Slices of 5000 rows one `prune` call deletes at most.
 const PRUNE_SLICES: usize = (crate::store::PRUNE_MAX_PER_CALL / 5000) as usize;
 
@@ -300,6 +403,25 @@ fn migrate_stored_ms(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl SqliteStore {
+    /// Runs an aggregate query, stopped at the work budget: a GROUP BY over years of
+    /// events is a long scan, which must not hold the reader (and a blocking thread) for
+    /// as long as it takes.
+    fn within_budget<T, E: Into<StoreErrorOrSqlite>>(&self, conn: &Connection, f: impl FnOnce() -> Result<T, E>) -> Result<T, StoreError> {
+        let deadline = std::time::Instant::now() + self.stats_budget;
+        conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+        let result = f().map_err(|e| match e.into() {
+            StoreErrorOrSqlite::Store(e) => e,
+            StoreErrorOrSqlite::Sqlite(e) => self.err(e),
+        });
+        conn.progress_handler(0, None::<fn() -> bool>);
+        match result {
+            Err(StoreError::Sqlite { source: rusqlite::Error::SqliteFailure(f, _), .. }) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+                Err(StoreError::TooMuchWork(self.stats_budget))
+            }
+            other => other,
+        }
+    }
+
     fn stats_rows(&self, conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<StatsRow>, StoreError> {
         let mut stmt = conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt

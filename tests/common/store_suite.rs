@@ -202,3 +202,111 @@ pub fn known_answers(s: &dyn EventStore) {
     let want = vec![row(h, "east", Level::Low, 10), row(h, "east", Level::High, 3), row(h, "west", Level::Low, 10), row(h, "west", Level::High, 2)];
     assert_eq!(s.stats(&parse_stats_query(Some("bucket=1h")).unwrap()).unwrap(), want, "stats bucket=1h on {}", s.describe());
 }
+
+/// Incident events of pipeline `board`, written so the board's answers can be worked
+/// out by hand (times in seconds after 1_700_100_000 s = 2023-11-16T02:00:00Z + …):
+/// - A (east): opened 0 s medium 0.4; updated 10 s and 20 s high 0.8 (equal scores: the
+///   earlier is the thumbnail); closed 30 s low 0.1 → closed, 30 s, peak high.
+/// - B (east): opened 40 s high 0.7; updated 50 s critical 0.95 → open.
+/// - C (west): opened 5 s low 0.2, no evidence → open, no thumbnail.
+/// - D (west): opened 60 s medium 0.5; closed 70 s low 0.1 → closed.
+/// - E (west): opened 80 s high 0.6 → open.
+pub fn board_events() -> Vec<Arc<Event>> {
+    let plan: &[(&str, &str, i64, EventKind, Level, f64, bool)] = &[
+        ("A", "east", 0, EventKind::IncidentOpened, Level::Medium, 0.4, true),
+        ("A", "east", 10, EventKind::IncidentUpdated, Level::High, 0.8, true),
+        ("A", "east", 20, EventKind::IncidentUpdated, Level::High, 0.8, true),
+        ("A", "east", 30, EventKind::IncidentClosed, Level::Low, 0.1, true),
+        ("B", "east", 40, EventKind::IncidentOpened, Level::High, 0.7, true),
+        ("B", "east", 50, EventKind::IncidentUpdated, Level::Critical, 0.95, true),
+        ("C", "west", 5, EventKind::IncidentOpened, Level::Low, 0.2, false),
+        ("D", "west", 60, EventKind::IncidentOpened, Level::Medium, 0.5, true),
+        ("D", "west", 70, EventKind::IncidentClosed, Level::Low, 0.1, true),
+        ("E", "west", 80, EventKind::IncidentOpened, Level::High, 0.6, true),
+    ];
+    plan.iter()
+        .map(|&(inc, cam, s, kind, level, score, evidence)| {
+            let mut ev = sample_event(cam, 1_700_100_000_000 + s * 1000, kind);
+            ev.pipeline = "board".into();
+            ev.incident_id = Some(board_id(inc));
+            ev.event_id = argus::model::derive_id(&[b"board", inc.as_bytes(), &s.to_le_bytes()]);
+            ev.risk.level = level;
+            ev.risk.score = score;
+            ev.caption = format!("{inc} at {s} s");
+            if evidence {
+                ev.evidence = Some(argus::model::Evidence { url: format!("/v1/events/{}/evidence.jpg", ev.event_id), sha256: format!("{:064x}", s + 7), bytes: 900 + s as u64 });
+            }
+            Arc::new(ev)
+        })
+        .collect()
+}
+
+/// The incident id of `board_events`' incident `name`.
+pub fn board_id(name: &str) -> String {
+    argus::model::derive_id(&[b"board-incident", name.as_bytes()])
+}
+
+/// Names of the incidents on one board page, in order.
+fn board_names(page: &argus::store::incidents::IncidentPage) -> Vec<String> {
+    page.incidents.iter().map(|i| ["A", "B", "C", "D", "E"].into_iter().find(|n| board_id(n) == i.incident_id).unwrap_or("?").to_string()).collect()
+}
+
+/// The board over `board_events()` (inserted here): order, filters, paging, summaries
+/// and a detail, all through the API's own parser.
+pub fn incident_board(s: &dyn EventStore) {
+    use argus::api::incidents::parse_incident_query;
+    use argus::store::incidents::{IncidentState, detail, list};
+    s.insert(&board_events()).unwrap();
+    let board = |qs: &str| list(s, &parse_incident_query(Some(&format!("pipeline=board{qs}"))).unwrap()).unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("", &["E", "B", "C", "D", "A"]),
+        ("&state=closed", &["D", "A"]),
+        ("&state=open&camera=east", &["B"]),
+        ("&min_level=critical", &["B"]),
+        ("&min_level=high", &["E", "B", "A"]),
+        ("&until=2023-11-16T02:00:41Z", &["B", "C", "A"]),
+        ("&since=2023-11-16T02:00:35Z", &["E", "B", "C", "D"]),
+        ("&since=2023-11-16T02:00:35Z&state=closed&camera=west", &["D"]),
+        ("&camera=north", &[]),
+    ];
+    for (qs, want) in cases {
+        assert_eq!(board_names(&board(qs)), want.iter().map(|n| n.to_string()).collect::<Vec<_>>(), "{qs} on {}", s.describe());
+    }
+    // Paging by 2: every incident once, in board order, the cursor going on exactly.
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    for page_no in 0.. {
+        let page = board(&format!("&limit=2{cursor}"));
+        names.extend(board_names(&page));
+        match page.next_cursor {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => {
+                assert_eq!(page_no, 2, "three pages");
+                break;
+            }
+        }
+    }
+    assert_eq!(names, ["E", "B", "C", "D", "A"], "paged on {}", s.describe());
+    assert!(matches!(list(s, &parse_incident_query(Some("cursor=abcd")).unwrap()), Err(StoreError::BadCursor)));
+
+    let all = board("");
+    let a = &all.incidents[4];
+    let t = |sec: i64| time::OffsetDateTime::from_unix_timestamp(1_700_100_000 + sec).unwrap();
+    assert_eq!((a.state, a.opened_at, a.closed_at, a.last_event_at), (IncidentState::Closed, t(0), Some(t(30)), t(30)));
+    assert_eq!((a.duration_s, a.level, a.peak_level, a.peak_score, a.events), (30.0, Level::Low, Level::High, 0.8, 4));
+    assert_eq!((a.camera_id.as_str(), a.pipeline.as_str(), a.caption.as_str()), ("east", "board", "A at 30 s"));
+    let events = board_events();
+    assert_eq!(a.thumbnail_event_id.as_deref(), Some(events[1].event_id.as_str()), "the best score, the earlier of equals");
+    assert_eq!(a.thumbnail, events[1].evidence);
+    assert_eq!(a.latest_event_id, events[3].event_id);
+    let b = &all.incidents[1];
+    assert_eq!((b.state, b.closed_at, b.duration_s, b.level, b.peak_score), (IncidentState::Open, None, 10.0, Level::Critical, 0.95));
+    let c = &all.incidents[2];
+    assert_eq!((c.thumbnail.as_ref(), c.events, c.peak_level), (None, 1, Level::Low), "no evidence, no thumbnail");
+
+    let d = detail(s, &board_id("A")).unwrap().unwrap();
+    assert_eq!(d.incident, *a);
+    assert_eq!(d.lifecycle.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), events[..4].iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), "oldest first");
+    assert!(!d.lifecycle_truncated);
+    assert!(detail(s, &argus::model::derive_id(&[b"no such incident"])).unwrap().is_none());
+}

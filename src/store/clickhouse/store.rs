@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{Conn, ch_err, insert_events, migrate};
 use crate::clients::clickhouse::ClickHouseConfig;
-use crate::model::Event;
 use crate::model::Level;
+use crate::model::{Event, EventKind};
+use crate::store::incidents::{self, IncidentIdPage, IncidentMark, IncidentQuery, IncidentState};
 use crate::store::{EventPage, EventQuery, EventStore, StatsQuery, StatsRow, StoreError, decode_cursor, encode_cursor, unix_ms};
 
 pub struct ClickHouseStore {
@@ -30,6 +31,23 @@ struct StatsLine {
     camera_id: String,
     level: String,
     n: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct IncidentLine {
+    id: String,
+    opened: u64,
+    closed: u8,
+}
+
+#[derive(Row, Deserialize)]
+struct MarkLine {
+    incident_id: String,
+    id: String,
+    ts_ms: u64,
+    kind: String,
+    level: String,
+    score: f32,
 }
 
 /// A value bound to a `?`.
@@ -172,6 +190,87 @@ impl EventStore for ClickHouseStore {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn incident_ids(&self, q: &IncidentQuery) -> Result<IncidentIdPage, StoreError> {
+        let mut sql = String::from(
+            "SELECT incident_id AS id, min(ts_ms) AS opened, max(kind = 'incident.closed') AS closed FROM events FINAL WHERE incident_id != ''",
+        );
+        let mut args = Vec::new();
+        if let Some(c) = &q.camera {
+            sql.push_str(" AND camera_id = ?");
+            args.push(Arg::Str(c.clone()));
+        }
+        if let Some(p) = &q.pipeline {
+            sql.push_str(" AND pipeline = ?");
+            args.push(Arg::Str(p.clone()));
+        }
+        sql.push_str(" GROUP BY incident_id HAVING 1 = 1");
+        if let Some(state) = q.state {
+            sql.push_str(" AND closed = ?");
+            args.push(Arg::U64((state == IncidentState::Closed) as u64));
+        }
+        if let Some(l) = q.min_level {
+            sql.push_str(" AND max(CAST(level AS Int8)) >= ?");
+            args.push(Arg::U64(l.rank() as u64));
+        }
+        // Times before 1970 match nothing stored; clamp instead of wrapping.
+        let (since, until) = incidents::window_ms(q);
+        if let Some(until) = until {
+            sql.push_str(" AND opened < ?");
+            args.push(Arg::U64(until.max(0) as u64));
+        }
+        if let Some(since) = since {
+            sql.push_str(" AND (closed = 0 OR max(ts_ms) >= ?)");
+            args.push(Arg::U64(since.max(0) as u64));
+        }
+        if let Some(c) = &q.cursor {
+            let (closed, ms, id) = incidents::decode_cursor(c)?;
+            let ms = ms.max(0) as u64;
+            sql.push_str(" AND (closed > ? OR (closed = ? AND (opened < ? OR (opened = ? AND id < ?))))");
+            args.extend([Arg::U64(closed as u64), Arg::U64(closed as u64), Arg::U64(ms), Arg::U64(ms), Arg::Str(id)]);
+        }
+        let limit = q.limit.clamp(1, incidents::MAX_INCIDENTS_PER_PAGE);
+        sql.push_str(" ORDER BY closed ASC, opened DESC, id DESC LIMIT ?");
+        args.push(Arg::U64(limit as u64 + 1));
+        let rows: Vec<IncidentLine> = self.conn.block_on(self.bind(&sql, args).fetch_all()).map_err(ch_err)?;
+        let more = rows.len() > limit;
+        let next_cursor = if more { rows.get(limit - 1).map(|r| incidents::encode_cursor(r.closed != 0, r.opened as i64, &r.id)) } else { None };
+        Ok(IncidentIdPage { ids: rows.into_iter().take(limit).map(|r| r.id).collect(), next_cursor })
+    }
+
+    fn incident_marks(&self, ids: &[String]) -> Result<Vec<IncidentMark>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT incident_id, toString(event_id) AS id, ts_ms, toString(kind) AS kind, toString(level) AS level, score FROM events FINAL WHERE incident_id IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        );
+        let args = ids.iter().map(|i| Arg::Str(i.clone())).collect();
+        let rows: Vec<MarkLine> = self.conn.block_on(self.bind(&sql, args).fetch_all()).map_err(ch_err)?;
+        rows.into_iter()
+            .map(|r| {
+                let corrupt = |what: String| StoreError::Corrupt { id: r.id.clone(), reason: what };
+                let kind = EventKind::parse(&r.kind).ok_or_else(|| corrupt(format!("unknown kind {}", r.kind)))?;
+                let level = Level::parse(&r.level).ok_or_else(|| corrupt(format!("unknown level {}", r.level)))?;
+                Ok(IncidentMark { incident_id: r.incident_id, event_id: r.id, captured_ms: r.ts_ms as i64, kind, level, score: r.score as f64 })
+            })
+            .collect()
+    }
+
+    fn events_by_id(&self, ids: &[String]) -> Result<Vec<Event>, StoreError> {
+        // Only UUIDs can name a stored event (toUUID of anything else fails the query).
+        let ids: Vec<String> = ids.iter().filter_map(|i| uuid::Uuid::parse_str(i).ok()).map(|u| u.to_string()).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT toString(event_id) AS id, ts_ms, payload FROM events FINAL WHERE event_id IN ({})",
+            vec!["toUUID(?)"; ids.len()].join(", ")
+        );
+        let rows: Vec<PayloadRow> = self.conn.block_on(self.bind(&sql, ids.into_iter().map(Arg::Str).collect()).fetch_all()).map_err(ch_err)?;
+        rows.iter().map(|r| parse_payload(&r.id, &r.payload)).collect()
     }
 
     fn describe(&self) -> String {

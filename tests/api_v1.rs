@@ -1012,3 +1012,136 @@ async fn incidents_are_listed_open_first_and_detailed_with_their_lifecycle() {
     let (status, _, body) = send(client().get(format!("{}/v1/incidents", s.base))).await;
     assert_error(status, &body, 401, "UNAUTHORIZED");
 }
+
+/// The pipeline's end of operators' actions, faked at the `ActionOutlet` seam: each
+/// event is stored at once (durable), or refused with `refuse`.
+struct StoreOutlet {
+    store: Arc<dyn argus::store::EventStore>,
+    published: std::sync::Mutex<Vec<argus::model::Event>>,
+    refuse: Option<&'static str>,
+}
+
+impl argus::api::incidents::ActionOutlet for StoreOutlet {
+    fn publish(&self, ev: argus::model::Event) -> Result<u64, String> {
+        if let Some(why) = self.refuse {
+            return Err(why.into());
+        }
+        self.store.insert(&[Arc::new(ev.clone())]).map_err(|e| e.to_string())?;
+        let mut p = self.published.lock().unwrap();
+        p.push(ev);
+        Ok(p.len() as u64)
+    }
+    fn durable(&self) -> u64 {
+        self.published.lock().unwrap().len() as u64
+    }
+}
+
+#[tokio::test]
+async fn operators_acknowledge_assign_and_note_incidents_as_events() {
+    use argus::api::incidents::ActionOutlet as _;
+    use argus::model::{EventKind, sample_event};
+    let mut s = start(Options { analysis: false, ..Options::default() }).await;
+    let id = argus::model::derive_id(&[b"gate-incident"]);
+    let mut opened = sample_event("gate", 1_700_000_000_000, EventKind::IncidentOpened);
+    opened.incident_id = Some(id.clone());
+    opened.event_id = argus::model::derive_id(&[b"opened"]);
+    let mut frame = sample_event("gate", 1_700_000_001_000, EventKind::FrameAnalyzed);
+    frame.event_id = argus::model::derive_id(&[b"frame"]);
+    s.state.store.insert(&[Arc::new(opened.clone()), Arc::new(frame)]).unwrap();
+    let post =
+        |path: String, body: &'static str| send(authed(client().post(format!("{}{path}", s.base)).header("content-type", "application/json").body(body)));
+
+    // No pipeline to publish through: 503, nothing stored.
+    let (status, _, body) = post(format!("/v1/incidents/{id}/ack"), "").await;
+    assert_error(status, &body, 503, "UNAVAILABLE");
+
+    // Only the named key is named; the router reads keys and the outlet at request time.
+    let named: std::collections::BTreeMap<String, String> = [("alice".to_string(), KEY.to_string())].into();
+    let keys = ApiKeys::from_env_and(&[KEY2.to_string()], &named, false).unwrap();
+    let outlet = Arc::new(StoreOutlet { store: s.state.store.clone(), published: Default::default(), refuse: None });
+    *s.state.actions.write() = Some(outlet.clone());
+    s = restart_router(s, keys).await;
+    let post = |path: String, key: &'static str, body: &'static str| {
+        send(client().post(format!("{}{path}", s.base)).bearer_auth(key).header("content-type", "application/json").body(body))
+    };
+
+    let (status, _, ack) = post(format!("/v1/incidents/{id}/ack"), KEY, r#"{"text": "  on my way  "}"#).await;
+    assert_eq!(status, 201, "{ack}");
+    assert_eq!(ack["durable"], true);
+    let ev = &ack["event"];
+    assert_eq!((ev["kind"].as_str(), ev["incident_id"].as_str(), ev["camera_id"].as_str()), (Some("incident.acknowledged"), Some(id.as_str()), Some("gate")));
+    assert_eq!(ev["action"], json!({ "by": "alice", "text": "on my way" }), "who is the key's name; the text trimmed");
+    assert_eq!(ev["objects"], json!([]));
+    assert_eq!(ev["risk"], serde_json::to_value(&opened.risk).unwrap(), "the incident's risk as last seen");
+    let (status, _, assigned) = post(format!("/v1/incidents/{id}/assign"), KEY2, r#"{"assignee": "bob"}"#).await;
+    assert_eq!(status, 201, "{assigned}");
+    let unnamed = format!("key-{}", &hex::encode(<sha2::Sha256 as sha2::Digest>::digest(KEY2.as_bytes()))[..8]);
+    assert_eq!(assigned["event"]["action"], json!({ "by": unnamed, "assignee": "bob" }), "an unnamed key by its digest prefix");
+    let (status, _, noted) = post(format!("/v1/incidents/{id}/note"), KEY, r#"{"text": "two people, one left\nthe other waits"}"#).await;
+    assert_eq!(status, 201, "{noted}");
+    assert_eq!(noted["event"]["caption"], "Note by alice: two people, one left\nthe other waits");
+
+    // Every action validates against the event schema and is stored; the board says who.
+    let schema: Value = serde_json::from_str(include_str!("../schema/argus.event.v1.json")).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    for ev in outlet.published.lock().unwrap().iter() {
+        let j = serde_json::to_value(ev).unwrap();
+        assert!(v.is_valid(&j), "{j}");
+    }
+    let (status, _, detail) = send(authed(client().get(format!("{}/v1/incidents/{id}", s.base)))).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["state"], "open", "acknowledging closes nothing");
+    assert_eq!(detail["events"], 1);
+    assert_eq!((detail["actions"].as_u64(), detail["notes"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(detail["acknowledged"]["by"], "alice");
+    assert_eq!(detail["acknowledged"]["text"], "on my way");
+    assert_eq!(detail["assigned"]["assignee"], "bob");
+    let kinds: Vec<&str> = detail["lifecycle"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["incident.opened", "incident.acknowledged", "incident.assigned", "incident.noted"]);
+
+    // Bad input: every case a clear error, nothing published.
+    let before = outlet.durable();
+    let long = Box::leak(format!("{{\"text\": \"{}\"}}", "x".repeat(2001)).into_boxed_str());
+    for (path, body, want, code, says) in [
+        (format!("/v1/incidents/{}/ack", argus::model::derive_id(&[b"nothing"])), "", 404, "NOT_FOUND", "no incident"),
+        ("/v1/incidents/not-a-uuid/ack".to_string(), "", 400, "BAD_REQUEST", "not an incident id"),
+        (format!("/v1/incidents/{id}/ack"), "{\"txt\": \"x\"}", 400, "BAD_REQUEST", "unknown field"),
+        (format!("/v1/incidents/{id}/ack"), "not json", 400, "BAD_REQUEST", "must be JSON"),
+        (format!("/v1/incidents/{id}/note"), "{}", 400, "BAD_REQUEST", "missing field `text`"),
+        (format!("/v1/incidents/{id}/note"), "{\"text\": \"   \"}", 422, "UNPROCESSABLE", "empty"),
+        (format!("/v1/incidents/{id}/note"), long, 422, "UNPROCESSABLE", "at most 2000"),
+        (format!("/v1/incidents/{id}/note"), "{\"text\": \"bell\\u0007\"}", 422, "UNPROCESSABLE", "control characters"),
+        (format!("/v1/incidents/{id}/assign"), "{\"assignee\": \"bob smith\"}", 422, "UNPROCESSABLE", "assignee"),
+        (format!("/v1/incidents/{id}/assign"), "{\"text\": \"x\"}", 400, "BAD_REQUEST", "assignee"),
+    ] {
+        let (status, _, body) = post(path.clone(), KEY, body).await;
+        assert_error(status, &body, want, code);
+        assert!(body["message"].as_str().unwrap().contains(says), "{path} {body}");
+    }
+    assert_eq!(outlet.durable(), before, "nothing published by a refused request");
+    // The frame event is no incident.
+    let frame_id = argus::model::derive_id(&[b"frame"]);
+    let (status, _, body) = post(format!("/v1/incidents/{frame_id}/ack"), KEY, "").await;
+    assert_error(status, &body, 404, "NOT_FOUND");
+    let (status, _, body) = send(client().post(format!("{}/v1/incidents/{id}/ack", s.base))).await;
+    assert_error(status, &body, 401, "UNAUTHORIZED");
+
+    // A pipeline that cannot take it: 503 with the reason.
+    *s.state.actions.write() =
+        Some(Arc::new(StoreOutlet { store: s.state.store.clone(), published: Default::default(), refuse: Some("the pipeline has stopped") }));
+    let (status, _, body) = post(format!("/v1/incidents/{id}/note"), KEY, r#"{"text": "late"}"#).await;
+    assert_error(status, &body, 503, "UNAVAILABLE");
+    assert!(body["message"].as_str().unwrap().contains("the pipeline has stopped"), "{body}");
+}
+
+/// The same state (store, outlet) served with other keys on a new port.
+async fn restart_router(s: Server, keys: ApiKeys) -> Server {
+    let mut state = s.state.clone();
+    state.keys = Arc::new(keys);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (router, metrics) = (api::router(state.clone()), state.metrics.clone());
+    let limits = api::server::ConnectionLimits { max_connections: 64, header_read_timeout: Duration::from_secs(10), drain: Duration::from_secs(1) };
+    tokio::spawn(async move { api::server::serve(listener, router, limits, metrics, std::future::pending()).await.unwrap() });
+    Server { base: format!("http://{addr}"), state, _dir: s._dir }
+}

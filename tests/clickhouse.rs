@@ -149,7 +149,8 @@ fn the_shared_store_suite_passes_and_answers_equal_the_embedded_store() {
     // the last byte, each page and each detail.
     use argus::store::incidents::{IncidentQuery, detail, list};
     let iq = |qs: &str| argus::api::incidents::parse_incident_query(Some(qs)).unwrap();
-    let mut queries: Vec<IncidentQuery> = ["", "state=open", "state=closed&limit=2", "camera=west&min_level=medium", "since=2023-11-16T02:00:35Z"].iter().map(|qs| iq(qs)).collect();
+    let mut queries: Vec<IncidentQuery> =
+        ["", "state=open", "state=closed&limit=2", "camera=west&min_level=medium", "since=2023-11-16T02:00:35Z"].iter().map(|qs| iq(qs)).collect();
     let first = list(&sqlite, &iq("limit=3")).unwrap();
     queries.push(IncidentQuery { cursor: first.next_cursor.clone(), ..iq("limit=3") });
     for q in &queries {

@@ -880,3 +880,99 @@ fn a_reload_that_adds_a_kafka_camera_says_it_needs_a_restart() {
     let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
     assert!(argus.wait().unwrap().success());
 }
+
+/// Operators' actions reach control rooms like the rules' events and outlive a restart:
+/// the demo runs with the Kafka sink and a named key; an incident is acknowledged
+/// (while the demo plays, when the test is quick enough) and noted after every source
+/// ended (the API keeps serving and still takes actions); both arrive on the topic as
+/// `incident.acknowledged` / `incident.noted` by `alice`, exactly as in the JSONL, and
+/// after a restart on the same store the board still says who acknowledged it.
+#[test]
+fn an_acknowledgement_reaches_kafka_and_survives_a_restart() {
+    const ALICE: &str = "alice-key-0123456789abcdef";
+    let broker = Broker::start(&[("control-room", 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let reader = Reader::start(&broker.brokers(), "control-room");
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/demo.toml")).unwrap();
+    std::fs::write(dir.path().join("demo.toml"), demo).unwrap();
+    let env = [
+        ("ARGUS_SERVER__NAMED_API_KEYS__ALICE", ALICE.to_string()),
+        ("ARGUS_SINKS__KAFKA__ENABLED", "true".to_string()),
+        ("ARGUS_SINKS__KAFKA__BROKERS", broker.brokers()),
+        ("ARGUS_SINKS__KAFKA__TOPIC", "control-room".to_string()),
+        ("ARGUS_SINKS__KAFKA__SPOOL_DIR", dir.path().join("spool").display().to_string()),
+    ];
+    let (mut argus, base) = member::argus_on_with(dir.path(), &dir.path().join("demo.toml"), &env);
+    let http = reqwest::blocking::Client::new();
+    let get = |base: &str, path: &str| -> Value {
+        let t0 = Instant::now();
+        loop {
+            match http.get(format!("{base}{path}")).bearer_auth(ALICE).send() {
+                Ok(r) if r.status() == 200 => return r.json().unwrap(),
+                Ok(r) => panic!("{path}: {} {}", r.status(), r.text().unwrap_or_default()),
+                Err(_) if t0.elapsed() < Duration::from_secs(60) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+    };
+    let act = |base: &str, id: &str, what: &str, body: &str| -> Value {
+        let r = http
+            .post(format!("{base}/v1/incidents/{id}/{what}"))
+            .bearer_auth(ALICE)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().unwrap();
+        assert_eq!((status, &v["durable"]), (201, &Value::Bool(true)), "{what}: {v}");
+        v["event"].clone()
+    };
+    let t0 = Instant::now();
+    let incident = loop {
+        let board = get(&base, "/v1/incidents?limit=1");
+        if let Some(id) = board["incidents"][0]["incident_id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no incident on the board");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ack = act(&base, &incident, "ack", r#"{"text": "seen, calling the guard"}"#);
+    let while_running = !std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default().contains("every event written");
+    wait_drained(dir.path(), &base, Duration::from_secs(120));
+    let note = act(&base, &incident, "note", r#"{"text": "after the run"}"#);
+    eprintln!("acknowledged while the demo played: {while_running}");
+
+    // On the topic, byte for byte the JSONL's lines, keyed by the camera.
+    let ids: BTreeSet<String> = [&ack, &note].iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect();
+    reader.wait_for(&ids, Duration::from_secs(30));
+    let lines = jsonl_lines(&dir.path().join("e.jsonl"));
+    for ev in [&ack, &note] {
+        let id = ev["event_id"].as_str().unwrap();
+        let got: Vec<Consumed> = reader.got.lock().iter().filter(|c| c.value["event_id"] == id).cloned().collect();
+        assert_eq!(got.len(), 1, "{id} once on the topic");
+        assert_eq!(got[0].raw, lines[id].as_bytes(), "as in the JSONL");
+        assert_eq!(got[0].key, ev["camera_id"].as_str().unwrap());
+        assert_eq!(got[0].headers["kind"], ev["kind"].as_str().unwrap());
+        assert_eq!(got[0].value["action"]["by"], "alice");
+        assert_eq!(got[0].value["incident_id"], incident.as_str());
+    }
+    assert_eq!(ack["kind"], "incident.acknowledged");
+    assert_eq!(note["kind"], "incident.noted");
+    let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
+    assert!(argus.wait().unwrap().success(), "a clean stop");
+
+    // Restarted on the same store (the demo plays again, its events replayed with the
+    // same ids): the board still has the acknowledgement and the note.
+    let (mut argus, base) = member::argus_on_with(dir.path(), &dir.path().join("demo.toml"), &env);
+    let detail = get(&base, &format!("/v1/incidents/{incident}"));
+    assert_eq!(detail["acknowledged"]["by"], "alice", "{detail}");
+    assert_eq!(detail["acknowledged"]["text"], "seen, calling the guard");
+    assert_eq!(detail["acknowledged"]["event_id"], ack["event_id"]);
+    assert_eq!((detail["notes"].as_u64(), detail["actions"].as_u64()), (Some(1), Some(2)), "{detail}");
+    let kinds: Vec<&str> = detail["lifecycle"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"incident.acknowledged") && kinds.contains(&"incident.noted"), "{kinds:?}");
+    assert_eq!(detail["state"], "closed", "the rules closed it; acknowledging changed nothing");
+    let _ = Command::new("kill").args(["-TERM", &argus.id().to_string()]).status();
+    assert!(argus.wait().unwrap().success());
+}

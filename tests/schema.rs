@@ -50,3 +50,29 @@ fn a_downtime_closing_validates_and_its_not_observed_is_strict() {
     extra["risk"]["reasons"][0]["not_observed"]["why"] = "x".into();
     assert!(!v.is_valid(&extra));
 }
+
+#[test]
+fn operators_actions_need_their_action_and_nothing_else_has_one() {
+    let v = validator();
+    let ack = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentAcknowledged)).unwrap();
+    assert!(v.is_valid(&ack), "{ack}");
+    let mut no_action = ack.clone();
+    no_action.as_object_mut().unwrap().remove("action");
+    assert!(!v.is_valid(&no_action), "an action kind needs `action`");
+    let mut stray = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentOpened)).unwrap();
+    stray["action"] = ack["action"].clone();
+    assert!(!v.is_valid(&stray), "the rules' events carry no `action`");
+    let mut objects = ack.clone();
+    objects["objects"] = serde_json::to_value(sample_event("cam-1", 1, EventKind::IncidentOpened)).unwrap()["objects"].clone();
+    assert!(!v.is_valid(&objects), "an action has no objects");
+    let mut unknown = ack.clone();
+    unknown["action"]["role"] = "admin".into();
+    assert!(!v.is_valid(&unknown));
+    let mut assigned = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentAssigned)).unwrap();
+    assert!(v.is_valid(&assigned), "{assigned}");
+    assigned["action"].as_object_mut().unwrap().remove("assignee");
+    assert!(!v.is_valid(&assigned), "an assignment names the assignee");
+    let mut noted = serde_json::to_value(sample_event("cam-1", 1_763_884_800_123, EventKind::IncidentNoted)).unwrap();
+    noted["action"].as_object_mut().unwrap().remove("text");
+    assert!(!v.is_valid(&noted), "a note has text");
+}

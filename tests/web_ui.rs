@@ -741,3 +741,101 @@ fn operator_page_shows_the_fleet_with_a_quiet_member_marked_stale() {
     b.assert_no_problems();
     b.close();
 }
+
+/// The incident board and its detail, as an operator uses them.
+const BOARD_STATE: &str = r#"(() => {
+  const box = document.getElementById('incidents');
+  if (document.readyState !== 'complete' || !box) return { loading: location.href };
+  const d = document.getElementById('incident-detail');
+  return {
+    count: document.getElementById('incident-count').textContent,
+    incidents: [...box.querySelectorAll('.incident')].map(i => ({
+      id: i.dataset.incidentId, state: i.dataset.state, level: i.dataset.level, acknowledged: i.dataset.acknowledged,
+      assignee: i.dataset.assignee || null, thumb: (i.querySelector('img.thumb') || { dataset: {} }).dataset.loaded || null,
+      thumb_width: (i.querySelector('img.thumb') || {}).naturalWidth || 0, text: i.innerText })),
+    detail: d.hidden ? null : {
+      id: d.dataset.incidentId, state: d.dataset.state, text: d.querySelector('.sheet').innerText,
+      life: [...d.querySelectorAll('.life')].map(l => ({ kind: l.dataset.kind, id: l.dataset.eventId,
+        evidence: (l.querySelector('img.evidence') || { dataset: {} }).dataset.loaded || null })),
+      status: document.getElementById('action-status').dataset.state || '', status_text: document.getElementById('action-status').textContent },
+  };
+})()"#;
+
+/// The board lists the demo's incidents open first with their thumbnails; a click opens
+/// the lifecycle with its evidence; acknowledging, assigning and a note go through the
+/// API (who: the named key), show up on the board and in the detail, and a bad note is
+/// refused with the API's message next to the form.
+#[test]
+fn operator_page_incident_board_acknowledges_assigns_and_notes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const KEY: &str = "board-test-key-0123456789";
+    // The same key unnamed (for the start-up checks) and named: it keeps its name.
+    let argus = start_argus_with(Some(KEY), &[("ARGUS_SERVER__NAMED_API_KEYS__OPS-DESK", KEY.to_string())]);
+    let mut b = Browser::launch();
+    b.navigate(&format!("{}/", argus.base));
+    b.eval(&format!("(() => {{ localStorage.setItem('argus.apiKey', {}); }})()", serde_json::to_string(KEY).unwrap()));
+    b.navigate(&format!("{}/", argus.base));
+    let s = b.wait_for("an incident on the board with its thumbnail", BOARD_STATE, Duration::from_secs(90), |s| {
+        s["incidents"].as_array().is_some_and(|l| l.iter().any(|i| i["thumb"] == "true" && i["thumb_width"].as_u64().unwrap_or(0) > 0))
+    });
+    // Open first, like the API says.
+    let listed = s["incidents"].as_array().unwrap();
+    let states: Vec<&str> = listed.iter().map(|i| i["state"].as_str().unwrap()).collect();
+    assert!(states.windows(2).all(|w| !(w[0] == "closed" && w[1] == "open")), "open first: {states:?}");
+    let (_, api_board) = get(&format!("{}/v1/incidents?limit=50", argus.base), Some(KEY)).unwrap();
+    let api_ids: Vec<&str> = api_board["incidents"].as_array().unwrap().iter().map(|i| i["incident_id"].as_str().unwrap()).collect();
+    let shown_ids: Vec<&str> = listed.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(shown_ids.iter().all(|id| api_ids.contains(id) || get(&format!("{}/v1/incidents/{id}", argus.base), Some(KEY)).unwrap().0 == 200), "{shown_ids:?}");
+    let pick = listed.iter().find(|i| i["thumb"] == "true").unwrap();
+    let id = pick["id"].as_str().unwrap().to_string();
+
+    b.eval(&format!("document.querySelector('#incidents .incident[data-incident-id=\"{id}\"]').click()"));
+    let s = b.wait_for("the detail with its lifecycle and evidence", BOARD_STATE, Duration::from_secs(20), |s| {
+        s["detail"]["state"] == "ready" && s["detail"]["life"].as_array().is_some_and(|l| l.iter().any(|e| e["evidence"] == "true"))
+    });
+    assert_eq!(s["detail"]["id"], id.as_str());
+    assert_eq!(s["detail"]["life"][0]["kind"], "incident.opened", "oldest first");
+    assert!(s["detail"]["text"].as_str().unwrap().contains("Not acknowledged"), "{}", s["detail"]["text"]);
+
+    let submit = |b: &mut Browser, form: &str, field: &str, value: &str| {
+        b.eval(&format!(
+            "(() => {{ document.getElementById('{field}').value = {}; document.getElementById('{form}').requestSubmit(); }})()",
+            serde_json::to_string(value).unwrap()
+        ));
+    };
+    submit(&mut b, "ack-form", "ack-text", "guard on the way");
+    let s = b.wait_for("the acknowledgement recorded", BOARD_STATE, Duration::from_secs(20), |s| {
+        s["detail"]["status"] == "ok" && s["detail"]["life"].as_array().is_some_and(|l| l.iter().any(|e| e["kind"] == "incident.acknowledged"))
+    });
+    assert!(s["detail"]["text"].as_str().unwrap().contains("Acknowledged by ops-desk"), "{}", s["detail"]["text"]);
+    b.wait_for("the board row acknowledged", BOARD_STATE, Duration::from_secs(20), |s| {
+        s["incidents"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str() && i["acknowledged"] == "true")
+    });
+    submit(&mut b, "assign-form", "assign-to", "alice");
+    b.wait_for("the assignment on the board", BOARD_STATE, Duration::from_secs(20), |s| {
+        s["incidents"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str() && i["assignee"] == "alice")
+    });
+    // A refused note: the API's message is shown, nothing is added.
+    submit(&mut b, "note-form", "note-text", "   ");
+    let s = b.wait_for("the empty note refused", BOARD_STATE, Duration::from_secs(20), |s| s["detail"]["status"] == "error");
+    assert!(s["detail"]["status_text"].as_str().unwrap().contains("empty"), "{}", s["detail"]["status_text"]);
+    submit(&mut b, "note-form", "note-text", "two people crossed, one stayed");
+    let s = b.wait_for("the note in the lifecycle", BOARD_STATE, Duration::from_secs(20), |s| {
+        s["detail"]["status"] == "ok" && s["detail"]["life"].as_array().is_some_and(|l| l.iter().any(|e| e["kind"] == "incident.noted"))
+    });
+    assert!(s["detail"]["text"].as_str().unwrap().contains("two people crossed, one stayed"));
+    b.screenshot(&artefacts_dir().join("web-incident-detail.png"));
+
+    // The API agrees: who (the key's name), what, and the incident's life untouched.
+    let (code, d) = get(&format!("{}/v1/incidents/{id}", argus.base), Some(KEY)).unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(d["acknowledged"]["by"], "ops-desk", "{d}");
+    assert_eq!(d["acknowledged"]["text"], "guard on the way");
+    assert_eq!(d["assigned"]["assignee"], "alice");
+    assert_eq!((d["notes"].as_u64(), d["actions"].as_u64()), (Some(1), Some(3)));
+    b.eval("document.getElementById('detail-close').click()");
+    b.wait_for("the detail closed", BOARD_STATE, Duration::from_secs(5), |s| s["detail"].is_null());
+    b.screenshot(&artefacts_dir().join("web-incident-board.png"));
+    b.assert_no_problems();
+    b.close();
+}

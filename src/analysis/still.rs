@@ -59,6 +59,7 @@ pub fn analyze_image(detector: &mut dyn Detector, image: &RgbImage, source: &str
         caption,
         model_caption: None,
         evidence: None,
+        action: None,
         models: Models { detector: detector.info().model_id.clone(), captioner: crate::model::SCENE_CAPTIONER.into() },
     })
 }

@@ -17,6 +17,8 @@ use super::ApiError;
 #[derive(Default)]
 pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
+    /// Per digest, the key's name (`server.named_api_keys`), if it has one.
+    names: Vec<Option<String>>,
     protect_metrics: bool,
 }
 
@@ -41,15 +43,32 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl ApiKeys {
     /// These keys (empty ones ignored); [`ApiKeys::from_env_and`] adds `ARGUS_API_KEYS`.
     pub fn new<I: IntoIterator<Item = String>>(keys: I, protect_metrics: bool) -> Self {
-        let mut digests: Vec<[u8; 32]> = keys.into_iter().map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).map(|k| digest(&k)).collect();
-        digests.sort();
-        digests.dedup();
-        Self { digests, protect_metrics }
+        Self::with_names(keys.into_iter().map(|k| (None, k)), protect_metrics)
+    }
+
+    /// Keys, some with a name; a key given twice keeps its name.
+    pub fn with_names<I: IntoIterator<Item = (Option<String>, String)>>(keys: I, protect_metrics: bool) -> Self {
+        let mut all: Vec<([u8; 32], Option<String>)> =
+            keys.into_iter().map(|(n, k)| (n, k.trim().to_string())).filter(|(_, k)| !k.is_empty()).map(|(n, k)| (digest(&k), n)).collect();
+        // Named first among equal digests, so dedup keeps the name.
+        all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.is_some().cmp(&a.1.is_some())));
+        all.dedup_by(|a, b| a.0 == b.0);
+        let (digests, names) = all.into_iter().unzip();
+        Self { digests, names, protect_metrics }
+    }
+
+    /// Who key `index` ([`Self::key_index`]) is: its name, or `key-` and the first 8 hex
+    /// digits of its SHA-256 (which tells keys apart without giving one away).
+    pub fn name_of(&self, index: usize) -> String {
+        match self.names.get(index).cloned().flatten() {
+            Some(n) => n,
+            None => format!("key-{}", self.digests.get(index).map(|d| hex::encode(&d[..4])).unwrap_or_default()),
+        }
     }
 
     /// The configured keys plus those in `ARGUS_API_KEYS`, which must meet the same
     /// rules as keys in a file (a short key in the environment is no safer).
-    pub fn from_env_and(config: &[String], protect_metrics: bool) -> Result<Self, String> {
+    pub fn from_env_and(config: &[String], named: &std::collections::BTreeMap<String, String>, protect_metrics: bool) -> Result<Self, String> {
         let env = std::env::var("ARGUS_API_KEYS").unwrap_or_default();
         let from_env: Vec<String> = env.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
         if let Some(i) = from_env.iter().position(|k| !super::config::acceptable_key(k)) {
@@ -60,7 +79,8 @@ impl ApiKeys {
                 super::config::MIN_SECRET_LEN
             ));
         }
-        Ok(Self::new(config.iter().cloned().chain(from_env), protect_metrics))
+        let unnamed = config.iter().cloned().chain(from_env).map(|k| (None, k));
+        Ok(Self::with_names(named.iter().map(|(n, k)| (Some(n.clone()), k.clone())).chain(unnamed), protect_metrics))
     }
 
     pub fn enabled(&self) -> bool {
@@ -186,6 +206,22 @@ mod tests {
         assert!(!k.accepts("0123456789abcde"));
         assert!(!k.accepts(""));
         assert!(!ApiKeys::new(Vec::<String>::new(), false).enabled());
+    }
+
+    #[test]
+    fn named_keys_say_who_and_unnamed_ones_a_digest_prefix() {
+        let k = ApiKeys::with_names(
+            [
+                (Some("alice".to_string()), "alice-key-0123456789".to_string()),
+                (None, "anonymous-key-012345".to_string()),
+                (None, "alice-key-0123456789".to_string()),
+            ],
+            false,
+        );
+        assert_eq!(k.len(), 2, "one key given twice counts once");
+        assert_eq!(k.name_of(k.key_index("alice-key-0123456789").unwrap()), "alice", "and keeps its name");
+        let other = k.name_of(k.key_index("anonymous-key-012345").unwrap());
+        assert_eq!(other, format!("key-{}", &hex::encode(digest("anonymous-key-012345"))[..8]));
     }
 
     #[test]

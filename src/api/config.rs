@@ -15,6 +15,10 @@ pub struct ServerConfig {
     /// Bearer API keys accepted on every route except /healthz, /readyz, /metrics and
     /// the static pages; `ARGUS_API_KEYS` (comma-separated) adds more. Empty: no auth.
     pub api_keys: Vec<String>,
+    /// API keys with a name (`{ alice = "<key>" }`): accepted like `api_keys`, and the
+    /// name is who an operator's action on an incident is recorded as (an unnamed key
+    /// is recorded as `key-<first 8 hex digits of its SHA-256>`).
+    pub named_api_keys: std::collections::BTreeMap<String, String>,
     /// Also require a key for /metrics.
     pub protect_metrics: bool,
     /// Without API keys the API refuses to listen beyond loopback; `true` says the
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
+            named_api_keys: Default::default(),
             protect_metrics: false,
             allow_open_network: false,
             allowed_hosts: Vec::new(),
@@ -95,6 +100,11 @@ impl Default for ServerConfig {
     }
 }
 
+/// A name an operator's actions are recorded under (also an assignee).
+pub fn valid_operator_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// `server.*` keys.
 pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     if s.listen.parse::<SocketAddr>().is_err() {
@@ -103,6 +113,22 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     for (i, k) in s.api_keys.iter().enumerate() {
         if !acceptable_key(k) {
             iss.add(format!("server.api_keys[{i}]"), "an API key must be at least 16 characters without spaces", "generate one, e.g. `openssl rand -hex 24`");
+        }
+    }
+    for (name, k) in &s.named_api_keys {
+        if !valid_operator_name(name) {
+            iss.add(
+                format!("server.named_api_keys.{name}"),
+                "a key's name must be 1 to 64 letters, digits, `.`, `_` or `-`",
+                "name it like alice or ops-desk-2",
+            );
+        }
+        if !acceptable_key(k) {
+            iss.add(
+                format!("server.named_api_keys.{name}"),
+                "an API key must be at least 16 characters without spaces",
+                "generate one, e.g. `openssl rand -hex 24`",
+            );
         }
     }
     for (i, o) in s.cors_origins.iter().enumerate() {

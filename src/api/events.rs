@@ -38,7 +38,7 @@ pub fn parse_query(raw: Option<&str>) -> Result<EventQuery, ApiError> {
             "cursor" => q.cursor = Some(v),
             "since" => q.since = Some(parse_time(&v).map_err(|_| bad("expected an RFC 3339 time like 2026-11-23T08:00:00Z"))?),
             "until" => q.until = Some(parse_time(&v).map_err(|_| bad("expected an RFC 3339 time like 2026-11-23T09:00:00Z"))?),
-            "kind" => q.kind = Some(EventKind::parse(&v).ok_or_else(|| bad("expected incident.opened, incident.updated, incident.closed or frame.analyzed"))?),
+            "kind" => q.kind = Some(EventKind::parse(&v).ok_or_else(|| bad(&format!("expected {}", EventKind::names())))?),
             "min_level" => q.min_level = Some(Level::parse(&v).ok_or_else(|| bad("expected low, medium, high or critical"))?),
             "limit" => {
                 let n: usize = v.parse().map_err(|_| bad("expected a whole number"))?;

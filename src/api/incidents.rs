@@ -1,15 +1,26 @@
 //! `GET /v1/incidents` (the board: open first) and `GET /v1/incidents/{id}` (one
-//! incident's whole lifecycle), answered by whichever store serves the API.
+//! incident's whole lifecycle), answered by whichever store serves the API; and the
+//! operators' workflow, `POST /v1/incidents/{id}/ack`, `/assign` and `/note`.
+//!
+//! An action is an event of its own kind (`incident.acknowledged`, `.assigned`,
+//! `.noted`) on the incident, published through the pipeline like the rules' events: in
+//! one order with them to every sink (Kafka, ClickHouse, the embedded store, JSONL,
+//! live clients), so other consoles see it and it survives restarts. It changes nothing
+//! in the incident's life: the rules still open and close it.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use serde::Deserialize;
+
+use super::auth::Caller;
 use super::events::store_error;
 use super::{ApiError, AppState};
-use crate::model::{Level, parse_time};
+use crate::model::{Event, EventKind, Level, OperatorAction, parse_time};
 use crate::store::incidents::{self, IncidentQuery, IncidentState, MAX_INCIDENTS_PER_PAGE};
 
 pub const DEFAULT_LIMIT: usize = 50;
@@ -78,9 +89,163 @@ pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<R
     }
     let store = st.store.clone();
     let key = id.clone();
-    let found = tokio::task::spawn_blocking(move || incidents::detail(&*store, &key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
+    let found =
+        tokio::task::spawn_blocking(move || incidents::detail(&*store, &key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     let detail = found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
     Ok(axum::Json(detail).into_response())
+}
+
+/// Where actions are published: the running pipeline ([`crate::pipeline::EventOutlet`]).
+pub trait ActionOutlet: Send + Sync {
+    /// Hands the event to every sink: its number on the bus, or why it cannot.
+    fn publish(&self, ev: Event) -> Result<u64, String>;
+    /// Events durable in every sink so far (an event is once this reaches its number).
+    fn durable(&self) -> u64;
+}
+
+impl ActionOutlet for crate::pipeline::EventOutlet {
+    fn publish(&self, ev: Event) -> Result<u64, String> {
+        crate::pipeline::EventOutlet::publish(self, ev, PUBLISH_WAIT)
+    }
+
+    fn durable(&self) -> u64 {
+        crate::pipeline::EventOutlet::durable(self)
+    }
+}
+
+/// How long an action waits for the pipeline to take it, and then for every sink to
+/// hold it durably (201); past that it is 202: published, not yet durable everywhere
+/// (a sink spooling while its server is down counts as durable).
+const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+const DURABLE_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest note or comment, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    assignee: String,
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+/// The JSON body (an empty body is `{}` where every field is optional): 400 when it is
+/// no JSON of that shape.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8], shape: &str) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body must be JSON {shape}: {e}")).with_details(json!({ "expected": shape })))
+}
+
+/// A note or comment: trimmed, 1 to [`MAX_TEXT_CHARS`] characters, no control
+/// characters but newlines and tabs; 422 otherwise.
+fn text(field: &str, v: Option<String>, required: bool) -> Result<Option<String>, ApiError> {
+    let bad = |why: String| ApiError::unprocessable(format!("`{field}`: {why}")).with_details(json!({ "field": field }));
+    let Some(t) = v.map(|t| t.trim().to_string()) else {
+        return if required { Err(bad("required".into())) } else { Ok(None) };
+    };
+    if t.is_empty() {
+        return Err(bad("empty (write something, or leave it out where it is optional)".into()));
+    }
+    let n = t.chars().count();
+    if n > MAX_TEXT_CHARS {
+        return Err(bad(format!("{n} characters; at most {MAX_TEXT_CHARS}")));
+    }
+    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(bad("control characters (only newlines and tabs are kept)".into()));
+    }
+    Ok(Some(t))
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/ack", tag = "incidents", summary = "Acknowledge an incident", description = "Records who (the API key's name) acknowledged it, when, and an optional comment, as an `incident.acknowledged` event published to every sink. The incident stays open until its rules close it. Body: `{\"text\"?: string}` or empty.", params(("id" = String, Path, description = "incident_id (a UUID)")), request_body(content = Object, description = "`{text?}`", content_type = "application/json"), responses((status = 201, description = "`{event, durable: true}`: stored in every sink", body = Object), (status = 202, description = "`{event, durable: false}`: published, not yet durable in every sink", body = Object), (status = 400, description = "Not a UUID, or not JSON of this shape", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such incident", body = crate::api::openapi::ErrorBody), (status = 422, description = "Bad text", body = crate::api::openapi::ErrorBody), (status = 503, description = "The pipeline is not running, or the store is unreachable", body = crate::api::openapi::ErrorBody)))]
+pub async fn ack(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    caller: Option<axum::Extension<Caller>>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: AckBody = body(&bytes, "{\"text\"?: string}")?;
+    let action = OperatorAction { by: who(&st, caller), text: text("text", b.text, false)?, assignee: None };
+    act(st, id, EventKind::IncidentAcknowledged, action).await
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/assign", tag = "incidents", summary = "Assign an incident to someone", description = "An `incident.assigned` event: to `assignee` (1 to 64 letters, digits, `.`, `_`, `-`), by the API key's name, with an optional comment.", params(("id" = String, Path, description = "incident_id (a UUID)")), request_body(content = Object, description = "`{assignee, text?}`", content_type = "application/json"), responses((status = 201, description = "`{event, durable: true}`", body = Object), (status = 202, description = "`{event, durable: false}`", body = Object), (status = 400, description = "Not a UUID, or not JSON of this shape", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such incident", body = crate::api::openapi::ErrorBody), (status = 422, description = "Bad assignee or text", body = crate::api::openapi::ErrorBody), (status = 503, description = "The pipeline is not running, or the store is unreachable", body = crate::api::openapi::ErrorBody)))]
+pub async fn assign(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    caller: Option<axum::Extension<Caller>>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: AssignBody = body(&bytes, "{\"assignee\": string, \"text\"?: string}")?;
+    let assignee = b.assignee.trim().to_string();
+    if !super::config::valid_operator_name(&assignee) {
+        return Err(ApiError::unprocessable("`assignee`: 1 to 64 letters, digits, `.`, `_` or `-` (a name like alice or ops-desk-2)")
+            .with_details(json!({ "field": "assignee" })));
+    }
+    let action = OperatorAction { by: who(&st, caller), text: text("text", b.text, false)?, assignee: Some(assignee) };
+    act(st, id, EventKind::IncidentAssigned, action).await
+}
+
+#[utoipa::path(post, path = "/v1/incidents/{id}/note", tag = "incidents", summary = "Write a note on an incident", description = "An `incident.noted` event with `text` (1 to 2000 characters), by the API key's name.", params(("id" = String, Path, description = "incident_id (a UUID)")), request_body(content = Object, description = "`{text}`", content_type = "application/json"), responses((status = 201, description = "`{event, durable: true}`", body = Object), (status = 202, description = "`{event, durable: false}`", body = Object), (status = 400, description = "Not a UUID, or not JSON of this shape", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No such incident", body = crate::api::openapi::ErrorBody), (status = 422, description = "Bad text", body = crate::api::openapi::ErrorBody), (status = 503, description = "The pipeline is not running, or the store is unreachable", body = crate::api::openapi::ErrorBody)))]
+pub async fn note(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    caller: Option<axum::Extension<Caller>>,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let b: NoteBody = body(&bytes, "{\"text\": string}")?;
+    let action = OperatorAction { by: who(&st, caller), text: text("text", Some(b.text), true)?, assignee: None };
+    act(st, id, EventKind::IncidentNoted, action).await
+}
+
+/// Who the caller is: the key's name, or `local` when the API needs no key.
+fn who(st: &AppState, caller: Option<axum::Extension<Caller>>) -> String {
+    match caller.and_then(|c| c.key) {
+        Some(i) => st.keys.name_of(i),
+        None => "local".into(),
+    }
+}
+
+/// Publishes `action` on incident `id` and waits (bounded) until it is durable.
+async fn act(st: AppState, id: String, kind: EventKind, action: OperatorAction) -> Result<Response, ApiError> {
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::bad_request(format!("`{id}` is not an incident id (a UUID)")));
+    }
+    let Some(outlet) = st.actions.read().clone() else {
+        return Err(ApiError::unavailable("operators' actions are published through the pipeline, which is not running here"));
+    };
+    let store = st.store.clone();
+    let metrics = st.metrics.clone();
+    let key = id.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<(Event, bool), ApiError> {
+        let latest = incidents::latest_lifecycle_event(&*store, &key).map_err(store_error)?.ok_or_else(|| ApiError::not_found(format!("no incident {key}")))?;
+        let ev = crate::model::action_event(&latest, kind, action, time::OffsetDateTime::now_utc());
+        let n = outlet.publish(ev.clone()).map_err(|why| ApiError::unavailable(format!("the action was not published: {why}")))?;
+        let deadline = std::time::Instant::now() + DURABLE_WAIT;
+        while outlet.durable() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        metrics.incident_actions.with_label_values(&[kind.as_str()]).inc();
+        Ok((ev, outlet.durable() >= n))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let (ev, durable) = done;
+    let a = ev.action.as_ref().expect("an action event");
+    tracing::info!(incident = %id, kind = kind.as_str(), by = %a.by, assignee = a.assignee.as_deref().unwrap_or(""), event_id = %ev.event_id, durable, "operator action on an incident");
+    let status = if durable { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::ACCEPTED };
+    Ok((status, axum::Json(json!({ "event": ev, "durable": durable }))).into_response())
 }
 
 #[cfg(test)]
@@ -105,5 +270,18 @@ mod tests {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
             assert!(e.message.contains(needle), "{qs}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn texts_are_trimmed_bounded_and_printable() {
+        assert_eq!(text("text", Some("  seen it\n".into()), true).unwrap().as_deref(), Some("seen it"));
+        assert_eq!(text("text", None, false).unwrap(), None);
+        for (v, needle) in [(None, "required"), (Some("   ".to_string()), "empty"), (Some("x".repeat(2001)), "at most"), (Some("a\u{7}b".into()), "control")] {
+            let e = text("text", v, true).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(e.message.contains(needle), "{}", e.message);
+        }
+        assert!(body::<AckBody>(b"", "{}").unwrap().text.is_none(), "an empty body is {{}}");
+        assert_eq!(body::<AckBody>(b"{\"txt\": 1}", "{}").unwrap_err().status, axum::http::StatusCode::BAD_REQUEST);
     }
 }

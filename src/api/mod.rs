@@ -97,6 +97,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Every member's status record (`[fleet]` enabled).
     pub fleet: Option<Arc<crate::fleet::FleetView>>,
+    /// Where operators' actions on incidents are published (set once the pipeline runs;
+    /// `None`: the action routes answer 503).
+    pub actions: Arc<parking_lot::RwLock<Option<Arc<dyn incidents::ActionOutlet>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +139,7 @@ impl AppState {
             keys: Arc::default(),
             limits: Limits::default(),
             fleet: None,
+            actions: Arc::default(),
         }
     }
 }
@@ -168,6 +172,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(events::stats))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::one))
+        .route("/v1/incidents/{id}/ack", post(incidents::ack))
+        .route("/v1/incidents/{id}/assign", post(incidents::assign))
+        .route("/v1/incidents/{id}/note", post(incidents::note))
         .route("/v1/ws", get(live::websocket))
         .route("/v1/analyze", post(analysis::analyze))
         .route("/v1/analyze/batch", post(analysis::batch))

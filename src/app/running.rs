@@ -111,6 +111,11 @@ fn recording_position(store: &dyn StateStore, camera: &str) -> Option<FilePositi
 }
 
 impl Running {
+    /// Where operators' actions are published (through the scene stage).
+    pub fn outlet(&self) -> crate::pipeline::EventOutlet {
+        self.stages.outlet()
+    }
+
     fn context(&self) -> SourceContext {
         SourceContext {
             stop: Arc::new(AtomicBool::new(false)),

@@ -122,7 +122,7 @@ fn written_dirs(cfg: &ValidConfig) -> Vec<std::path::PathBuf> {
 /// without keys, is refused at once with the fix.
 pub(super) fn api_keys(cfg: &ValidConfig) -> Result<api::auth::ApiKeys, AppError> {
     let s = &cfg.argus.server;
-    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, s.protect_metrics).map_err(AppError::Config)?;
+    let keys = api::auth::ApiKeys::from_env_and(&s.api_keys, &s.named_api_keys, s.protect_metrics).map_err(AppError::Config)?;
     let listen: std::net::SocketAddr = s.listen.parse().map_err(|e| AppError::Config(format!("server.listen: {e}")))?;
     if !s.enabled {
         return Ok(keys);
@@ -351,6 +351,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let fleet = super::fleet::start(&cfg, opts.role(), None, &health, &metrics)?;
     info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
+    let mut actions = None;
     let server = if cfg.argus.server.enabled {
         let parts = ApiParts {
             keys,
@@ -364,6 +365,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         };
         let mut state = api_state(&cfg, &rt, parts)?;
         state.fleet = fleet.as_ref().map(|f| f.view.clone());
+        actions = Some(state.actions.clone());
         Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx.clone())?)
     } else {
         None
@@ -377,6 +379,13 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     }
     let cx = crate::pipeline::StageContext { metrics: metrics.clone(), health: health.clone(), board, evidence };
     let mut running = start(&cfg, scenes, detector, bus, cx)?;
+    // Operators' actions go through the pipeline; the bus outlives the scenes while the
+    // API serves, and is closed before the sinks are drained.
+    let outlet = actions.as_ref().map(|slot| {
+        let outlet = running.outlet();
+        *slot.write() = Some(Arc::new(outlet.clone()) as Arc<dyn api::incidents::ActionOutlet>);
+        outlet
+    });
     health.set_pipeline(State::Running, None);
     let drain = Duration::from_secs_f64(cfg.argus.limits.drain_timeout_s);
     let mut sink_threads = Some(sink_threads);
@@ -394,16 +403,32 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         }
         if !finished && running.wait_done(Duration::from_millis(200)) {
             finished = true;
-            // The bus is gone, so each sink thread ends once its queue is written.
-            if let Some(t) = sink_threads.take() {
-                t.drain(drain);
+            let keep_serving = !opts.exit_when_done && server.is_some();
+            match (&outlet, keep_serving) {
+                // The bus stays for operators' actions: wait until what was published
+                // is written (the sinks go on running, idle).
+                (Some(o), true) => {
+                    let deadline = std::time::Instant::now() + drain;
+                    while !o.all_durable() && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                // The bus is gone, so each sink thread ends once its queue is written.
+                _ => {
+                    if let Some(o) = &outlet {
+                        o.close();
+                    }
+                    if let Some(t) = sink_threads.take() {
+                        t.drain(drain);
+                    }
+                }
             }
             health.set_pipeline(State::Ended, Some("every source ended; every event is stored".into()));
             tracing::info!(events = store.count().unwrap_or(0), "all sources ended; every event written");
-            if opts.exit_when_done || server.is_none() {
+            if !keep_serving {
                 break;
             }
-            tracing::info!("the API keeps serving the stored events; Ctrl-C to exit");
+            tracing::info!("the API keeps serving the stored events (and takes operators' actions on incidents); Ctrl-C to exit");
         } else if finished {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -423,6 +448,9 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         })
         .map_err(AppError::Thread)?;
     running.stop();
+    if let Some(o) = &outlet {
+        o.close();
+    }
     if let Some(t) = sink_threads {
         let stuck = t.drain(drain);
         if !stuck.is_empty() {

@@ -24,10 +24,30 @@ pub enum EventKind {
     IncidentClosed,
     #[serde(rename = "frame.analyzed")]
     FrameAnalyzed,
+    /// An operator acknowledged the incident (it stays open: the rules close it).
+    #[serde(rename = "incident.acknowledged")]
+    IncidentAcknowledged,
+    /// An operator assigned the incident to someone.
+    #[serde(rename = "incident.assigned")]
+    IncidentAssigned,
+    /// An operator wrote a note on the incident.
+    #[serde(rename = "incident.noted")]
+    IncidentNoted,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 4] = [Self::IncidentOpened, Self::IncidentUpdated, Self::IncidentClosed, Self::FrameAnalyzed];
+    pub const ALL: [Self; 7] = [
+        Self::IncidentOpened,
+        Self::IncidentUpdated,
+        Self::IncidentClosed,
+        Self::FrameAnalyzed,
+        Self::IncidentAcknowledged,
+        Self::IncidentAssigned,
+        Self::IncidentNoted,
+    ];
+
+    /// The kinds the rules make: an incident's lifecycle proper.
+    pub const LIFECYCLE: [Self; 3] = [Self::IncidentOpened, Self::IncidentUpdated, Self::IncidentClosed];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,12 +55,41 @@ impl EventKind {
             Self::IncidentUpdated => "incident.updated",
             Self::IncidentClosed => "incident.closed",
             Self::FrameAnalyzed => "frame.analyzed",
+            Self::IncidentAcknowledged => "incident.acknowledged",
+            Self::IncidentAssigned => "incident.assigned",
+            Self::IncidentNoted => "incident.noted",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// An operator's action on an incident, not something the rules saw.
+    pub fn is_action(self) -> bool {
+        matches!(self, Self::IncidentAcknowledged | Self::IncidentAssigned | Self::IncidentNoted)
+    }
+
+    /// Every kind's name, for messages (`a, b or c`).
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+        format!("{} or {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+    }
+}
+
+/// Who did what to an incident (`incident.acknowledged`, `.assigned`, `.noted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorAction {
+    /// The API key's name (`server.named_api_keys`), `key-<digest prefix>` for an
+    /// unnamed key, or `local` when the API needs no key.
+    pub by: String,
+    /// The note, or the comment given with an acknowledgement or assignment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// `incident.assigned`: to whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +134,9 @@ pub struct Event {
     /// directory; absent on summaries, and on incidents closed with no frame to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<Evidence>,
+    /// An operator's action (action kinds only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<OperatorAction>,
 }
 
 /// Where an event's evidence JPEG is served and how to check it.
@@ -127,6 +179,43 @@ pub fn event_id(camera_id: &str, captured_at: OffsetDateTime, kind: EventKind, i
     derive_id(&[camera_id.as_bytes(), &captured_at.unix_timestamp_nanos().to_le_bytes(), kind.as_str().as_bytes(), incident_id.unwrap_or("").as_bytes()])
 }
 
+/// The event of an operator's `action` (of an action `kind`) on the incident whose
+/// latest lifecycle event is `latest`, at `at`: the incident's camera, pipeline, frame
+/// and risk as last seen, no objects, and a caption that says who did what.
+pub fn action_event(latest: &Event, kind: EventKind, action: OperatorAction, at: OffsetDateTime) -> Event {
+    debug_assert!(kind.is_action());
+    let incident = latest.incident_id.clone().unwrap_or_default();
+    let what = match kind {
+        EventKind::IncidentAcknowledged => format!("Acknowledged by {}", action.by),
+        EventKind::IncidentAssigned => format!("Assigned to {} by {}", action.assignee.as_deref().unwrap_or("?"), action.by),
+        _ => format!("Note by {}", action.by),
+    };
+    let caption = match &action.text {
+        Some(t) => format!("{what}: {t}"),
+        None => format!("{what}."),
+    };
+    let at_ns = at.unix_timestamp_nanos().to_le_bytes();
+    Event {
+        schema: SCHEMA.into(),
+        event_id: derive_id(&[incident.as_bytes(), kind.as_str().as_bytes(), action.by.as_bytes(), &at_ns, action.text.as_deref().unwrap_or("").as_bytes()]),
+        kind,
+        incident_id: latest.incident_id.clone(),
+        pipeline: latest.pipeline.clone(),
+        camera_id: latest.camera_id.clone(),
+        captured_at: at,
+        processed_at: at,
+        latency_ms: 0.0,
+        frame: latest.frame.clone(),
+        risk: latest.risk.clone(),
+        objects: Vec::new(),
+        caption,
+        model_caption: None,
+        models: latest.models.clone(),
+        evidence: None,
+        action: Some(action),
+    }
+}
+
 /// A small valid event for tests and examples: `captured_ms` after the epoch, one person.
 #[doc(hidden)]
 pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event {
@@ -158,20 +247,30 @@ pub fn sample_event(camera_id: &str, captured_ms: i64, kind: EventKind) -> Event
         latency_ms: 12.5,
         frame: FrameInfo { seq: captured_ms as u64, width: 640, height: 480, time_source: Some("arrival".into()) },
         risk,
-        objects: vec![SceneObject {
-            track_id: Some(1),
-            class: "person".into(),
-            confidence: 0.9,
-            bbox: [10.0, 20.0, 50.0, 120.0],
-            world: Some(WorldPos { x_m: 1.0, y_m: 2.0, lat: None, lon: None }),
-            speed_mps: None,
-            heading_deg: None,
-            zones: vec!["gate".into()],
-        }],
+        // An operator's action carries no objects (see `action_event`).
+        objects: if kind.is_action() {
+            Vec::new()
+        } else {
+            vec![SceneObject {
+                track_id: Some(1),
+                class: "person".into(),
+                confidence: 0.9,
+                bbox: [10.0, 20.0, 50.0, 120.0],
+                world: Some(WorldPos { x_m: 1.0, y_m: 2.0, lat: None, lon: None }),
+                speed_mps: None,
+                heading_deg: None,
+                zones: vec!["gate".into()],
+            }]
+        },
         caption: "1 person in view.".into(),
         model_caption: None,
         evidence: None,
         models: Models { detector: "test".into(), captioner: SCENE_CAPTIONER.into() },
+        action: kind.is_action().then(|| OperatorAction {
+            by: "tester".into(),
+            text: Some("seen".into()),
+            assignee: (kind == EventKind::IncidentAssigned).then(|| "bob".into()),
+        }),
     }
 }
 

@@ -67,10 +67,12 @@ impl EventBus {
         self.durability.clone()
     }
 
-    /// Hands an event to every sink; blocks while a sink's queue is full.
-    pub fn publish(&self, ev: Event) {
+    /// Hands an event to every sink; blocks while a sink's queue is full. Returns its
+    /// number in the bus's order: it is durable everywhere once
+    /// `Durability::durable()` reaches that number.
+    pub fn publish(&self, ev: Event) -> u64 {
         let ev = Arc::new(ev);
-        self.durability.published.fetch_add(1, Ordering::SeqCst);
+        let n = self.durability.published.fetch_add(1, Ordering::SeqCst) + 1;
         self.metrics.events_emitted.with_label_values(&[ev.kind.as_str()]).inc();
         for (name, tx) in &self.sinks {
             if tx.send(ev.clone()).is_err() {
@@ -81,5 +83,6 @@ impl EventBus {
         for l in &self.listeners {
             l(&ev);
         }
+        n
     }
 }

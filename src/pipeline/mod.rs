@@ -74,6 +74,84 @@ pub struct Stages {
     settings: StageSettings,
     /// Set by `begin_shutdown` (scene state keeping only).
     stopping: Option<Arc<AtomicBool>>,
+    durability: bus::Durability,
+    after: Arc<BusAfterScenes>,
+}
+
+/// Publishes events from outside the scenes (operators' actions): through the scene
+/// stage while it runs, so they reach the sinks in one order with the scenes' events
+/// and count in the same durability; once every source has ended, straight onto the
+/// bus the stage left behind ([`BusAfterScenes`]), until [`EventOutlet::close`].
+#[derive(Clone)]
+pub struct EventOutlet {
+    ctl: Sender<SceneCtl>,
+    durability: bus::Durability,
+    after: Arc<BusAfterScenes>,
+}
+
+/// The event bus once the scene stage has ended, kept (instead of dropped, which ends
+/// the sinks) while someone holds an [`EventOutlet`]: a run that keeps serving its API
+/// after its recordings ended still takes operators' actions.
+#[derive(Default)]
+pub struct BusAfterScenes {
+    keep: std::sync::atomic::AtomicBool,
+    bus: parking_lot::Mutex<Option<EventBus>>,
+}
+
+impl BusAfterScenes {
+    /// Called by the scene stage as it ends: keeps the bus when an outlet wants it, else
+    /// drops it (the sinks drain and stop).
+    pub fn park(&self, bus: EventBus) {
+        let mut slot = self.bus.lock();
+        if self.keep.load(Ordering::SeqCst) {
+            *slot = Some(bus);
+        }
+    }
+}
+
+const ENDED: &str = "the pipeline has stopped";
+
+impl EventOutlet {
+    /// Hands `ev` to the sinks; its number on the bus (durable once [`Self::durable`]
+    /// reaches it). An error once the outlet is closed (Argus is stopping), or when the
+    /// scene stage does not take it within `wait` (busy behind full sink queues).
+    pub fn publish(&self, ev: crate::model::Event, wait: Duration) -> Result<u64, String> {
+        let (tx, rx) = bounded(1);
+        // A copy stays here: should the stage end with the message still queued, the
+        // event was never published and goes onto the bus it left.
+        if self.ctl.send(SceneCtl::Publish(Box::new(ev.clone()), tx)).is_ok() {
+            match rx.recv_timeout(wait) {
+                Ok(n) => return Ok(n),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err(format!("the pipeline did not take the event within {wait:?} (its sinks are behind)"));
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        // The stage has ended: it parks the bus before it drops its end of `ctl`, so
+        // the bus is here unless the outlet was closed (or the stage died).
+        let slot = self.after.bus.lock();
+        let bus = slot.as_ref().ok_or_else(|| ENDED.to_string())?;
+        Ok(bus.publish(ev))
+    }
+
+    /// Events durable in every sink so far.
+    pub fn durable(&self) -> u64 {
+        self.durability.durable()
+    }
+
+    /// Every event published so far is durable in every sink.
+    pub fn all_durable(&self) -> bool {
+        self.durability.durable() >= self.durability.published.load(Ordering::SeqCst)
+    }
+
+    /// No more events: drops the bus the stage left (the sinks drain and stop), or
+    /// tells the stage to drop it when it ends.
+    pub fn close(&self) {
+        let mut slot = self.after.bus.lock();
+        self.after.keep.store(false, Ordering::SeqCst);
+        slot.take();
+    }
 }
 
 /// Opens a lane per camera, then starts the detect and scene stages. Lanes must be open
@@ -89,6 +167,8 @@ pub fn start(
     state: Option<StateKeeping>,
 ) -> std::io::Result<(Stages, HashMap<Arc<str>, LaneSender>)> {
     let models = Models { detector: detector.info().model_id.clone(), captioner: SCENE_CAPTIONER.into() };
+    let durability = bus.durability();
+    let after = Arc::new(BusAfterScenes::default());
     let hub = FrameHub::new();
     let mut lanes = HashMap::new();
     let mut scenes = HashMap::new();
@@ -127,12 +207,13 @@ pub fn start(
         down,
         released: Default::default(),
         ended: Default::default(),
+        after: after.clone(),
     };
     threads.push(sup.spawn("stage-scene", move || {
         stage.run();
         let _ = done_tx.send(());
     })?);
-    Ok((Stages { hub, threads, scene_ctl: ctl_tx, done, settings, stopping }, lanes))
+    Ok((Stages { hub, threads, scene_ctl: ctl_tx, done, settings, stopping, durability, after }, lanes))
 }
 
 fn open_lane(hub: &Arc<FrameHub>, id: &Arc<str>, live: bool, queue: usize) -> LaneSender {
@@ -194,6 +275,14 @@ impl Stages {
     /// sinks' queues. Returns true once (then the pipeline is finished).
     pub fn wait_done(&self, timeout: Duration) -> bool {
         self.done.recv_timeout(timeout).is_ok()
+    }
+
+    /// Where events from outside the scenes go in (operators' actions). From now on
+    /// the bus outlives the scene stage until [`EventOutlet::close`]: whoever asks for
+    /// an outlet closes it, or the sinks never stop.
+    pub fn outlet(&self) -> EventOutlet {
+        self.after.keep.store(true, Ordering::SeqCst);
+        EventOutlet { ctl: self.scene_ctl.clone(), durability: self.durability.clone(), after: self.after.clone() }
     }
 
     /// Frames waiting for the detector right now.

@@ -381,6 +381,7 @@ impl CameraScene {
             caption,
             model_caption: None,
             evidence: None,
+            action: None,
             models: models.clone(),
         }
     }

@@ -38,6 +38,9 @@ pub enum SceneCtl {
     /// partition was lost, someone else owns it already), then its frames are dropped
     /// until it is assigned again. `done` is answered once the checkpoints are written.
     Release { cameras: Vec<Arc<str>>, checkpoint: bool, done: crossbeam_channel::Sender<()> },
+    /// An event from outside the scenes (an operator's action on an incident), handed to
+    /// the sinks in one order with the scenes' own; `done` gets its number on the bus.
+    Publish(Box<crate::model::Event>, crossbeam_channel::Sender<u64>),
 }
 
 /// See [`SceneCtl::Assign`].
@@ -70,6 +73,8 @@ pub struct SceneStage {
     pub down: DownWatch,
     /// Kafka cameras given up by [`SceneCtl::Release`]: another member analyses them.
     pub released: std::collections::HashSet<Arc<str>>,
+    /// Where the bus goes when the stage ends (kept for operators' actions, or dropped).
+    pub after: Arc<super::BusAfterScenes>,
     /// Cameras whose source ended by itself while others go on: finished already.
     pub ended: std::collections::HashSet<Arc<str>>,
 }
@@ -425,8 +430,9 @@ fn spawn_writer(durability: Durability, closing: Arc<AtomicBool>, metrics: Arc<M
 
 impl SceneStage {
     /// Runs until the detect stage's output closes (every source ended, or Argus is
-    /// stopping), then closes every open incident and drops the bus, so the sinks drain
-    /// and stop.
+    /// stopping), then closes every open incident and parks the bus
+    /// ([`super::BusAfterScenes`]): dropped, so the sinks drain and stop, unless an
+    /// outlet still takes operators' actions.
     pub fn run(mut self) {
         if let Some(k) = self.state.as_mut() {
             let mut ids: Vec<Arc<str>> = self.scenes.keys().cloned().collect();
@@ -467,10 +473,21 @@ impl SceneStage {
             k.close();
         }
         self.metrics.incidents_open.set(0);
+        // Actions queued behind the last frames go out in order before the bus leaves.
+        while let Ok(ctl) = self.ctl.try_recv() {
+            if let SceneCtl::Publish(ev, done) = ctl {
+                let _ = done.send(self.bus.publish(*ev));
+            }
+        }
+        let Self { bus, after, .. } = self;
+        after.park(bus);
     }
 
     fn apply(&mut self, ctl: SceneCtl) {
         match ctl {
+            SceneCtl::Publish(ev, done) => {
+                let _ = done.send(self.bus.publish(*ev));
+            }
             SceneCtl::Add(id, scene, live) => {
                 if live {
                     self.down.last_frame.insert(id.clone(), Instant::now());

@@ -104,7 +104,7 @@ pub struct Incident {
     pub rules: Vec<String>,
     /// The latest event's caption.
     pub caption: String,
-    /// Events stored for it.
+    /// Events of its lifecycle stored (the rules'; operators' actions apart).
     pub events: u64,
     pub latest_event_id: String,
     /// The evidence of its best-scoring event (the earliest of equals), else of its
@@ -113,6 +113,37 @@ pub struct Incident {
     pub thumbnail: Option<Evidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnail_event_id: Option<String>,
+    /// The latest acknowledgement (absent: never acknowledged). Acknowledging closes
+    /// nothing: the rules do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<ActionSummary>,
+    /// The latest assignment, with its `assignee`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned: Option<ActionSummary>,
+    /// Notes written on it.
+    pub notes: u64,
+    /// Operators' actions on it, all kinds (each is an event of its lifecycle).
+    pub actions: u64,
+}
+
+/// Who did it, when, and what they wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionSummary {
+    pub by: String,
+    #[serde(with = "rfc3339_ms")]
+    pub at: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    pub event_id: String,
+}
+
+impl ActionSummary {
+    fn of(ev: &Event) -> Option<Self> {
+        let a = ev.action.as_ref()?;
+        Some(Self { by: a.by.clone(), at: ev.captured_at, text: a.text.clone(), assignee: a.assignee.clone(), event_id: ev.event_id.clone() })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,7 +159,8 @@ pub struct IncidentPage {
 pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
-    /// Its events, oldest first (at most [`MAX_LIFECYCLE`], the newest).
+    /// Its events, operators' actions included, oldest first (at most
+    /// [`MAX_LIFECYCLE`], the newest).
     pub lifecycle: Vec<Event>,
     /// More events than `lifecycle` holds: the rest via `/v1/events?incident=`.
     pub lifecycle_truncated: bool,
@@ -163,39 +195,86 @@ pub fn detail(store: &dyn EventStore, id: &str) -> Result<Option<IncidentDetail>
     Ok(Some(IncidentDetail { lifecycle_truncated: newest.next_cursor.is_some(), lifecycle: newest.events, incident }))
 }
 
-/// Summaries of `ids`, in their order; ids with no stored event are left out.
+/// The latest event of incident `id`'s lifecycle (the rules' events, not operators'
+/// actions); `None` when none is stored.
+pub fn latest_lifecycle_event(store: &dyn EventStore, id: &str) -> Result<Option<Event>, StoreError> {
+    let marks = store.incident_marks(&[id.to_string()])?;
+    let life: Vec<&IncidentMark> = marks.iter().filter(|m| !m.kind.is_action()).collect();
+    if life.is_empty() {
+        return Ok(None);
+    }
+    let want = latest(&life).event_id.clone();
+    Ok(store.events_by_id(&[want])?.pop())
+}
+
+/// Summaries of `ids`, in their order; ids with no stored lifecycle event are left out.
 fn summaries(store: &dyn EventStore, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let marks = store.incident_marks(ids)?;
-    let mut per: std::collections::HashMap<&str, Vec<&IncidentMark>> = std::collections::HashMap::new();
+    let mut per: std::collections::HashMap<&str, Marks> = std::collections::HashMap::new();
     for m in &marks {
-        per.entry(m.incident_id.as_str()).or_default().push(m);
+        let e = per.entry(m.incident_id.as_str()).or_default();
+        if m.kind.is_action() { e.actions.push(m) } else { e.life.push(m) }
     }
-    // The payloads needed: each incident's latest and best-scoring event.
+    // The payloads needed: each incident's latest and best-scoring event, and its
+    // latest acknowledgement and assignment.
     let mut picks = Vec::new();
     for id in ids {
-        if let Some(ms) = per.get(id.as_str()) {
-            let (latest, best) = (latest(ms), best(ms));
-            picks.push((id.clone(), latest.event_id.clone(), best.event_id.clone()));
-        }
+        let Some(ms) = per.get(id.as_str()).filter(|m| !m.life.is_empty()) else { continue };
+        let last_of = |kind: EventKind| ms.actions.iter().copied().filter(|m| m.kind == kind).max_by(|a, b| by_time(a, b)).map(|m| m.event_id.clone());
+        let pick = Picks {
+            latest: latest(&ms.life).event_id.clone(),
+            best: best(&ms.life).event_id.clone(),
+            ack: last_of(EventKind::IncidentAcknowledged),
+            assign: last_of(EventKind::IncidentAssigned),
+        };
+        picks.push((id.clone(), pick));
     }
-    let wanted: Vec<String> = picks.iter().flat_map(|(_, l, b)| [l.clone(), b.clone()]).collect();
+    let wanted: Vec<String> =
+        picks.iter().flat_map(|(_, p)| [Some(p.latest.clone()), Some(p.best.clone()), p.ack.clone(), p.assign.clone()]).flatten().collect();
     let events: std::collections::HashMap<String, Event> = store.events_by_id(&wanted)?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
     let mut out = Vec::with_capacity(picks.len());
-    for (id, latest_id, best_id) in picks {
+    for (id, p) in picks {
         let missing = |which: &str| StoreError::Corrupt { id: id.clone(), reason: format!("its {which} event is listed but cannot be read") };
-        let latest = events.get(&latest_id).ok_or_else(|| missing("latest"))?;
-        let best = events.get(&best_id).ok_or_else(|| missing("best-scoring"))?;
-        out.push(summarise(&per[id.as_str()], latest, best));
+        let latest = events.get(&p.latest).ok_or_else(|| missing("latest"))?;
+        let best = events.get(&p.best).ok_or_else(|| missing("best-scoring"))?;
+        let action = |pick: &Option<String>| pick.as_ref().and_then(|i| events.get(i)).and_then(ActionSummary::of);
+        let mut inc = summarise(&per[id.as_str()].life, latest, best);
+        let ms = &per[id.as_str()];
+        inc.acknowledged = action(&p.ack);
+        inc.assigned = action(&p.assign);
+        inc.notes = ms.actions.iter().filter(|m| m.kind == EventKind::IncidentNoted).count() as u64;
+        inc.actions = ms.actions.len() as u64;
+        out.push(inc);
     }
     Ok(out)
 }
 
-/// The latest mark (ties: the greater event id, the order `/v1/events` uses).
+/// One incident's marks: the rules' events and the operators' actions.
+#[derive(Default)]
+struct Marks<'a> {
+    life: Vec<&'a IncidentMark>,
+    actions: Vec<&'a IncidentMark>,
+}
+
+/// The events a summary reads in full.
+struct Picks {
+    latest: String,
+    best: String,
+    ack: Option<String>,
+    assign: Option<String>,
+}
+
+/// Time order, then event id (the order `/v1/events` uses, reversed).
+fn by_time(a: &IncidentMark, b: &IncidentMark) -> std::cmp::Ordering {
+    (a.captured_ms, &a.event_id).cmp(&(b.captured_ms, &b.event_id))
+}
+
+/// The latest mark (ties: the greater event id).
 fn latest<'a>(marks: &[&'a IncidentMark]) -> &'a IncidentMark {
-    marks.iter().copied().max_by(|a, b| (a.captured_ms, &a.event_id).cmp(&(b.captured_ms, &b.event_id))).expect("at least one mark")
+    marks.iter().copied().max_by(|a, b| by_time(a, b)).expect("at least one mark")
 }
 
 /// The best-scoring mark; of equal scores the earliest, then the smaller event id.
@@ -236,6 +315,10 @@ fn summarise(marks: &[&IncidentMark], latest_ev: &Event, best_ev: &Event) -> Inc
         latest_event_id: latest_ev.event_id.clone(),
         thumbnail_event_id: thumbnail.as_ref().map(|(_, e)| e.event_id.clone()),
         thumbnail: thumbnail.map(|(t, _)| t),
+        acknowledged: None,
+        assigned: None,
+        notes: 0,
+        actions: 0,
     }
 }
 

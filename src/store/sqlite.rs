@@ -82,18 +82,23 @@ impl SqliteStore {
         let conn = self.reader.lock();
         let mut open = conn
             .prepare_cached(
-                "SELECT incident_id, MIN(captured_ms) FROM events WHERE camera_id = ?1 AND incident_id IS NOT NULL
+                "SELECT incident_id, MIN(captured_ms) FROM events WHERE camera_id = ?1 AND incident_id IS NOT NULL AND kind IN (?2, ?3, ?4)
                  GROUP BY incident_id HAVING SUM(kind = 'incident.closed') = 0 ORDER BY MIN(captured_ms), incident_id",
             )
             .map_err(|e| self.err(e))?;
-        let ids: Vec<(String, i64)> =
-            open.query_map([camera_id], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let [o, u, c] = EventKind::LIFECYCLE.map(EventKind::as_str);
+        let ids: Vec<(String, i64)> = open
+            .query_map([camera_id, o, u, c], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
         let mut last = conn
-            .prepare_cached("SELECT payload FROM events WHERE incident_id = ?1 ORDER BY captured_ms DESC, event_id DESC LIMIT 1")
+            // The latest of the rules' events: an operator's action is no state of the scene.
+            .prepare_cached("SELECT payload FROM events WHERE incident_id = ?1 AND kind IN (?2, ?3, ?4) ORDER BY captured_ms DESC, event_id DESC LIMIT 1")
             .map_err(|e| self.err(e))?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, opened_ms) in ids {
-            let payload: String = last.query_row([&id], |r| r.get(0)).map_err(|e| self.err(e))?;
+            let payload: String = last.query_row([id.as_str(), o, u, c], |r| r.get(0)).map_err(|e| self.err(e))?;
             let last: Event = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt { id: id.clone(), reason: e.to_string() })?;
             let opened_at = time::OffsetDateTime::from_unix_timestamp_nanos(opened_ms as i128 * 1_000_000).unwrap_or(last.captured_at);
             out.push(crate::pipeline::scene_state::StoredIncident { opened_at, last });
@@ -244,9 +249,11 @@ impl EventStore for SqliteStore {
 
     fn incident_ids(&self, q: &IncidentQuery) -> Result<IncidentIdPage, StoreError> {
         let mut sql = String::from(
-            "SELECT incident_id, MIN(captured_ms) AS opened, MAX(kind = 'incident.closed') AS closed FROM events WHERE incident_id IS NOT NULL",
+            "SELECT incident_id, MIN(captured_ms) AS opened, MAX(kind = 'incident.closed') AS closed FROM events
+             WHERE incident_id IS NOT NULL AND kind IN (?, ?, ?)",
         );
-        let mut args: Vec<Value> = Vec::new();
+        // The rules' events only: an operator's action neither opens nor extends one.
+        let mut args: Vec<Value> = EventKind::LIFECYCLE.iter().map(|k| Value::Text(k.as_str().into())).collect();
         if let Some(c) = &q.camera {
             sql.push_str(" AND camera_id = ?");
             args.push(Value::Text(c.clone()));
@@ -517,11 +524,16 @@ mod tests {
             ev("east", 2_500, EventKind::IncidentClosed, "b"),
             ev("west", 1_200, EventKind::IncidentOpened, "c"),
             Arc::new(sample_event("east", 4_000, EventKind::FrameAnalyzed)),
+            // Operators' actions: the latest on "a", a note on closed "b", one on an
+            // incident with no event of the rules (none of them opens or extends one).
+            ev("east", 5_000, EventKind::IncidentAcknowledged, "a"),
+            ev("east", 6_000, EventKind::IncidentNoted, "b"),
+            ev("east", 500, EventKind::IncidentNoted, "z"),
         ];
         store.insert(&events).unwrap();
         let open = store.open_incidents_of("east").unwrap();
         assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!(open[0].last.event_id, "a-3000", "the latest event, not the last inserted");
+        assert_eq!(open[0].last.event_id, "a-3000", "the latest event of the rules, not the last inserted nor the acknowledgement");
         assert_eq!(open[0].opened_at, time::OffsetDateTime::from_unix_timestamp(1).unwrap());
         assert_eq!(store.open_incidents_of("west").unwrap()[0].last.event_id, "c-1200");
         assert!(store.open_incidents_of("north").unwrap().is_empty());

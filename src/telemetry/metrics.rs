@@ -16,6 +16,8 @@ pub struct Metrics {
     pub frame_latency_seconds: Histogram,
     pub batch_size: Histogram,
     pub events_emitted: IntCounterVec,
+    /// Operators' actions on incidents, by kind (`incident.acknowledged`, …).
+    pub incident_actions: IntCounterVec,
     pub events_published: IntCounterVec,
     pub sink_writes_failed: IntCounterVec,
     pub sink_events_shed: IntCounterVec,
@@ -244,6 +246,7 @@ impl Metrics {
             frames_published: counter(r, "argus_frames_published_total", "argus ingest: frames the broker confirmed", &["camera"]),
             frame_publish_seconds,
             events_emitted: counter(r, "argus_events_emitted_total", "Events produced by the pipeline", &["kind"]),
+            incident_actions: counter(r, "argus_incident_actions_published_total", "Operators' actions on incidents published", &["kind"]),
             events_published: counter(r, "argus_events_published_total", "Events written durably by each sink", &["sink"]),
             sink_writes_failed: counter(r, "argus_sink_writes_failed_total", "Failed sink writes (retried)", &["sink"]),
             sink_events_shed: counter(

@@ -211,6 +211,12 @@ pub fn known_answers(s: &dyn EventStore) {
 /// - C (west): opened 5 s low 0.2, no evidence → open, no thumbnail.
 /// - D (west): opened 60 s medium 0.5; closed 70 s low 0.1 → closed.
 /// - E (west): opened 80 s high 0.6 → open.
+///
+/// And operators' actions, which change nothing in a lifecycle (times, level, peak,
+/// order, filters) and are summarised apart:
+/// - B: acknowledged at 45 s by alice ("on it"), assigned to bob by alice at 46 s, a
+///   note by bob at 47 s, acknowledged again by carol at 55 s (after its last update).
+/// - A: a note by dave at 100 s, long after it closed, carrying a critical level.
 pub fn board_events() -> Vec<Arc<Event>> {
     let plan: &[(&str, &str, i64, EventKind, Level, f64, bool)] = &[
         ("A", "east", 0, EventKind::IncidentOpened, Level::Medium, 0.4, true),
@@ -223,10 +229,27 @@ pub fn board_events() -> Vec<Arc<Event>> {
         ("D", "west", 60, EventKind::IncidentOpened, Level::Medium, 0.5, true),
         ("D", "west", 70, EventKind::IncidentClosed, Level::Low, 0.1, true),
         ("E", "west", 80, EventKind::IncidentOpened, Level::High, 0.6, true),
+        ("B", "east", 45, EventKind::IncidentAcknowledged, Level::High, 0.7, false),
+        ("B", "east", 46, EventKind::IncidentAssigned, Level::High, 0.7, false),
+        ("B", "east", 47, EventKind::IncidentNoted, Level::High, 0.7, false),
+        ("B", "east", 55, EventKind::IncidentAcknowledged, Level::Critical, 0.95, false),
+        ("A", "east", 100, EventKind::IncidentNoted, Level::Critical, 0.99, false),
     ];
+    let actions: [(&str, Option<&str>, Option<&str>); 5] = [
+        ("alice", Some("on it"), None),
+        ("alice", None, Some("bob")),
+        ("bob", Some("two people at the gate"), None),
+        ("carol", None, None),
+        ("dave", Some("reviewed"), None),
+    ];
+    let mut actions = actions.into_iter();
     plan.iter()
         .map(|&(inc, cam, s, kind, level, score, evidence)| {
             let mut ev = sample_event(cam, 1_700_100_000_000 + s * 1000, kind);
+            if kind.is_action() {
+                let (by, text, assignee) = actions.next().expect("one per action");
+                ev.action = Some(argus::model::OperatorAction { by: by.into(), text: text.map(Into::into), assignee: assignee.map(Into::into) });
+            }
             ev.pipeline = "board".into();
             ev.incident_id = Some(board_id(inc));
             ev.event_id = argus::model::derive_id(&[b"board", inc.as_bytes(), &s.to_le_bytes()]);
@@ -234,7 +257,11 @@ pub fn board_events() -> Vec<Arc<Event>> {
             ev.risk.score = score;
             ev.caption = format!("{inc} at {s} s");
             if evidence {
-                ev.evidence = Some(argus::model::Evidence { url: format!("/v1/events/{}/evidence.jpg", ev.event_id), sha256: format!("{:064x}", s + 7), bytes: 900 + s as u64 });
+                ev.evidence = Some(argus::model::Evidence {
+                    url: format!("/v1/events/{}/evidence.jpg", ev.event_id),
+                    sha256: format!("{:064x}", s + 7),
+                    bytes: 900 + s as u64,
+                });
             }
             Arc::new(ev)
         })
@@ -303,10 +330,30 @@ pub fn incident_board(s: &dyn EventStore) {
     assert_eq!((b.state, b.closed_at, b.duration_s, b.level, b.peak_score), (IncidentState::Open, None, 10.0, Level::Critical, 0.95));
     let c = &all.incidents[2];
     assert_eq!((c.thumbnail.as_ref(), c.events, c.peak_level), (None, 1, Level::Low), "no evidence, no thumbnail");
+    assert_eq!((c.acknowledged.as_ref(), c.assigned.as_ref(), c.notes, c.actions), (None, None, 0, 0));
+
+    // Actions: summarised apart, the latest of each kind, and nothing else moves.
+    assert_eq!((b.events, b.latest_event_id.as_str(), b.last_event_at, b.caption.as_str()), (2, events[5].event_id.as_str(), t(50), "B at 50 s"));
+    let ack = b.acknowledged.as_ref().expect("B is acknowledged");
+    assert_eq!(
+        (ack.by.as_str(), ack.at, ack.text.as_deref(), ack.event_id.as_str()),
+        ("carol", t(55), None, events[13].event_id.as_str()),
+        "the latest acknowledgement"
+    );
+    let assigned = b.assigned.as_ref().expect("B is assigned");
+    assert_eq!((assigned.by.as_str(), assigned.assignee.as_deref(), assigned.at), ("alice", Some("bob"), t(46)));
+    assert_eq!((b.notes, b.actions), (1, 4));
+    assert_eq!((a.notes, a.actions, a.acknowledged.as_ref()), (1, 1, None), "a note after closing counts, and reopens nothing");
 
     let d = detail(s, &board_id("A")).unwrap().unwrap();
     assert_eq!(d.incident, *a);
-    assert_eq!(d.lifecycle.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), events[..4].iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), "oldest first");
+    let ids = |evs: &[Event]| evs.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>();
+    let want: Vec<Event> = events[..4].iter().chain(&events[14..15]).map(|e| (**e).clone()).collect();
+    assert_eq!(ids(&d.lifecycle), ids(&want), "oldest first, the note among them");
+    assert_eq!(d.lifecycle[4], want[4], "the action comes back whole");
     assert!(!d.lifecycle_truncated);
+    let d = detail(s, &board_id("B")).unwrap().unwrap();
+    let want: Vec<Event> = [4, 10, 11, 12, 5, 13].iter().map(|&i| (*events[i]).clone()).collect();
+    assert_eq!(ids(&d.lifecycle), ids(&want), "B's lifecycle with its actions, oldest first");
     assert!(detail(s, &argus::model::derive_id(&[b"no such incident"])).unwrap().is_none());
 }

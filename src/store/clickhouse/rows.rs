@@ -17,6 +17,9 @@ pub fn kind_code(k: EventKind) -> i8 {
         EventKind::IncidentUpdated => 2,
         EventKind::IncidentClosed => 3,
         EventKind::FrameAnalyzed => 4,
+        EventKind::IncidentAcknowledged => 5,
+        EventKind::IncidentAssigned => 6,
+        EventKind::IncidentNoted => 7,
     }
 }
 

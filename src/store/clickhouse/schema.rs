@@ -19,6 +19,13 @@ pub struct Migration {
 /// locals and the distributed table `ON CLUSTER`.)
 pub enum Step {
     Table(Table),
+    /// A column's new type, e.g. an `Enum8` with more values (ClickHouse changes only
+    /// the metadata for that); the same type again is a no-op, so it is idempotent.
+    ModifyColumn {
+        table: &'static str,
+        column: &'static str,
+        to: &'static str,
+    },
 }
 
 /// A `ReplacingMergeTree` table: replayed rows (same sorting key) replace themselves.
@@ -77,6 +84,14 @@ impl Step {
     pub fn statements(&self, layout: &Layout) -> Vec<String> {
         match self {
             Step::Table(t) => t.create(layout),
+            Step::ModifyColumn { table, column, to } => match layout {
+                Layout::Single => vec![format!("ALTER TABLE {table} MODIFY COLUMN {column} {to}")],
+                // The locals hold the data; the distributed table's column must match.
+                Layout::Cluster { cluster, database: db } => vec![
+                    format!("ALTER TABLE {db}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster} MODIFY COLUMN {column} {to}"),
+                    format!("ALTER TABLE {db}.{table} ON CLUSTER {cluster} MODIFY COLUMN {column} {to}"),
+                ],
+            },
         }
     }
 }
@@ -88,13 +103,14 @@ impl Migration {
 }
 
 /// Runs on ClickHouse 18.16 and on current releases alike (see the module docs).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events and objects",
-    steps: &[
-        Step::Table(Table {
-            name: "events",
-            columns: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events and objects",
+        steps: &[
+            Step::Table(Table {
+                name: "events",
+                columns: "
             event_id      UUID,
             kind          Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4),
             incident_id   String,
@@ -113,13 +129,13 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             object_count  UInt16,
             caption       String,
             payload       String",
-            partition_by: "toYYYYMMDD(ts)",
-            order_by: "(camera_id, ts_ms, event_id)",
-            shard_by: "cityHash64(camera_id)",
-        }),
-        Step::Table(Table {
-            name: "objects",
-            columns: "
+                partition_by: "toYYYYMMDD(ts)",
+                order_by: "(camera_id, ts_ms, event_id)",
+                shard_by: "cityHash64(camera_id)",
+            }),
+            Step::Table(Table {
+                name: "objects",
+                columns: "
             event_id      UUID,
             camera_id     String,
             ts            DateTime('UTC'),
@@ -141,12 +157,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             speed_mps     Nullable(Float64),
             heading_deg   Nullable(Float64),
             zones         Array(String)",
-            partition_by: "toYYYYMMDD(ts)",
-            order_by: "(camera_id, ts_ms, event_id, idx)",
-            shard_by: "cityHash64(camera_id)",
-        }),
-    ],
-}];
+                partition_by: "toYYYYMMDD(ts)",
+                order_by: "(camera_id, ts_ms, event_id, idx)",
+                shard_by: "cityHash64(camera_id)",
+            }),
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "operator actions (incident.acknowledged, .assigned, .noted)",
+        steps: &[Step::ModifyColumn { table: "events", column: "kind", to: KINDS_V2 }, Step::ModifyColumn { table: "objects", column: "kind", to: KINDS_V2 }],
+    },
+];
+
+/// Event kinds from migration 2 on (the numbers are `rows::kind_code`).
+const KINDS_V2: &str = "Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4, \
+                        'incident.acknowledged' = 5, 'incident.assigned' = 6, 'incident.noted' = 7)";
 
 const MIGRATIONS_COLUMNS: &str = "version UInt32, name String, applied_at DateTime('UTC')";
 
@@ -166,7 +192,7 @@ fn migrations_table(layout: &Layout) -> String {
 fn tables_needed(layout: &Layout) -> Vec<String> {
     let mut out = vec!["argus_migrations".to_string()];
     for m in MIGRATIONS {
-        for Step::Table(t) in m.steps {
+        for t in m.steps.iter().filter_map(|s| if let Step::Table(t) = s { Some(t) } else { None }) {
             out.push(t.name.to_string());
             if matches!(layout, Layout::Cluster { .. }) {
                 out.push(format!("{}{LOCAL_SUFFIX}", t.name));
@@ -311,6 +337,13 @@ mod tests {
         assert!(migrations_table(&cluster).contains("ReplicatedReplacingMergeTree"));
         assert_eq!(tables_needed(&cluster), ["argus_migrations", "events", "events_local", "objects", "objects_local"]);
         assert_eq!(tables_needed(&Layout::Single), ["argus_migrations", "events", "objects"]);
+    }
+
+    #[test]
+    fn the_kinds_enum_has_every_kind_by_its_code() {
+        for k in crate::model::EventKind::ALL {
+            assert!(KINDS_V2.contains(&format!("'{}' = {}", k.as_str(), super::super::kind_code(k))), "{k:?}");
+        }
     }
 
     #[test]

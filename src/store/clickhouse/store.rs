@@ -194,8 +194,10 @@ impl EventStore for ClickHouseStore {
 
     fn incident_ids(&self, q: &IncidentQuery) -> Result<IncidentIdPage, StoreError> {
         let mut sql = String::from(
-            "SELECT incident_id AS id, min(ts_ms) AS opened, max(kind = 'incident.closed') AS closed FROM events FINAL WHERE incident_id != ''",
+            "SELECT incident_id AS id, min(ts_ms) AS opened, max(kind = 'incident.closed') AS closed FROM events FINAL
+             WHERE incident_id != '' AND kind IN ('incident.opened', 'incident.updated', 'incident.closed')",
         );
+        // The rules' events only: an operator's action neither opens nor extends one.
         let mut args = Vec::new();
         if let Some(c) = &q.camera {
             sql.push_str(" AND camera_id = ?");
@@ -265,10 +267,7 @@ impl EventStore for ClickHouseStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT toString(event_id) AS id, ts_ms, payload FROM events FINAL WHERE event_id IN ({})",
-            vec!["toUUID(?)"; ids.len()].join(", ")
-        );
+        let sql = format!("SELECT toString(event_id) AS id, ts_ms, payload FROM events FINAL WHERE event_id IN ({})", vec!["toUUID(?)"; ids.len()].join(", "));
         let rows: Vec<PayloadRow> = self.conn.block_on(self.bind(&sql, ids.into_iter().map(Arg::Str).collect()).fetch_all()).map_err(ch_err)?;
         rows.iter().map(|r| parse_payload(&r.id, &r.payload)).collect()
     }

@@ -919,7 +919,7 @@ async fn evidence_is_served_by_digest_and_its_absence_explained() {
     opened.evidence = Some(files.put(&opened.event_id, &jpeg).unwrap());
     let summary = sample_event("gate", 1_700_000_000_500, EventKind::FrameAnalyzed);
     let mut gone = sample_event("gate", 1_700_000_001_000, EventKind::IncidentClosed);
-    gone.evidence = Some(argus::model::Evidence { url: argus::evidence::url_of(&gone.event_id), sha256: "ab".repeat(32), bytes: 10 });
+    gone.evidence = Some(argus::model::Evidence { url: argus::evidence::url_of(&gone.event_id), sha256: "ab".repeat(32), bytes: 10, clip: None });
     s.state.store.insert(&[Arc::new(opened.clone()), Arc::new(summary.clone()), Arc::new(gone.clone())]).unwrap();
     let url = |id: &str| format!("{}/v1/events/{id}/evidence.jpg", s.base);
 

@@ -604,7 +604,7 @@ mod stage {
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
-        let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()), evidence: None };
+        let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
         let lane = lanes.remove("cam").unwrap();
@@ -724,7 +724,7 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let keeping = StateKeeping::new(Arc::new(MemoryStore::default()), Duration::from_millis(1), 10.0, Arc::default()).excluding(["cam".into()]);
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
-        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None };
+        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
         let handoff = stages.handoff().expect("scene state keeping is on");
@@ -786,7 +786,7 @@ mod stage {
         let store = Arc::new(MemoryStore::default());
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), 10.0, Arc::default());
         let settings = StageSettings { frame_queue: 4, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
-        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None };
+        let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let cameras = vec![("cam".into(), build(&c), false), ("other".into(), build_as(&c, "other"), true)];
         let (stages, mut lanes) = argus::pipeline::start(cameras, None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -852,7 +852,7 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let down_after = Duration::from_millis(700);
         let settings = StageSettings { frame_queue: 64, max_batch: 1, max_wait: Duration::from_millis(1), camera_down_after: Some(down_after) };
-        let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()), evidence: None };
+        let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let (stages, mut lanes) = argus::pipeline::start(
             vec![("cam".into(), build(&c), true)],
             None,

@@ -82,7 +82,7 @@ pub async fn list(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Result
     Ok(axum::Json(page).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", summary = "One incident and its lifecycle", description = "The incident's summary plus `lifecycle`: its events oldest first (the newest 500; `lifecycle_truncated` says when there are more, listed by /v1/events?incident=).", params(("id" = String, Path, description = "incident_id (a UUID)")), responses((status = 200, description = "The incident", body = Object), (status = 400, description = "Not a UUID", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No event of this incident is stored", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/incidents/{id}", tag = "incidents", summary = "One incident and its lifecycle", description = "The incident's summary plus `lifecycle`: its events oldest first (the newest 500; `lifecycle_truncated` says when there are more, listed by /v1/events?incident=), and `clip` (url, sha256, bytes, frames, fps, width, height, from, to, duration_s, encoder) once its clip is stored.", params(("id" = String, Path, description = "incident_id (a UUID)")), responses((status = 200, description = "The incident", body = Object), (status = 400, description = "Not a UUID", body = crate::api::openapi::ErrorBody), (status = 401, description = "No or a wrong API key", body = crate::api::openapi::ErrorBody), (status = 404, description = "No event of this incident is stored", body = crate::api::openapi::ErrorBody), (status = 503, description = "The store is unreachable", body = crate::api::openapi::ErrorBody)))]
 pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::bad_request(format!("`{id}` is not an incident id (a UUID)")));
@@ -92,7 +92,13 @@ pub async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<R
     let found =
         tokio::task::spawn_blocking(move || incidents::detail(&*store, &key)).await.map_err(|e| ApiError::internal(e.to_string()))?.map_err(store_error)?;
     let detail = found.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
-    Ok(axum::Json(detail).into_response())
+    let mut body = serde_json::to_value(&detail).map_err(|e| ApiError::internal(e.to_string()))?;
+    // The clip is a file of this member's evidence directory, the same whichever store
+    // answered.
+    if let Some(clip) = super::clips::info(&st, &id) {
+        body["clip"] = serde_json::to_value(clip).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// Where actions are published: the running pipeline ([`crate::pipeline::EventOutlet`]).

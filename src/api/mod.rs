@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod auth;
 pub mod cameras;
+pub mod clips;
 pub mod config;
 pub mod destination;
 pub mod error;
@@ -91,6 +92,8 @@ pub struct AppState {
     pub snapshots: Arc<SnapshotBoard>,
     /// Incident evidence files (`[evidence]` enabled), for `/v1/events/{id}/evidence.jpg`.
     pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
+    /// Incident clips (`[evidence.clip]` enabled), for `/v1/incidents/{id}/clip.mp4`.
+    pub clips: Option<Arc<crate::evidence::clip::ClipStore>>,
     /// Image analysis (`None`: the routes answer 503).
     pub analysis: Option<Arc<analysis::AnalysisApi>>,
     pub keys: Arc<auth::ApiKeys>,
@@ -135,6 +138,7 @@ impl AppState {
             live,
             snapshots: Arc::default(),
             evidence: None,
+            clips: None,
             analysis: None,
             keys: Arc::default(),
             limits: Limits::default(),
@@ -172,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(events::stats))
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::one))
+        .route("/v1/incidents/{id}/clip.mp4", get(clips::clip))
         .route("/v1/incidents/{id}/ack", post(incidents::ack))
         .route("/v1/incidents/{id}/assign", post(incidents::assign))
         .route("/v1/incidents/{id}/note", post(incidents::note))

@@ -95,6 +95,34 @@ struct ApiParts {
     live: Arc<api::live::LiveHub>,
     board: Arc<SnapshotBoard>,
     evidence: Option<Arc<crate::evidence::EvidenceStore>>,
+    clips: Option<Arc<crate::evidence::clip::ClipStore>>,
+}
+
+/// Incident clips, when `[evidence.clip]` is on (validation refused it without
+/// evidence or without GStreamer).
+fn clip_setup(cfg: &ValidConfig, evidence_on: bool) -> Result<Option<crate::pipeline::ClipSetup>, AppError> {
+    let e = &cfg.argus.evidence;
+    if !e.clip.enabled || !evidence_on {
+        return Ok(None);
+    }
+    let store = crate::evidence::clip::ClipStore::open(&e.dir, &e.clip, e.max_age_days).map_err(|err| {
+        AppError::Config(format!(
+            "{}: evidence.dir {}/clips: {err} (make it writable, or set [evidence.clip] enabled = false)",
+            cfg.file.display(),
+            e.dir.display()
+        ))
+    })?;
+    #[cfg(feature = "gstreamer")]
+    {
+        let encoder: Arc<dyn Fn() -> Box<dyn crate::evidence::clip::ClipEncoder> + Send + Sync> =
+            Arc::new(|| Box::new(crate::sources::gst::clip::GstClipEncoder));
+        Ok(Some(crate::pipeline::ClipSetup { cfg: e.clip.clone(), store: Arc::new(store), encoder }))
+    }
+    #[cfg(not(feature = "gstreamer"))]
+    {
+        drop(store);
+        Err(AppError::Config("evidence.clip.enabled: clips are encoded with GStreamer, and this build has no `gstreamer` feature".into()))
+    }
 }
 
 /// The directories Argus writes: the store, the events file, the enabled spools.
@@ -198,6 +226,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
     let mut state = api::AppState::new(parts.store, parts.health, parts.metrics, parts.info, parts.live);
     state.snapshots = parts.board;
     state.evidence = parts.evidence;
+    state.clips = parts.clips;
     state.analysis = Some(Arc::new(analysis));
     state.keys = Arc::new(keys);
     state.limits = api_limits(&cfg.argus.server, listen);
@@ -329,6 +358,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
             ))
         })?
         .map(Arc::new);
+    let clips = clip_setup(&cfg, evidence.is_some())?;
     {
         let live = live.clone();
         bus.add_listener(move |ev| live.publish(ev));
@@ -362,6 +392,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
             live,
             board: board.clone(),
             evidence: evidence.clone(),
+            clips: clips.as_ref().map(|c| c.store.clone()),
         };
         let mut state = api_state(&cfg, &rt, parts)?;
         state.fleet = fleet.as_ref().map(|f| f.view.clone());
@@ -377,7 +408,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         crate::telemetry::disk::spawn(written_dirs(&cfg), cfg.argus.limits.min_free_disk_mb, health.clone(), metrics.clone(), disk_stop.clone())
             .map_err(AppError::Thread)?;
     }
-    let cx = crate::pipeline::StageContext { metrics: metrics.clone(), health: health.clone(), board, evidence };
+    let cx = crate::pipeline::StageContext { metrics: metrics.clone(), health: health.clone(), board, evidence, clips };
     let mut running = start(&cfg, scenes, detector, bus, cx)?;
     // Operators' actions go through the pipeline; the bus outlives the scenes while the
     // API serves, and is closed before the sinks are drained.

@@ -30,6 +30,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{Evidence, Issues};
 
+pub mod clip;
+
 /// `[evidence]` in argus.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,13 +44,15 @@ pub struct EvidenceConfig {
     pub jpeg_quality: u8,
     /// Total size kept (MiB); beyond, the oldest files go first. 0: no limit.
     pub max_mb: u64,
-    /// Files older than this are deleted (days). 0: no limit.
+    /// Files older than this are deleted (days). 0: no limit. Clips too.
     pub max_age_days: f64,
+    /// Video clips around each incident's opening (off by default).
+    pub clip: clip::ClipConfig,
 }
 
 impl Default for EvidenceConfig {
     fn default() -> Self {
-        Self { enabled: true, dir: PathBuf::from("var/evidence"), jpeg_quality: 85, max_mb: 2048, max_age_days: 30.0 }
+        Self { enabled: true, dir: PathBuf::from("var/evidence"), jpeg_quality: 85, max_mb: 2048, max_age_days: 30.0, clip: Default::default() }
     }
 }
 
@@ -65,6 +69,19 @@ pub fn validate(c: &EvidenceConfig, iss: &mut Issues) {
     }
     if !(0.0..=36_500.0).contains(&c.max_age_days) {
         iss.add("evidence.max_age_days", format!("{}", c.max_age_days), "use 0 (no limit) or days, e.g. 30");
+    }
+    if c.clip.enabled {
+        if !c.enabled {
+            iss.add("evidence.clip.enabled", "clips are kept with the evidence, which is off", "set evidence.enabled = true, or evidence.clip.enabled = false");
+        }
+        if !cfg!(feature = "gstreamer") {
+            iss.add(
+                "evidence.clip.enabled",
+                "clips are encoded with GStreamer, and this build has no `gstreamer` feature",
+                "build with the default features, or evidence.clip.enabled = false",
+            );
+        }
+        clip::validate(&c.clip, iss);
     }
 }
 
@@ -168,7 +185,7 @@ impl EvidenceStore {
     pub fn put(&self, event_id: &str, jpeg: &[u8]) -> std::io::Result<Evidence> {
         let sha256 = hex::encode(Sha256::digest(jpeg));
         let path = self.path_of(&sha256).expect("a digest");
-        let evidence = Evidence { url: url_of(event_id), sha256, bytes: jpeg.len() as u64 };
+        let evidence = Evidence { url: url_of(event_id), sha256, bytes: jpeg.len() as u64, clip: None };
         let mut files = self.files.lock();
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == jpeg.len() as u64) {
             return Ok(evidence);
@@ -359,7 +376,10 @@ mod tests {
     #[test]
     fn config_errors_name_the_key() {
         let mut iss = Issues::new(Path::new("argus.toml"));
-        validate(&EvidenceConfig { jpeg_quality: 0, dir: PathBuf::new(), enabled: true, max_mb: u64::MAX, max_age_days: f64::NAN }, &mut iss);
+        validate(
+            &EvidenceConfig { jpeg_quality: 0, dir: PathBuf::new(), enabled: true, max_mb: u64::MAX, max_age_days: f64::NAN, clip: Default::default() },
+            &mut iss,
+        );
         let keys: Vec<String> = iss.into_vec().into_iter().map(|i| i.key).collect();
         assert_eq!(keys, ["evidence.dir", "evidence.jpeg_quality", "evidence.max_mb", "evidence.max_age_days"]);
         let mut ok = Issues::new(Path::new("argus.toml"));

@@ -149,6 +149,27 @@ pub struct Evidence {
     pub sha256: String,
     /// Size of the JPEG.
     pub bytes: u64,
+    /// On an `incident.opened` with `[evidence.clip]` on: the incident's video clip,
+    /// recorded from `from` (the pre-roll) to `to` (the post-roll) and served once
+    /// encoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipRef>,
+}
+
+/// Where an incident's clip (MP4, H.264) is served and the span it covers. It is
+/// encoded once the post-roll has passed (or the camera ended): until then its URL
+/// answers 404 with `details.state = "recording"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipRef {
+    /// API path, `/v1/incidents/{incident_id}/clip.mp4`.
+    pub url: String,
+    /// Capture time of its first frame at the latest (the pre-roll before the opening).
+    #[serde(with = "rfc3339_ms")]
+    pub from: OffsetDateTime,
+    /// Capture time its last frame reaches at most (the post-roll after the opening).
+    #[serde(with = "rfc3339_ms")]
+    pub to: OffsetDateTime,
 }
 
 impl Event {

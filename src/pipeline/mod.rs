@@ -5,6 +5,7 @@
 //! bus: this module knows neither (the app wires them).
 
 pub mod bus;
+pub mod clips;
 pub mod detect_stage;
 pub mod evidence;
 pub mod hub;
@@ -56,12 +57,23 @@ pub struct StageContext {
     pub board: Arc<SnapshotBoard>,
     /// Where incident evidence is stored (`[evidence]` enabled).
     pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
+    /// Incident clips (`[evidence.clip]` on, a GStreamer build).
+    pub clips: Option<ClipSetup>,
+}
+
+/// What the scene stage records incident clips with.
+#[derive(Clone)]
+pub struct ClipSetup {
+    pub cfg: crate::evidence::clip::ClipConfig,
+    pub store: Arc<crate::evidence::clip::ClipStore>,
+    /// A new encoder (one per stage run).
+    pub encoder: Arc<dyn Fn() -> Box<dyn crate::evidence::clip::ClipEncoder> + Send + Sync>,
 }
 
 impl StageContext {
     /// A context with its own snapshot board and no evidence (benchmarks, tests).
     pub fn new(metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
-        Self { metrics, health, board: Arc::default(), evidence: None }
+        Self { metrics, health, board: Arc::default(), evidence: None, clips: None }
     }
 }
 
@@ -192,6 +204,10 @@ pub fn start(
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };
+    let clips = match cx.clips {
+        Some(c) => Some(clips::ClipRecorder::start(c.cfg, c.store, (c.encoder)(), cx.metrics.clone())?),
+        None => None,
+    };
     let stage = SceneStage {
         scenes,
         input: det_rx,
@@ -202,6 +218,7 @@ pub fn start(
         health: cx.health,
         board: cx.board,
         evidence: cx.evidence,
+        clips,
         captioner,
         state,
         down,

@@ -65,6 +65,9 @@ pub struct SceneStage {
     pub board: Arc<SnapshotBoard>,
     /// Where incident evidence goes (`[evidence]`); rendered on this thread.
     pub evidence: Option<Arc<crate::evidence::EvidenceStore>>,
+    /// Incident clips (`[evidence.clip]`): the rings and recordings; encoded on their
+    /// own thread.
+    pub clips: Option<super::clips::ClipRecorder>,
     /// The optional captioning model; runs on this thread.
     pub captioner: Option<Captioner>,
     /// Scene state checkpoints, when `[scene_state]` is enabled.
@@ -462,7 +465,11 @@ impl SceneStage {
                 }
                 continue;
             }
-            for ev in scene.finish("source ended", &self.models) {
+            let mut events = scene.finish("source ended", &self.models);
+            if let Some(c) = self.clips.as_mut() {
+                c.events(&mut events);
+            }
+            for ev in events {
                 self.bus.publish(ev);
             }
             if let Some(k) = self.state.as_mut() {
@@ -478,6 +485,11 @@ impl SceneStage {
             if let SceneCtl::Publish(ev, done) = ctl {
                 let _ = done.send(self.bus.publish(*ev));
             }
+        }
+        // Recordings end with what they have; their files are complete before the sinks
+        // can be told that every event is written.
+        if let Some(c) = self.clips.take() {
+            c.finish();
         }
         let Self { bus, after, .. } = self;
         after.park(bus);
@@ -529,7 +541,12 @@ impl SceneStage {
                 self.down.last_frame.remove(&id);
                 self.down.closed.remove(&id);
                 if let Some(mut scene) = self.scenes.remove(&id) {
-                    for ev in scene.finish(why, &self.models) {
+                    let mut events = scene.finish(why, &self.models);
+                    if let Some(c) = self.clips.as_mut() {
+                        c.events(&mut events);
+                        c.camera_ended(&id);
+                    }
+                    for ev in events {
                         self.bus.publish(ev);
                     }
                     // Nothing left open in its checkpoint: a re-added camera starts clean
@@ -573,6 +590,9 @@ impl SceneStage {
             // No frame closed these: the evidence is the last frame the camera sent.
             if let (Some(store), Some(last)) = (&self.evidence, self.board.get(&id)) {
                 super::evidence::attach(store, &mut events, &last, &self.metrics);
+            }
+            if let Some(c) = self.clips.as_mut() {
+                c.events(&mut events);
             }
             tracing::warn!(camera = %id, closed = events.len(), silent_s = silent_for.as_secs_f64(), "camera silent: its open incidents closed");
             for ev in events {
@@ -677,6 +697,11 @@ impl SceneStage {
             if let Some(store) = &self.evidence {
                 super::evidence::attach(store, &mut events, &snapshot, &self.metrics);
             }
+            if let Some(c) = self.clips.as_mut() {
+                // The frame first: an opening's pre-roll ends with the frame that opened it.
+                c.frame(&frame.camera_id, frame.captured_at, &frame.image);
+                c.events(&mut events);
+            }
             self.board.update(&frame.camera_id, snapshot);
             // A frame that changed an incident is checkpointed at once (not at the next
             // interval), so a restart after the gap knows every incident it must close.
@@ -705,6 +730,10 @@ impl SceneStage {
         let mut events = scene.finish("source ended", &self.models);
         if let (Some(store), Some(last)) = (&self.evidence, self.board.get(&id)) {
             super::evidence::attach(store, &mut events, &last, &self.metrics);
+        }
+        if let Some(c) = self.clips.as_mut() {
+            c.events(&mut events);
+            c.camera_ended(&id);
         }
         tracing::info!(camera = %id, closed = events.len(), "source ended: its open incidents closed");
         for ev in events {

@@ -385,7 +385,7 @@ mod tests {
         let marks = [mark("a", 1000, EventKind::IncidentOpened, Level::Medium, 0.5), mark("b", 3500, EventKind::IncidentClosed, Level::Low, 0.2)];
         let refs: Vec<&IncidentMark> = marks.iter().collect();
         let mut first = sample_event("east", 1000, EventKind::IncidentOpened);
-        first.evidence = Some(Evidence { url: "/v1/events/a/evidence.jpg".into(), sha256: "0".repeat(64), bytes: 5 });
+        first.evidence = Some(Evidence { url: "/v1/events/a/evidence.jpg".into(), sha256: "0".repeat(64), bytes: 5, clip: None });
         first.event_id = "a".into();
         let mut last = sample_event("east", 3500, EventKind::IncidentClosed);
         last.event_id = "b".into();

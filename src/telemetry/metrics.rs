@@ -74,6 +74,10 @@ pub struct Metrics {
     pub evidence_failed: prometheus::IntCounter,
     /// What the evidence directory holds now (`evidence.max_mb` caps it).
     pub evidence_bytes_kept: IntGauge,
+    /// Incident clips (`[evidence.clip]`) by outcome: written, dropped (the encoder was
+    /// behind), failed; and the bytes written.
+    pub clips_finished: IntCounterVec,
+    pub clip_bytes_written: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -289,6 +293,13 @@ impl Metrics {
                 g
             },
             evidence_written: plain_counter(r, "argus_evidence_written_total", "Annotated incident frames stored as evidence JPEGs"),
+            clips_finished: counter(
+                r,
+                "argus_clips_finished_total",
+                "Incident clips by outcome (written, dropped: the encoder was behind, failed)",
+                &["outcome"],
+            ),
+            clip_bytes_written: plain_counter(r, "argus_clip_bytes_written_total", "Bytes of incident clips written"),
             evidence_bytes: plain_counter(r, "argus_evidence_bytes_written_total", "Bytes of evidence JPEGs stored"),
             evidence_failed: plain_counter(
                 r,

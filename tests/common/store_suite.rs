@@ -22,7 +22,8 @@ pub fn events() -> Vec<Arc<Event>> {
             if kind != EventKind::FrameAnalyzed {
                 // Incident events carry their evidence's reference, kept by every store.
                 let sha256 = format!("{:064x}", i + 1);
-                ev.evidence = Some(argus::model::Evidence { url: format!("/v1/events/{}/evidence.jpg", ev.event_id), sha256, bytes: 1000 + i as u64 });
+                ev.evidence =
+                    Some(argus::model::Evidence { url: format!("/v1/events/{}/evidence.jpg", ev.event_id), sha256, bytes: 1000 + i as u64, clip: None });
             }
             Arc::new(ev)
         })
@@ -261,6 +262,7 @@ pub fn board_events() -> Vec<Arc<Event>> {
                     url: format!("/v1/events/{}/evidence.jpg", ev.event_id),
                     sha256: format!("{:064x}", s + 7),
                     bytes: 900 + s as u64,
+                    clip: None,
                 });
             }
             Arc::new(ev)

@@ -14,6 +14,8 @@
 //! exponential backoff (0.5 s → 30 s), reset as soon as frames flow again. Files end at
 //! EOS and fail on errors.
 
+pub mod clip;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -757,7 +757,10 @@ const BOARD_STATE: &str = r#"(() => {
       id: d.dataset.incidentId, state: d.dataset.state, text: d.querySelector('.sheet').innerText,
       life: [...d.querySelectorAll('.life')].map(l => ({ kind: l.dataset.kind, id: l.dataset.eventId,
         evidence: (l.querySelector('img.evidence') || { dataset: {} }).dataset.loaded || null })),
-      status: document.getElementById('action-status').dataset.state || '', status_text: document.getElementById('action-status').textContent },
+      status: document.getElementById('action-status').dataset.state || '', status_text: document.getElementById('action-status').textContent,
+      clip: (() => { const v = document.getElementById('detail-clip');
+        return { shown: !v.hidden && getComputedStyle(v).display !== 'none', ready: v.readyState, duration: isFinite(v.duration) ? v.duration : 0,
+                 error: v.error ? v.error.code : 0, note: document.getElementById('detail-clip-note').textContent }; })() },
   };
 })()"#;
 
@@ -770,7 +773,13 @@ fn operator_page_incident_board_acknowledges_assigns_and_notes() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const KEY: &str = "board-test-key-0123456789";
     // The same key unnamed (for the start-up checks) and named: it keeps its name.
-    let argus = start_argus_with(Some(KEY), &[("ARGUS_SERVER__NAMED_API_KEYS__OPS-DESK", KEY.to_string())]);
+    let env = [
+        ("ARGUS_SERVER__NAMED_API_KEYS__OPS-DESK", KEY.to_string()),
+        ("ARGUS_EVIDENCE__CLIP__ENABLED", "true".to_string()),
+        ("ARGUS_EVIDENCE__CLIP__PRE_S", "1.0".to_string()),
+        ("ARGUS_EVIDENCE__CLIP__POST_S", "2.0".to_string()),
+    ];
+    let argus = start_argus_with(Some(KEY), &env);
     let mut b = Browser::launch();
     b.navigate(&format!("{}/", argus.base));
     b.eval(&format!("(() => {{ localStorage.setItem('argus.apiKey', {}); }})()", serde_json::to_string(KEY).unwrap()));
@@ -824,6 +833,14 @@ fn operator_page_incident_board_acknowledges_assigns_and_notes() {
         s["detail"]["status"] == "ok" && s["detail"]["life"].as_array().is_some_and(|l| l.iter().any(|e| e["kind"] == "incident.noted"))
     });
     assert!(s["detail"]["text"].as_str().unwrap().contains("two people crossed, one stayed"));
+    // The clip: 2 s after the opening (real time) it is encoded, and the detail plays it
+    // (the browser reads its metadata through range requests).
+    let s = b.wait_for("the clip in the player", BOARD_STATE, Duration::from_secs(30), |s| {
+        let c = &s["detail"]["clip"];
+        c["shown"] == true && c["ready"].as_u64().unwrap_or(0) >= 1 && c["duration"].as_f64().unwrap_or(0.0) > 0.0 || c["error"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(s["detail"]["clip"]["error"], 0, "the browser plays the clip: {}", s["detail"]["clip"]);
+    assert!(s["detail"]["clip"]["note"].as_str().unwrap().starts_with("Clip:"), "{}", s["detail"]["clip"]);
     b.screenshot(&artefacts_dir().join("web-incident-detail.png"));
 
     // The API agrees: who (the key's name), what, and the incident's life untouched.

@@ -279,6 +279,12 @@ fn a_replica_stopped_for_30_s_and_a_stopped_server_lose_nothing() {
     }
     let r2 = &cluster.servers[1];
     assert_eq!(sql(r2, db, "SELECT count() FROM {db}.events FINAL"), sent.len().to_string(), "each event once through server 2");
-    assert_eq!(sql(r2, db, "SELECT version FROM {db}.argus_migrations FINAL"), "1", "the migration is recorded, replicated to server 2");
+    assert_eq!(sql(r2, db, "SELECT version FROM {db}.argus_migrations FINAL ORDER BY version"), "1\n2", "the migrations are recorded, replicated to server 2");
+    // Migration 2 (operators' actions in the kind enum) reached the replica that was down
+    // when it ran: its queued DDL ran when it came back.
+    for table in ["events_local", "events", "objects_local"] {
+        let kind = sql(r2, db, &format!("SELECT type FROM system.columns WHERE database = '{{db}}' AND table = '{table}' AND name = 'kind'"));
+        assert!(kind.contains("incident.noted"), "{table}.kind on server 2: {kind}");
+    }
     eprintln!("{} events, {spooled} spooled while server 1 was down; both replicas hold each once", sent.len());
 }

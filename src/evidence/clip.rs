@@ -212,12 +212,7 @@ impl ClipStore {
 
     /// `incident`'s clip is being recorded (or no longer: written, failed or dropped).
     pub fn set_recording(&self, incident: &str, recording: bool) {
-        let mut r = self.recording.lock();
-        if recording {
-            r.insert(incident.to_string());
-        } else {
-            r.remove(incident);
-        }
+        mark(&self.recording, incident, recording);
     }
 
     pub fn is_recording(&self, incident: &str) -> bool {
@@ -226,12 +221,7 @@ impl ClipStore {
 
     /// `incident` is open (its clip is kept) or closed (retention as any other).
     pub fn set_open(&self, incident: &str, open: bool) {
-        let mut o = self.open.lock();
-        if open {
-            o.insert(incident.to_string());
-        } else {
-            o.remove(incident);
-        }
+        mark(&self.open, incident, open);
     }
 
     /// Deletes, oldest first, clips past the size cap or the age limit at `now`, never
@@ -277,6 +267,16 @@ impl ClipStore {
             }
         }
         Pruned { files: deleted, bytes_kept: total }
+    }
+}
+
+/// Puts `id` in `set` or takes it out.
+fn mark(set: &Mutex<HashSet<String>>, id: &str, on: bool) {
+    let mut s = set.lock();
+    if on {
+        s.insert(id.to_string());
+    } else {
+        s.remove(id);
     }
 }
 

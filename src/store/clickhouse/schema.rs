@@ -86,11 +86,25 @@ impl Step {
             Step::Table(t) => t.create(layout),
             Step::ModifyColumn { table, column, to } => match layout {
                 Layout::Single => vec![format!("ALTER TABLE {table} MODIFY COLUMN {column} {to}")],
-                // The locals hold the data; the distributed table's column must match.
-                Layout::Cluster { cluster, database: db } => vec![
-                    format!("ALTER TABLE {db}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster} MODIFY COLUMN {column} {to}"),
-                    format!("ALTER TABLE {db}.{table} ON CLUSTER {cluster} MODIFY COLUMN {column} {to}"),
-                ],
+                // The replicated locals hold the data: the ALTER runs once per shard and
+                // reaches the other replicas through ZooKeeper. A distributed table takes
+                // no ALTER `ON CLUSTER` on a replicated cluster (Code 371), and holds no
+                // data (inserts are synchronous): it is made again with the new columns,
+                // listed rather than copied from a local that a replica may not have
+                // altered yet.
+                Layout::Cluster { cluster, database: db } => {
+                    let t = table_def(table);
+                    let columns = altered_columns(t.columns, column, to);
+                    vec![
+                        format!("ALTER TABLE {db}.{table}{LOCAL_SUFFIX} ON CLUSTER {cluster} MODIFY COLUMN {column} {to}"),
+                        format!("DROP TABLE IF EXISTS {db}.{table} ON CLUSTER {cluster}"),
+                        format!(
+                            "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} ({columns}) \
+                             ENGINE = Distributed({cluster}, {db}, {table}{LOCAL_SUFFIX}, {shard})",
+                            shard = t.shard_by
+                        ),
+                    ]
+                }
             },
         }
     }
@@ -102,6 +116,16 @@ impl Migration {
     }
 }
 
+/// Every event kind by its code (`rows::kind_code`). Migration 1 creates `kind` with
+/// all of them (a replica created late, from its DDL queue, then already matches the
+/// altered tables in ZooKeeper); migration 2 brings tables made before the operators'
+/// actions (codes 5 to 7) to the same type, and is a no-op on the others.
+macro_rules! kinds_enum {
+    () => {
+        "Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4, \
+         'incident.acknowledged' = 5, 'incident.assigned' = 6, 'incident.noted' = 7)"
+    };
+}
 /// Runs on ClickHouse 18.16 and on current releases alike (see the module docs).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -110,9 +134,12 @@ pub const MIGRATIONS: &[Migration] = &[
         steps: &[
             Step::Table(Table {
                 name: "events",
-                columns: "
+                columns: concat!(
+                    "
             event_id      UUID,
-            kind          Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4),
+            kind          ",
+                    kinds_enum!(),
+                    ",
             incident_id   String,
             pipeline      String,
             camera_id     String,
@@ -128,19 +155,23 @@ pub const MIGRATIONS: &[Migration] = &[
             rules         Array(String),
             object_count  UInt16,
             caption       String,
-            payload       String",
+            payload       String"
+                ),
                 partition_by: "toYYYYMMDD(ts)",
                 order_by: "(camera_id, ts_ms, event_id)",
                 shard_by: "cityHash64(camera_id)",
             }),
             Step::Table(Table {
                 name: "objects",
-                columns: "
+                columns: concat!(
+                    "
             event_id      UUID,
             camera_id     String,
             ts            DateTime('UTC'),
             ts_ms         UInt64,
-            kind          Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4),
+            kind          ",
+                    kinds_enum!(),
+                    ",
             incident_id   String,
             idx           UInt16,
             track_id      Nullable(UInt64),
@@ -156,7 +187,8 @@ pub const MIGRATIONS: &[Migration] = &[
             lon           Nullable(Float64),
             speed_mps     Nullable(Float64),
             heading_deg   Nullable(Float64),
-            zones         Array(String)",
+            zones         Array(String)"
+                ),
                 partition_by: "toYYYYMMDD(ts)",
                 order_by: "(camera_id, ts_ms, event_id, idx)",
                 shard_by: "cityHash64(camera_id)",
@@ -170,9 +202,34 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// Event kinds from migration 2 on (the numbers are `rows::kind_code`).
-const KINDS_V2: &str = "Enum8('incident.opened' = 1, 'incident.updated' = 2, 'incident.closed' = 3, 'frame.analyzed' = 4, \
-                        'incident.acknowledged' = 5, 'incident.assigned' = 6, 'incident.noted' = 7)";
+/// The table `name` as migration 1 created it.
+fn table_def(name: &str) -> &'static Table {
+    MIGRATIONS
+        .iter()
+        .flat_map(|m| m.steps.iter())
+        .find_map(|s| match s {
+            Step::Table(t) if t.name == name => Some(t),
+            _ => None,
+        })
+        .expect("a column is modified in a table the migrations create")
+}
+
+/// `columns` (a CREATE's column list) with `column`'s type replaced by `to`.
+fn altered_columns(columns: &str, column: &str, to: &str) -> String {
+    columns
+        .split(",\n")
+        .map(|c| {
+            let trimmed = c.trim_start();
+            match trimmed.split_once(char::is_whitespace) {
+                Some((name, _)) if name == column => format!("{}{column} {to}", &c[..c.len() - trimmed.len()]),
+                _ => c.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
+const KINDS_V2: &str = kinds_enum!();
 
 const MIGRATIONS_COLUMNS: &str = "version UInt32, name String, applied_at DateTime('UTC')";
 
@@ -337,6 +394,23 @@ mod tests {
         assert!(migrations_table(&cluster).contains("ReplicatedReplacingMergeTree"));
         assert_eq!(tables_needed(&cluster), ["argus_migrations", "events", "events_local", "objects", "objects_local"]);
         assert_eq!(tables_needed(&Layout::Single), ["argus_migrations", "events", "objects"]);
+    }
+
+    #[test]
+    fn on_a_cluster_the_kind_change_alters_the_locals_and_remakes_the_distributed_tables() {
+        let layout = Layout::Cluster { cluster: "c".into(), database: "db".into() };
+        let stmts = MIGRATIONS[1].statements(&layout);
+        assert_eq!(stmts.len(), 6);
+        assert!(stmts[0].starts_with("ALTER TABLE db.events_local ON CLUSTER c MODIFY COLUMN kind Enum8("), "{}", stmts[0]);
+        assert_eq!(stmts[1], "DROP TABLE IF EXISTS db.events ON CLUSTER c");
+        assert!(
+            stmts[2].contains("'incident.noted' = 7") && stmts[2].contains("ENGINE = Distributed(c, db, events_local, cityHash64(camera_id))"),
+            "{}",
+            stmts[2]
+        );
+        assert!(!stmts[2].contains("'frame.analyzed' = 4)"), "the old enum is gone: {}", stmts[2]);
+        assert_eq!(stmts[2].matches(",\n").count(), table_def("events").columns.matches(",\n").count(), "every column kept");
+        assert!(MIGRATIONS[1].statements(&Layout::Single).iter().all(|s| s.starts_with("ALTER TABLE ")));
     }
 
     #[test]

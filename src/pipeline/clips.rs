@@ -66,8 +66,10 @@ pub struct ClipRecorder {
 impl ClipRecorder {
     /// The recorder and its encoder thread.
     pub fn start(cfg: ClipConfig, store: Arc<ClipStore>, encoder: Box<dyn ClipEncoder>, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        // Frames of every recording go through one queue: room for a few clips' worth.
-        let capacity = cfg.queue * ((cfg.fps * (cfg.pre_s + cfg.post_s)).ceil() as usize + 2);
+        // Frames of every recording go through one queue: each clip slot has room for its
+        // pre-roll (sent at once) and 2 s more. Frames are shared with the ring, but a
+        // queued frame outlives it, so the queue is what bounds the memory clips take.
+        let capacity = cfg.queue * ((cfg.fps * (cfg.pre_s + 2.0)).ceil() as usize + 2);
         let (tx, rx) = bounded(capacity.max(8));
         let worker = ClipWorker { rx, store: store.clone(), encoder, metrics: metrics.clone(), fps: cfg.fps, max_side: cfg.max_side, active: HashMap::new() };
         let handle = std::thread::Builder::new().name("clip-encoder".into()).spawn(move || worker.run())?;

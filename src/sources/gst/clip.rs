@@ -1,7 +1,7 @@
 //! The clip encoder of `crate::evidence::clip` with GStreamer (kept in this module with
 //! the rest of GStreamer): `appsrc(RGB) → videoconvert → videoscale → x264enc → mp4mux`.
 //!
-//! x264 runs `ultrafast` with `zerolatency` on one thread, so a clip costs one core's
+//! x264 runs `ultrafast` with `zerolatency` at constant quality on one thread, so a clip costs one core's
 //! share at most and never buffers more than a frame or two; the profile is constrained
 //! baseline, which every browser's `<video>` plays, and `mp4mux faststart` writes the
 //! index first so playback starts before the whole file is read. The pipeline is set
@@ -20,6 +20,10 @@ use crate::model::RgbImage;
 
 /// The GStreamer H.264/MP4 encoder.
 pub struct GstClipEncoder;
+
+/// x264's constant-quality level (its CRF): 0 lossless … 51 worst; 26 keeps faces and
+/// plates of a 640-pixel view legible.
+const QUALITY: u32 = 26;
 
 /// How long finishing a clip may take (EOS through the encoder and muxer).
 const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +58,10 @@ impl ClipEncoder for GstClipEncoder {
         x264.set_property_from_str("tune", "zerolatency");
         x264.set_property("threads", 1u32);
         x264.set_property("key-int-max", ((fps * 2.0).round() as u32).max(1));
+        // Constant quality (CRF-like) instead of x264enc's default 2 Mbit/s: a still scene
+        // costs little, and a 15 s clip is a few hundred KiB, not 4 MB.
+        x264.set_property_from_str("pass", "qual");
+        x264.set_property("quantizer", QUALITY);
         let h264 = gst::ElementFactory::make("capsfilter")
             .property("caps", gst::Caps::builder("video/x-h264").field("profile", "constrained-baseline").build())
             .build()

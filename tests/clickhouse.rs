@@ -171,6 +171,8 @@ fn the_analyst_queries_in_the_docs_run() {
     let server = Server::start(&dir.path().join("ch"));
     let s = store(&server, dir.path());
     s.insert(&store_suite::events()).unwrap();
+    // Incidents with operators' actions, for the audit trail queries.
+    s.insert(&store_suite::board_events()).unwrap();
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
     let blocks: Vec<&str> = doc.split("```sql").skip(1).map(|b| b.split("```").next().unwrap().trim()).collect();
     assert!(blocks.len() >= 3, "the doc shows at least three analyst queries");
@@ -188,6 +190,7 @@ fn a_modern_clickhouse_takes_the_same_schema_data_and_queries() {
     let server = Server::start(&dir.path().join("ch"));
     let s = store(&server, dir.path());
     s.insert(&store_suite::events()).unwrap();
+    s.insert(&store_suite::board_events()).unwrap();
     let ddl: Vec<String> = argus::store::clickhouse::MIGRATIONS.iter().flat_map(|m| m.statements(&argus::store::clickhouse::Layout::Single)).collect();
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
     let queries: Vec<&str> = doc.split("```sql").skip(1).map(|b| b.split("```").next().unwrap().trim()).collect();
@@ -205,7 +208,8 @@ fn a_modern_clickhouse_takes_the_same_schema_data_and_queries() {
         .expect(".deps/pyenv (scripts/setup)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("events: 25 rows from 18.16 loaded"), "{text}");
+    let want = store_suite::events().len() + store_suite::board_events().len();
+    assert!(text.contains(&format!("events: {want} rows from 18.16 loaded")), "{text}");
 }
 
 fn jsonl_events(path: &Path) -> Vec<Value> {

@@ -12,6 +12,10 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::evidence::clip::{ClipInfo, byte_range};
 
+/// What a request gets of a clip: its length, the range asked for, and those bytes (or
+/// the whole file); `Err(len)` for a range past the end.
+type Slice = (u64, Option<std::ops::Range<u64>>, Vec<u8>);
+
 /// The clip's facts for `/v1/incidents/{id}`, when one is stored.
 pub fn info(st: &AppState, incident: &str) -> Option<ClipInfo> {
     st.clips.as_ref()?.info(incident)
@@ -36,7 +40,7 @@ pub async fn clip(State(st): State<AppState>, Path(id): Path<String>, headers: H
     };
     let path = store.path_of(&id).expect("a UUID is an incident id");
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Result<(u64, Option<std::ops::Range<u64>>, Vec<u8>), u64>> {
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Result<Slice, u64>> {
         let mut f = std::fs::File::open(&path)?;
         let len = f.metadata()?.len();
         let Ok(want) = byte_range(range.as_deref(), len) else { return Ok(Err(len)) };

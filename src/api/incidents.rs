@@ -223,6 +223,20 @@ fn who(st: &AppState, caller: Option<axum::Extension<Caller>>) -> String {
     }
 }
 
+/// The last action's time here, in ms since the epoch.
+static LAST_ACTION_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Now, to the millisecond events keep, and after every earlier action of this process:
+/// the audit trail lists actions in the order they were taken, even two in one
+/// millisecond (stores order by time, then by event id).
+fn action_time() -> time::OffsetDateTime {
+    use std::sync::atomic::Ordering;
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let prev = LAST_ACTION_MS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1))).unwrap_or(now);
+    let ms = now.max(prev + 1);
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+}
+
 /// Publishes `action` on incident `id` and waits (bounded) until it is durable.
 async fn act(st: AppState, id: String, kind: EventKind, action: OperatorAction) -> Result<Response, ApiError> {
     if uuid::Uuid::parse_str(&id).is_err() {
@@ -236,7 +250,7 @@ async fn act(st: AppState, id: String, kind: EventKind, action: OperatorAction) 
     let key = id.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<(Event, bool), ApiError> {
         let latest = incidents::latest_lifecycle_event(&*store, &key).map_err(store_error)?.ok_or_else(|| ApiError::not_found(format!("no incident {key}")))?;
-        let ev = crate::model::action_event(&latest, kind, action, time::OffsetDateTime::now_utc());
+        let ev = crate::model::action_event(&latest, kind, action, action_time());
         let n = outlet.publish(ev.clone()).map_err(|why| ApiError::unavailable(format!("the action was not published: {why}")))?;
         let deadline = std::time::Instant::now() + DURABLE_WAIT;
         while outlet.durable() < n && std::time::Instant::now() < deadline {
@@ -276,6 +290,13 @@ mod tests {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
             assert!(e.message.contains(needle), "{qs}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn actions_are_stamped_in_order_to_the_millisecond() {
+        let times: Vec<time::OffsetDateTime> = (0..50).map(|_| action_time()).collect();
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "strictly increasing, even within one millisecond");
+        assert!(times.iter().all(|t| t.nanosecond() % 1_000_000 == 0), "whole milliseconds, as stored");
     }
 
     #[test]

@@ -135,16 +135,15 @@ impl ClipWriter for GstClipWriter {
     fn finish(self: Box<Self>) -> Result<(u32, u32), String> {
         self.src.end_of_stream().map_err(|e| format!("ending the clip: {e:?}"))?;
         let bus = self.pipeline.bus().ok_or("the clip pipeline has no bus")?;
-        let result = match bus.timed_pop_filtered(gst::ClockTime::from_seconds(FINISH_TIMEOUT.as_secs()), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+        // Drop sets the pipeline back to Null.
+        match bus.timed_pop_filtered(gst::ClockTime::from_seconds(FINISH_TIMEOUT.as_secs()), &[gst::MessageType::Eos, gst::MessageType::Error]) {
             Some(msg) => match msg.view() {
                 gst::MessageView::Eos(..) => Ok(self.size),
                 gst::MessageView::Error(e) => Err(format!("{} ({})", e.error(), e.debug().map(|d| d.to_string()).unwrap_or_default())),
                 _ => unreachable!("filtered"),
             },
             None => Err(format!("the clip did not finish within {FINISH_TIMEOUT:?}")),
-        };
-        result
-        // Drop sets the pipeline back to Null.
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    argus::telemetry::memory::tune_allocator();
     let cli = cli::Cli::parse();
     match cli::dispatch(cli.command) {
         Ok(code) => code,

@@ -2,6 +2,10 @@
 //! threads, each with its own detector, fed by a bounded queue. Decoding, detection,
 //! placing and judging run on the workers, never on the async runtime; a full queue is
 //! refused at once (the caller answers 429 with a wait estimate) instead of growing.
+//!
+//! A worker loads its detector when its first request arrives (`server.analyze_preload`
+//! loads at start instead): a pipeline that nobody sends images to does not hold a second
+//! model and its engine's buffers (≈ 40 MB for NanoDet on ONNX Runtime).
 
 pub mod judge;
 pub mod still;
@@ -41,6 +45,8 @@ struct Job {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PoolState {
+    /// No detector loaded yet: the first request loads one (and waits for it).
+    Idle,
     Loading,
     Ready,
     Failed(String),
@@ -74,49 +80,33 @@ pub struct PoolSettings {
     pub max_side: u32,
     /// `limits.max_frame_pixels`.
     pub max_pixels: u64,
+    /// Load every worker's detector at start rather than at its first request.
+    pub preload: bool,
 }
 
 impl AnalysisPool {
-    /// Starts the workers; each loads its detector in the background (the pool is
-    /// `Loading` until the first one is ready).
+    /// Starts the workers. Each loads its detector at its first request, or at once
+    /// with `preload` (the pool is then `Loading` until the first one is ready).
     pub fn start(settings: PoolSettings, factory: DetectorFactory, cameras: Arc<CameraContexts>) -> std::io::Result<Self> {
         let workers = settings.workers.max(1);
         // `in_flight` enforces queue + workers; the channel is as large so that a job a
         // worker has not picked up yet never makes a free slot look full.
         let (tx, rx) = bounded::<Job>(settings.queue.max(1) + workers);
-        let state = Arc::new(RwLock::new(PoolState::Loading));
+        let state = Arc::new(RwLock::new(if settings.preload { PoolState::Loading } else { PoolState::Idle }));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let avg_us = Arc::new(AtomicU64::new(200_000));
         for i in 0..workers {
-            let (rx, state, in_flight, avg_us, factory, cameras) =
-                (rx.clone(), state.clone(), in_flight.clone(), avg_us.clone(), factory.clone(), cameras.clone());
-            let limits = crate::model::ImageLimits { max_side: settings.max_side, max_pixels: settings.max_pixels };
-            std::thread::Builder::new().name(format!("argus-analyze-{i}")).spawn(move || {
-                let mut detector = match factory() {
-                    Ok(d) => {
-                        *state.write() = PoolState::Ready;
-                        d
-                    }
-                    Err(e) => {
-                        tracing::error!(worker = i, error = %e, "analysis worker could not load its detector");
-                        let mut s = state.write();
-                        if *s != PoolState::Ready {
-                            *s = PoolState::Failed(e);
-                        }
-                        return;
-                    }
-                };
-                for job in rx.iter() {
-                    (job.on_start)();
-                    let t0 = Instant::now();
-                    let result = analyse(detector.as_mut(), &job.req, limits, &cameras);
-                    let us = t0.elapsed().as_micros() as u64;
-                    let old = avg_us.load(Ordering::Relaxed);
-                    avg_us.store((old * 7 + us) / 8, Ordering::Relaxed);
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    (job.on_done)(result);
-                }
-            })?;
+            let worker = Worker {
+                index: i,
+                factory: factory.clone(),
+                state: state.clone(),
+                in_flight: in_flight.clone(),
+                avg_us: avg_us.clone(),
+                cameras: cameras.clone(),
+                limits: crate::model::ImageLimits { max_side: settings.max_side, max_pixels: settings.max_pixels },
+            };
+            let (rx, preload) = (rx.clone(), settings.preload);
+            std::thread::Builder::new().name(format!("argus-analyze-{i}")).spawn(move || worker.run(rx, preload))?;
         }
         Ok(Self { tx, queue_limit: settings.queue.max(1), workers, state, in_flight, avg_us })
     }
@@ -145,7 +135,8 @@ impl AnalysisPool {
     /// `on_done` with its result, both on the worker thread.
     pub fn submit(&self, req: AnalysisRequest, on_start: OnStart, on_done: OnDone) -> Result<(), SubmitError> {
         match self.state() {
-            PoolState::Ready => {}
+            // The job waits in the queue while a worker loads its detector.
+            PoolState::Ready | PoolState::Idle => {}
             PoolState::Loading => return Err(SubmitError::NotReady("the model is still loading".into())),
             PoolState::Failed(e) => return Err(SubmitError::NotReady(format!("the model failed to load: {e}"))),
         }
@@ -165,6 +156,71 @@ impl AnalysisPool {
 
     fn busy(&self) -> SubmitError {
         SubmitError::Busy { queued: self.tx.len(), limit: self.queue_limit, retry_after_s: self.retry_after_s() }
+    }
+}
+
+/// One worker thread: its detector (once loaded) and what it reports to the pool.
+struct Worker {
+    index: usize,
+    factory: DetectorFactory,
+    state: Arc<RwLock<PoolState>>,
+    in_flight: Arc<AtomicUsize>,
+    avg_us: Arc<AtomicU64>,
+    cameras: Arc<CameraContexts>,
+    limits: crate::model::ImageLimits,
+}
+
+impl Worker {
+    fn run(self, rx: crossbeam_channel::Receiver<Job>, preload: bool) {
+        let mut detector = None;
+        let mut failed: Option<String> = None;
+        if preload {
+            self.load(&mut detector, &mut failed);
+        }
+        for job in rx.iter() {
+            (job.on_start)();
+            if detector.is_none() && failed.is_none() {
+                self.load(&mut detector, &mut failed);
+            }
+            let t0 = Instant::now();
+            let result = match (&mut detector, &failed) {
+                (Some(d), _) => analyse(d.as_mut(), &job.req, self.limits, &self.cameras),
+                // Jobs already queued when the load failed are answered, never dropped.
+                (None, why) => Err(AnalyzeError::ModelUnavailable(why.clone().unwrap_or_default())),
+            };
+            if detector.is_some() {
+                let us = t0.elapsed().as_micros() as u64;
+                let old = self.avg_us.load(Ordering::Relaxed);
+                self.avg_us.store((old * 7 + us) / 8, Ordering::Relaxed);
+            }
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            (job.on_done)(result);
+        }
+    }
+
+    fn load(&self, detector: &mut Option<Box<dyn Detector>>, failed: &mut Option<String>) {
+        {
+            let mut s = self.state.write();
+            if *s == PoolState::Idle {
+                *s = PoolState::Loading;
+            }
+        }
+        let t0 = Instant::now();
+        match (self.factory)() {
+            Ok(d) => {
+                tracing::info!(worker = self.index, ms = t0.elapsed().as_millis() as u64, "analysis worker loaded its detector");
+                *self.state.write() = PoolState::Ready;
+                *detector = Some(d);
+            }
+            Err(e) => {
+                tracing::error!(worker = self.index, error = %e, "analysis worker could not load its detector");
+                let mut s = self.state.write();
+                if *s != PoolState::Ready {
+                    *s = PoolState::Failed(e.clone());
+                }
+                *failed = Some(e);
+            }
+        }
     }
 }
 
@@ -223,11 +279,17 @@ mod tests {
     }
 
     fn pool(delay_ms: u64, queue: usize, factory_fails: bool) -> AnalysisPool {
-        let factory: DetectorFactory =
-            Arc::new(
-                move || if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) },
-            );
-        AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64, max_pixels: 64 * 64 }, factory, Arc::new(CameraContexts::default())).unwrap()
+        counted_pool(delay_ms, queue, factory_fails, true, Arc::new(AtomicUsize::new(0)))
+    }
+
+    /// A pool whose factory counts the detectors it made.
+    fn counted_pool(delay_ms: u64, queue: usize, factory_fails: bool, preload: bool, made: Arc<AtomicUsize>) -> AnalysisPool {
+        let factory: DetectorFactory = Arc::new(move || {
+            made.fetch_add(1, Ordering::SeqCst);
+            if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) }
+        });
+        AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64, max_pixels: 64 * 64, preload }, factory, Arc::new(CameraContexts::default()))
+            .unwrap()
     }
 
     fn wait_ready(p: &AnalysisPool) {
@@ -287,5 +349,48 @@ mod tests {
             Err(SubmitError::NotReady(why)) => assert!(why.contains("no weights"), "{why}"),
             other => panic!("expected NotReady, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_lazy_pool_loads_its_detector_at_the_first_request_only() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let p = counted_pool(0, 2, false, false, made.clone());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!((p.state(), made.load(Ordering::SeqCst)), (PoolState::Idle, 0), "nothing loaded before a request");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for _ in 0..3 {
+            let tx = tx.clone();
+            p.submit(req(png(16, 8)), Box::new(|| {}), Box::new(move |r| tx.send(r).unwrap())).unwrap();
+            let ev = rx.recv_timeout(Duration::from_secs(5)).unwrap().expect("the first request waits for the load, then is analysed");
+            assert_eq!(ev.objects.len(), 1);
+        }
+        assert_eq!((p.state(), made.load(Ordering::SeqCst)), (PoolState::Ready, 1), "loaded once");
+    }
+
+    #[test]
+    fn a_lazy_pool_whose_model_fails_answers_every_queued_request_then_refuses() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let p = counted_pool(0, 4, true, false, made.clone());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut accepted = 0;
+        for _ in 0..3 {
+            let tx = tx.clone();
+            if p.submit(req(png(8, 8)), Box::new(|| {}), Box::new(move |r| tx.send(r).unwrap())).is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!(accepted >= 1, "the first request is accepted and triggers the load");
+        for _ in 0..accepted {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Err(AnalyzeError::ModelUnavailable(why)) => assert!(why.contains("no weights"), "{why}"),
+                other => panic!("expected ModelUnavailable, got {other:?}"),
+            }
+        }
+        assert_eq!(p.in_flight(), 0, "every accepted request was answered");
+        match p.submit(req(png(8, 8)), Box::new(|| {}), Box::new(|_| {})) {
+            Err(SubmitError::NotReady(why)) => assert!(why.contains("no weights"), "{why}"),
+            other => panic!("expected NotReady, got {other:?}"),
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1, "a failed load is not retried per request");
     }
 }

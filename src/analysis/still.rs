@@ -19,6 +19,9 @@ pub enum AnalyzeError {
     UnknownCamera(String),
     #[error(transparent)]
     Detect(#[from] crate::detect::DetectError),
+    /// The worker could not load its detector (the request is answered 503).
+    #[error("the analysis detector is not ready: the model failed to load: {0}")]
+    ModelUnavailable(String),
 }
 
 /// Analyses one decoded image; `source` names it in the event (file name, upload id).

@@ -248,6 +248,7 @@ fn analyze_error(e: &AnalyzeError) -> ApiError {
         }
         AnalyzeError::UnknownCamera(id) => ApiError::unprocessable(e.to_string()).with_details(json!({ "field": "camera_id", "value": id })),
         AnalyzeError::Detect(_) => ApiError::internal(format!("the detector failed: {e}")),
+        AnalyzeError::ModelUnavailable(_) => ApiError::unavailable(e.to_string()).retry_after(5),
     }
 }
 

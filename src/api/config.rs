@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub analyze_workers: usize,
     /// Analysis requests waiting for a worker: beyond it 429 with Retry-After.
     pub analyze_queue: usize,
+    /// Load the analysis workers' detectors at start (default: at each worker's first
+    /// request, so a deployment that never analyses uploads does not hold the model twice).
+    pub analyze_preload: bool,
     /// A synchronous analysis waiting longer than this answers 503 (seconds).
     pub analyze_timeout_s: f64,
     /// Images per `POST /v1/analyze/batch`.
@@ -89,6 +92,7 @@ impl Default for ServerConfig {
             max_image_side: 4096,
             analyze_workers: 1,
             analyze_queue: 8,
+            analyze_preload: false,
             analyze_timeout_s: 30.0,
             batch_max_items: 16,
             tasks_kept: 1000,

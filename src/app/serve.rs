@@ -196,6 +196,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
             queue: s.analyze_queue,
             max_side: s.max_image_side,
             max_pixels: cfg.argus.limits.max_frame_pixels,
+            preload: s.analyze_preload,
         },
         factory,
         cameras.clone(),

@@ -12,7 +12,7 @@ pub mod yolo;
 #[cfg(feature = "onnx")]
 pub mod ort_engine;
 #[cfg(feature = "torch")]
-pub mod tch_engine;
+pub mod torch_plugin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -247,7 +247,7 @@ fn load_engine(path: &std::path::Path, cfg: &DetectorConfig) -> Result<Box<dyn I
         #[cfg(not(feature = "onnx"))]
         BackendKind::Ort => Err(DetectError::NotBuilt("ort", "onnx")),
         #[cfg(feature = "torch")]
-        BackendKind::Tch => Ok(Box::new(tch_engine::TchEngine::load(path, cfg)?)),
+        BackendKind::Tch => Ok(Box::new(torch_plugin::TchEngine::load(path, cfg)?)),
         #[cfg(not(feature = "torch"))]
         BackendKind::Tch => Err(DetectError::NotBuilt("tch", "torch")),
     }

@@ -58,6 +58,16 @@ impl OrtEngine {
             .map_err(engine_err)?
             .with_intra_threads(cfg.threads)
             .map_err(engine_err)?;
+        if !cfg.ort_arena {
+            // Registering the CPU provider with its arena off sets the session option
+            // (it adds no provider: CPU is always last); memory patterns preallocate the
+            // peak of a run and are kept for the session's life as well.
+            builder = builder
+                .with_memory_pattern(false)
+                .map_err(engine_err)?
+                .with_execution_providers([ort::ep::CPU::default().with_arena_allocator(false).build()])
+                .map_err(engine_err)?;
+        }
         #[cfg_attr(not(feature = "onnx-cuda"), allow(unused_mut))]
         let mut device = "cpu".to_string();
         if cfg.device != DevicePreference::Cpu {

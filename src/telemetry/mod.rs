@@ -4,6 +4,7 @@
 
 pub mod disk;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 pub mod redact;
 pub mod supervise;

@@ -130,7 +130,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
     };
     let signals = install_signals(&rt);
 
-    let hub = FrameHub::new();
+    let hub = FrameHub::with_lane_bytes((cfg.argus.limits.frame_queue_mb * 1024.0 * 1024.0) as usize);
     let mut stops = Vec::new();
     let mut threads = Vec::new();
     for (spec, route) in plan.cameras {

@@ -67,7 +67,9 @@ pub fn start(cfg: &LoadedConfig, scenes: Scenes, detector: Box<dyn Detector>, bu
     let det = &cfg.argus.detector;
     let settings = StageSettings {
         frame_queue: limits.frame_queue,
+        frame_queue_bytes: (limits.frame_queue_mb * 1024.0 * 1024.0) as usize,
         max_batch: det.max_batch,
+        max_batch_per_camera: det.max_batch_per_camera,
         max_wait: Duration::from_millis(det.max_wait_ms),
         camera_down_after: Some(Duration::from_secs_f64(cfg.argus.scene_state.max_gap_s)),
     };

@@ -67,6 +67,9 @@ impl Default for ArgusConfig {
 pub struct LimitsConfig {
     /// Frames queued per camera between its source and the detector.
     pub frame_queue: usize,
+    /// And at most this many MiB of their pixels per camera (one larger frame still
+    /// goes through, alone): a count alone lets 4K cameras hold gigabytes.
+    pub frame_queue_mb: f64,
     /// Events queued per sink before the pipeline waits for it.
     pub sink_queue: usize,
     /// At shutdown, how long the sinks may take to write (or spool) what they hold;
@@ -83,7 +86,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { frame_queue: 4, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS, min_free_disk_mb: 512 }
+        Self { frame_queue: 4, frame_queue_mb: 32.0, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS, min_free_disk_mb: 512 }
     }
 }
 

@@ -78,6 +78,9 @@ fn validate_argus(a: &ArgusConfig, iss: &mut Issues) {
     }
     crate::api::config::validate(&a.server, iss);
     crate::detect::config::validate(&a.detector, iss);
+    if !(a.limits.frame_queue_mb > 0.0 && a.limits.frame_queue_mb <= 65536.0) {
+        iss.add("limits.frame_queue_mb", format!("{} is outside (0, 65536]", a.limits.frame_queue_mb), "use e.g. 32 (MiB of frames per camera)");
+    }
     if a.limits.frame_queue == 0 {
         iss.add("limits.frame_queue", "must be at least 1", "use e.g. 4");
     }

@@ -74,6 +74,10 @@ pub struct DetectorConfig {
     pub ort_arena: bool,
     /// Frames from all cameras batched into one detector call, at most.
     pub max_batch: usize,
+    /// Frames of any one camera in one call, at most. 1 (the default) batches across
+    /// cameras only: one camera gets no batching delay, and its frames do not wait in
+    /// the queue for a batch of their own (each waiting frame is 1.3 MB at 768x576).
+    pub max_batch_per_camera: usize,
     /// How long the batcher waits to fill a batch once it has one frame.
     pub max_wait_ms: u64,
     /// `yolo` only: square input size (default 640).
@@ -99,6 +103,7 @@ impl Default for DetectorConfig {
             threads: 2,
             ort_arena: false,
             max_batch: 4,
+            max_batch_per_camera: 1,
             max_wait_ms: 5,
             input_size: None,
             class_names: None,
@@ -150,6 +155,13 @@ pub fn validate(d: &DetectorConfig, iss: &mut Issues) {
     }
     if d.max_batch == 0 || d.max_batch > 64 {
         iss.add("detector.max_batch", format!("{} is outside 1..=64", d.max_batch), "use e.g. 4");
+    }
+    if d.max_batch_per_camera == 0 || d.max_batch_per_camera > d.max_batch.max(1) {
+        iss.add(
+            "detector.max_batch_per_camera",
+            format!("{} is outside 1..=detector.max_batch ({})", d.max_batch_per_camera, d.max_batch),
+            "use 1 to batch across cameras only, or up to max_batch",
+        );
     }
     if d.max_wait_ms > 1000 {
         iss.add("detector.max_wait_ms", format!("{} ms adds that much latency to every frame", d.max_wait_ms), "use 0..=1000 (e.g. 5)");

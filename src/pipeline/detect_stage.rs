@@ -30,10 +30,21 @@ pub enum Detected {
     SourceEnded(Arc<str>),
 }
 
-pub fn run(mut detector: Box<dyn Detector>, hub: Arc<FrameHub>, out: Sender<Detected>, max_batch: usize, max_wait: Duration, metrics: Arc<Metrics>) {
+/// How the detect stage fills a detector call.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Frames per call, at most.
+    pub max: usize,
+    /// Frames of one camera per call, at most.
+    pub per_camera: usize,
+    /// How long to wait for other cameras' frames once the batch has one.
+    pub max_wait: Duration,
+}
+
+pub fn run(mut detector: Box<dyn Detector>, hub: Arc<FrameHub>, out: Sender<Detected>, batching: Batching, metrics: Arc<Metrics>) {
     let hist = metrics.stage_seconds.with_label_values(&["detect"]);
     loop {
-        let batch = hub.take_batch(max_batch, max_wait);
+        let batch = hub.take_batch_per_camera(batching.max, batching.per_camera, batching.max_wait);
         // Taken after the batch: a camera reported here has no frame left in the hub.
         let ended = hub.take_ended();
         if batch.is_empty() && ended.is_empty() {

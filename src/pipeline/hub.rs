@@ -5,6 +5,9 @@
 //! - Non-live sources (files, replays) block the producer instead: nothing is dropped.
 //! - The consumer takes frames round-robin across cameras, so one busy camera cannot
 //!   starve the others, and waits up to `max_wait` to fill a batch.
+//! - A lane is bounded in frames and in bytes (`limits.frame_queue_mb`): a 4K camera's
+//!   frames are 19 times a VGA one's, and a count alone lets a few such cameras hold
+//!   gigabytes. A frame larger than the byte bound still goes through, alone.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +16,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::model::Frame;
+
+/// What a queued frame holds: its pixels (shared with whoever else holds the frame).
+fn frame_bytes(f: &Frame) -> usize {
+    f.image.pixels.len()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -26,6 +34,9 @@ struct Lane {
     camera_id: Arc<str>,
     queue: VecDeque<Frame>,
     capacity: usize,
+    /// Pixel bytes of the queued frames, and the most the lane holds.
+    bytes: usize,
+    max_bytes: usize,
     overflow: Overflow,
     open: bool,
     /// The source ended by itself (end of a recording, frame limit, a file that fails):
@@ -37,6 +48,22 @@ struct Lane {
 }
 
 impl Lane {
+    /// Whether `incoming` more bytes fit now (an empty lane takes any one frame).
+    fn has_room_for(&self, incoming: usize) -> bool {
+        self.queue.len() < self.capacity && (self.queue.is_empty() || self.bytes + incoming <= self.max_bytes)
+    }
+
+    fn pop(&mut self) -> Option<Frame> {
+        let f = self.queue.pop_front()?;
+        self.bytes -= frame_bytes(&f);
+        Some(f)
+    }
+
+    fn push(&mut self, f: Frame) {
+        self.bytes += frame_bytes(&f);
+        self.queue.push_back(f);
+    }
+
     fn end_due(&self) -> bool {
         self.ended && !self.end_reported && self.queue.is_empty()
     }
@@ -55,6 +82,8 @@ struct State {
     lanes: Vec<Option<Lane>>,
     next: usize,
     shutdown: bool,
+    /// Byte bound of every lane opened from now on.
+    lane_bytes: usize,
 }
 
 impl State {
@@ -100,7 +129,17 @@ pub enum Pushed {
 
 impl FrameHub {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { state: Mutex::new(State { lanes: Vec::new(), next: 0, shutdown: false }), not_empty: Condvar::new(), not_full: Condvar::new() })
+        Self::with_lane_bytes(usize::MAX)
+    }
+
+    /// A hub whose lanes hold at most `lane_bytes` of pixels each (besides their
+    /// frame count).
+    pub fn with_lane_bytes(lane_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State { lanes: Vec::new(), next: 0, shutdown: false, lane_bytes: lane_bytes.max(1) }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+        })
     }
 
     /// Opens a lane for one camera.
@@ -111,6 +150,8 @@ impl FrameHub {
             camera_id,
             queue: VecDeque::with_capacity(capacity.min(64)),
             capacity: capacity.max(1),
+            bytes: 0,
+            max_bytes: st.lane_bytes,
             overflow,
             open: true,
             ended: false,
@@ -157,25 +198,36 @@ impl FrameHub {
     /// frame is available, then waits at most `max_wait` for more. Returns an empty vec
     /// when every lane is closed and drained (or on shutdown once drained).
     pub fn take_batch(&self, max: usize, max_wait: Duration) -> Vec<Frame> {
-        let max = max.max(1);
+        self.take_batch_per_camera(max, usize::MAX, max_wait)
+    }
+
+    /// As [`take_batch`](Self::take_batch), with at most `per_camera` frames of any one
+    /// camera: the batch spreads across cameras (`detector.max_batch_per_camera`). It
+    /// returns without waiting once no other camera could add a frame, so a single
+    /// camera pays no batching delay.
+    pub fn take_batch_per_camera(&self, max: usize, per_camera: usize, max_wait: Duration) -> Vec<Frame> {
+        let (max, per_camera) = (max.max(1), per_camera.max(1));
         let mut st = self.state.lock();
         let mut batch = Vec::with_capacity(max);
+        // Frames taken per lane slot for this batch.
+        let mut taken: Vec<usize> = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
-            while batch.len() < max {
-                match Self::pop_round_robin(&mut st) {
-                    Some(f) => batch.push(f),
-                    None => break,
-                }
-            }
+            Self::fill(&mut st, &mut batch, &mut taken, max, per_camera);
             if !batch.is_empty() {
                 self.not_full.notify_all();
             }
-            st.reclaim();
             let all_closed = st.shutdown || st.live().all(|l| !l.open);
             if batch.len() >= max || (all_closed && st.live().all(|l| l.queue.is_empty())) {
+                st.reclaim();
                 return batch;
             }
+            // Every open lane has given its share: waiting cannot fill the batch.
+            let can_add = st.lanes.iter().enumerate().any(|(i, l)| l.as_ref().is_some_and(|l| l.open) && taken.get(i).copied().unwrap_or(0) < per_camera);
+            if !batch.is_empty() && !can_add {
+                return batch;
+            }
+            st.reclaim();
             // An ended lane's news must not wait for another camera's frame.
             if batch.is_empty() && st.live().any(Lane::end_due) {
                 return batch;
@@ -186,12 +238,7 @@ impl FrameHub {
                 let d = *deadline.get_or_insert_with(|| Instant::now() + max_wait);
                 if Instant::now() >= d || self.not_empty.wait_until(&mut st, d).timed_out() {
                     // Take whatever arrived in the meantime, then return.
-                    while batch.len() < max {
-                        match Self::pop_round_robin(&mut st) {
-                            Some(f) => batch.push(f),
-                            None => break,
-                        }
-                    }
+                    Self::fill(&mut st, &mut batch, &mut taken, max, per_camera);
                     self.not_full.notify_all();
                     return batch;
                 }
@@ -211,12 +258,30 @@ impl FrameHub {
         out
     }
 
-    fn pop_round_robin(st: &mut State) -> Option<Frame> {
+    /// Adds frames round-robin until the batch is full or no lane with its share left
+    /// has one queued.
+    fn fill(st: &mut State, batch: &mut Vec<Frame>, taken: &mut Vec<usize>, max: usize, per_camera: usize) {
+        while batch.len() < max {
+            match Self::pop_round_robin(st, taken, per_camera) {
+                Some(f) => batch.push(f),
+                None => break,
+            }
+        }
+    }
+
+    fn pop_round_robin(st: &mut State, taken: &mut Vec<usize>, per_camera: usize) -> Option<Frame> {
         let n = st.lanes.len();
+        if taken.len() < n {
+            taken.resize(n, 0);
+        }
         for i in 0..n {
             let idx = (st.next + i) % n;
-            if let Some(f) = st.lanes[idx].as_mut().and_then(|l| l.queue.pop_front()) {
+            if taken[idx] >= per_camera {
+                continue;
+            }
+            if let Some(f) = st.lanes[idx].as_mut().and_then(Lane::pop) {
                 st.next = (idx + 1) % n;
+                taken[idx] += 1;
                 return Some(f);
             }
         }
@@ -233,17 +298,20 @@ impl LaneSender {
                 return Pushed::Closed;
             }
             let lane = st.lane(self.lane);
-            if lane.queue.len() < lane.capacity {
-                lane.queue.push_back(frame);
+            let size = frame_bytes(&frame);
+            if lane.has_room_for(size) {
+                lane.push(frame);
                 drop(st);
                 hub.not_empty.notify_one();
                 return Pushed::Queued;
             }
             match lane.overflow {
                 Overflow::DropOldest => {
-                    lane.queue.pop_front();
-                    lane.dropped += 1;
-                    lane.queue.push_back(frame);
+                    // Evict as many of the oldest as it takes (a larger frame can need more).
+                    while !lane.has_room_for(size) && lane.pop().is_some() {
+                        lane.dropped += 1;
+                    }
+                    lane.push(frame);
                     drop(st);
                     hub.not_empty.notify_one();
                     return Pushed::EvictedOldest;
@@ -253,11 +321,13 @@ impl LaneSender {
         }
     }
 
-    /// Whether a push now would queue without waiting.
+    /// Whether a push now would queue without waiting (for a frame the size of the last).
     pub fn has_room(&self) -> bool {
         let mut st = self.hub.state.lock();
         let lane = st.lane(self.lane);
-        lane.queue.len() < lane.capacity
+        // Frames of one camera are (nearly always) one size: room for one like the last.
+        let next = lane.queue.back().map_or(0, frame_bytes);
+        lane.has_room_for(next)
     }
 
     /// The source ended by itself, not because Argus is stopping or the camera was
@@ -417,5 +487,67 @@ mod tests {
         assert_eq!(t.join().unwrap(), Pushed::Closed);
         assert_eq!(hub.take_batch(4, Duration::ZERO).len(), 1, "queued frames still drain");
         assert!(hub.take_batch(4, Duration::ZERO).is_empty());
+    }
+
+    /// A frame of `side`x`side` RGB pixels.
+    fn sized(cam: &str, seq: u64, side: u32) -> Frame {
+        Frame { image: Arc::new(RgbImage::new(side, side, vec![0; (side * side * 3) as usize]).unwrap()), ..frame(cam, seq) }
+    }
+
+    #[test]
+    fn a_lane_is_bounded_in_bytes_as_well_as_frames() {
+        // 100x100 RGB = 30 000 bytes; the lane holds 70 000: two frames, not its 8.
+        let hub = FrameHub::with_lane_bytes(70_000);
+        let live = hub.lane("a".into(), 8, Overflow::DropOldest);
+        for seq in 0..5 {
+            live.push(sized("a", seq, 100));
+        }
+        let got: Vec<u64> = hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect();
+        assert_eq!(got, vec![3, 4], "the newest two fit");
+        assert_eq!(hub.dropped()[0].1, 3);
+        // One frame larger than the bound still goes through, alone.
+        assert_eq!(live.push(sized("a", 5, 200)), Pushed::Queued);
+        assert_eq!(live.push(sized("a", 6, 10)), Pushed::EvictedOldest, "nothing fits beside the big one");
+        assert_eq!(hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect::<Vec<_>>(), vec![6]);
+
+        // A blocking lane waits for bytes to be taken, and loses nothing.
+        let file = hub.lane("b".into(), 8, Overflow::Block);
+        file.push(sized("b", 0, 100));
+        file.push(sized("b", 1, 100));
+        assert!(!file.has_room(), "full in bytes with 2 of 8 frames");
+        let pusher = std::thread::spawn(move || file.push(sized("b", 2, 100)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!pusher.is_finished(), "the third frame waits for room");
+        let first = hub.take_batch(1, Duration::ZERO);
+        assert_eq!(first[0].seq, 0);
+        assert_eq!(pusher.join().unwrap(), Pushed::Queued);
+        let rest: Vec<u64> = hub.take_batch(10, Duration::ZERO).iter().map(|f| f.seq).collect();
+        assert_eq!(rest, vec![1, 2]);
+    }
+
+    #[test]
+    fn batches_spread_across_cameras_without_waiting_for_a_lone_camera() {
+        let hub = FrameHub::new();
+        let a = hub.lane("a".into(), 8, Overflow::Block);
+        for seq in 0..4 {
+            a.push(frame("a", seq));
+        }
+        // One camera: one frame per call, at once (no max_wait spent hoping for more).
+        let t0 = Instant::now();
+        let batch = hub.take_batch_per_camera(4, 1, Duration::from_secs(5));
+        assert_eq!(batch.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![0]);
+        assert!(t0.elapsed() < Duration::from_secs(2), "a lone camera's batch did not wait: {:?}", t0.elapsed());
+        // Two cameras: one frame of each.
+        let b = hub.lane("b".into(), 8, Overflow::Block);
+        b.push(frame("b", 0));
+        b.push(frame("b", 1));
+        let batch = hub.take_batch_per_camera(4, 1, Duration::from_millis(1));
+        let mut cams: Vec<&str> = batch.iter().map(|f| &*f.camera_id).collect();
+        cams.sort();
+        assert_eq!(cams, vec!["a", "b"]);
+        // Two per camera when allowed; the unbounded call takes everything left.
+        assert_eq!(hub.take_batch_per_camera(8, 2, Duration::from_millis(1)).len(), 3, "a: 2 of its 2 left, b: its 1 left");
+        a.push(frame("a", 9));
+        assert_eq!(hub.take_batch(8, Duration::ZERO).len(), 1);
     }
 }

@@ -40,8 +40,12 @@ use snapshot::SnapshotBoard;
 pub struct StageSettings {
     /// Frames queued per camera between its source and the detector.
     pub frame_queue: usize,
+    /// Pixel bytes queued per camera, at most (`limits.frame_queue_mb`).
+    pub frame_queue_bytes: usize,
     /// Frames from all cameras batched into one detector call, at most.
     pub max_batch: usize,
+    /// Frames of one camera in one detector call, at most.
+    pub max_batch_per_camera: usize,
     /// How long the batcher waits to fill a batch once it has one frame.
     pub max_wait: Duration,
     /// A live camera without a frame for this long has its open incidents closed ("not
@@ -181,7 +185,7 @@ pub fn start(
     let models = Models { detector: detector.info().model_id.clone(), captioner: SCENE_CAPTIONER.into() };
     let durability = bus.durability();
     let after = Arc::new(BusAfterScenes::default());
-    let hub = FrameHub::new();
+    let hub = FrameHub::with_lane_bytes(settings.frame_queue_bytes);
     let mut lanes = HashMap::new();
     let mut scenes = HashMap::new();
     let mut live_cameras = HashMap::new();
@@ -199,8 +203,8 @@ pub fn start(
     let sup = Supervisor { health: cx.health.clone(), metrics: cx.metrics.clone() };
     {
         let (hub, m) = (hub.clone(), cx.metrics.clone());
-        let (max_batch, max_wait) = (settings.max_batch, settings.max_wait);
-        threads.push(sup.spawn("stage-detect", move || detect_stage::run(detector, hub, det_tx, max_batch, max_wait, m))?);
+        let batching = detect_stage::Batching { max: settings.max_batch, per_camera: settings.max_batch_per_camera, max_wait: settings.max_wait };
+        threads.push(sup.spawn("stage-detect", move || detect_stage::run(detector, hub, det_tx, batching, m))?);
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };

@@ -45,6 +45,9 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Measure detector latency per backend and end-to-end throughput on the demo video.
     Bench(bench::detector::BenchArgs),
+    /// Peak resident memory of `argus --version`, the demo and the demo with several
+    /// cameras, next to a plain Python loop over the same video and model.
+    BenchMemory(bench::memory::BenchMemoryArgs),
     /// Run N live RTSP test cameras for a while; print per-camera rates and RSS growth.
     Soak(soak::SoakArgs),
     /// Rows/s into ClickHouse through the sink's code path, next to clickhouse-client.
@@ -65,6 +68,7 @@ pub fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Check { config, worker } => Ok(check::run(config, worker)),
         Command::Calibrate(args) => done(calibrate::run(args)),
         Command::Bench(args) => done(bench::detector::run(args)),
+        Command::BenchMemory(args) => done(bench::memory::run(args)),
         Command::Soak(args) => done(soak::run(args)),
         #[cfg(feature = "clickhouse")]
         Command::BenchClickhouse(args) => done(bench::clickhouse::run(args)),

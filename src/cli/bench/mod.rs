@@ -5,6 +5,7 @@
 pub mod clickhouse;
 pub mod detector;
 mod encode;
+pub mod memory;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod scene_state;

@@ -60,8 +60,8 @@ impl OrtEngine {
             .map_err(engine_err)?;
         if !cfg.ort_arena {
             // Registering the CPU provider with its arena off sets the session option
-            // (it adds no provider: CPU is always last); memory patterns preallocate the
-            // peak of a run and are kept for the session's life as well.
+            // (it adds no provider: CPU is always last). Memory patterns preallocate a
+            // run's peak from the previous runs; without the arena they are freed again.
             builder = builder
                 .with_memory_pattern(false)
                 .map_err(engine_err)?

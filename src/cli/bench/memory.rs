@@ -33,8 +33,30 @@ pub struct BenchMemoryArgs {
 /// One child's outcome.
 struct Measured {
     peak_bytes: u64,
+    /// The split of the largest resident sample: anonymous memory (what the process
+    /// allocated) and file pages (its executable and libraries), from /proc/PID/status.
+    anon_bytes: u64,
+    file_bytes: u64,
     wall_s: f64,
     stdout: String,
+}
+
+/// Samples /proc/PID/status every 20 ms until the process is gone; returns RssAnon and
+/// RssFile (+ RssShmem) of the sample with the largest total.
+fn sample_split(pid: libc::pid_t, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> (u64, u64) {
+    let mut best = (0u64, 0u64);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { break };
+        let kb = |name: &str| -> u64 {
+            status.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0) * 1024
+        };
+        let (anon, file) = (kb("RssAnon:"), kb("RssFile:") + kb("RssShmem:"));
+        if anon + file > best.0 + best.1 {
+            best = (anon, file);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    best
 }
 
 /// Runs `cmd` to its end; its peak RSS comes from the kernel's rusage for that child.
@@ -50,12 +72,19 @@ fn measure(mut cmd: Command, log: &Path) -> Result<Measured> {
         let _ = std::io::Read::read_to_string(&mut out, &mut s);
         s
     });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || sample_split(pid, stop))
+    };
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we started.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our child, not yet reaped (std's Child is not waited on).
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall_s = t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (anon_bytes, file_bytes) = sampler.join().unwrap_or_default();
     let stdout = reader.join().unwrap_or_default();
     if rc != pid {
         bail!("waiting for {cmd:?}: {}", std::io::Error::last_os_error());
@@ -64,7 +93,7 @@ fn measure(mut cmd: Command, log: &Path) -> Result<Measured> {
         let tail: String = std::fs::read_to_string(log).unwrap_or_default().lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
         bail!("{cmd:?} failed (status {status}); its log ends:\n{tail}");
     }
-    Ok(Measured { peak_bytes: usage.ru_maxrss as u64 * 1024, wall_s, stdout })
+    Ok(Measured { peak_bytes: usage.ru_maxrss as u64 * 1024, anon_bytes, file_bytes, wall_s, stdout })
 }
 
 /// The demo pipeline with its camera repeated `n` times (ids `plaza-1`…).
@@ -126,6 +155,11 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// "anon A + files F" of the largest sample (a short run may end before one is taken).
+fn split(m: &Measured) -> String {
+    if m.anon_bytes + m.file_bytes < m.peak_bytes / 4 { format!("{:>28}", "(ended before a sample)") } else { format!("(anon {:>5.1} + files {:>5.1} MB)", mb(m.anon_bytes), mb(m.file_bytes)) }
+}
+
 pub fn run(args: BenchMemoryArgs) -> Result<()> {
     if args.cameras == 0 || args.cameras > 64 {
         bail!("--cameras {} is outside 1..=64", args.cameras);
@@ -136,6 +170,7 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
     let video = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
     let model = repo.join("models/nanodet.onnx");
     println!("argus bench-memory: peak resident memory (the kernel's ru_maxrss of each run), one run, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("  peak = the kernel's figure; anon/files = the largest sample of /proc/PID/status (allocated memory / executable and libraries)");
     println!("  video {video}, model {}, {} per camera", model.display(), if args.frames > 0 { format!("{} frames", args.frames) } else { "every frame".into() });
 
     let baseline = if args.no_python {
@@ -151,9 +186,10 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
             Ok(m) => {
                 let info: serde_json::Value = serde_json::from_str(m.stdout.trim()).unwrap_or_default();
                 println!(
-                    "  {:<34} {:>7.1} MB  {:>6.1} s  (baseline; {} frames at {} fps, onnxruntime {}, opencv {})",
+                    "  {:<34} {:>7.1} MB  {}  {:>6.1} s  (baseline; {} frames at {} fps, onnxruntime {}, opencv {})",
                     "python loop (decode+ort+nms)",
                     mb(m.peak_bytes),
+                    split(&m),
                     m.wall_s,
                     info["frames"],
                     info["fps"],
@@ -173,16 +209,17 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
     let mut version = Command::new(&exe);
     version.arg("--version");
     let v = measure(version, &dir.join("version.log"))?;
-    println!("  {:<34} {:>7.1} MB  {:>6.2} s  {}", "argus --version", mb(v.peak_bytes), v.wall_s, ratio(v.peak_bytes));
+    println!("  {:<34} {:>7.1} MB  {}  {:>6.2} s  {}", "argus --version", mb(v.peak_bytes), split(&v), v.wall_s, ratio(v.peak_bytes));
 
     let one = measure(argus_run(&exe, &dir, 1, args.frames)?, &dir.join("run-1.log"))?;
-    println!("  {:<34} {:>7.1} MB  {:>6.1} s  {}", "argus run, demo (1 camera, API on)", mb(one.peak_bytes), one.wall_s, ratio(one.peak_bytes));
+    println!("  {:<34} {:>7.1} MB  {}  {:>6.1} s  {}", "argus run, demo (1 camera, API on)", mb(one.peak_bytes), split(&one), one.wall_s, ratio(one.peak_bytes));
     if args.cameras > 1 {
         let many = measure(argus_run(&exe, &dir, args.cameras, args.frames)?, &dir.join(format!("run-{}.log", args.cameras)))?;
         println!(
-            "  {:<34} {:>7.1} MB  {:>6.1} s  {}",
+            "  {:<34} {:>7.1} MB  {}  {:>6.1} s  {}",
             format!("argus run, demo x{} cameras", args.cameras),
             mb(many.peak_bytes),
+            split(&many),
             many.wall_s,
             ratio(many.peak_bytes)
         );

@@ -417,8 +417,9 @@ fn build(spec: &SourceSpec, health: &Arc<Health>, transport: RtspTransport) -> R
         .caps(&caps)
         // A tiny queue, never dropping here: this thread pulls at once and the camera's
         // hub lane evicts (and counts) old frames for live sources, while files get
-        // backpressure so decoding never runs far ahead of analysis.
-        .max_buffers(if spec.live { 2 } else { 4 })
+        // backpressure so decoding never runs far ahead of analysis. Two frames: the
+        // lane is the queue; more here only held 1.3 MB per 768x576 frame per camera.
+        .max_buffers(2)
         .drop(false)
         // `realtime` paces a file at its own frame rate, `live` or not (a recording
         // played like a camera); streams are paced by the sender.

@@ -603,7 +603,14 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
-        let settings = StageSettings { frame_queue: 4, frame_queue_bytes: usize::MAX, max_batch: 1, max_batch_per_camera: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
+        let settings = StageSettings {
+            frame_queue: 4,
+            frame_queue_bytes: usize::MAX,
+            max_batch: 1,
+            max_batch_per_camera: 1,
+            max_wait: Duration::from_millis(1),
+            camera_down_after: None,
+        };
         let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -723,7 +730,14 @@ mod stage {
         health.register_source("cam", "img", "kafka", false);
         let (bus, sinks, got) = collecting(&metrics, &health);
         let keeping = StateKeeping::new(Arc::new(MemoryStore::default()), Duration::from_millis(1), 10.0, Arc::default()).excluding(["cam".into()]);
-        let settings = StageSettings { frame_queue: 4, frame_queue_bytes: usize::MAX, max_batch: 1, max_batch_per_camera: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
+        let settings = StageSettings {
+            frame_queue: 4,
+            frame_queue_bytes: usize::MAX,
+            max_batch: 1,
+            max_batch_per_camera: 1,
+            max_wait: Duration::from_millis(1),
+            camera_down_after: None,
+        };
         let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -785,7 +799,14 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let store = Arc::new(MemoryStore::default());
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), 10.0, Arc::default());
-        let settings = StageSettings { frame_queue: 4, frame_queue_bytes: usize::MAX, max_batch: 1, max_batch_per_camera: 1, max_wait: Duration::from_millis(1), camera_down_after: None };
+        let settings = StageSettings {
+            frame_queue: 4,
+            frame_queue_bytes: usize::MAX,
+            max_batch: 1,
+            max_batch_per_camera: 1,
+            max_wait: Duration::from_millis(1),
+            camera_down_after: None,
+        };
         let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let cameras = vec![("cam".into(), build(&c), false), ("other".into(), build_as(&c, "other"), true)];
@@ -851,7 +872,14 @@ mod stage {
         let health = Arc::new(Health::default());
         let (bus, sinks, got) = collecting(&metrics, &health);
         let down_after = Duration::from_millis(700);
-        let settings = StageSettings { frame_queue: 64, frame_queue_bytes: usize::MAX, max_batch: 1, max_batch_per_camera: 1, max_wait: Duration::from_millis(1), camera_down_after: Some(down_after) };
+        let settings = StageSettings {
+            frame_queue: 64,
+            frame_queue_bytes: usize::MAX,
+            max_batch: 1,
+            max_batch_per_camera: 1,
+            max_wait: Duration::from_millis(1),
+            camera_down_after: Some(down_after),
+        };
         let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let (stages, mut lanes) = argus::pipeline::start(
             vec![("cam".into(), build(&c), true)],

@@ -86,7 +86,14 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { frame_queue: 4, frame_queue_mb: 32.0, sink_queue: 1024, drain_timeout_s: 30.0, max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS, min_free_disk_mb: 512 }
+        Self {
+            frame_queue: 4,
+            frame_queue_mb: 32.0,
+            sink_queue: 1024,
+            drain_timeout_s: 30.0,
+            max_frame_pixels: crate::model::ImageLimits::DEFAULT_MAX_PIXELS,
+            min_free_disk_mb: 512,
+        }
     }
 }
 

@@ -78,9 +78,7 @@ fn open(cfg: &DetectorConfig) -> Result<&'static Plugin, DetectError> {
         unsafe {
             let lib = libloading::Library::new(path).map_err(|e| format!("cannot load the libtorch plugin {}: {e}", path.display()))?;
             let lib: &'static libloading::Library = Box::leak(Box::new(lib));
-            let sym = |name: &[u8]| -> Result<*const (), String> {
-                lib.get::<*const ()>(name).map(|s| *s).map_err(|e| format!("{}: {e}", path.display()))
-            };
+            let sym = |name: &[u8]| -> Result<*const (), String> { lib.get::<*const ()>(name).map(|s| *s).map_err(|e| format!("{}: {e}", path.display())) };
             let abi: AbiFn = std::mem::transmute(sym(b"argus_torch_abi_version\0")?);
             let found = abi();
             if found != ABI_VERSION {
@@ -146,14 +144,18 @@ impl TchEngine {
         let mut handle = std::ptr::null_mut();
         // SAFETY: every pointer is valid for the call; the plugin writes `handle` on success.
         let rc = unsafe {
-            (plugin.load)(path_text.as_ptr() as *const c_char, path_text.len(), device, cfg.threads as i32, &mut handle, keep_error, &mut err as *mut String as *mut c_void)
+            (plugin.load)(
+                path_text.as_ptr() as *const c_char,
+                path_text.len(),
+                device,
+                cfg.threads as i32,
+                &mut handle,
+                keep_error,
+                &mut err as *mut String as *mut c_void,
+            )
         };
         if rc != 0 || handle.is_null() {
-            return Err(if err.starts_with("model file") {
-                DetectError::ModelFile { path: path.to_path_buf(), reason: err }
-            } else {
-                engine_err(err)
-            });
+            return Err(if err.starts_with("model file") { DetectError::ModelFile { path: path.to_path_buf(), reason: err } } else { engine_err(err) });
         }
         // SAFETY: a live handle.
         let device = unsafe { (plugin.device)(handle) };

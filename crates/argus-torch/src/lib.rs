@@ -108,11 +108,13 @@ pub unsafe extern "C" fn argus_torch_infer(
 ) -> i32 {
     guarded(on_error, err_ctx, || {
         // SAFETY: see the function's contract (dims is [n, c, h, w]).
-        let (engine, input, dims) = unsafe { (&mut *(handle as *mut engine::Engine), std::slice::from_raw_parts(input, len), std::slice::from_raw_parts(dims, 4)) };
+        let (engine, input, dims) =
+            unsafe { (&mut *(handle as *mut engine::Engine), std::slice::from_raw_parts(input, len), std::slice::from_raw_parts(dims, 4)) };
         if dims.iter().product::<usize>() != len {
             return Err(format!("input of {len} floats does not match its shape {dims:?}"));
         }
-        engine.infer(input, [dims[0], dims[1], dims[2], dims[3]], |i, shape, data| on_output(out_ctx, i, shape.as_ptr(), shape.len(), data.as_ptr(), data.len()))
+        engine
+            .infer(input, [dims[0], dims[1], dims[2], dims[3]], |i, shape, data| on_output(out_ctx, i, shape.as_ptr(), shape.len(), data.as_ptr(), data.len()))
     })
 }
 
@@ -154,8 +156,8 @@ pub mod engine {
             if device == Device::Cpu && threads > 0 {
                 tch::set_num_threads(threads);
             }
-            let mut module = CModule::load_on_device(path, device)
-                .map_err(|e| format!("model file {}: libtorch cannot load it as TorchScript: {e}", path.display()))?;
+            let mut module =
+                CModule::load_on_device(path, device).map_err(|e| format!("model file {}: libtorch cannot load it as TorchScript: {e}", path.display()))?;
             module.set_eval();
             Ok(Self { module, device })
         }

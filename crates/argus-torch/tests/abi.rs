@@ -51,7 +51,16 @@ fn nanodet_runs_and_hands_back_its_six_outputs() {
     let dims = [1usize, 3, 416, 416];
     // SAFETY: valid pointers for the call's duration.
     let rc = unsafe {
-        argus_torch_infer(handle, input.as_ptr(), input.len(), dims.as_ptr(), keep_output, &mut outputs as *mut _ as *mut c_void, keep_error, &mut err as *mut String as *mut c_void)
+        argus_torch_infer(
+            handle,
+            input.as_ptr(),
+            input.len(),
+            dims.as_ptr(),
+            keep_output,
+            &mut outputs as *mut _ as *mut c_void,
+            keep_error,
+            &mut err as *mut String as *mut c_void,
+        )
     };
     assert_eq!(rc, 0, "{err}");
     assert_eq!(outputs.len(), 6, "cls and reg at three strides");
@@ -64,7 +73,18 @@ fn nanodet_runs_and_hands_back_its_six_outputs() {
     let bad = [1usize, 3, 416, 417];
     err.clear();
     // SAFETY: valid pointers; the plugin must refuse before reading.
-    let rc = unsafe { argus_torch_infer(handle, input.as_ptr(), input.len(), bad.as_ptr(), keep_output, &mut outputs as *mut _ as *mut c_void, keep_error, &mut err as *mut String as *mut c_void) };
+    let rc = unsafe {
+        argus_torch_infer(
+            handle,
+            input.as_ptr(),
+            input.len(),
+            bad.as_ptr(),
+            keep_output,
+            &mut outputs as *mut _ as *mut c_void,
+            keep_error,
+            &mut err as *mut String as *mut c_void,
+        )
+    };
     assert_eq!(rc, -1);
     assert!(err.contains("does not match"), "{err}");
     // SAFETY: the handle is not used again.

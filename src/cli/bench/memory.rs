@@ -90,7 +90,8 @@ fn measure(mut cmd: Command, log: &Path) -> Result<Measured> {
         bail!("waiting for {cmd:?}: {}", std::io::Error::last_os_error());
     }
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        let tail: String = std::fs::read_to_string(log).unwrap_or_default().lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let tail: String =
+            std::fs::read_to_string(log).unwrap_or_default().lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
         bail!("{cmd:?} failed (status {status}); its log ends:\n{tail}");
     }
     Ok(Measured { peak_bytes: usage.ru_maxrss as u64 * 1024, anon_bytes, file_bytes, wall_s, stdout })
@@ -157,7 +158,11 @@ fn mb(bytes: u64) -> f64 {
 
 /// "anon A + files F" of the largest sample (a short run may end before one is taken).
 fn split(m: &Measured) -> String {
-    if m.anon_bytes + m.file_bytes < m.peak_bytes / 4 { format!("{:>28}", "(ended before a sample)") } else { format!("(anon {:>5.1} + files {:>5.1} MB)", mb(m.anon_bytes), mb(m.file_bytes)) }
+    if m.anon_bytes + m.file_bytes < m.peak_bytes / 4 {
+        format!("{:>28}", "(ended before a sample)")
+    } else {
+        format!("(anon {:>5.1} + files {:>5.1} MB)", mb(m.anon_bytes), mb(m.file_bytes))
+    }
 }
 
 pub fn run(args: BenchMemoryArgs) -> Result<()> {
@@ -169,9 +174,16 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
     let dir = tempfile_dir()?;
     let video = "/usr/share/doc/opencv-doc/examples/data/vtest.avi";
     let model = repo.join("models/nanodet.onnx");
-    println!("argus bench-memory: peak resident memory (the kernel's ru_maxrss of each run), one run, {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "argus bench-memory: peak resident memory (the kernel's ru_maxrss of each run), one run, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!("  peak = the kernel's figure; anon/files = the largest sample of /proc/PID/status (allocated memory / executable and libraries)");
-    println!("  video {video}, model {}, {} per camera", model.display(), if args.frames > 0 { format!("{} frames", args.frames) } else { "every frame".into() });
+    println!(
+        "  video {video}, model {}, {} per camera",
+        model.display(),
+        if args.frames > 0 { format!("{} frames", args.frames) } else { "every frame".into() }
+    );
 
     let baseline = if args.no_python {
         None
@@ -212,7 +224,14 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
     println!("  {:<34} {:>7.1} MB  {}  {:>6.2} s  {}", "argus --version", mb(v.peak_bytes), split(&v), v.wall_s, ratio(v.peak_bytes));
 
     let one = measure(argus_run(&exe, &dir, 1, args.frames)?, &dir.join("run-1.log"))?;
-    println!("  {:<34} {:>7.1} MB  {}  {:>6.1} s  {}", "argus run, demo (1 camera, API on)", mb(one.peak_bytes), split(&one), one.wall_s, ratio(one.peak_bytes));
+    println!(
+        "  {:<34} {:>7.1} MB  {}  {:>6.1} s  {}",
+        "argus run, demo (1 camera, API on)",
+        mb(one.peak_bytes),
+        split(&one),
+        one.wall_s,
+        ratio(one.peak_bytes)
+    );
     if args.cameras > 1 {
         let many = measure(argus_run(&exe, &dir, args.cameras, args.frames)?, &dir.join(format!("run-{}.log", args.cameras)))?;
         println!(

@@ -5,9 +5,9 @@
 pub mod clickhouse;
 pub mod detector;
 mod encode;
-pub mod memory;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod memory;
 mod scene_state;
 #[cfg(any(feature = "clickhouse", feature = "kafka"))]
 mod util;

@@ -165,9 +165,12 @@ async fn start(o: Options) -> Server {
         cams.insert(gate_camera());
         let cams = Arc::new(cams);
         let destinations = Arc::new(argus::api::destination::DestinationPolicy::new(&o.webhook_allow).unwrap());
-        let pool =
-            AnalysisPool::start(PoolSettings { workers: 1, queue: o.queue, max_side: 2048, max_pixels: 1_000_000, preload: true }, factory, cams.clone())
-                .unwrap();
+        let pool = AnalysisPool::start(
+            PoolSettings { workers: 1, queue: o.queue, max_side: 2048, max_pixels: 1_000_000, preload: true, max_queued_bytes: 64 << 20 },
+            factory,
+            cams.clone(),
+        )
+        .unwrap();
         wait_until("the analysis pool loaded its detector", || pool.state() != argus::analysis::PoolState::Loading).await;
         state.analysis = Some(Arc::new(AnalysisApi {
             pool,

@@ -58,6 +58,9 @@ pub enum SubmitError {
     NotReady(String),
     #[error("{queued} analysis requests are already waiting (limit {limit}); retry in about {retry_after_s} s")]
     Busy { queued: usize, limit: usize, retry_after_s: u64 },
+    /// The images already waiting hold the queue's byte budget (`server.analyze_queue_mb`).
+    #[error("the images waiting for analysis hold {queued_mb:.1} MiB (limit {limit_mb:.1} MiB); retry in about {retry_after_s} s")]
+    BusyBytes { queued_mb: f64, limit_mb: f64, retry_after_s: u64 },
 }
 
 /// Makes one detector per worker (each worker owns its own: detectors are not `Sync`).
@@ -72,6 +75,9 @@ pub struct AnalysisPool {
     in_flight: Arc<AtomicUsize>,
     /// Exponential average of one analysis, in microseconds (for Retry-After).
     avg_us: Arc<AtomicU64>,
+    /// Encoded image bytes of the requests in flight, and their budget.
+    queued_bytes: Arc<AtomicUsize>,
+    max_queued_bytes: usize,
 }
 
 pub struct PoolSettings {
@@ -82,6 +88,10 @@ pub struct PoolSettings {
     pub max_pixels: u64,
     /// Load every worker's detector at start rather than at its first request.
     pub preload: bool,
+    /// Encoded image bytes accepted and not finished, at most (one request larger than
+    /// this is still taken when nothing else waits): a count alone lets 8 uploads of
+    /// 10 MB each sit in memory.
+    pub max_queued_bytes: usize,
 }
 
 impl AnalysisPool {
@@ -95,8 +105,10 @@ impl AnalysisPool {
         let state = Arc::new(RwLock::new(if settings.preload { PoolState::Loading } else { PoolState::Idle }));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let avg_us = Arc::new(AtomicU64::new(200_000));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         for i in 0..workers {
             let worker = Worker {
+                queued_bytes: queued_bytes.clone(),
                 index: i,
                 factory: factory.clone(),
                 state: state.clone(),
@@ -108,7 +120,7 @@ impl AnalysisPool {
             let (rx, preload) = (rx.clone(), settings.preload);
             std::thread::Builder::new().name(format!("argus-analyze-{i}")).spawn(move || worker.run(rx, preload))?;
         }
-        Ok(Self { tx, queue_limit: settings.queue.max(1), workers, state, in_flight, avg_us })
+        Ok(Self { tx, queue_limit: settings.queue.max(1), workers, state, in_flight, avg_us, queued_bytes, max_queued_bytes: settings.max_queued_bytes.max(1) })
     }
 
     pub fn state(&self) -> PoolState {
@@ -118,6 +130,11 @@ impl AnalysisPool {
     /// Requests accepted and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Encoded image bytes of the requests accepted and not finished.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::SeqCst)
     }
 
     /// Requests that can still be accepted right now.
@@ -145,10 +162,18 @@ impl AnalysisPool {
         if self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < cap).then_some(n + 1)).is_err() {
             return Err(self.busy());
         }
+        let size = req.bytes.len();
+        let max = self.max_queued_bytes;
+        if self.queued_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| (b == 0 || b + size <= max).then_some(b + size)).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+            return Err(SubmitError::BusyBytes { queued_mb: mib(self.queued_bytes()), limit_mb: mib(max), retry_after_s: self.retry_after_s() });
+        }
         match self.tx.try_send(Job { req, on_start, on_done }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.queued_bytes.fetch_sub(size, Ordering::SeqCst);
                 Err(self.busy())
             }
         }
@@ -165,6 +190,7 @@ struct Worker {
     factory: DetectorFactory,
     state: Arc<RwLock<PoolState>>,
     in_flight: Arc<AtomicUsize>,
+    queued_bytes: Arc<AtomicUsize>,
     avg_us: Arc<AtomicU64>,
     cameras: Arc<CameraContexts>,
     limits: crate::model::ImageLimits,
@@ -193,6 +219,7 @@ impl Worker {
                 let old = self.avg_us.load(Ordering::Relaxed);
                 self.avg_us.store((old * 7 + us) / 8, Ordering::Relaxed);
             }
+            self.queued_bytes.fetch_sub(job.req.bytes.len(), Ordering::SeqCst);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             (job.on_done)(result);
         }
@@ -288,8 +315,12 @@ mod tests {
             made.fetch_add(1, Ordering::SeqCst);
             if factory_fails { Err("no weights".into()) } else { Ok(Box::new(SlowFake(Duration::from_millis(delay_ms))) as Box<dyn Detector>) }
         });
-        AnalysisPool::start(PoolSettings { workers: 1, queue, max_side: 64, max_pixels: 64 * 64, preload }, factory, Arc::new(CameraContexts::default()))
-            .unwrap()
+        AnalysisPool::start(
+            PoolSettings { workers: 1, queue, max_side: 64, max_pixels: 64 * 64, preload, max_queued_bytes: 64 << 20 },
+            factory,
+            Arc::new(CameraContexts::default()),
+        )
+        .unwrap()
     }
 
     fn wait_ready(p: &AnalysisPool) {
@@ -392,5 +423,49 @@ mod tests {
             other => panic!("expected NotReady, got {other:?}"),
         }
         assert_eq!(made.load(Ordering::SeqCst), 1, "a failed load is not retried per request");
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_as_well_as_requests() {
+        // Real images (the fake detector then takes 300 ms each, so they stay queued).
+        let noisy = |w: u32, h: u32| {
+            let mut seed = 0x2545_f491_u32;
+            let img = image::RgbImage::from_fn(w, h, |_, _| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                image::Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+            });
+            let mut out = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+            out
+        };
+        let (big, small) = (noisy(64, 64), noisy(8, 8));
+        let budget = big.len() + big.len() / 2;
+        assert!(small.len() <= big.len() / 2, "{} vs {}", small.len(), big.len());
+        let factory: DetectorFactory = Arc::new(|| Ok(Box::new(SlowFake(Duration::from_millis(300))) as Box<dyn Detector>));
+        let p = AnalysisPool::start(
+            PoolSettings { workers: 1, queue: 8, max_side: 4096, max_pixels: 1 << 24, preload: true, max_queued_bytes: budget },
+            factory,
+            Arc::new(CameraContexts::default()),
+        )
+        .unwrap();
+        wait_ready(&p);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let t = tx.clone();
+        p.submit(req(big.clone()), Box::new(|| {}), Box::new(move |r| t.send(r.is_ok()).unwrap())).unwrap();
+        assert_eq!(p.queued_bytes(), big.len());
+        // A second large one would exceed the budget: refused at once, with 8 slots free.
+        match p.submit(req(big.clone()), Box::new(|| {}), Box::new(|_| {})) {
+            Err(SubmitError::BusyBytes { limit_mb, retry_after_s, .. }) => assert!(limit_mb > 0.0 && retry_after_s >= 1),
+            other => panic!("expected BusyBytes, got {other:?}"),
+        }
+        assert_eq!(p.in_flight(), 1, "the refused request holds no slot");
+        // A small one still fits; once both finish, the budget is free again.
+        let t = tx.clone();
+        p.submit(req(small), Box::new(|| {}), Box::new(move |r| t.send(r.is_ok()).unwrap())).unwrap();
+        for _ in 0..2 {
+            assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "analysed");
+        }
+        assert_eq!((p.queued_bytes(), p.in_flight()), (0, 0));
+        p.submit(req(big), Box::new(|| {}), Box::new(|_| {})).unwrap();
     }
 }

@@ -234,6 +234,11 @@ fn submit_error(e: SubmitError, st: &AppState) -> ApiError {
             ApiError::too_many_requests(format!("{queued} analysis requests are waiting (limit {limit}); retry later"), retry_after_s)
                 .with_details(json!({ "queued": queued, "limit": limit }))
         }
+        SubmitError::BusyBytes { queued_mb, limit_mb, retry_after_s } => {
+            st.metrics.analyses_rejected.with_label_values(&["busy"]).inc();
+            let e = SubmitError::BusyBytes { queued_mb, limit_mb, retry_after_s };
+            ApiError::too_many_requests(e.to_string(), retry_after_s).with_details(json!({ "queued_mb": queued_mb, "limit_mb": limit_mb }))
+        }
     }
 }
 

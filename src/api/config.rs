@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub analyze_workers: usize,
     /// Analysis requests waiting for a worker: beyond it 429 with Retry-After.
     pub analyze_queue: usize,
+    /// Encoded images waiting for analysis, at most this many MiB in all (beyond: 429).
+    pub analyze_queue_mb: f64,
     /// Load the analysis workers' detectors at start (default: at each worker's first
     /// request, so a deployment that never analyses uploads does not hold the model twice).
     pub analyze_preload: bool,
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             max_image_side: 4096,
             analyze_workers: 1,
             analyze_queue: 8,
+            analyze_queue_mb: 64.0,
             analyze_preload: false,
             analyze_timeout_s: 30.0,
             batch_max_items: 16,
@@ -153,6 +156,9 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
     }
     if s.analyze_workers == 0 || s.analyze_workers > 64 {
         iss.add("server.analyze_workers", format!("{} is outside 1..=64", s.analyze_workers), "use 1 on a small machine (each worker loads the detector)");
+    }
+    if !(s.analyze_queue_mb > 0.0 && s.analyze_queue_mb <= 65536.0) {
+        iss.add("server.analyze_queue_mb", format!("{} is outside (0, 65536]", s.analyze_queue_mb), "use e.g. 64 (MiB of uploaded images waiting)");
     }
     if s.analyze_queue == 0 {
         iss.add("server.analyze_queue", "0 would refuse every request", "use e.g. 8");

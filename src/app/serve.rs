@@ -197,6 +197,7 @@ fn api_state(cfg: &ValidConfig, rt: &tokio::runtime::Runtime, parts: ApiParts) -
             max_side: s.max_image_side,
             max_pixels: cfg.argus.limits.max_frame_pixels,
             preload: s.analyze_preload,
+            max_queued_bytes: (s.analyze_queue_mb * 1024.0 * 1024.0) as usize,
         },
         factory,
         cameras.clone(),

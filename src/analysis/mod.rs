@@ -151,11 +151,11 @@ impl AnalysisPool {
     /// Queues a request without waiting. `on_start` runs when a worker picks it up,
     /// `on_done` with its result, both on the worker thread.
     pub fn submit(&self, req: AnalysisRequest, on_start: OnStart, on_done: OnDone) -> Result<(), SubmitError> {
-        match self.state() {
-            // The job waits in the queue while a worker loads its detector.
-            PoolState::Ready | PoolState::Idle => {}
-            PoolState::Loading => return Err(SubmitError::NotReady("the model is still loading".into())),
-            PoolState::Failed(e) => return Err(SubmitError::NotReady(format!("the model failed to load: {e}"))),
+        // A job accepted before the detector is loaded waits in the queue for the load
+        // (bounded by the caller's timeout), rather than being refused: under load-on-
+        // first-use, requests racing the first one would otherwise get 503s.
+        if let PoolState::Failed(e) = self.state() {
+            return Err(SubmitError::NotReady(format!("the model failed to load: {e}")));
         }
         // Reserve a slot atomically: two requests racing for the last one get one each.
         let cap = self.queue_limit + self.workers;
@@ -467,5 +467,29 @@ mod tests {
         }
         assert_eq!((p.queued_bytes(), p.in_flight()), (0, 0));
         p.submit(req(big), Box::new(|| {}), Box::new(|_| {})).unwrap();
+    }
+
+    #[test]
+    fn requests_racing_a_load_wait_for_it_instead_of_being_refused() {
+        let factory: DetectorFactory = Arc::new(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(Box::new(SlowFake(Duration::ZERO)) as Box<dyn Detector>)
+        });
+        for preload in [true, false] {
+            let p = AnalysisPool::start(
+                PoolSettings { workers: 1, queue: 4, max_side: 64, max_pixels: 64 * 64, preload, max_queued_bytes: 1 << 20 },
+                factory.clone(),
+                Arc::new(CameraContexts::default()),
+            )
+            .unwrap();
+            let (tx, rx) = crossbeam_channel::unbounded();
+            for _ in 0..3 {
+                let tx = tx.clone();
+                p.submit(req(png(8, 8)), Box::new(|| {}), Box::new(move |r| tx.send(r.is_ok()).unwrap())).expect("accepted while loading");
+            }
+            for _ in 0..3 {
+                assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), "analysed once loaded (preload {preload})");
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ extern "C" fn keep_error(ctx: *mut c_void, msg: *const u8, len: usize) {
     unsafe { (*(ctx as *mut String)).push_str(std::str::from_utf8(std::slice::from_raw_parts(msg, len)).unwrap()) };
 }
 
+#[cfg(feature = "libtorch")]
 extern "C" fn keep_output(ctx: *mut c_void, index: usize, shape: *const usize, ndim: usize, data: *const f32, len: usize) {
     // SAFETY: ctx is the &mut Vec passed below; shape/data come from the plugin.
     unsafe {

@@ -33,8 +33,9 @@ pub struct BenchMemoryArgs {
 /// One child's outcome.
 struct Measured {
     peak_bytes: u64,
-    /// The split of the largest resident sample: anonymous memory (what the process
-    /// allocated) and file pages (its executable and libraries), from /proc/PID/status.
+    /// The split of the largest resident sample, from /proc/PID/status: anonymous memory
+    /// (what the process allocated, plus the pages of its libraries that relocation
+    /// wrote to) and file pages (read from its executable and libraries).
     anon_bytes: u64,
     file_bytes: u64,
     wall_s: f64,
@@ -178,7 +179,8 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
         "argus bench-memory: peak resident memory (the kernel's ru_maxrss of each run), one run, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("  peak = the kernel's figure; anon/files = the largest sample of /proc/PID/status (allocated memory / executable and libraries)");
+    println!("  peak = the kernel's figure; anon/files = the largest sample of /proc/PID/status: private memory (allocations, and the");
+    println!("  libraries' relocated data) / pages read from the executable and libraries");
     println!(
         "  video {video}, model {}, {} per camera",
         model.display(),

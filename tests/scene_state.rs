@@ -541,6 +541,18 @@ mod stage {
     /// What `Collect` has seen.
     type Collected = Arc<Mutex<Vec<Event>>>;
 
+    /// Stage settings that run one frame at a time through the detector.
+    fn one_at_a_time(frame_queue: usize, camera_down_after: Option<Duration>) -> StageSettings {
+        StageSettings {
+            frame_queue,
+            frame_queue_bytes: usize::MAX,
+            max_batch: 1,
+            max_batch_per_camera: 1,
+            max_wait: Duration::from_millis(1),
+            camera_down_after,
+        }
+    }
+
     /// The event bus with one sink that collects every event.
     fn collecting(metrics: &Arc<Metrics>, health: &Arc<Health>) -> (argus::pipeline::bus::EventBus, argus::sinks::SinkThreads, Collected) {
         let got = Arc::new(Mutex::new(Vec::new()));
@@ -603,14 +615,7 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let stopping = Arc::new(AtomicBool::new(false));
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), max_gap_s, stopping);
-        let settings = StageSettings {
-            frame_queue: 4,
-            frame_queue_bytes: usize::MAX,
-            max_batch: 1,
-            max_batch_per_camera: 1,
-            max_wait: Duration::from_millis(1),
-            camera_down_after: None,
-        };
+        let settings = one_at_a_time(4, None);
         let cx = StageContext { metrics, health: health.clone(), board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -730,14 +735,7 @@ mod stage {
         health.register_source("cam", "img", "kafka", false);
         let (bus, sinks, got) = collecting(&metrics, &health);
         let keeping = StateKeeping::new(Arc::new(MemoryStore::default()), Duration::from_millis(1), 10.0, Arc::default()).excluding(["cam".into()]);
-        let settings = StageSettings {
-            frame_queue: 4,
-            frame_queue_bytes: usize::MAX,
-            max_batch: 1,
-            max_batch_per_camera: 1,
-            max_wait: Duration::from_millis(1),
-            camera_down_after: None,
-        };
+        let settings = one_at_a_time(4, None);
         let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let (stages, mut lanes) = argus::pipeline::start(vec![("cam".into(), build(&c), false)], None, detector, bus, settings, cx, Some(keeping)).unwrap();
@@ -799,14 +797,7 @@ mod stage {
         let (bus, sinks, got) = collecting(&metrics, &health);
         let store = Arc::new(MemoryStore::default());
         let keeping = StateKeeping::new(store.clone(), Duration::from_millis(1), 10.0, Arc::default());
-        let settings = StageSettings {
-            frame_queue: 4,
-            frame_queue_bytes: usize::MAX,
-            max_batch: 1,
-            max_batch_per_camera: 1,
-            max_wait: Duration::from_millis(1),
-            camera_down_after: None,
-        };
+        let settings = one_at_a_time(4, None);
         let cx = StageContext { metrics: metrics.clone(), health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let detector = Box::new(Scripted { boxes: Box::new(walker_and_runner), info: info() });
         let cameras = vec![("cam".into(), build(&c), false), ("other".into(), build_as(&c, "other"), true)];
@@ -872,14 +863,7 @@ mod stage {
         let health = Arc::new(Health::default());
         let (bus, sinks, got) = collecting(&metrics, &health);
         let down_after = Duration::from_millis(700);
-        let settings = StageSettings {
-            frame_queue: 64,
-            frame_queue_bytes: usize::MAX,
-            max_batch: 1,
-            max_batch_per_camera: 1,
-            max_wait: Duration::from_millis(1),
-            camera_down_after: Some(down_after),
-        };
+        let settings = one_at_a_time(64, Some(down_after));
         let cx = StageContext { metrics, health, board: Arc::new(SnapshotBoard::default()), evidence: None, clips: None };
         let (stages, mut lanes) = argus::pipeline::start(
             vec![("cam".into(), build(&c), true)],

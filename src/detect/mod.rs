@@ -239,6 +239,13 @@ pub fn build_detector(cfg: &DetectorConfig) -> Result<Box<dyn Detector>, DetectE
     Ok(Box::new(EngineDetector::new(spec, engine, model_id, cfg.score_threshold, cfg.nms_iou, cfg.max_detections)))
 }
 
+/// The engine alone, with the model's input spec: for benchmarks that time the model
+/// call without pre- and post-processing (`argus bench`'s bound).
+pub fn build_engine(cfg: &DetectorConfig) -> Result<(ModelSpec, Box<dyn InferenceEngine>), DetectError> {
+    let (spec, path) = resolve_model(cfg)?;
+    Ok((spec, load_engine(&path, cfg)?))
+}
+
 #[allow(unused_variables)]
 fn load_engine(path: &std::path::Path, cfg: &DetectorConfig) -> Result<Box<dyn InferenceEngine>, DetectError> {
     match cfg.backend {

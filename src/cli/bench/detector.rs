@@ -43,6 +43,13 @@ pub struct BenchArgs {
     /// Also measure JPEG encoding of frames for `argus ingest` against the image crate.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     encode: bool,
+    /// Camera counts for the end-to-end runs (the demo video as that many file cameras).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    cameras: Vec<usize>,
+    /// Also run the plain Python loop (scripts/bench/python_loop.py: OpenCV decode + ONNX
+    /// Runtime + NMS, same video and model) as the end-to-end baseline.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    python: bool,
 }
 
 struct Stats {
@@ -122,7 +129,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }
             let s = stats(times);
             let base = *baseline.get_or_insert(s.median_ms);
-            detector_fps.entry(model.clone()).or_insert(1000.0 / s.median_ms);
             println!(
                 "{model:<12} {:<8} {:>10.2} {:>10.2} {:>10.2} {:>10.1} {:>8.2}x",
                 backend.as_str(),
@@ -132,6 +138,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 1000.0 / s.median_ms,
                 base / s.median_ms
             );
+            drop(det);
+            // The bound: the engine's run on one prepared tensor, nothing else.
+            let alone = engine_alone(&d, &image, args.iterations)?;
+            println!(
+                "{:<12} {:<8} {:>10.2} {:>10.2} {:>10.2} {:>10.1} {:>8.2}x  (model alone: the engine on a prepared tensor)",
+                "",
+                backend.as_str(),
+                alone.median_ms,
+                alone.p90_ms,
+                alone.mean_ms,
+                1000.0 / alone.median_ms,
+                base / alone.median_ms
+            );
+            detector_fps.entry(model.clone()).or_insert(1000.0 / alone.median_ms);
         }
     }
 
@@ -143,22 +163,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let mut replay: Option<(Vec<Arc<Event>>, f64)> = None;
     let backend = args.backends.first().copied().unwrap_or(BackendKind::Ort);
-    println!("end to end on the demo pipeline ({} backend, {} frames, sinks: a counter):", backend.as_str(), args.frames);
+    println!("end to end on the demo pipeline ({} backend, {} frames per camera, sinks: a counter; bound = the model alone):", backend.as_str(), args.frames);
+    let python = if args.python && backend == BackendKind::Ort { python_baseline(&cfg, args.frames) } else { None };
     for model in &args.models {
-        let Some(det_fps) = detector_fps.get(model).copied() else { continue };
-        let keep = args.scene_state && replay.is_none();
-        let run = end_to_end(&cfg, model, backend, args.frames, keep, None)?;
-        println!(
-            "  {model:<12} {} frames in {:.2} s = {:.1} fps ({:.2}x of its detector-only {det_fps:.1} fps), {:.1} people per frame, {} events",
-            run.frames,
-            run.elapsed,
-            run.fps,
-            run.fps / det_fps,
-            run.people_per_frame,
-            run.events
-        );
-        if keep {
-            replay = Some((run.kept, run.fps));
+        let Some(bound_fps) = detector_fps.get(model).copied() else { continue };
+        for &cameras in &args.cameras {
+            let keep = args.scene_state && replay.is_none() && cameras == 1;
+            let run = end_to_end(&cfg, model, backend, args.frames, keep, None, cameras)?;
+            let vs_python = match (&python, model.as_str(), cameras) {
+                (Some(p), "nanodet", 1) => format!(", {:.2}x the python loop", run.fps / p),
+                _ => String::new(),
+            };
+            println!(
+                "  {model:<12} {cameras} camera{} {} frames in {:.2} s = {:.1} fps ({:.2}x of the bound {bound_fps:.1} fps{vs_python}), {:.1} people per frame, {} events",
+                if cameras == 1 { " " } else { "s" },
+                run.frames,
+                run.elapsed,
+                run.fps,
+                run.fps / bound_fps,
+                run.people_per_frame,
+                run.events
+            );
+            if keep {
+                replay = Some((run.kept, run.fps));
+            }
         }
     }
     if args.scene_state
@@ -185,8 +213,9 @@ struct EndToEnd {
     kept: Vec<Arc<Event>>,
 }
 
-/// The demo pipeline over `frames` frames with `model`, into a counting sink; with scene
-/// state checkpoints into `state` when given.
+/// The demo pipeline over `frames` frames with `model`, its first camera repeated
+/// `cameras` times, into a counting sink; with scene state checkpoints into `state` when
+/// given.
 fn end_to_end(
     cfg: &config::LoadedConfig,
     model: &str,
@@ -194,10 +223,18 @@ fn end_to_end(
     frames: u64,
     keep: bool,
     state: Option<Arc<dyn argus::pipeline::scene_state::StateStore>>,
+    cameras: usize,
 ) -> Result<EndToEnd> {
     let mut cfg = cfg.clone();
     cfg.argus.detector.model = model.to_string();
     cfg.argus.detector.backend = backend;
+    if cameras > 1
+        && let Some((_, p)) = cfg.pipelines.first_mut()
+        && let Some(first) = p.cameras.first().cloned()
+    {
+        p.cameras = (1..=cameras).map(|i| argus::sources::config::CameraConfig { id: format!("{}-{i}", first.id), ..first.clone() }).collect();
+        cfg.pipelines.truncate(1);
+    }
     // A summary per frame, to count what the model finds on every frame.
     for (_, p) in &mut cfg.pipelines {
         p.events.frame_summary_every_s = 1e-6;
@@ -231,6 +268,58 @@ fn end_to_end(
     })
 }
 
+/// The engine alone on the image's prepared tensor: median, p90 and mean of its runs.
+fn engine_alone(d: &argus::detect::config::DetectorConfig, image: &argus::model::RgbImage, iterations: usize) -> Result<Stats> {
+    let (spec, mut engine) = detect::build_engine(d)?;
+    let (w, h) = (spec.input.width as usize, spec.input.height as usize);
+    let mut input = vec![0f32; 3 * w * h];
+    argus::detect::preprocess::preprocess_into(image, &spec.input, &mut input);
+    for _ in 0..3 {
+        engine.infer(&input, 1, h, w)?;
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations.max(1) {
+        let t0 = Instant::now();
+        engine.infer(&input, 1, h, w)?;
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(stats(times))
+}
+
+/// The plain Python loop's frames per second over the same video and model (NanoDet),
+/// or `None` (with the reason printed) where Python lacks its packages.
+fn python_baseline(cfg: &config::LoadedConfig, frames: u64) -> Option<f64> {
+    let repo = PathBuf::from(env!("ARGUS_BUILD_REPO_DIR"));
+    let video = cfg.pipelines.first().and_then(|(_, p)| p.cameras.first()).map(|c| c.source.trim_start_matches("file://").to_string())?;
+    let mut cmd = std::process::Command::new(super::memory::python());
+    cmd.arg(repo.join("scripts/bench/python_loop.py")).arg(repo.join("models/nanodet.onnx")).arg(&video);
+    cmd.arg("--threads").arg(cfg.argus.detector.threads.to_string()).arg("--frames").arg(frames.to_string());
+    cmd.arg("--threshold").arg(cfg.argus.detector.score_threshold.to_string());
+    match cmd.stderr(std::process::Stdio::null()).output() {
+        Ok(out) if out.status.success() => {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let fps = v["fps"].as_f64()?;
+            println!(
+                "  python loop  1 camera  {} frames at {fps:.1} fps (baseline: OpenCV decode + onnxruntime {} + NMS, nanodet)",
+                v["frames"],
+                v["onnxruntime"].as_str().unwrap_or("?")
+            );
+            Some(fps)
+        }
+        Ok(out) => {
+            println!(
+                "  python loop: not measured ({}); run scripts/setup for .deps/pyenv",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("failed")
+            );
+            None
+        }
+        Err(e) => {
+            println!("  python loop: not measured ({e}); run scripts/setup for .deps/pyenv");
+            None
+        }
+    }
+}
+
 /// End-to-end fps with scene state checkpoints (into a SQLite store, as `argus run`
 /// keeps them) against without, alternating so that drift on a shared machine hits both;
 /// the best of each.
@@ -240,8 +329,8 @@ fn checkpoint_cost(cfg: &config::LoadedConfig, model: &str, backend: BackendKind
     let store: Arc<dyn argus::pipeline::scene_state::StateStore> = Arc::new(argus::store::sqlite::SqliteStore::open(&dir.join("state.db"))?);
     let (mut off, mut on) = (0.0f64, 0.0f64);
     for _ in 0..2 {
-        off = off.max(end_to_end(cfg, model, backend, frames, false, None)?.fps);
-        on = on.max(end_to_end(cfg, model, backend, frames, false, Some(store.clone()))?.fps);
+        off = off.max(end_to_end(cfg, model, backend, frames, false, None, 1)?.fps);
+        on = on.max(end_to_end(cfg, model, backend, frames, false, Some(store.clone()), 1)?.fps);
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);

@@ -146,9 +146,11 @@ fn argus_run(exe: &Path, dir: &Path, cameras: usize, frames: u64) -> Result<Comm
 }
 
 fn python_for(args: &BenchMemoryArgs) -> PathBuf {
-    if let Some(p) = &args.python {
-        return p.clone();
-    }
+    args.python.clone().unwrap_or_else(python)
+}
+
+/// The Python for the baselines: .deps/pyenv from scripts/setup, else python3.
+pub fn python() -> PathBuf {
     let venv = PathBuf::from(env!("ARGUS_BUILD_REPO_DIR")).join(".deps/pyenv/bin/python");
     if venv.is_file() { venv } else { PathBuf::from("python3") }
 }

@@ -87,6 +87,7 @@ fn open(cfg: &DetectorConfig) -> Result<&'static Plugin, DetectError> {
                     path.display()
                 ));
             }
+            crate::telemetry::memory::tune_allocator_for_libtorch();
             tracing::info!(plugin = %path.display(), "loaded the libtorch plugin");
             Ok(Plugin {
                 load: std::mem::transmute::<*const (), LoadFn>(sym(b"argus_torch_load\0")?),

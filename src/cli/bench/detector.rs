@@ -289,11 +289,8 @@ fn engine_alone(d: &argus::detect::config::DetectorConfig, image: &argus::model:
 /// The plain Python loop's frames per second over the same video and model (NanoDet),
 /// or `None` (with the reason printed) where Python lacks its packages.
 fn python_baseline(cfg: &config::LoadedConfig, frames: u64) -> Option<f64> {
-    let repo = PathBuf::from(env!("ARGUS_BUILD_REPO_DIR"));
     let video = cfg.pipelines.first().and_then(|(_, p)| p.cameras.first()).map(|c| c.source.trim_start_matches("file://").to_string())?;
-    let mut cmd = std::process::Command::new(super::memory::python());
-    cmd.arg(repo.join("scripts/bench/python_loop.py")).arg(repo.join("models/nanodet.onnx")).arg(&video);
-    cmd.arg("--threads").arg(cfg.argus.detector.threads.to_string()).arg("--frames").arg(frames.to_string());
+    let mut cmd = super::memory::python_loop(&super::memory::python(), &video, cfg.argus.detector.threads, frames);
     cmd.arg("--threshold").arg(cfg.argus.detector.score_threshold.to_string());
     match cmd.stderr(std::process::Stdio::null()).output() {
         Ok(out) if out.status.success() => {

@@ -155,6 +155,19 @@ pub fn python() -> PathBuf {
     if venv.is_file() { venv } else { PathBuf::from("python3") }
 }
 
+/// The plain Python loop (scripts/bench/python_loop.py) over `video` with NanoDet on
+/// `threads` threads; `frames` = 0 runs the whole video. Both benchmarks' baseline.
+pub fn python_loop(python: &Path, video: &str, threads: usize, frames: u64) -> Command {
+    let repo = PathBuf::from(env!("ARGUS_BUILD_REPO_DIR"));
+    let mut cmd = Command::new(python);
+    cmd.arg(repo.join("scripts/bench/python_loop.py")).arg(repo.join("models/nanodet.onnx")).arg(video);
+    cmd.arg("--threads").arg(threads.to_string());
+    if frames > 0 {
+        cmd.arg("--frames").arg(frames.to_string());
+    }
+    cmd
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -192,12 +205,7 @@ pub fn run(args: BenchMemoryArgs) -> Result<()> {
     let baseline = if args.no_python {
         None
     } else {
-        let script = repo.join("scripts/bench/python_loop.py");
-        let mut cmd = Command::new(python_for(&args));
-        cmd.arg(&script).arg(&model).arg(video).arg("--threads").arg("2");
-        if args.frames > 0 {
-            cmd.arg("--frames").arg(args.frames.to_string());
-        }
+        let cmd = python_loop(&python_for(&args), video, 2, args.frames);
         match measure(cmd, &dir.join("python.log")) {
             Ok(m) => {
                 let info: serde_json::Value = serde_json::from_str(m.stdout.trim()).unwrap_or_default();

@@ -14,7 +14,7 @@ use argus::api::analysis::AnalysisApi;
 use argus::api::auth::ApiKeys;
 use argus::api::webhook::{WebhookSettings, sign};
 use argus::api::{self, AppState, Info, Limits};
-use argus::detect::{DetectError, Detector, DetectorInfo};
+use argus::detect::{DetectError, Detector, DetectorInfo, DetectorParts};
 use argus::geo::{CameraGeometry, Homography};
 use argus::model::Detection;
 use argus::model::RgbImage;
@@ -40,6 +40,9 @@ struct FakeDetector {
 impl Detector for FakeDetector {
     fn info(&self) -> &DetectorInfo {
         &self.info
+    }
+    fn into_parts(self: Box<Self>, _workers: usize) -> DetectorParts {
+        DetectorParts::Whole(self)
     }
     fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
         std::thread::sleep(self.delay);

@@ -97,8 +97,21 @@ fn unknown_class_and_bad_zone() {
 #[test]
 fn toml_syntax_error_and_wrong_type() {
     assert_issue(&issues("[detector\nmodel = 1", None), "config/argus.toml", "detector", "");
-    let text = config::EMBEDDED_CONFIG.replace("threads = 2", "threads = \"two\"");
+    let text = config::EMBEDDED_CONFIG.replacen("threads = 1 ", "threads = \"two\" ", 1);
     assert_issue(&issues(&text, None), "config/argus.toml", "detector.threads", "invalid type");
+}
+
+#[test]
+fn detector_workers_take_a_count_or_auto() {
+    let with = |v: &str| config::EMBEDDED_CONFIG.replacen("workers = \"auto\"", &format!("workers = {v}"), 1);
+    assert_issue(&issues(&with("\"many\""), None), "config/argus.toml", "detector.workers", "`many`: use a number of workers (e.g. 2) or \"auto\"");
+    assert_issue(&issues(&with("0"), None), "config/argus.toml", "detector.workers", "0 workers");
+    let read = |_: &Path| Ok(GOOD_PIPELINE.to_string());
+    let cfg = config::load_from_str(Path::new("c.toml"), &with("3"), &[], &read).unwrap();
+    assert_eq!(cfg.argus.detector.workers, argus::detect::config::Workers::Count(3));
+    let env = vec![("ARGUS_DETECTOR__WORKERS".to_string(), "auto".to_string())];
+    let cfg = config::load_from_str(Path::new("c.toml"), &with("3"), &env, &read).unwrap();
+    assert_eq!(cfg.argus.detector.workers, argus::detect::config::Workers::Auto);
 }
 
 #[test]

@@ -223,6 +223,9 @@ impl argus::detect::Detector for SlowDetector {
     fn info(&self) -> &argus::detect::DetectorInfo {
         &self.0
     }
+    fn into_parts(self: Box<Self>, _workers: usize) -> argus::detect::DetectorParts {
+        argus::detect::DetectorParts::Whole(self)
+    }
 }
 
 #[test]
@@ -383,6 +386,9 @@ impl argus::detect::Detector for OnePerson {
     }
     fn info(&self) -> &argus::detect::DetectorInfo {
         &self.0
+    }
+    fn into_parts(self: Box<Self>, _workers: usize) -> argus::detect::DetectorParts {
+        argus::detect::DetectorParts::Whole(self)
     }
 }
 

@@ -471,7 +471,7 @@ mod stage {
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
 
-    use argus::detect::{DetectError, Detector, DetectorInfo};
+    use argus::detect::{DetectError, Detector, DetectorInfo, DetectorParts};
     use argus::model::{Detection, Event, EventKind, RgbImage};
     use argus::pipeline::hub::Pushed;
     use argus::pipeline::scene_stage::StateKeeping;
@@ -528,6 +528,9 @@ mod stage {
         fn info(&self) -> &DetectorInfo {
             &self.info
         }
+        fn into_parts(self: Box<Self>, _workers: usize) -> DetectorParts {
+            DetectorParts::Whole(self)
+        }
         fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
             Ok(images.iter().map(|im| (self.boxes)((im.pixels[0] as u64 + 256 * im.pixels[1] as u64) as f64 / FPS)).collect())
         }
@@ -549,6 +552,7 @@ mod stage {
             max_batch: 1,
             max_batch_per_camera: 1,
             max_wait: Duration::from_millis(1),
+            detect_layout: argus::pipeline::detect_stage::Layout { workers: argus::detect::config::Workers::Count(1), threads_per_worker: 1 },
             camera_down_after,
         }
     }

@@ -267,7 +267,7 @@ fn analyse(detector: &mut dyn Detector, req: &AnalysisRequest, limits: crate::mo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{DetectError, DetectorInfo};
+    use crate::detect::{DetectError, DetectorInfo, DetectorParts};
     use crate::model::Detection;
     use crate::model::RgbImage;
     use std::time::Duration;
@@ -287,6 +287,9 @@ mod tests {
                 nms_iou: 0.5,
                 max_engine_batch: 1,
             })
+        }
+        fn into_parts(self: Box<Self>, _workers: usize) -> DetectorParts {
+            DetectorParts::Whole(self)
         }
         fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
             std::thread::sleep(self.0);

@@ -71,6 +71,7 @@ pub fn start(cfg: &LoadedConfig, scenes: Scenes, detector: Box<dyn Detector>, bu
         max_batch: det.max_batch,
         max_batch_per_camera: det.max_batch_per_camera,
         max_wait: Duration::from_millis(det.max_wait_ms),
+        detect_layout: crate::pipeline::detect_stage::Layout { workers: det.workers, threads_per_worker: det.threads },
         camera_down_after: Some(Duration::from_secs_f64(cfg.argus.scene_state.max_gap_s)),
     };
     let durability = bus.durability();

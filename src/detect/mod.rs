@@ -60,6 +60,19 @@ pub trait Detector: Send {
     /// Detects objects in each image; one result list per image, best first.
     fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError>;
     fn info(&self) -> &DetectorInfo;
+    /// Takes the detector apart for the pipelined detect stage, with up to `workers`
+    /// engines that may run at once. A detector that only runs whole (the tests' fakes)
+    /// returns `DetectorParts::Whole(self)` and runs on one thread.
+    fn into_parts(self: Box<Self>, workers: usize) -> DetectorParts;
+}
+
+/// A detector taken apart so that its pure-Rust work runs beside the model call.
+pub enum DetectorParts {
+    /// Pre- and post-processing (shared, any thread) and the engines, each its own loaded
+    /// model running one call at a time.
+    Split { codec: Arc<Codec>, engines: Vec<Box<dyn InferenceEngine>> },
+    /// Runs only whole.
+    Whole(Box<dyn Detector>),
 }
 
 /// Describes a loaded detector for events, /v1/info and /readyz.
@@ -92,33 +105,44 @@ pub trait InferenceEngine: Send {
     fn infer(&mut self, input: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<Vec<OutputTensor>>, DetectError>;
 }
 
-/// The detector: shared preprocessing and decoding around one inference engine.
-pub struct EngineDetector {
+/// Loads one more engine of the same model (more workers of the pipelined stage).
+pub type EngineLoader = Arc<dyn Fn() -> Result<Box<dyn InferenceEngine>, DetectError> + Send + Sync>;
+
+/// The model-specific pure-Rust work around an engine call: images to the input tensor
+/// (letterbox, normalisation) and outputs to detections (head decode, NMS, back to image
+/// pixels). Stateless, so the detect stage runs it on other threads than the model.
+pub struct Codec {
     spec: ModelSpec,
-    engine: Box<dyn InferenceEngine>,
     info: DetectorInfo,
     max_detections: usize,
     class_names: Vec<Arc<str>>,
-    input: Vec<f32>,
 }
 
-impl EngineDetector {
-    pub fn new(spec: ModelSpec, engine: Box<dyn InferenceEngine>, model_id: String, score_threshold: f32, nms_iou: Option<f32>, max_detections: usize) -> Self {
-        let info = DetectorInfo {
-            model: spec.name.clone(),
-            model_id,
-            backend: engine.name(),
-            device: engine.device(),
-            input_size: [spec.input.width, spec.input.height],
-            score_threshold,
-            nms_iou: nms_iou.unwrap_or(spec.default_nms_iou),
-            max_engine_batch: engine.max_batch(),
-        };
-        let class_names = spec.class_names.iter().map(|c| Arc::from(c.as_str())).collect();
-        Self { spec, engine, info, max_detections, class_names, input: Vec::new() }
+impl Codec {
+    pub fn info(&self) -> &DetectorInfo {
+        &self.info
     }
 
-    fn decode(&self, outputs: &[OutputTensor], t: &InputTransform) -> Result<Vec<Detection>, DetectError> {
+    /// Floats of one image's input tensor.
+    pub fn tensor_len(&self) -> usize {
+        3 * self.spec.input.width as usize * self.spec.input.height as usize
+    }
+
+    /// `(height, width)` of the model input.
+    pub fn input_hw(&self) -> (usize, usize) {
+        (self.spec.input.height as usize, self.spec.input.width as usize)
+    }
+
+    /// Writes `images` as one `[n, 3, h, w]` tensor into `tensor` (resized to fit) and
+    /// returns each image's way back to its own pixels.
+    pub fn prepare(&self, images: &[&RgbImage], tensor: &mut Vec<f32>) -> Vec<InputTransform> {
+        let per = self.tensor_len();
+        tensor.resize(per * images.len(), 0.0);
+        images.iter().zip(tensor.chunks_mut(per)).map(|(img, dst)| preprocess::preprocess_into(img, &self.spec.input, dst)).collect()
+    }
+
+    /// One image's detections from its outputs.
+    pub fn finish(&self, outputs: &[OutputTensor], t: &InputTransform) -> Result<Vec<Detection>, DetectError> {
         let thr = self.info.score_threshold;
         let cands = match &self.spec.head {
             HeadSpec::Gfl(head) => head.decode(outputs, self.spec.input.width, self.spec.input.height, thr)?,
@@ -149,28 +173,76 @@ impl EngineDetector {
     }
 }
 
+/// The detector: shared preprocessing and decoding around one inference engine.
+pub struct EngineDetector {
+    codec: Arc<Codec>,
+    engine: Box<dyn InferenceEngine>,
+    /// Loads more engines for the pipelined stage; without it the stage runs one.
+    loader: Option<EngineLoader>,
+    input: Vec<f32>,
+}
+
+impl EngineDetector {
+    pub fn new(spec: ModelSpec, engine: Box<dyn InferenceEngine>, model_id: String, score_threshold: f32, nms_iou: Option<f32>, max_detections: usize) -> Self {
+        let info = DetectorInfo {
+            model: spec.name.clone(),
+            model_id,
+            backend: engine.name(),
+            device: engine.device(),
+            input_size: [spec.input.width, spec.input.height],
+            score_threshold,
+            nms_iou: nms_iou.unwrap_or(spec.default_nms_iou),
+            max_engine_batch: engine.max_batch(),
+        };
+        let class_names = spec.class_names.iter().map(|c| Arc::from(c.as_str())).collect();
+        let codec = Arc::new(Codec { spec, info, max_detections, class_names });
+        Self { codec, engine, loader: None, input: Vec::new() }
+    }
+
+    /// Lets the pipelined stage load `loader`'s engines beside this one.
+    pub fn with_loader(mut self, loader: EngineLoader) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+}
+
 impl Detector for EngineDetector {
     fn detect(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<Detection>>, DetectError> {
-        let (w, h) = (self.spec.input.width as usize, self.spec.input.height as usize);
-        let per = 3 * w * h;
+        let (h, w) = self.codec.input_hw();
         let mut results = Vec::with_capacity(images.len());
         for chunk in images.chunks(self.engine.max_batch().max(1)) {
-            self.input.resize(per * chunk.len(), 0.0);
-            let transforms: Vec<InputTransform> =
-                chunk.iter().zip(self.input.chunks_mut(per)).map(|(img, dst)| preprocess::preprocess_into(img, &self.spec.input, dst)).collect();
+            let transforms = self.codec.prepare(chunk, &mut self.input);
             let outputs = self.engine.infer(&self.input, chunk.len(), h, w)?;
             if outputs.len() != chunk.len() {
                 return Err(DetectError::OutputShape(format!("engine returned {} results for {} images", outputs.len(), chunk.len())));
             }
             for (out, t) in outputs.iter().zip(&transforms) {
-                results.push(self.decode(out, t)?);
+                results.push(self.codec.finish(out, t)?);
             }
         }
         Ok(results)
     }
 
     fn info(&self) -> &DetectorInfo {
-        &self.info
+        &self.codec.info
+    }
+
+    fn into_parts(self: Box<Self>, workers: usize) -> DetectorParts {
+        let this = *self;
+        let mut engines = vec![this.engine];
+        if let Some(load) = &this.loader {
+            while engines.len() < workers.max(1) {
+                match load() {
+                    Ok(e) => engines.push(e),
+                    Err(e) => {
+                        // The first engine loaded, so the model is fine: run with fewer.
+                        tracing::warn!(error = %e, loaded = engines.len(), wanted = workers, "could not load another detector worker; running with fewer");
+                        break;
+                    }
+                }
+            }
+        }
+        DetectorParts::Split { codec: this.codec, engines }
     }
 }
 
@@ -236,7 +308,9 @@ pub fn build_detector(cfg: &DetectorConfig) -> Result<Box<dyn Detector>, DetectE
         model::apply_metadata(&mut spec, &engine.metadata(), cfg.yolo_layout.is_some(), cfg.class_names.is_some(), cfg.input_size.is_some())?;
     }
     tracing::info!(model = %spec.name, %model_id, backend = engine.name(), device = %engine.device(), "detector loaded");
-    Ok(Box::new(EngineDetector::new(spec, engine, model_id, cfg.score_threshold, cfg.nms_iou, cfg.max_detections)))
+    let (path, more) = (path.clone(), cfg.clone());
+    let loader: EngineLoader = Arc::new(move || load_engine(&path, &more));
+    Ok(Box::new(EngineDetector::new(spec, engine, model_id, cfg.score_threshold, cfg.nms_iou, cfg.max_detections).with_loader(loader)))
 }
 
 /// The engine alone, with the model's input spec: for benchmarks that time the model

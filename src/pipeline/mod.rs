@@ -48,6 +48,8 @@ pub struct StageSettings {
     pub max_batch_per_camera: usize,
     /// How long the batcher waits to fill a batch once it has one frame.
     pub max_wait: Duration,
+    /// Model workers and their threads (`detector.workers`, `detector.threads`).
+    pub detect_layout: detect_stage::Layout,
     /// A live camera without a frame for this long has its open incidents closed ("not
     /// observed since …"): no incident stays open while its camera is down.
     pub camera_down_after: Option<Duration>,
@@ -202,9 +204,10 @@ pub fn start(
     let mut threads = Vec::new();
     let sup = Supervisor { health: cx.health.clone(), metrics: cx.metrics.clone() };
     {
-        let (hub, m) = (hub.clone(), cx.metrics.clone());
+        let (hub, sup_inner) = (hub.clone(), sup.clone());
         let batching = detect_stage::Batching { max: settings.max_batch, per_camera: settings.max_batch_per_camera, max_wait: settings.max_wait };
-        threads.push(sup.spawn("stage-detect", move || detect_stage::run(detector, hub, det_tx, batching, m))?);
+        let layout = settings.detect_layout;
+        threads.push(sup.spawn("stage-detect", move || detect_stage::run(detector, hub, det_tx, batching, layout, &sup_inner))?);
     }
     let stopping = state.as_ref().map(|k| k.stopping.clone());
     let down = scene_stage::DownWatch { after: settings.camera_down_after, last_frame: live_cameras, closed: Default::default() };

@@ -95,13 +95,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let cfg = config::load(args.config.as_deref()).map_err(|e| anyhow!("invalid configuration:\n{e}"))?;
     let bytes = std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     let image = argus::model::decode_image(&bytes)?;
+    let det_cfg = &cfg.argus.detector;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // The cores the pipeline's detector uses (on CPU): the bound is one call on all of them.
+    let workers = det_cfg.workers.resolve("cpu", det_cfg.threads, cores);
+    let detector_threads = workers * det_cfg.threads;
     println!(
-        "argus bench: image {} ({}x{}), {} iterations after 3 warm-up, {} threads",
+        "argus bench: image {} ({}x{}), {} iterations after 3 warm-up; {cores} cores; the pipeline runs {workers} model worker{} x {} thread{} (detector.workers = {:?}); single calls below use all {detector_threads} thread{}",
         args.image.display(),
         image.width,
         image.height,
         args.iterations,
-        cfg.argus.detector.threads
+        if workers == 1 { "" } else { "s" },
+        det_cfg.threads,
+        if det_cfg.threads == 1 { "" } else { "s" },
+        det_cfg.workers,
+        if detector_threads == 1 { "" } else { "s" },
     );
     println!("{:<12} {:<8} {:>10} {:>10} {:>10} {:>10} {:>9}", "model", "backend", "median ms", "p90 ms", "mean ms", "frames/s", "vs base");
     let mut baseline: Option<f64> = None;
@@ -111,6 +120,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let mut d = cfg.argus.detector.clone();
             d.backend = *backend;
             d.model = model.clone();
+            d.threads = detector_threads;
             let mut det = match detect::build_detector(&d) {
                 Ok(det) => det,
                 Err(e) => {
@@ -152,6 +162,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 base / alone.median_ms
             );
             detector_fps.entry(model.clone()).or_insert(1000.0 / alone.median_ms);
+            if workers > 1 {
+                let mut layout = d.clone();
+                layout.threads = det_cfg.threads;
+                let fps = engines_at_once(&layout, &image, workers, args.iterations)?;
+                println!(
+                    "{:<12} {:<8} {:>43.1} {:>8.2}x  (model alone, the pipeline's layout: {workers} engines x {} thread{} at once)",
+                    "",
+                    backend.as_str(),
+                    fps,
+                    fps * base / 1000.0,
+                    det_cfg.threads,
+                    if det_cfg.threads == 1 { "" } else { "s" }
+                );
+            }
         }
     }
 
@@ -164,7 +188,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut replay: Option<(Vec<Arc<Event>>, f64)> = None;
     let backend = args.backends.first().copied().unwrap_or(BackendKind::Ort);
     println!("end to end on the demo pipeline ({} backend, {} frames per camera, sinks: a counter; bound = the model alone):", backend.as_str(), args.frames);
-    let python = if args.python && backend == BackendKind::Ort { python_baseline(&cfg, args.frames) } else { None };
+    let python = if args.python && backend == BackendKind::Ort { python_baseline(&cfg, args.frames, detector_threads) } else { None };
     for model in &args.models {
         let Some(bound_fps) = detector_fps.get(model).copied() else { continue };
         for &cameras in &args.cameras {
@@ -286,20 +310,56 @@ fn engine_alone(d: &argus::detect::config::DetectorConfig, image: &argus::model:
     Ok(stats(times))
 }
 
+/// `engines` engines of `d`'s model running calls on one prepared tensor each at once,
+/// `iterations` calls each after 3 warm-up calls: their frames per second together.
+fn engines_at_once(d: &argus::detect::config::DetectorConfig, image: &argus::model::RgbImage, engines: usize, iterations: usize) -> Result<f64> {
+    let loaded: Vec<_> = (0..engines).map(|_| detect::build_engine(d)).collect::<Result<_, _>>()?;
+    let start = std::sync::Barrier::new(engines + 1);
+    let (start, iterations) = (&start, iterations.max(1));
+    let elapsed = std::thread::scope(|s| -> Result<f64> {
+        let running: Vec<_> = loaded
+            .into_iter()
+            .map(|(spec, mut engine)| {
+                s.spawn(move || -> Result<()> {
+                    let (w, h) = (spec.input.width as usize, spec.input.height as usize);
+                    let mut input = vec![0f32; 3 * w * h];
+                    argus::detect::preprocess::preprocess_into(image, &spec.input, &mut input);
+                    let warm = (0..3).try_for_each(|_| engine.infer(&input, 1, h, w).map(drop));
+                    // Waits even after a failure: the others (and the timer) wait for this one.
+                    start.wait();
+                    warm?;
+                    for _ in 0..iterations {
+                        engine.infer(&input, 1, h, w)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        start.wait();
+        let t0 = Instant::now();
+        for r in running {
+            r.join().map_err(|_| anyhow!("an engine thread panicked"))??;
+        }
+        Ok(t0.elapsed().as_secs_f64())
+    })?;
+    Ok((engines * iterations) as f64 / elapsed)
+}
+
 /// The plain Python loop's frames per second over the same video and model (NanoDet),
 /// or `None` (with the reason printed) where Python lacks its packages.
-fn python_baseline(cfg: &config::LoadedConfig, frames: u64) -> Option<f64> {
+fn python_baseline(cfg: &config::LoadedConfig, frames: u64, threads: usize) -> Option<f64> {
     let video = cfg.pipelines.first().and_then(|(_, p)| p.cameras.first()).map(|c| c.source.trim_start_matches("file://").to_string())?;
-    let mut cmd = super::memory::python_loop(&super::memory::python(), &video, cfg.argus.detector.threads, frames);
+    let mut cmd = super::memory::python_loop(&super::memory::python(), &video, threads, frames);
     cmd.arg("--threshold").arg(cfg.argus.detector.score_threshold.to_string());
     match cmd.stderr(std::process::Stdio::null()).output() {
         Ok(out) if out.status.success() => {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let fps = v["fps"].as_f64()?;
             println!(
-                "  python loop  1 camera  {} frames at {fps:.1} fps (baseline: OpenCV decode + onnxruntime {} + NMS, nanodet)",
+                "  python loop  1 camera  {} frames at {fps:.1} fps (baseline: OpenCV decode + onnxruntime {} on {threads} thread{} + NMS, nanodet)",
                 v["frames"],
-                v["onnxruntime"].as_str().unwrap_or("?")
+                v["onnxruntime"].as_str().unwrap_or("?"),
+                if threads == 1 { "" } else { "s" }
             );
             Some(fps)
         }

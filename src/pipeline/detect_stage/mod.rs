@@ -1,16 +1,25 @@
-//! The detect stage: one thread, one detector shared by every camera, batching frames
-//! across cameras (up to `max_batch`, waiting at most `max_wait` to fill a batch).
+//! The detect stage: frames from the hub (batched across cameras, up to `max_batch`,
+//! waiting at most `max_wait` to fill a batch) through the detector, in order, to the
+//! scene stage.
+//!
+//! A detector that comes apart (`Detector::into_parts`) runs pipelined (`pipelined`): its
+//! pre- and post-processing on their own threads, so that the model call is the only
+//! work on the model's threads and the next input is ready when a call ends. One that
+//! does not (tests' fakes) runs whole on one thread.
+
+mod pipelined;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::detect::Detector;
+use crate::detect::{DetectError, Detector, DetectorParts};
 use crate::model::Detection;
 use crate::model::{Frame, RgbImage};
 use crate::pipeline::hub::FrameHub;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::supervise::Supervisor;
 
 /// A frame with its detections, on its way to the scene stage.
 #[derive(Debug)]
@@ -41,7 +50,30 @@ pub struct Batching {
     pub max_wait: Duration,
 }
 
-pub fn run(mut detector: Box<dyn Detector>, hub: Arc<FrameHub>, out: Sender<Detected>, batching: Batching, metrics: Arc<Metrics>) {
+/// How many of each of the stage's threads run (`detector.workers`, `detector.threads`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    /// Model instances running calls at once, each on its own thread.
+    pub workers: crate::detect::config::Workers,
+    /// Intra-op threads of each model instance (already set in the engines; logged here).
+    pub threads_per_worker: usize,
+}
+
+/// Runs the stage on this thread (and, pipelined, the threads it starts) until the hub
+/// is drained and closed, or the scene stage is gone.
+pub fn run(detector: Box<dyn Detector>, hub: Arc<FrameHub>, out: Sender<Detected>, batching: Batching, layout: Layout, sup: &Supervisor) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let workers = layout.workers.resolve(&detector.info().device, layout.threads_per_worker, cores);
+    match detector.into_parts(workers) {
+        DetectorParts::Split { codec, engines } => pipelined::run(codec, engines, hub, out, batching, layout, sup),
+        DetectorParts::Whole(detector) => {
+            tracing::info!(workers = 1, "detect stage: the detector runs whole on one thread");
+            run_whole(detector, hub, out, batching, sup.metrics.clone())
+        }
+    }
+}
+
+fn run_whole(mut detector: Box<dyn Detector>, hub: Arc<FrameHub>, out: Sender<Detected>, batching: Batching, metrics: Arc<Metrics>) {
     let hist = metrics.stage_seconds.with_label_values(&["detect"]);
     loop {
         let batch = hub.take_batch_per_camera(batching.max, batching.per_camera, batching.max_wait);
@@ -87,25 +119,29 @@ fn detect(detector: &mut dyn Detector, batch: Vec<Frame>, out: &Sender<Detected>
             }
         }
         Err(e) => {
-            // No fake "nothing detected" result: the frame is counted as failed, and a
-            // source that commits (Kafka) is told, so it dead-letters the frame instead
-            // of committing it as analysed.
             for f in &batch {
-                metrics.frames_failed.with_label_values(&[&f.camera_id, "detect"]).inc();
-                tracing::error!(camera = %f.camera_id, seq = f.seq, error = %e, "detection failed; frame skipped");
-                if let Some(ack) = &f.ack {
-                    ack.fail(format!("detection failed: {e}"));
-                }
+                fail_frame(f, &e, metrics);
             }
         }
     }
     false
 }
 
+/// No fake "nothing detected" result: the frame is counted as failed, and a source that
+/// commits (Kafka) is told, so it dead-letters the frame instead of committing it as
+/// analysed.
+fn fail_frame(f: &Frame, e: &DetectError, metrics: &Metrics) {
+    metrics.frames_failed.with_label_values(&[&f.camera_id, "detect"]).inc();
+    tracing::error!(camera = %f.camera_id, seq = f.seq, error = %e, "detection failed; frame skipped");
+    if let Some(ack) = &f.ack {
+        ack.fail(format!("detection failed: {e}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{DetectError, DetectorInfo};
+    use crate::detect::DetectorInfo;
     use crate::model::{AckReport, FrameAck};
 
     /// Fails every batch that holds a 13-pixel-wide image.
@@ -120,6 +156,9 @@ mod tests {
         }
         fn info(&self) -> &DetectorInfo {
             &self.0
+        }
+        fn into_parts(self: Box<Self>, _workers: usize) -> DetectorParts {
+            DetectorParts::Whole(self)
         }
     }
 

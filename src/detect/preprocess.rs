@@ -90,32 +90,49 @@ pub fn preprocess_into(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) -> Inp
         ChannelOrder::Bgr => [2, 1, 0],
     };
     let inv_std = spec.std.map(|s| 1.0 / s);
-    for c in 0..3 {
+    let (p0, rest) = out.split_at_mut(plane);
+    let (p1, p2) = rest.split_at_mut(plane);
+    let mut planes = [p0, p1, p2];
+
+    // Padding: only where the image does not go (the rest is written once, below).
+    for (c, p) in planes.iter_mut().enumerate() {
         let v = (pad - spec.mean[c]) * inv_std[c];
-        out[c * plane..(c + 1) * plane].fill(v);
+        p[..oy * iw].fill(v);
+        p[(oy + nh) * iw..].fill(v);
+        for row in p[oy * iw..(oy + nh) * iw].chunks_exact_mut(iw) {
+            row[..ox].fill(v);
+            row[ox + nw..].fill(v);
+        }
     }
 
-    // Bilinear resize with half-pixel centres (OpenCV INTER_LINEAR's convention).
-    let x_taps = linear_taps(w, nw);
+    // Bilinear resize with half-pixel centres (OpenCV INTER_LINEAR's convention). The
+    // arithmetic is the same per value as ever (bit-identical input for every backend);
+    // the loop reads each tap's three bytes once and writes the three planes' rows.
+    let x_taps: Vec<(usize, usize, f32)> = linear_taps(w, nw).into_iter().map(|(x0, x1, fx)| (x0 * 3, x1 * 3, fx)).collect();
     let y_taps = linear_taps(h, nh);
     let stride = w * 3;
     let px = &img.pixels;
+    let [m0, m1, m2] = spec.mean;
+    let [s0, s1, s2] = inv_std;
+    let [c0, c1, c2] = src_channel;
     for (dy, &(y0, y1, fy)) in y_taps.iter().enumerate() {
         let row0 = &px[y0 * stride..y0 * stride + stride];
         let row1 = &px[y1 * stride..y1 * stride + stride];
         let base = (oy + dy) * iw + ox;
+        let [p0, p1, p2] = &mut planes;
+        let (d0, d1, d2) = (&mut p0[base..base + nw], &mut p1[base..base + nw], &mut p2[base..base + nw]);
         for (dx, &(x0, x1, fx)) in x_taps.iter().enumerate() {
-            for c in 0..3 {
-                let sc = src_channel[c];
-                let a = row0[x0 * 3 + sc] as f32;
-                let b = row0[x1 * 3 + sc] as f32;
-                let cc = row1[x0 * 3 + sc] as f32;
-                let d = row1[x1 * 3 + sc] as f32;
-                let top = a + (b - a) * fx;
-                let bottom = cc + (d - cc) * fx;
-                let v = top + (bottom - top) * fy;
-                out[c * plane + base + dx] = (v - spec.mean[c]) * inv_std[c];
-            }
+            let (a, b) = (&row0[x0..x0 + 3], &row0[x1..x1 + 3]);
+            let (cc, d) = (&row1[x0..x0 + 3], &row1[x1..x1 + 3]);
+            let lerp = |k: usize| {
+                let top = a[k] as f32 + (b[k] as f32 - a[k] as f32) * fx;
+                let bottom = cc[k] as f32 + (d[k] as f32 - cc[k] as f32) * fx;
+                top + (bottom - top) * fy
+            };
+            let v = [lerp(0), lerp(1), lerp(2)];
+            d0[dx] = (v[c0] - m0) * s0;
+            d1[dx] = (v[c1] - m1) * s1;
+            d2[dx] = (v[c2] - m2) * s2;
         }
     }
     InputTransform { sx, sy, ox: ox as f32, oy: oy as f32, orig_width: img.width, orig_height: img.height }
@@ -180,6 +197,59 @@ mod tests {
         let t = preprocess_into(&img, &spec(Resize::Letterbox { pad: 0 }, ChannelOrder::Rgb), &mut out);
         assert_eq!(t.to_original([0.0, 2.0, 8.0, 6.0]), [0.0, 0.0, 16.0, 8.0]);
         assert_eq!(t.to_original([-5.0, 0.0, 100.0, 100.0]), [0.0, 0.0, 16.0, 8.0]);
+    }
+
+    /// The reference: the straightforward per-channel loop the fast one replaced. Both
+    /// must give bit-identical tensors (backend parity and golden detections rely on it).
+    fn reference(img: &RgbImage, spec: &InputSpec, out: &mut [f32]) {
+        let (iw, ih) = (spec.width as usize, spec.height as usize);
+        let (w, h) = (img.width as usize, img.height as usize);
+        let s = (iw as f32 / w as f32).min(ih as f32 / h as f32);
+        let (nw, nh) = (((w as f32 * s).round() as usize).clamp(1, iw), ((h as f32 * s).round() as usize).clamp(1, ih));
+        let (ox, oy) = ((iw - nw) / 2, (ih - nh) / 2);
+        let Resize::Letterbox { pad } = spec.resize else { unreachable!() };
+        let src = match spec.order {
+            ChannelOrder::Rgb => [0, 1, 2],
+            ChannelOrder::Bgr => [2, 1, 0],
+        };
+        let plane = iw * ih;
+        for c in 0..3 {
+            out[c * plane..(c + 1) * plane].fill((pad as f32 - spec.mean[c]) * (1.0 / spec.std[c]));
+        }
+        let (xt, yt) = (linear_taps(w, nw), linear_taps(h, nh));
+        for (dy, &(y0, y1, fy)) in yt.iter().enumerate() {
+            for (dx, &(x0, x1, fx)) in xt.iter().enumerate() {
+                for c in 0..3 {
+                    let p = |x: usize, y: usize| img.pixels[(y * w + x) * 3 + src[c]] as f32;
+                    let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * fx;
+                    let bottom = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * fx;
+                    let v = top + (bottom - top) * fy;
+                    out[c * plane + (oy + dy) * iw + ox + dx] = (v - spec.mean[c]) * (1.0 / spec.std[c]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_the_reference_loop_bit_for_bit() {
+        // A noisy 37x23 image into a 16x16 letterbox (odd sizes, both pad bands), BGR.
+        let pixels: Vec<u8> = (0..37 * 23 * 3u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let img = RgbImage::new(37, 23, pixels).unwrap();
+        for (w, h) in [(16, 16), (16, 24), (24, 16)] {
+            let s = InputSpec {
+                width: w,
+                height: h,
+                resize: Resize::Letterbox { pad: 114 },
+                order: ChannelOrder::Bgr,
+                mean: [103.5, 116.3, 123.7],
+                std: [57.4, 57.1, 58.4],
+            };
+            let (mut fast, mut slow) = (vec![f32::NAN; 3 * (w * h) as usize], vec![0.0; 3 * (w * h) as usize]);
+            preprocess_into(&img, &s, &mut fast);
+            reference(&img, &s, &mut slow);
+            let same = fast.iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{w}x{h}: the tensors differ");
+        }
     }
 
     #[test]

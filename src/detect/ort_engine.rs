@@ -15,6 +15,15 @@ use crate::detect::config::{DetectorConfig, DevicePreference};
 
 static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
 
+/// Prepacked weights per model file, shared by every session of that model in the
+/// process (the pipeline's workers, the API's analysis workers): each session would
+/// otherwise keep its own copy of the weights in the kernels' layout.
+static PREPACKED: OnceLock<parking_lot::Mutex<std::collections::HashMap<PathBuf, ort::session::builder::PrepackedWeights>>> = OnceLock::new();
+
+fn prepacked(path: &Path) -> ort::session::builder::PrepackedWeights {
+    PREPACKED.get_or_init(Default::default).lock().entry(path.to_path_buf()).or_insert_with(ort::session::builder::PrepackedWeights::new).clone()
+}
+
 fn engine_err(reason: impl ToString) -> DetectError {
     DetectError::Engine { engine: "ort", reason: reason.to_string() }
 }
@@ -57,6 +66,8 @@ impl OrtEngine {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(engine_err)?
             .with_intra_threads(cfg.threads)
+            .map_err(engine_err)?
+            .with_prepacked_weights(&prepacked(path))
             .map_err(engine_err)?;
         if !cfg.ort_arena {
             // Registering the CPU provider with its arena off sets the session option

@@ -149,10 +149,12 @@ impl Members {
     fn start_worker(&mut self, name: &str) {
         assert!(!self.procs.contains_key(name), "{name} is running");
         let dir = self.dir(name);
-        // Three workers share two cores here: one detector thread each (ONNX Runtime's
-        // pool of two per process, three processes, oversubscribes the cores).
+        // Three workers share two cores here: one model instance with one thread each
+        // (ONNX Runtime's pool of two per process, or "auto"'s two instances per process,
+        // three processes, oversubscribes the cores).
         let mut env = fleet_env(&self.brokers, name);
         env.push(("ARGUS_DETECTOR__THREADS", "1".into()));
+        env.push(("ARGUS_DETECTOR__WORKERS", "1".into()));
         let (child, base) = argus_run(&dir, &self.site, &["--worker"], &env);
         self.procs.insert(name.into(), Proc { child, base, log: dir.join("stderr"), started: Instant::now() });
     }

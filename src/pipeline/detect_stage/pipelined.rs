@@ -279,6 +279,15 @@ mod tests {
         }
     }
 
+    /// A `Jittery` detector taken apart with `workers` engines.
+    fn jittery_parts(workers: usize) -> (Arc<Codec>, Vec<Box<dyn InferenceEngine>>) {
+        let loader: EngineLoader = Arc::new(|| Ok(Box::new(Jittery) as Box<dyn InferenceEngine>));
+        let detector =
+            EngineDetector::new(ModelSpec::custom_yolo(32, vec!["thing".into()], None), Box::new(Jittery), "jittery".into(), 0.5, None, 10).with_loader(loader);
+        let DetectorParts::Split { codec, engines } = Box::new(detector).into_parts(workers) else { panic!("an engine detector comes apart") };
+        (codec, engines)
+    }
+
     fn frame(camera: &str, seq: u64, value: u8, acks: &crossbeam_channel::Sender<AckReport>) -> Frame {
         Frame {
             camera_id: Arc::from(camera),
@@ -299,10 +308,7 @@ mod tests {
     /// (never dropped unreported), and a camera's end comes after all of its frames.
     #[test]
     fn several_workers_keep_each_cameras_order_and_report_failures() {
-        let loader: EngineLoader = Arc::new(|| Ok(Box::new(Jittery) as Box<dyn InferenceEngine>));
-        let detector =
-            EngineDetector::new(ModelSpec::custom_yolo(32, vec!["thing".into()], None), Box::new(Jittery), "jittery".into(), 0.5, None, 10).with_loader(loader);
-        let DetectorParts::Split { codec, engines } = Box::new(detector).into_parts(3) else { panic!("an engine detector comes apart") };
+        let (codec, engines) = jittery_parts(3);
         assert_eq!(engines.len(), 3);
 
         let hub = FrameHub::new();
@@ -353,10 +359,7 @@ mod tests {
     /// When the scene stage is gone, every thread of the stage stops (no hang).
     #[test]
     fn the_stage_stops_when_the_scene_stage_is_gone() {
-        let loader: EngineLoader = Arc::new(|| Ok(Box::new(Jittery) as Box<dyn InferenceEngine>));
-        let detector =
-            EngineDetector::new(ModelSpec::custom_yolo(32, vec!["thing".into()], None), Box::new(Jittery), "jittery".into(), 0.5, None, 10).with_loader(loader);
-        let DetectorParts::Split { codec, engines } = Box::new(detector).into_parts(2) else { panic!("an engine detector comes apart") };
+        let (codec, engines) = jittery_parts(2);
         let hub = FrameHub::new();
         let (acks_tx, _acks) = crossbeam_channel::unbounded();
         let lane = hub.lane(Arc::from("a"), 8, Overflow::Block);

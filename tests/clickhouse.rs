@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argus::model::{EventKind, sample_event};
-use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows};
+use argus::store::clickhouse::{ClickHouseStore, EventRow, ObjectRow, event_rows, insert_events};
 use argus::store::{EventQuery, EventStore, StatsQuery};
 use serde_json::Value;
 
@@ -53,6 +53,35 @@ fn a_full_row_round_trips_and_replays_replace_themselves() {
     // Readable by analysts as text, too.
     let row = server.sql("SELECT kind, level, toString(ts), ts_ms, has(zones, 'gate') FROM events FINAL FORMAT TSV");
     assert_eq!(row.trim(), "incident.opened\thigh\t2025-11-23 08:00:00\t1763884800123\t1");
+}
+
+/// Rows are built while the objects insert streams, so an event ClickHouse cannot hold
+/// (captured in 2200: `DateTime` ends in 2106) is met after earlier events' objects are
+/// on their way. Without skipping, the whole batch fails and none of it is stored (the
+/// streamed insert is aborted, not committed half); with skipping, only it is left out.
+#[test]
+fn an_unrepresentable_event_fails_its_batch_whole_or_is_left_out_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("ch"));
+    let s = store(&server, dir.path());
+    let good = |camera: &str| Arc::new(sample_event(camera, 1_763_884_800_123, EventKind::FrameAnalyzed));
+    let mut far = sample_event("far", 1_763_884_800_123, EventKind::FrameAnalyzed);
+    far.captured_at = time::OffsetDateTime::from_unix_timestamp(7_258_118_400).unwrap();
+    let batch = vec![good("a"), Arc::new(far), good("b")];
+    let objects_of_good = batch[0].objects.len() + batch[2].objects.len();
+    assert!(objects_of_good > 0);
+    let counts = || {
+        let text = server.sql("SELECT (SELECT count() FROM events), (SELECT count() FROM objects) FORMAT TSV");
+        let v: Vec<usize> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        (v[0], v[1])
+    };
+
+    let err = insert_events(s.conn(), &batch, false).unwrap_err();
+    assert!(err.to_string().contains("far") || err.to_string().contains("2106") || err.to_string().contains("1970"), "{err}");
+    assert_eq!(counts(), (0, 0), "nothing of a failed batch is stored, not even the objects streamed before the bad event");
+
+    assert_eq!(insert_events(s.conn(), &batch, true).unwrap(), (2, objects_of_good));
+    assert_eq!(counts(), (2, objects_of_good));
 }
 
 /// The rows as ClickHouse stores them, against fixtures written by hand from the event

@@ -105,6 +105,42 @@ fn h264_h265_and_mjpeg_cameras_stream() {
     assert!(proc_.0.try_wait().unwrap().is_none());
 }
 
+/// `--loop` (the compose stack's camera): a 2 s clip served as an endless live camera.
+/// Argus must see more than twice the clip's frames with no reconnect in between.
+#[test]
+fn a_looped_file_plays_on_past_its_end_as_one_live_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.avi");
+    let made = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=20", "pattern=ball", "!", "video/x-raw,width=320,height=240,framerate=10/1", "!", "jpegenc", "!", "avimux", "!", "filesink"])
+        .arg(format!("location={}", clip.display()))
+        .status()
+        .unwrap();
+    assert!(made.success(), "gst-launch-1.0 could not write the clip");
+    let port = free_port();
+    let clip_arg = clip.display().to_string();
+    let _server = Proc(rtsp_server::spawn_test_server(&[
+        "--port",
+        &port.to_string(),
+        "--path",
+        "/cam",
+        "--fps",
+        "10",
+        "--size",
+        "320x240",
+        "--file",
+        &clip_arg,
+        "--loop",
+    ]));
+    let (mut proc_, base) = argus(dir.path(), &cameras_toml(&[("looped", port)], 5.0));
+    // 45 frames = the clip two and a quarter times, at 10 fps ~4.5 s.
+    wait_for(&base, "looped", Duration::from_secs(40), "frames past the clip's end", |c| frames(c) >= 45);
+    let c = camera(&base, "looped");
+    assert_eq!(c["state"], "streaming", "{c}");
+    assert_eq!(c["restarts"], 0, "the loop must not end the stream: {c}");
+    assert!(proc_.0.try_wait().unwrap().is_none());
+}
+
 #[test]
 fn survives_server_restart_and_freeze_and_never_leaks_credentials() {
     let port = free_port();

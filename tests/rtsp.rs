@@ -112,7 +112,20 @@ fn a_looped_file_plays_on_past_its_end_as_one_live_stream() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.avi");
     let made = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=20", "pattern=ball", "!", "video/x-raw,width=320,height=240,framerate=10/1", "!", "jpegenc", "!", "avimux", "!", "filesink"])
+        .args([
+            "-q",
+            "videotestsrc",
+            "num-buffers=20",
+            "pattern=ball",
+            "!",
+            "video/x-raw,width=320,height=240,framerate=10/1",
+            "!",
+            "jpegenc",
+            "!",
+            "avimux",
+            "!",
+            "filesink",
+        ])
         .arg(format!("location={}", clip.display()))
         .status()
         .unwrap();

@@ -37,7 +37,18 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { address: "127.0.0.1".into(), port: 8554, path: "/cam".into(), codec: "h264".into(), fps: 15, width: 640, height: 360, file: None, looped: false, protocols: None };
+    let mut a = Args {
+        address: "127.0.0.1".into(),
+        port: 8554,
+        path: "/cam".into(),
+        codec: "h264".into(),
+        fps: 15,
+        width: 640,
+        height: 360,
+        file: None,
+        looped: false,
+        protocols: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -79,10 +90,9 @@ fn parse() -> Result<Args, String> {
 fn launch_line(a: &Args) -> Result<String, String> {
     // x264enc needs I420 input, or it emits 4:4:4 that many decoders cannot handle.
     let raw = match &a.file {
-        Some(_) if a.looped => format!(
-            "appsrc name=loopsrc format=time caps=image/jpeg,width={},height={},framerate={}/1 ! jpegdec ! videoconvert",
-            a.width, a.height, a.fps
-        ),
+        Some(_) if a.looped => {
+            format!("appsrc name=loopsrc format=time caps=image/jpeg,width={},height={},framerate={}/1 ! jpegdec ! videoconvert", a.width, a.height, a.fps)
+        }
         Some(f) => format!("filesrc location=\"{f}\" ! decodebin ! videoconvert ! videoscale ! videorate"),
         None => "videotestsrc is-live=true pattern=ball".to_string(),
     };
@@ -106,14 +116,8 @@ fn decode_to_jpegs(file: &str, a: &Args) -> Result<Vec<gst::Buffer>, String> {
          ! appsink name=sink sync=false",
         a.width, a.height, a.fps
     );
-    let pipeline = gst::parse::launch(&line)
-        .map_err(|e| format!("--loop: {e}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "--loop: not a pipeline")?;
-    let sink = pipeline
-        .by_name("sink")
-        .and_then(|s| s.downcast::<gst_app::AppSink>().ok())
-        .ok_or("--loop: no appsink")?;
+    let pipeline = gst::parse::launch(&line).map_err(|e| format!("--loop: {e}"))?.downcast::<gst::Pipeline>().map_err(|_| "--loop: not a pipeline")?;
+    let sink = pipeline.by_name("sink").and_then(|s| s.downcast::<gst_app::AppSink>().ok()).ok_or("--loop: no appsink")?;
     pipeline.set_state(gst::State::Playing).map_err(|e| format!("--loop: cannot play {file}: {e}"))?;
     let mut frames = Vec::new();
     let result = loop {

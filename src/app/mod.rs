@@ -7,12 +7,14 @@
 mod fleet;
 mod info;
 mod ingest;
+mod replay;
 mod running;
 mod scenes;
 mod serve;
 
 pub use info::{FEATURES, compiled_features, pipeline_summaries};
 pub use ingest::{IngestOptions, IngestPlan, plan as ingest_plan, run_ingest};
+pub use replay::{ReplayReport, ReplayRequest, replay};
 pub use running::{ReloadSummary, Running, start};
 pub use scenes::{Scenes, build_scenes, camera_contexts};
 pub use serve::{ServeOptions, load_valid, load_valid_as, run};

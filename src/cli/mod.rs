@@ -6,6 +6,7 @@ mod bench;
 mod calibrate;
 mod check;
 mod ingest;
+mod replay;
 mod run;
 mod soak;
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// Fit and print each camera's homography, each point's error in metres and a
     /// [cameras.calibration] snippet to paste (from the config, or from a points file).
     Calibrate(calibrate::CalibrateArgs),
+    /// The incidents an edited pipeline would give on a recording, next to those of the
+    /// pipeline running now (deterministic; as fast as the machine allows).
+    Replay(replay::ReplayArgs),
     /// Measure detector latency per backend and end-to-end throughput on the demo video.
     Bench(bench::detector::BenchArgs),
     /// Peak resident memory of `argus --version`, the demo and the demo with several
@@ -67,6 +71,7 @@ pub fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Analyze(args) => done(analyze::run(args)),
         Command::Check { config, worker } => Ok(check::run(config, worker)),
         Command::Calibrate(args) => done(calibrate::run(args)),
+        Command::Replay(args) => replay::run(args),
         Command::Bench(args) => done(bench::detector::run(args)),
         Command::BenchMemory(args) => done(bench::memory::run(args)),
         Command::Soak(args) => done(soak::run(args)),

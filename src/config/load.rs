@@ -139,6 +139,12 @@ fn read(p: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// Reads and parses one pipeline file (not validated: `validated` does that with the
+/// argus.toml it runs under).
+pub fn load_pipeline(path: &Path) -> Result<PipelineConfig, ConfigError> {
+    parse(path, &read(path)?)
+}
+
 /// Parses one TOML document into `T`, turning serde's error into a `ConfigIssue`.
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     toml::from_str(text).map_err(|e| ConfigError::Invalid(vec![toml_issue(file, text, &e)]))

@@ -7,5 +7,5 @@ mod load;
 mod validate;
 
 pub use files::*;
-pub use load::{ConfigError, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE, LoadedConfig, load, load_from_str};
+pub use load::{ConfigError, EMBEDDED_CONFIG, EMBEDDED_DEMO_PIPELINE, LoadedConfig, load, load_from_str, load_pipeline};
 pub use validate::{ValidConfig, Validated, check, validate, validated};

@@ -39,6 +39,7 @@ async fn start() -> Server {
         captioner: "scene".into(),
         pipelines: vec![],
         features: argus::app::compiled_features(),
+        pipeline_docs: vec![],
     }));
     let metrics = Arc::new(Metrics::new());
     let live = argus::api::live::LiveHub::new(8, metrics.clone());

@@ -147,6 +147,10 @@ async fn start(o: Options) -> Server {
         captioner: "scene".into(),
         pipelines: vec![],
         features: argus::app::compiled_features(),
+        pipeline_docs: vec![argus::api::PipelineDoc {
+            name: "site".into(),
+            doc: serde_json::json!({ "name": "site", "file": "pipelines/site.toml", "pipeline": { "name": "site" }, "cameras": [{ "id": "gate", "calibration": null }] }),
+        }],
     }));
     let metrics = Arc::new(Metrics::new());
     let live = api::live::LiveHub::with_limits(64, o.live, metrics.clone());
@@ -262,7 +266,9 @@ async fn api_keys_guard_every_route_but_probes_and_metrics() {
         let (code, _, _) = send(c.get(format!("{}{path}", s.base))).await;
         assert!(code == 200 || code == 503, "{path}: {code}");
     }
-    for path in ["/v1/info", "/v1/cameras", "/v1/cameras/gate", "/v1/events", "/v1/stats", "/v1/tasks/x", "/v1/events/stream"] {
+    for path in
+        ["/v1/info", "/v1/pipelines", "/v1/pipelines/site", "/v1/cameras", "/v1/cameras/gate", "/v1/events", "/v1/stats", "/v1/tasks/x", "/v1/events/stream"]
+    {
         let (code, headers, body) = send(c.get(format!("{}{path}", s.base))).await;
         assert_error(code, &body, 401, "UNAUTHORIZED");
         assert!(headers.get("www-authenticate").is_some());
@@ -287,6 +293,14 @@ async fn api_keys_guard_every_route_but_probes_and_metrics() {
     assert_eq!(code, 200);
     let (code, _, body) = send(c.get(format!("{}/v1/events?access_token={KEY}&limit=5", s.base))).await;
     assert_eq!(code, 200, "{body}");
+    // Pipelines: every document, one by name, an unknown name 404 with those there are.
+    let (code, _, body) = send(authed(c.get(format!("{}/v1/pipelines", s.base)))).await;
+    assert_eq!((code, body["pipelines"][0]["name"].as_str()), (200, Some("site")), "{body}");
+    let (code, _, one) = send(authed(c.get(format!("{}/v1/pipelines/site", s.base)))).await;
+    assert_eq!((code, &one), (200, &body["pipelines"][0]));
+    let (code, _, body) = send(authed(c.get(format!("{}/v1/pipelines/nope", s.base)))).await;
+    assert_error(code, &body, 404, "NOT_FOUND");
+    assert_eq!(body["details"]["pipelines"], serde_json::json!(["site"]));
     // Camera credentials never appear.
     let (_, _, body) = send(authed(c.get(format!("{}/v1/cameras/gate", s.base)))).await;
     assert_eq!(body["id"], "gate");

@@ -17,6 +17,7 @@ pub mod guard;
 pub mod incidents;
 pub mod live;
 pub mod openapi;
+pub mod pipelines;
 pub mod server;
 mod web;
 pub mod webhook;
@@ -58,6 +59,16 @@ pub struct Info {
     pub captioner: String,
     pub pipelines: Vec<PipelineSummary>,
     pub features: Vec<&'static str>,
+    /// `GET /v1/pipelines`: each pipeline's document (not part of `/v1/info`).
+    #[serde(skip)]
+    pub pipeline_docs: Vec<PipelineDoc>,
+}
+
+/// One pipeline as `GET /v1/pipelines/{name}` answers: `{name, file, pipeline, cameras}`.
+#[derive(Debug, Clone)]
+pub struct PipelineDoc {
+    pub name: String,
+    pub doc: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,6 +177,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/v1/info", get(info))
         .route("/v1/fleet", get(fleet))
+        .route("/v1/pipelines", get(pipelines::list))
+        .route("/v1/pipelines/{name}", get(pipelines::one))
         .route("/v1/cameras", get(cameras::list))
         .route("/v1/cameras/{id}", get(cameras::one))
         .route("/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))

@@ -116,6 +116,8 @@ impl Modify for Security {
         super::metrics,
         super::info,
         super::fleet,
+        super::pipelines::list,
+        super::pipelines::one,
         super::cameras::list,
         super::cameras::one,
         super::cameras::snapshot,

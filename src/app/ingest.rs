@@ -108,6 +108,7 @@ pub fn run_ingest(cfg: ValidConfig, opts: IngestOptions) -> Result<(), AppError>
         captioner: "none (argus ingest)".into(),
         pipelines,
         features: compiled_features(),
+        pipeline_docs: super::info::pipeline_docs(&cfg, &cfg.validated),
     }));
     let fleet = super::fleet::start(&cfg, "ingest", Some(opts.shard.to_string()), &health, &metrics)?;
     info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());

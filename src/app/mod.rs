@@ -12,7 +12,7 @@ mod running;
 mod scenes;
 mod serve;
 
-pub use info::{FEATURES, compiled_features, pipeline_summaries};
+pub use info::{FEATURES, compiled_features, pipeline_docs, pipeline_summaries};
 pub use ingest::{IngestOptions, IngestPlan, plan as ingest_plan, run_ingest};
 pub use replay::{ReplayReport, ReplayRequest, replay};
 pub use running::{ReloadSummary, Running, start};

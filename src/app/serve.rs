@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::info::{compiled_features, pipeline_summaries};
+use super::info::{compiled_features, pipeline_docs, pipeline_summaries};
 use super::running::{Running, start};
 use super::scenes::{build_scenes, camera_contexts};
 use super::{AppError, RunOptions};
@@ -78,7 +78,10 @@ fn reload(opts: &ServeOptions, cfg: &ValidConfig, running: &mut Running, info: &
     }
     match running.reload(&new, &new.validated, &opts.run) {
         Ok(s) => {
-            info.write().unwrap_or_else(|e| e.into_inner()).pipelines = pipeline_summaries(&new);
+            let mut info = info.write().unwrap_or_else(|e| e.into_inner());
+            info.pipelines = pipeline_summaries(&new);
+            info.pipeline_docs = pipeline_docs(&new, &new.validated);
+            drop(info);
             tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = ?s.unchanged, needs_restart = ?s.needs_restart, "configuration reloaded");
         }
         Err(e) => tracing::error!(error = %e, "reload failed"),
@@ -377,6 +380,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         captioner: captioner_info,
         pipelines: pipeline_summaries(&cfg),
         features: compiled_features(),
+        pipeline_docs: pipeline_docs(&cfg, &cfg.validated),
     }));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("argus-api").build().map_err(AppError::Thread)?;

@@ -66,6 +66,11 @@ impl ApiKeys {
         }
     }
 
+    /// Key `index`'s name when it has one (`server.named_api_keys`).
+    pub fn named(&self, index: usize) -> Option<&str> {
+        self.names.get(index).and_then(|n| n.as_deref())
+    }
+
     /// The configured keys plus those in `ARGUS_API_KEYS`, which must meet the same
     /// rules as keys in a file (a short key in the environment is no safer).
     pub fn from_env_and(config: &[String], named: &std::collections::BTreeMap<String, String>, protect_metrics: bool) -> Result<Self, String> {

@@ -19,6 +19,9 @@ pub struct ServerConfig {
     /// name is who an operator's action on an incident is recorded as (an unnamed key
     /// is recorded as `key-<first 8 hex digits of its SHA-256>`).
     pub named_api_keys: std::collections::BTreeMap<String, String>,
+    /// Names of `named_api_keys` that may change pipelines (`PUT /v1/pipelines/{name}`);
+    /// every change is logged with the name.
+    pub pipeline_editors: Vec<String>,
     /// Also require a key for /metrics.
     pub protect_metrics: bool,
     /// Without API keys the API refuses to listen beyond loopback; `true` says the
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             named_api_keys: Default::default(),
+            pipeline_editors: Vec::new(),
             protect_metrics: false,
             allow_open_network: false,
             allowed_hosts: Vec::new(),
@@ -181,6 +185,19 @@ pub fn validate(s: &ServerConfig, iss: &mut Issues) {
         && secret.len() < MIN_SECRET_LEN
     {
         iss.add("server.webhook_secret", "a webhook secret must be at least 16 characters", "generate one, e.g. `openssl rand -hex 32`");
+    }
+    for (i, name) in s.pipeline_editors.iter().enumerate() {
+        if !s.named_api_keys.contains_key(name) {
+            let names: Vec<&str> = s.named_api_keys.keys().map(String::as_str).collect();
+            iss.add(
+                format!("server.pipeline_editors[{i}]"),
+                format!("no named API key `{name}`"),
+                format!(
+                    "name one of server.named_api_keys ({}), or add `{name} = \"<key>\"` there",
+                    if names.is_empty() { "none yet".to_string() } else { names.join(", ") }
+                ),
+            );
+        }
     }
     for (i, h) in s.allowed_hosts.iter().enumerate() {
         let bare = h.trim_start_matches('[').trim_end_matches(']');

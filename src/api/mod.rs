@@ -114,6 +114,8 @@ pub struct AppState {
     /// Where operators' actions on incidents are published (set once the pipeline runs;
     /// `None`: the action routes answer 503).
     pub actions: Arc<parking_lot::RwLock<Option<Arc<dyn incidents::ActionOutlet>>>>,
+    /// `PUT /v1/pipelines/{name}` (`None`: 503).
+    pub pipeline_editor: Option<Arc<dyn pipelines::PipelineEditor>>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ impl AppState {
             limits: Limits::default(),
             fleet: None,
             actions: Arc::default(),
+            pipeline_editor: None,
         }
     }
 }
@@ -178,7 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/fleet", get(fleet))
         .route("/v1/pipelines", get(pipelines::list))
-        .route("/v1/pipelines/{name}", get(pipelines::one))
+        .route("/v1/pipelines/{name}", get(pipelines::one).put(pipelines::put))
         .route("/v1/cameras", get(cameras::list))
         .route("/v1/cameras/{id}", get(cameras::one))
         .route("/v1/cameras/{id}/snapshot.jpg", get(cameras::snapshot))

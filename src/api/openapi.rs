@@ -118,6 +118,7 @@ impl Modify for Security {
         super::fleet,
         super::pipelines::list,
         super::pipelines::one,
+        super::pipelines::put,
         super::cameras::list,
         super::cameras::one,
         super::cameras::snapshot,

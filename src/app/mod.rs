@@ -4,6 +4,7 @@
 //! `argus run`; `ingest`: cameras to the frames topic for `argus ingest`; `info`: what `/v1/info` reports). The only module that knows every
 //! other one; nothing below imports it.
 
+mod editor;
 mod fleet;
 mod info;
 mod ingest;

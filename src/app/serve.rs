@@ -388,6 +388,7 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
     let fleet = super::fleet::start(&cfg, opts.role(), None, &health, &metrics)?;
     info.write().unwrap_or_else(|e| e.into_inner()).fleet = fleet.as_ref().map(|f| f.member.clone());
     let mut actions = None;
+    let signals = install_signals(&rt);
     let server = if cfg.argus.server.enabled {
         let parts = ApiParts {
             keys,
@@ -402,13 +403,14 @@ pub fn run(cfg: ValidConfig, opts: ServeOptions) -> Result<(), AppError> {
         };
         let mut state = api_state(&cfg, &rt, parts)?;
         state.fleet = fleet.as_ref().map(|f| f.view.clone());
+        state.pipeline_editor =
+            Some(Arc::new(super::editor::FileEditor::new(opts.config.clone(), opts.worker, cfg.argus.server.pipeline_editors.clone(), signals.reload.clone())));
         actions = Some(state.actions.clone());
         Some(start_server(&cfg, &rt, state, metrics.clone(), shutdown_rx.clone())?)
     } else {
         None
     };
 
-    let signals = install_signals(&rt);
     let disk_stop = Arc::new(AtomicBool::new(false));
     if cfg.argus.limits.min_free_disk_mb > 0 {
         crate::telemetry::disk::spawn(written_dirs(&cfg), cfg.argus.limits.min_free_disk_mb, health.clone(), metrics.clone(), disk_stop.clone())

@@ -200,8 +200,12 @@ fn server_hardening_keys_are_checked() {
         .replace("request_timeout_s = 60.0", "request_timeout_s = 10.0")
         .replace("webhook_allow = []", "webhook_allow = [\"http://hooks.lan/x\"]")
         .replace("allowed_hosts = []", "allowed_hosts = [\"https://argus.lan/\", \"argus.lan:8080\", \"[fd00::1]\", \"fd00::2\"]")
-        .replace("max_live_clients = 256", "max_live_clients = 0");
+        .replace("max_live_clients = 256", "max_live_clients = 0")
+        .replace("named_api_keys = {}", "named_api_keys = { alice = \"alice-key-0123456789abc\" }")
+        .replace("pipeline_editors = []", "pipeline_editors = [\"alice\", \"carol\"]");
     let list = issues(&text, None);
+    assert_issue(&list, "config/argus.toml", "server.pipeline_editors[1]", "no named API key `carol`");
+    assert!(list.iter().all(|i| i.key != "server.pipeline_editors[0]"), "alice is a named key: {list:?}");
     assert_issue(&list, "config/argus.toml", "server.request_timeout_s", "longer than server.analyze_timeout_s");
     assert_issue(&list, "config/argus.toml", "server.webhook_allow[0]", "neither a host name nor an address");
     assert_issue(&list, "config/argus.toml", "server.allowed_hosts[0]", "not a host name");
